@@ -1,0 +1,168 @@
+#include "vk/buffer.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "vk/check.hpp"
+#include "vk/device.hpp"
+
+namespace inferno::vk {
+
+Buffer::Buffer(Device& device, uint64_t bytes, MemoryKind kind, std::string name)
+    : device_(&device), bytes_(bytes), name_(std::move(name)) {
+  const uint64_t size = std::max<uint64_t>(16, (bytes + 15) & ~uint64_t(15));
+  if (kind == MemoryKind::Device && size > device.caps().max_memory_allocation_size)
+    throw Error("device buffer '" + name_ + "' of " + std::to_string(bytes) + " bytes exceeds the device's largest allocation (" +
+                std::to_string(device.caps().max_memory_allocation_size) + " bytes)");
+  VkBufferCreateInfo bi{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
+  bi.size = size_ = size;
+  bi.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  if (kind == MemoryKind::Device) bi.usage |= VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+  bi.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  check(vkCreateBuffer(device.handle(), &bi, nullptr, &buffer_), "vkCreateBuffer");
+
+  VkMemoryRequirements req;
+  vkGetBufferMemoryRequirements(device.handle(), buffer_, &req);
+  VkMemoryPropertyFlags required = 0, preferred = 0;
+  switch (kind) {
+    case MemoryKind::Device: required = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT; break;
+    case MemoryKind::Staging:
+      required = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+      break;
+    case MemoryKind::Readback:
+      required = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+      preferred = VK_MEMORY_PROPERTY_HOST_CACHED_BIT;
+      break;
+  }
+  VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+  ai.allocationSize = req.size;
+  ai.memoryTypeIndex = device.memory_type(req.memoryTypeBits, required, preferred);
+  const VkResult r = vkAllocateMemory(device.handle(), &ai, nullptr, &memory_);
+  if (r != VK_SUCCESS) {
+    vkDestroyBuffer(device.handle(), buffer_, nullptr);
+    buffer_ = VK_NULL_HANDLE;
+    if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
+      throw OutOfDeviceMemory("out of device memory allocating " + std::to_string(bytes) + " bytes for '" + name_ +
+                              "' on " + device.caps().name + " (" + std::to_string(device.allocated_bytes()) +
+                              " bytes already held)");
+    check(r, "vkAllocateMemory");
+  }
+  check(vkBindBufferMemory(device.handle(), buffer_, memory_, 0), "vkBindBufferMemory");
+  allocated_ = req.size;
+  device.note_allocation(int64_t(allocated_), 1);
+  // Map whatever is host-visible: on UMA devices even device-local memory is, and uploads become memcpy.
+  VkPhysicalDeviceMemoryProperties mp;
+  vkGetPhysicalDeviceMemoryProperties(device.physical(), &mp);
+  const auto flags = mp.memoryTypes[ai.memoryTypeIndex].propertyFlags;
+  if ((flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) && (flags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT))
+    check(vkMapMemory(device.handle(), memory_, 0, VK_WHOLE_SIZE, 0, &mapped_), "vkMapMemory");
+}
+
+void Buffer::release() {
+  if (!device_) return;
+  if (buffer_) vkDestroyBuffer(device_->handle(), buffer_, nullptr);
+  if (memory_) {
+    vkFreeMemory(device_->handle(), memory_, nullptr);
+    device_->note_allocation(-int64_t(allocated_), -1);
+  }
+  buffer_ = VK_NULL_HANDLE;
+  memory_ = VK_NULL_HANDLE;
+  mapped_ = nullptr;
+  device_ = nullptr;
+}
+
+Buffer::~Buffer() { release(); }
+
+Buffer::Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    release();
+    device_ = std::exchange(o.device_, nullptr);
+    buffer_ = std::exchange(o.buffer_, VK_NULL_HANDLE);
+    memory_ = std::exchange(o.memory_, VK_NULL_HANDLE);
+    bytes_ = std::exchange(o.bytes_, 0);
+    size_ = std::exchange(o.size_, 0);
+    allocated_ = std::exchange(o.allocated_, 0);
+    mapped_ = std::exchange(o.mapped_, nullptr);
+    name_ = std::move(o.name_);
+  }
+  return *this;
+}
+
+namespace {
+
+constexpr uint64_t kStagingBytes = 32ull << 20;
+
+void check_range(const Buffer& b, uint64_t offset, uint64_t bytes, const char* what) {
+  if (offset > b.bytes() || bytes > b.bytes() - offset)
+    throw Error(std::string(what) + " of " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                " runs past the end of buffer '" + b.name() + "' (" + std::to_string(b.bytes()) + " bytes)");
+}
+
+// Records one copy into a one-shot command buffer and waits for it.
+void copy_once(Device& device, VkBuffer src, uint64_t src_offset, VkBuffer dst, uint64_t dst_offset, uint64_t bytes) {
+  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  ai.commandPool = device.command_pool();
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 1;
+  VkCommandBuffer cb;
+  {
+    std::lock_guard lock(device.queue_mutex());  // command pools are externally synchronised
+    check(vkAllocateCommandBuffers(device.handle(), &ai, &cb), "vkAllocateCommandBuffers");
+  }
+  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  vkBeginCommandBuffer(cb, &bi);
+  // Earlier compute work may still be writing what we read, or reading what we overwrite.
+  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  mb.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                       VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  VkBufferCopy region{src_offset, dst_offset, bytes};
+  vkCmdCopyBuffer(cb, src, dst, 1, &region);
+  vkEndCommandBuffer(cb);
+  device.submit_and_wait(cb);
+  std::lock_guard lock(device.queue_mutex());
+  vkFreeCommandBuffers(device.handle(), device.command_pool(), 1, &cb);
+}
+
+}  // namespace
+
+void upload(Device& device, Buffer& dst, uint64_t dst_offset, const void* src, uint64_t bytes) {
+  check_range(dst, dst_offset, bytes, "upload");
+  if (bytes == 0) return;
+  if (dst.mapped()) {
+    device.wait_idle();  // nothing in flight may touch it while the host writes
+    std::memcpy(static_cast<char*>(dst.mapped()) + dst_offset, src, bytes);
+    return;
+  }
+  Buffer staging(device, std::min(bytes, kStagingBytes), MemoryKind::Staging, "staging");
+  for (uint64_t done = 0; done < bytes;) {
+    const uint64_t n = std::min(bytes - done, kStagingBytes);
+    std::memcpy(staging.mapped(), static_cast<const char*>(src) + done, n);
+    copy_once(device, staging.handle(), 0, dst.handle(), dst_offset + done, n);
+    done += n;
+  }
+}
+
+void download(Device& device, const Buffer& src, uint64_t src_offset, void* dst, uint64_t bytes) {
+  check_range(src, src_offset, bytes, "download");
+  if (bytes == 0) return;
+  if (src.mapped()) {
+    device.wait_idle();
+    std::memcpy(dst, static_cast<const char*>(src.mapped()) + src_offset, bytes);
+    return;
+  }
+  Buffer staging(device, std::min(bytes, kStagingBytes), MemoryKind::Readback, "readback");
+  for (uint64_t done = 0; done < bytes;) {
+    const uint64_t n = std::min(bytes - done, kStagingBytes);
+    copy_once(device, src.handle(), src_offset + done, staging.handle(), 0, n);
+    std::memcpy(static_cast<char*>(dst) + done, staging.mapped(), n);
+    done += n;
+  }
+}
+
+}  // namespace inferno::vk

@@ -1,0 +1,51 @@
+#pragma once
+// One VkBuffer with its own VkDeviceMemory. Sizes are rounded up to 16 bytes so kernels may read whole words.
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <string>
+
+namespace inferno::vk {
+
+class Device;
+
+enum class MemoryKind {
+  Device,    // device-local storage buffer (weights, activations, KV cache)
+  Staging,   // host-visible, for uploads
+  Readback,  // host-visible (cached where possible), for downloads
+};
+
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Device& device, uint64_t bytes, MemoryKind kind, std::string name);
+  ~Buffer();
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  VkBuffer handle() const { return buffer_; }
+  uint64_t bytes() const { return bytes_; }           // as asked for
+  uint64_t size() const { return size_; }             // the VkBuffer's size: bytes rounded up to 16
+  uint64_t allocated_bytes() const { return allocated_; }  // what the driver gave
+  const std::string& name() const { return name_; }
+  void* mapped() const { return mapped_; }            // non-null when host-visible
+  explicit operator bool() const { return buffer_ != VK_NULL_HANDLE; }
+
+ private:
+  void release();
+  Device* device_ = nullptr;
+  VkBuffer buffer_ = VK_NULL_HANDLE;
+  VkDeviceMemory memory_ = VK_NULL_HANDLE;
+  uint64_t bytes_ = 0, size_ = 0, allocated_ = 0;
+  void* mapped_ = nullptr;
+  std::string name_;
+};
+
+// Host <-> device copies through a bounded staging buffer (or straight through a mapping where the device memory is
+// host-visible, as on integrated GPUs and lavapipe). Never holds more than `staging_bytes` of host memory.
+void upload(Device& device, Buffer& dst, uint64_t dst_offset, const void* src, uint64_t bytes);
+void download(Device& device, const Buffer& src, uint64_t src_offset, void* dst, uint64_t bytes);
+
+}  // namespace inferno::vk

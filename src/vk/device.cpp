@@ -1,0 +1,261 @@
+#include "vk/device.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "vk/check.hpp"
+
+namespace inferno::vk {
+
+namespace {
+
+std::set<std::string> device_extensions(VkPhysicalDevice pd) {
+  uint32_t n = 0;
+  vkEnumerateDeviceExtensionProperties(pd, nullptr, &n, nullptr);
+  std::vector<VkExtensionProperties> props(n);
+  vkEnumerateDeviceExtensionProperties(pd, nullptr, &n, props.data());
+  std::set<std::string> names;
+  for (auto& p : props) names.insert(p.extensionName);
+  return names;
+}
+
+std::string type_name(VkPhysicalDeviceType t) {
+  switch (t) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete";
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated";
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual";
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return "cpu";
+    default: return "other";
+  }
+}
+
+uint32_t compute_queue_family(VkPhysicalDevice pd, bool* has_timestamps) {
+  uint32_t n = 0;
+  vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, nullptr);
+  std::vector<VkQueueFamilyProperties> families(n);
+  vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, families.data());
+  // Prefer a compute queue without graphics (dedicated compute engines), else any compute queue.
+  int best = -1;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (!(families[i].queueFlags & VK_QUEUE_COMPUTE_BIT)) continue;
+    if (best < 0 || !(families[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) best = int(i);
+  }
+  if (best < 0) throw Error("Vulkan: the device has no compute queue");
+  // A dedicated compute family without timestamps is worse than a general one with them.
+  if (families[best].timestampValidBits == 0) {
+    for (uint32_t i = 0; i < n; ++i)
+      if ((families[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && families[i].timestampValidBits) best = int(i);
+  }
+  *has_timestamps = families[best].timestampValidBits != 0;
+  return uint32_t(best);
+}
+
+}  // namespace
+
+Capabilities probe_capabilities(VkPhysicalDevice pd) {
+  Capabilities c;
+  const auto ext = device_extensions(pd);
+
+  VkPhysicalDeviceSubgroupSizeControlProperties sizectl{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES};
+  VkPhysicalDeviceSubgroupProperties subgroup{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, &sizectl};
+  VkPhysicalDeviceDriverProperties driver{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES, &subgroup};
+  VkPhysicalDeviceProperties2 props{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &driver};
+  vkGetPhysicalDeviceProperties2(pd, &props);
+  const auto& p = props.properties;
+  c.name = p.deviceName;
+  c.type = type_name(p.deviceType);
+  c.vendor_id = p.vendorID;
+  c.device_id = p.deviceID;
+  c.api_version = p.apiVersion;
+  c.driver = std::string(driver.driverName) + " " + driver.driverInfo;
+  c.max_storage_buffer_range = p.limits.maxStorageBufferRange;
+  c.min_storage_offset_alignment = p.limits.minStorageBufferOffsetAlignment;
+  c.max_compute_shared_memory = p.limits.maxComputeSharedMemorySize;
+  c.max_workgroup_invocations = p.limits.maxComputeWorkGroupInvocations;
+  for (int i = 0; i < 3; ++i) c.max_workgroup_count[i] = p.limits.maxComputeWorkGroupCount[i];
+  c.max_push_constants = p.limits.maxPushConstantsSize;
+  c.subgroup_size = subgroup.subgroupSize;
+  c.subgroup_arithmetic = (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                          (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
+  c.subgroup_shuffle = (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                       (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
+  c.min_subgroup_size = sizectl.minSubgroupSize ? sizectl.minSubgroupSize : c.subgroup_size;
+  c.max_subgroup_size = sizectl.maxSubgroupSize ? sizectl.maxSubgroupSize : c.subgroup_size;
+
+  VkPhysicalDeviceMaintenance3Properties m3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+  VkPhysicalDeviceProperties2 props2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &m3};
+  vkGetPhysicalDeviceProperties2(pd, &props2);
+  c.max_memory_allocation_size = m3.maxMemoryAllocationSize;
+
+  VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
+  VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+  VkPhysicalDeviceVulkan11Features f11{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, &f12};
+  if (c.api_version >= VK_API_VERSION_1_3) f12.pNext = &f13;
+  VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &f11};
+  vkGetPhysicalDeviceFeatures2(pd, &features);
+  c.float16 = f12.shaderFloat16;
+  c.int8 = f12.shaderInt8;
+  c.int64 = features.features.shaderInt64;
+  c.storage_16bit = f11.storageBuffer16BitAccess;
+  c.storage_8bit = f12.storageBuffer8BitAccess;
+  c.subgroup_size_control = f13.subgroupSizeControl && f13.computeFullSubgroups;
+  c.integer_dot_product = f13.shaderIntegerDotProduct || ext.count("VK_KHR_shader_integer_dot_product");
+  if (c.integer_dot_product) {
+    VkPhysicalDeviceShaderIntegerDotProductProperties dot{
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES};
+    VkPhysicalDeviceProperties2 props3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &dot};
+    vkGetPhysicalDeviceProperties2(pd, &props3);
+    c.integer_dot_accelerated = dot.integerDotProduct4x8BitPackedSignedAccelerated;
+  }
+  c.cooperative_matrix = ext.count("VK_KHR_cooperative_matrix") > 0;
+  c.bfloat16 = ext.count("VK_KHR_shader_bfloat16") > 0;
+
+  bool timestamps = false;
+  compute_queue_family(pd, &timestamps);
+  c.timestamp_period_ns = timestamps ? p.limits.timestampPeriod : 0.f;
+
+  VkPhysicalDeviceMemoryBudgetPropertiesEXT budget{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+  const bool has_budget = ext.count(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME) > 0;
+  VkPhysicalDeviceMemoryProperties2 mem{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2,
+                                        has_budget ? &budget : nullptr};
+  vkGetPhysicalDeviceMemoryProperties2(pd, &mem);
+  for (uint32_t h = 0; h < mem.memoryProperties.memoryHeapCount; ++h) {
+    const auto& heap = mem.memoryProperties.memoryHeaps[h];
+    c.heap_sizes.push_back(heap.size);
+    if (heap.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) {
+      c.device_local_bytes += heap.size;
+      c.budget_bytes += has_budget ? budget.heapBudget[h] : heap.size;
+    }
+  }
+  return c;
+}
+
+int device_preference(const Capabilities& c) {
+  if (c.type == "discrete") return 4;
+  if (c.type == "integrated") return 3;
+  if (c.type == "virtual") return 2;
+  if (c.type == "cpu") return 1;
+  return 0;
+}
+
+DeviceListing list_devices(const Instance& instance) {
+  DeviceListing listing;
+  for (VkPhysicalDevice pd : instance.physical_devices()) listing.devices.push_back(probe_capabilities(pd));
+  for (size_t i = 0; i < listing.devices.size(); ++i) {
+    if (listing.devices[i].api_version < VK_API_VERSION_1_2) continue;  // inferno needs Vulkan 1.2
+    if (listing.chosen < 0 || device_preference(listing.devices[i]) > device_preference(listing.devices[listing.chosen]))
+      listing.chosen = int(i);
+  }
+  return listing;
+}
+
+Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::move(instance)) {
+  const auto physicals = instance_->physical_devices();
+  if (physicals.empty()) throw Error("Vulkan: no devices found (install mesa-vulkan-drivers for lavapipe, or a GPU driver)");
+  if (index < 0) {
+    index = list_devices(*instance_).chosen;
+    if (index < 0) throw Error("Vulkan: no device supports Vulkan 1.2, which inferno needs");
+  } else if (index >= int(physicals.size())) {
+    throw Error("--device " + std::to_string(index) + ": no such Vulkan device (there are " +
+                std::to_string(physicals.size()) + "; see `inferno devices`)");
+  }
+  index_ = index;
+  physical_ = physicals[size_t(index)];
+  caps_ = probe_capabilities(physical_);
+  if (caps_.api_version < VK_API_VERSION_1_2)
+    throw Error("Vulkan: device " + std::to_string(index) + " (" + caps_.name + ") supports only Vulkan " +
+                std::to_string(VK_API_VERSION_MAJOR(caps_.api_version)) + "." +
+                std::to_string(VK_API_VERSION_MINOR(caps_.api_version)) + "; inferno needs 1.2");
+  vkGetPhysicalDeviceMemoryProperties(physical_, &memory_);
+
+  bool timestamps = false;
+  queue_family_ = compute_queue_family(physical_, &timestamps);
+  const float priority = 1.0f;
+  VkDeviceQueueCreateInfo qi{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
+  qi.queueFamilyIndex = queue_family_;
+  qi.queueCount = 1;
+  qi.pQueuePriorities = &priority;
+
+  // Enable exactly the optional features that the device has and the kernels may use.
+  VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
+  VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+  VkPhysicalDeviceVulkan11Features f11{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, &f12};
+  VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &f11};
+  f11.storageBuffer16BitAccess = caps_.storage_16bit;
+  f12.storageBuffer8BitAccess = caps_.storage_8bit;
+  f12.shaderFloat16 = caps_.float16;
+  f12.shaderInt8 = caps_.int8;
+  features.features.shaderInt64 = caps_.int64;
+  std::vector<const char*> extensions;
+  if (caps_.api_version >= VK_API_VERSION_1_3) {
+    f12.pNext = &f13;
+    f13.subgroupSizeControl = caps_.subgroup_size_control;
+    f13.computeFullSubgroups = caps_.subgroup_size_control;
+    f13.shaderIntegerDotProduct = caps_.integer_dot_product;
+  }
+  const auto ext = device_extensions(physical_);
+  if (ext.count(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+
+  VkDeviceCreateInfo di{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &features};
+  di.queueCreateInfoCount = 1;
+  di.pQueueCreateInfos = &qi;
+  di.enabledExtensionCount = uint32_t(extensions.size());
+  di.ppEnabledExtensionNames = extensions.data();
+  check(vkCreateDevice(physical_, &di, nullptr, &device_), "vkCreateDevice");
+  vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
+
+  VkCommandPoolCreateInfo pi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+  pi.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pi.queueFamilyIndex = queue_family_;
+  check(vkCreateCommandPool(device_, &pi, nullptr, &command_pool_), "vkCreateCommandPool");
+  VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+  check(vkCreateFence(device_, &fi, nullptr, &fence_), "vkCreateFence");
+  VkPipelineCacheCreateInfo ci{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
+  check(vkCreatePipelineCache(device_, &ci, nullptr, &pipeline_cache_), "vkCreatePipelineCache");
+  pipelines_ = std::make_unique<PipelineCache>(*this);
+}
+
+void Device::wait_idle() {
+  std::lock_guard lock(queue_mutex_);
+  check(vkQueueWaitIdle(queue_), "vkQueueWaitIdle");
+}
+
+Device::~Device() {
+  if (!device_) return;
+  vkDeviceWaitIdle(device_);
+  pipelines_.reset();
+  vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
+  vkDestroyFence(device_, fence_, nullptr);
+  vkDestroyCommandPool(device_, command_pool_, nullptr);
+  vkDestroyDevice(device_, nullptr);
+}
+
+uint32_t Device::memory_type(uint32_t type_bits, VkMemoryPropertyFlags required, VkMemoryPropertyFlags preferred) const {
+  int best = -1, best_score = -1;
+  for (uint32_t i = 0; i < memory_.memoryTypeCount; ++i) {
+    if (!(type_bits & (1u << i))) continue;
+    const auto flags = memory_.memoryTypes[i].propertyFlags;
+    if ((flags & required) != required) continue;
+    const int score = __builtin_popcount(flags & preferred);
+    if (score > best_score) best = int(i), best_score = score;
+  }
+  if (best < 0) throw Error("Vulkan: no suitable memory type on device " + caps_.name);
+  return uint32_t(best);
+}
+
+void Device::submit_and_wait(VkCommandBuffer cb) {
+  std::lock_guard lock(queue_mutex_);
+  VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &cb;
+  check(vkResetFences(device_, 1, &fence_), "vkResetFences");
+  check(vkQueueSubmit(queue_, 1, &si, fence_), "vkQueueSubmit");
+  submissions_++;
+  // A generous bound: a hung GPU job becomes an error rather than a hang forever.
+  const VkResult r = vkWaitForFences(device_, 1, &fence_, VK_TRUE, uint64_t(600) * 1000000000ull);
+  if (r == VK_TIMEOUT) throw Error("Vulkan: a GPU job did not finish within 600 s");
+  check(r, "vkWaitForFences");
+}
+
+}  // namespace inferno::vk

@@ -1,0 +1,111 @@
+#pragma once
+// A Vulkan device chosen for compute: its capabilities, its queue, and an account of the memory it holds.
+#include <vulkan/vulkan.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "vk/instance.hpp"
+#include "vk/pipeline.hpp"
+
+namespace inferno::vk {
+
+struct Capabilities {
+  std::string name;
+  std::string type;  // "discrete", "integrated", "virtual", "cpu", "other"
+  uint32_t vendor_id = 0, device_id = 0, api_version = 0;
+  std::string driver;  // driver name and info
+  bool float16 = false;          // shaderFloat16 arithmetic
+  bool int8 = false;             // shaderInt8 arithmetic
+  bool int64 = false;
+  bool storage_16bit = false;    // 16-bit loads/stores from storage buffers
+  bool storage_8bit = false;
+  bool bfloat16 = false;         // VK_KHR_shader_bfloat16
+  bool cooperative_matrix = false;  // VK_KHR_cooperative_matrix
+  bool integer_dot_product = false;  // VK_KHR_shader_integer_dot_product (core in 1.3)
+  bool integer_dot_accelerated = false;  // 4x8-bit packed signed dot product is accelerated
+  bool subgroup_size_control = false;
+  uint32_t subgroup_size = 0, min_subgroup_size = 0, max_subgroup_size = 0;
+  bool subgroup_arithmetic = false, subgroup_shuffle = false;
+  uint64_t max_storage_buffer_range = 0;
+  uint64_t min_storage_offset_alignment = 16;  // a binding's offset must be a multiple of it
+  uint64_t max_memory_allocation_size = 0;
+  uint32_t max_compute_shared_memory = 0, max_workgroup_invocations = 0;
+  uint32_t max_workgroup_count[3] = {};
+  uint32_t max_push_constants = 0;
+  float timestamp_period_ns = 0;  // 0 when the queue has no timestamps
+  uint64_t device_local_bytes = 0;  // sum of device-local heaps
+  uint64_t budget_bytes = 0;        // VK_EXT_memory_budget where available, else device_local_bytes
+  std::vector<uint64_t> heap_sizes;
+};
+
+Capabilities probe_capabilities(VkPhysicalDevice);
+// Higher is preferred: discrete > integrated > virtual > CPU.
+int device_preference(const Capabilities&);
+
+// Listing without opening a device (for `inferno devices` and `inferno info`).
+struct DeviceListing {
+  std::vector<Capabilities> devices;
+  int chosen = -1;  // the device a default run would take
+};
+DeviceListing list_devices(const Instance&);
+
+class Device {
+ public:
+  // index -1: the preferred device. Throws naming the index when it does not exist.
+  Device(std::shared_ptr<Instance> instance, int index = -1);
+  ~Device();
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  VkDevice handle() const { return device_; }
+  VkPhysicalDevice physical() const { return physical_; }
+  VkQueue queue() const { return queue_; }
+  uint32_t queue_family() const { return queue_family_; }
+  const Capabilities& caps() const { return caps_; }
+  int index() const { return index_; }
+  Instance& instance() { return *instance_; }
+  VkPipelineCache pipeline_cache() const { return pipeline_cache_; }
+
+  // Memory type for a buffer: device-local for weights and activations, host-visible for staging/readback.
+  uint32_t memory_type(uint32_t type_bits, VkMemoryPropertyFlags required, VkMemoryPropertyFlags preferred) const;
+
+  // What this device holds right now, through inferno's own allocations.
+  uint64_t allocated_bytes() const { return allocated_bytes_.load(); }
+  uint64_t live_allocations() const { return live_allocations_.load(); }
+  void note_allocation(int64_t bytes, int count) {
+    allocated_bytes_ += uint64_t(bytes);
+    live_allocations_ += uint64_t(count);
+  }
+
+  // One-shot command buffer on the queue, waited for: used by uploads and small jobs.
+  VkCommandPool command_pool() const { return command_pool_; }
+  uint64_t submissions() const { return submissions_.load(); }
+  void submit_and_wait(VkCommandBuffer cb);
+  void wait_idle();
+  std::mutex& queue_mutex() { return queue_mutex_; }
+  PipelineCache& pipelines() { return *pipelines_; }
+
+ private:
+  std::shared_ptr<Instance> instance_;
+  VkPhysicalDevice physical_ = VK_NULL_HANDLE;
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkQueue queue_ = VK_NULL_HANDLE;
+  uint32_t queue_family_ = 0;
+  VkCommandPool command_pool_ = VK_NULL_HANDLE;
+  VkFence fence_ = VK_NULL_HANDLE;
+  VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
+  VkPhysicalDeviceMemoryProperties memory_{};
+  Capabilities caps_;
+  int index_ = -1;
+  std::atomic<uint64_t> allocated_bytes_{0}, live_allocations_{0}, submissions_{0};
+  std::mutex queue_mutex_;
+  std::unique_ptr<PipelineCache> pipelines_;
+};
+
+}  // namespace inferno::vk

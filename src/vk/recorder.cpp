@@ -1,0 +1,196 @@
+#include "vk/recorder.hpp"
+
+#include "vk/check.hpp"
+#include "vk/device.hpp"
+
+namespace inferno::vk {
+
+namespace {
+constexpr uint32_t kSetsPerPool = 1024;
+constexpr uint32_t kMaxTimestamps = 8192;
+}  // namespace
+
+Recorder::Recorder(Device& device, bool timestamps)
+    : device_(device), timestamps_(timestamps && device.caps().timestamp_period_ns > 0) {
+  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  ai.commandPool = device.command_pool();
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 1;
+  std::lock_guard lock(device.queue_mutex());
+  check(vkAllocateCommandBuffers(device.handle(), &ai, &cb_), "vkAllocateCommandBuffers");
+  if (timestamps_) {
+    VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+    qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+    qi.queryCount = query_capacity_ = kMaxTimestamps;
+    check(vkCreateQueryPool(device.handle(), &qi, nullptr, &queries_), "vkCreateQueryPool");
+  }
+}
+
+Recorder::~Recorder() {
+  std::lock_guard lock(device_.queue_mutex());
+  vkQueueWaitIdle(device_.queue());
+  for (auto pool : pools_) vkDestroyDescriptorPool(device_.handle(), pool, nullptr);
+  if (queries_) vkDestroyQueryPool(device_.handle(), queries_, nullptr);
+  vkFreeCommandBuffers(device_.handle(), device_.command_pool(), 1, &cb_);
+}
+
+void Recorder::begin() {
+  {
+    std::lock_guard lock(device_.queue_mutex());
+    check(vkQueueWaitIdle(device_.queue()), "vkQueueWaitIdle");  // the old recording may still be executing
+  }
+  for (auto pool : pools_) vkResetDescriptorPool(device_.handle(), pool, 0);
+  pool_in_use_ = 0;
+  check(vkResetCommandBuffer(cb_, 0), "vkResetCommandBuffer");
+  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  check(vkBeginCommandBuffer(cb_, &bi), "vkBeginCommandBuffer");
+  recording_ = true;
+  ended_ = false;
+  written_.clear();
+  read_.clear();
+  dispatches_ = barriers_ = 0;
+  labels_.clear();
+  queries_used_ = 0;
+  if (timestamps_) {
+    vkCmdResetQueryPool(cb_, queries_, 0, query_capacity_);
+    timestamp("start");
+  }
+}
+
+void Recorder::ensure_pool() {
+  if (pool_in_use_ < pools_.size()) return;
+  VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * 8};
+  VkDescriptorPoolCreateInfo pi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+  pi.maxSets = kSetsPerPool;
+  pi.poolSizeCount = 1;
+  pi.pPoolSizes = &size;
+  VkDescriptorPool pool;
+  check(vkCreateDescriptorPool(device_.handle(), &pi, nullptr, &pool), "vkCreateDescriptorPool");
+  pools_.push_back(pool);
+}
+
+VkDescriptorSet Recorder::allocate_set(VkDescriptorSetLayout layout) {
+  for (;;) {
+    ensure_pool();
+    VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
+    ai.descriptorPool = pools_[pool_in_use_];
+    ai.descriptorSetCount = 1;
+    ai.pSetLayouts = &layout;
+    VkDescriptorSet set;
+    const VkResult r = vkAllocateDescriptorSets(device_.handle(), &ai, &set);
+    if (r == VK_SUCCESS) return set;
+    if (r != VK_ERROR_OUT_OF_POOL_MEMORY && r != VK_ERROR_FRAGMENTED_POOL) check(r, "vkAllocateDescriptorSets");
+    ++pool_in_use_;  // this pool is full: move on to the next (made on demand)
+  }
+}
+
+void Recorder::hazard_barrier(std::span<const Access> accesses) {
+  bool hazard = false;
+  for (const auto& a : accesses) {
+    if (written_.count(a.buffer)) hazard = true;           // read-after-write or write-after-write
+    if (a.writes && read_.count(a.buffer)) hazard = true;  // write-after-read
+  }
+  if (hazard) {
+    VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                       VK_ACCESS_TRANSFER_WRITE_BIT;
+    const VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    vkCmdPipelineBarrier(cb_, stages, stages, 0, 1, &mb, 0, nullptr, 0, nullptr);
+    ++barriers_;
+    written_.clear();
+    read_.clear();
+  }
+  for (const auto& a : accesses) (a.writes ? written_ : read_).insert(a.buffer);
+}
+
+void Recorder::timestamp(const std::string& label) {
+  if (!timestamps_ || queries_used_ >= query_capacity_) return;
+  vkCmdWriteTimestamp(cb_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, queries_used_++);
+  labels_.push_back(label);
+}
+
+void Recorder::dispatch(const Pipeline& pipeline, std::span<const Binding> bindings, const void* push,
+                        uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+  if (!recording_) throw Error("Recorder::dispatch outside begin()/submit_and_wait()");
+  if (bindings.size() != pipeline.binding_count())
+    throw Error("kernel " + pipeline.name() + " takes " + std::to_string(pipeline.binding_count()) + " buffers, got " +
+                std::to_string(bindings.size()));
+  if (push_bytes > kPushConstantBytes) throw Error("kernel " + pipeline.name() + ": push constants too large");
+  const auto& caps = device_.caps();
+  if (gx > caps.max_workgroup_count[0] || gy > caps.max_workgroup_count[1] || gz > caps.max_workgroup_count[2])
+    throw Error("kernel " + pipeline.name() + ": grid " + std::to_string(gx) + "x" + std::to_string(gy) + "x" +
+                std::to_string(gz) + " exceeds the device's workgroup count limits");
+  if (gx == 0 || gy == 0 || gz == 0) return;
+
+  std::vector<Access> accesses;
+  std::vector<VkDescriptorBufferInfo> infos(bindings.size());
+  std::vector<VkWriteDescriptorSet> writes(bindings.size());
+  const VkDescriptorSet set = allocate_set(pipeline.set_layout());
+  for (size_t i = 0; i < bindings.size(); ++i) {
+    const Binding& b = bindings[i];
+    if (!b.buffer || !*b.buffer) throw Error("kernel " + pipeline.name() + ": binding " + std::to_string(i) + " is empty");
+    if (b.offset % caps.min_storage_offset_alignment)
+      throw Error("kernel " + pipeline.name() + ": binding " + std::to_string(i) + " ('" + b.buffer->name() +
+                  "') starts at offset " + std::to_string(b.offset) + ", not a multiple of the device's " +
+                  std::to_string(caps.min_storage_offset_alignment) + "-byte storage offset alignment");
+    const uint64_t range = b.range == VK_WHOLE_SIZE ? b.buffer->size() - b.offset : b.range;
+    if (range > caps.max_storage_buffer_range)
+      throw Error("kernel " + pipeline.name() + ": binding " + std::to_string(i) + " ('" + b.buffer->name() + "') spans " +
+                  std::to_string(range) + " bytes, more than the device's maxStorageBufferRange " +
+                  std::to_string(caps.max_storage_buffer_range));
+    infos[i] = {b.buffer->handle(), b.offset, b.range};
+    writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+    writes[i].dstSet = set;
+    writes[i].dstBinding = uint32_t(i);
+    writes[i].descriptorCount = 1;
+    writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    writes[i].pBufferInfo = &infos[i];
+    accesses.push_back({b.writes, b.buffer->handle()});
+  }
+  vkUpdateDescriptorSets(device_.handle(), uint32_t(writes.size()), writes.data(), 0, nullptr);
+  hazard_barrier(accesses);
+  vkCmdBindPipeline(cb_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle());
+  vkCmdBindDescriptorSets(cb_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout(), 0, 1, &set, 0, nullptr);
+  if (push_bytes) vkCmdPushConstants(cb_, pipeline.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
+  vkCmdDispatch(cb_, gx, gy, gz);
+  ++dispatches_;
+  timestamp(pipeline.name());
+}
+
+void Recorder::copy(const Buffer& src, uint64_t src_offset, const Buffer& dst, uint64_t dst_offset, uint64_t bytes) {
+  if (!recording_) throw Error("Recorder::copy outside begin()/submit_and_wait()");
+  if (src_offset + bytes > src.size() || dst_offset + bytes > dst.size())
+    throw Error("copy of " + std::to_string(bytes) + " bytes from '" + src.name() + "' to '" + dst.name() +
+                "' runs past a buffer's end");
+  if (bytes == 0) return;
+  const Access accesses[] = {{false, src.handle()}, {true, dst.handle()}};
+  hazard_barrier(accesses);
+  VkBufferCopy region{src_offset, dst_offset, bytes};
+  vkCmdCopyBuffer(cb_, src.handle(), dst.handle(), 1, &region);
+  timestamp("copy");
+}
+
+void Recorder::submit_and_wait() {
+  if (!recording_ && !ended_) throw Error("Recorder::submit_and_wait with nothing recorded");
+  if (recording_) {
+    check(vkEndCommandBuffer(cb_), "vkEndCommandBuffer");
+    recording_ = false;
+    ended_ = true;
+  }
+  device_.submit_and_wait(cb_);
+}
+
+std::vector<DispatchTime> Recorder::timings() const {
+  std::vector<DispatchTime> out;
+  if (!timestamps_ || queries_used_ < 2 || recording_) return out;
+  std::vector<uint64_t> ticks(queries_used_);
+  const VkResult r = vkGetQueryPoolResults(device_.handle(), queries_, 0, queries_used_, ticks.size() * 8, ticks.data(), 8,
+                                           VK_QUERY_RESULT_64_BIT);
+  if (r != VK_SUCCESS) return out;
+  const double period = device_.caps().timestamp_period_ns;
+  for (uint32_t i = 1; i < queries_used_; ++i) out.push_back({labels_[i], double(ticks[i] - ticks[i - 1]) * period});
+  return out;
+}
+
+}  // namespace inferno::vk

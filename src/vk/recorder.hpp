@@ -1,0 +1,85 @@
+#pragma once
+// The command recorder: many dispatches recorded into one command buffer with exactly the barriers their data flow
+// needs (a buffer read or written after an earlier dispatch wrote it, or written after one read it), submitted once.
+// A recording can be submitted again unchanged (replay). Optional GPU timestamps give per-dispatch times.
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vk/buffer.hpp"
+#include "vk/pipeline.hpp"
+
+namespace inferno::vk {
+
+class Device;
+
+// A buffer (or a sub-range of it) bound to one binding of a dispatch.
+struct Binding {
+  const Buffer* buffer = nullptr;
+  uint64_t offset = 0;
+  uint64_t range = VK_WHOLE_SIZE;
+  bool writes = false;
+};
+inline Binding in(const Buffer& b, uint64_t offset = 0, uint64_t range = VK_WHOLE_SIZE) { return {&b, offset, range, false}; }
+inline Binding out(const Buffer& b, uint64_t offset = 0, uint64_t range = VK_WHOLE_SIZE) { return {&b, offset, range, true}; }
+
+struct DispatchTime {
+  std::string label;
+  double ns = 0;
+};
+
+class Recorder {
+ public:
+  explicit Recorder(Device& device, bool timestamps = false);
+  ~Recorder();
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+
+  // Starts a new recording (dropping the previous one).
+  void begin();
+  void dispatch(const Pipeline& pipeline, std::span<const Binding> bindings, const void* push, uint32_t push_bytes,
+                uint32_t groups_x, uint32_t groups_y = 1, uint32_t groups_z = 1);
+  template <class Push>
+  void dispatch(const Pipeline& pipeline, std::initializer_list<Binding> bindings, const Push& push, uint32_t groups_x,
+                uint32_t groups_y = 1, uint32_t groups_z = 1) {
+    static_assert(sizeof(Push) <= kPushConstantBytes);
+    dispatch(pipeline, std::span<const Binding>(bindings.begin(), bindings.size()), &push, sizeof(Push), groups_x,
+             groups_y, groups_z);
+  }
+  void copy(const Buffer& src, uint64_t src_offset, const Buffer& dst, uint64_t dst_offset, uint64_t bytes);
+  // Ends the recording (if open), submits it and waits. May be called again to replay the same recording.
+  void submit_and_wait();
+
+  bool recording() const { return recording_; }
+  uint64_t dispatch_count() const { return dispatches_; }
+  uint64_t barrier_count() const { return barriers_; }
+  // Per-dispatch GPU time of the last submission (empty unless timestamps were asked for and the queue has them).
+  std::vector<DispatchTime> timings() const;
+
+ private:
+  struct Access {
+    bool writes;
+    VkBuffer buffer;
+  };
+  void hazard_barrier(std::span<const Access> accesses);
+  void ensure_pool();
+  VkDescriptorSet allocate_set(VkDescriptorSetLayout layout);
+  void timestamp(const std::string& label);
+
+  Device& device_;
+  VkCommandBuffer cb_ = VK_NULL_HANDLE;
+  std::vector<VkDescriptorPool> pools_;
+  size_t pool_in_use_ = 0;
+  VkQueryPool queries_ = VK_NULL_HANDLE;
+  uint32_t query_capacity_ = 0, queries_used_ = 0;
+  std::vector<std::string> labels_;
+  bool timestamps_ = false, recording_ = false, ended_ = false;
+  std::set<VkBuffer> written_, read_;  // since the last barrier
+  uint64_t dispatches_ = 0, barriers_ = 0;
+};
+
+}  // namespace inferno::vk

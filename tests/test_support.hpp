@@ -1,0 +1,54 @@
+#pragma once
+// Shared test helpers: where the test data lives, and seeded random data whose seed is printed on failure.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "util/error.hpp"
+
+namespace inferno::testing {
+
+// tests/data (copied fixtures) and the project root, passed by meson in the environment.
+inline std::filesystem::path data_dir() {
+  const char* d = std::getenv("INFERNO_TEST_DATA");
+  return d ? d : "tests/data";
+}
+inline std::filesystem::path root_dir() {
+  const char* d = std::getenv("INFERNO_ROOT");
+  return d ? d : ".";
+}
+inline std::filesystem::path data_path(const std::string& rel) { return data_dir() / rel; }
+// Large tokenizer files fetched by tools/fetch-tokenizers.sh (not committed).
+inline std::filesystem::path tokenizer_dir(const std::string& name) { return root_dir() / "third_party/tokenizers" / name; }
+
+// A fresh seed each run unless INFERNO_TEST_SEED fixes one; the seed is attached to every failure message.
+inline uint64_t test_seed() {
+  static const uint64_t seed = [] {
+    if (const char* s = std::getenv("INFERNO_TEST_SEED")) return uint64_t(std::strtoull(s, nullptr, 10));
+    return uint64_t(std::random_device{}()) << 32 | std::random_device{}();
+  }();
+  return seed;
+}
+
+struct Rng {
+  std::mt19937_64 engine;
+  explicit Rng(uint64_t salt = 0) : engine(test_seed() ^ (salt * 0x9E3779B97F4A7C15ull)) {}
+  float uniform(float lo = -1.f, float hi = 1.f) { return std::uniform_real_distribution<float>(lo, hi)(engine); }
+  float normal(float stddev = 1.f) { return std::normal_distribution<float>(0.f, stddev)(engine); }
+  int integer(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(engine); }  // inclusive
+  std::vector<float> uniform_vector(size_t n, float lo = -1.f, float hi = 1.f) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = uniform(lo, hi);
+    return v;
+  }
+};
+
+}  // namespace inferno::testing
+
+// Put at the top of a test case: every failure in it then says which seed reproduces it.
+#define INFERNO_SEED_INFO() INFO("seed (rerun with INFERNO_TEST_SEED=" << ::inferno::testing::test_seed() << ")")

@@ -1,0 +1,105 @@
+#include <cmath>
+#include <cstring>
+
+#include "gpu_support.hpp"
+#include "kernels/fill.hpp"
+#include "kernels/shader_registry.hpp"
+#include "vk/recorder.hpp"
+
+using namespace inferno;
+using namespace inferno::testing;
+
+TEST_CASE("a device is found and its capabilities are probed") {
+  vk::Device& d = test_device();
+  const auto& c = d.caps();
+  CHECK(!c.name.empty());
+  CHECK(c.subgroup_size > 0);
+  CHECK(c.max_storage_buffer_range > 0);
+  CHECK(c.device_local_bytes > 0);
+  CHECK(c.max_push_constants >= vk::kPushConstantBytes);
+  auto listing = vk::list_devices(d.instance());
+  CHECK(listing.chosen >= 0);
+  CHECK(listing.devices.size() >= 1);
+}
+
+TEST_CASE("a missing device index is refused by name") {
+  auto instance = std::make_shared<vk::Instance>();
+  CHECK_THROWS_WITH_AS(vk::Device(instance, 99), doctest::Contains("--device 99"), inferno::Error);
+}
+
+TEST_CASE("buffers round-trip through upload and download at odd sizes and offsets") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(2);
+  for (uint64_t bytes : {1ull, 13ull, 4099ull, (33ull << 20) + 7}) {  // the last one exceeds one staging chunk
+    std::vector<uint8_t> data(bytes);
+    for (auto& b : data) b = uint8_t(rng.integer(0, 255));
+    vk::Buffer buf(test_device(), bytes + 5, vk::MemoryKind::Device, "roundtrip");
+    vk::upload(test_device(), buf, 5, data.data(), bytes);
+    std::vector<uint8_t> back(bytes);
+    vk::download(test_device(), buf, 5, back.data(), bytes);
+    CHECK(back == data);
+  }
+}
+
+TEST_CASE("out-of-range copies and absurd allocations give clear errors") {
+  vk::Buffer buf(test_device(), 64, vk::MemoryKind::Device, "small");
+  std::vector<uint8_t> data(100);
+  CHECK_THROWS_WITH_AS(vk::upload(test_device(), buf, 0, data.data(), 100), doctest::Contains("small"), inferno::Error);
+  CHECK_THROWS_WITH_AS(vk::Buffer(test_device(), uint64_t(1) << 50, vk::MemoryKind::Device, "huge"),
+                       doctest::Contains("huge"), inferno::Error);
+}
+
+TEST_CASE("the recorder records several dispatches, inserts barriers only where the data flow needs them") {
+  ValidationGuard guard;
+  vk::Device& d = test_device();
+  vk::Buffer a(d, 1000 * 4, vk::MemoryKind::Device, "a"), b(d, 1000 * 4, vk::MemoryKind::Device, "b");
+  vk::Recorder rec(d, true);
+  rec.begin();
+  kernels::record_fill(d, rec, a, 0, 1000, 1.5f);
+  kernels::record_fill(d, rec, b, 0, 1000, 2.5f);  // independent of the first: no barrier
+  CHECK(rec.barrier_count() == 0);
+  kernels::record_fill(d, rec, a, 10, 20, -3.f);  // writes a again: write-after-write needs a barrier
+  CHECK(rec.barrier_count() == 1);
+  const uint64_t submits = d.submissions();
+  rec.submit_and_wait();
+  CHECK(d.submissions() == submits + 1);
+  auto va = read_back<float>(a, 1000), vb = read_back<float>(b, 1000);
+  for (int i = 0; i < 1000; ++i) {
+    CHECK(vb[i] == 2.5f);
+    CHECK(va[i] == ((i >= 10 && i < 30) ? -3.f : 1.5f));
+  }
+  CHECK(rec.dispatch_count() == 3);
+  if (d.caps().timestamp_period_ns > 0) {
+    auto t = rec.timings();
+    CHECK(t.size() == 3);
+    CHECK(t[0].label == "fill_f32");
+  }
+  // Replay: the same recording again, unchanged.
+  rec.submit_and_wait();
+  CHECK(d.submissions() == submits + 2);
+}
+
+TEST_CASE("bindings larger than maxStorageBufferRange are refused by name") {
+  vk::Device& d = test_device();
+  const uint64_t limit = d.caps().max_storage_buffer_range;
+  if (limit >= (uint64_t(1) << 31)) return;  // a device whose range covers any allocation: nothing to refuse
+  vk::Buffer big(d, limit + 64, vk::MemoryKind::Device, "bigbuffer");
+  vk::Recorder rec(d);
+  rec.begin();
+  CHECK_THROWS_WITH_AS(kernels::record_fill(d, rec, big, 0, (limit + 64) / 4, 0.f), doctest::Contains("bigbuffer"), inferno::Error);
+}
+
+TEST_CASE("SPIR-V binding count is read from the module") {
+  const auto* fill = kernels::find_shader("fill_f32");
+  REQUIRE(fill);
+  CHECK(vk::spirv_binding_count({fill->words, fill->word_count}) == 1);
+  CHECK(kernels::find_shader("no_such_kernel") == nullptr);
+  CHECK_THROWS_WITH_AS(kernels::pipeline(test_device(), "no_such_kernel"), doctest::Contains("no_such_kernel"), inferno::Error);
+}
+
+// Runs last (doctest orders test cases by file and line): everything the tests allocated has been freed.
+TEST_CASE("zz: no device memory is leaked") {
+  CHECK(test_device().live_allocations() == 0);
+  CHECK(test_device().allocated_bytes() == 0);
+}
