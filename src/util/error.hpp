@@ -4,11 +4,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace inferno {
+#include "inferno/error.hpp"
 
-struct Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+namespace inferno {
 
 // Thrown for a device out of memory, so callers can tell it from bad input.
 struct OutOfDeviceMemory : Error {

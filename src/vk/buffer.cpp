@@ -17,8 +17,9 @@ Buffer::Buffer(Device& device, uint64_t bytes, MemoryKind kind, std::string name
                 std::to_string(device.caps().max_memory_allocation_size) + " bytes)");
   VkBufferCreateInfo bi{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   bi.size = size_ = size;
-  bi.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
-  if (kind == MemoryKind::Device) bi.usage |= VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+  // Host-visible buffers are storage buffers too: small per-step inputs (token ids, positions) are written by the
+  // host and read by kernels directly, without a separate upload submission.
+  bi.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
   bi.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   check(vkCreateBuffer(device.handle(), &bi, nullptr, &buffer_), "vkCreateBuffer");
 

@@ -1,0 +1,38 @@
+// What the two linear kernels (linear_matvec.comp, linear_matmul.comp) share: their bindings, push constants and the
+// epilogue that adds the bias (in its own dtype) and, when accumulating, the value already in y.
+#ifndef LINEAR_COMMON_GLSL
+#define LINEAR_COMMON_GLSL
+
+layout(std430, binding = 0) readonly buffer Weights { uint weight_words[]; };  // one chunk of W [n, k], row-major
+layout(std430, binding = 1) readonly buffer X { float x[]; };                  // f32 activations
+layout(std430, binding = 2) buffer Y { float y[]; };                           // f32 outputs
+layout(std430, binding = 3) readonly buffer Bias { uint bias_words[]; };       // any dtype; unread without a bias
+
+#include "weight_load.glsl"
+
+#define NO_BIAS 0xffffffffu
+
+layout(push_constant) uniform Push {
+  uint k;            // inner dimension: columns of W, of x
+  uint n;            // rows of this chunk of W: the outputs this dispatch writes
+  uint m;            // activation rows of this dispatch
+  uint x_offset;     // element of x[0][0] within the bound range
+  uint x_stride;     // elements between rows of x
+  uint y_offset;     // element of y[0][chunk's first output] within the bound range
+  uint y_stride;     // elements between rows of y
+  uint bias_offset;  // element of the bias for the chunk's first output, within the bound range
+  uint bias_dtype;   // DTYPE_F32 / DTYPE_F16 / DTYPE_BF16, or NO_BIAS
+  uint accumulate;   // nonzero: y += result instead of y = result
+} pc;
+
+void store_output(uint m, uint n, float value) {
+  if (pc.bias_dtype != NO_BIAS) {
+    const uint i = pc.bias_offset + n;
+    value += unpack_element(bias_words[element_word(i, pc.bias_dtype)], i, pc.bias_dtype);
+  }
+  const uint at = pc.y_offset + m * pc.y_stride + n;
+  if (pc.accumulate != 0u) value += y[at];  // never read otherwise: y may hold anything, NaN included
+  y[at] = value;
+}
+
+#endif  // LINEAR_COMMON_GLSL

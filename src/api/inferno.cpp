@@ -1,0 +1,427 @@
+// The C++ API over the engine's rooms: devices (vk), models (model + io), text (text), generation (generate).
+#include "inferno/inferno.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "generate/session.hpp"
+#include "io/checkpoint.hpp"
+#include "io/hf_config.hpp"
+#include "io/safetensors_writer.hpp"
+#include "model/forward.hpp"
+#include "model/llama.hpp"
+#include "text/chat_template.hpp"
+#include "text/tokenizer.hpp"
+#include "vk/device.hpp"
+#include "vk/instance.hpp"
+
+namespace inferno {
+
+namespace {
+
+DeviceInfo to_device_info(const vk::Capabilities& c, int index, bool chosen) {
+  DeviceInfo d;
+  d.index = index;
+  d.name = c.name;
+  d.type = c.type;
+  d.driver = c.driver;
+  d.api_version = std::to_string(VK_API_VERSION_MAJOR(c.api_version)) + "." +
+                  std::to_string(VK_API_VERSION_MINOR(c.api_version)) + "." +
+                  std::to_string(VK_API_VERSION_PATCH(c.api_version));
+  d.memory_bytes = c.device_local_bytes;
+  d.budget_bytes = c.budget_bytes;
+  d.chosen = chosen;
+  d.float16 = c.float16;
+  d.int8 = c.int8;
+  d.storage_16bit = c.storage_16bit;
+  d.storage_8bit = c.storage_8bit;
+  d.bfloat16 = c.bfloat16;
+  d.cooperative_matrix = c.cooperative_matrix;
+  d.integer_dot_product = c.integer_dot_product;
+  d.subgroup_size = c.subgroup_size;
+  d.min_subgroup_size = c.min_subgroup_size;
+  d.max_subgroup_size = c.max_subgroup_size;
+  d.subgroup_arithmetic = c.subgroup_arithmetic;
+  d.max_storage_buffer_range = c.max_storage_buffer_range;
+  d.max_allocation_bytes = c.max_memory_allocation_size;
+  d.max_shared_memory = c.max_compute_shared_memory;
+  d.timestamps = c.timestamp_period_ns > 0;
+  return d;
+}
+
+kernels::KvType to_kv_type(KvDtype d, const model::LlamaModel& m) {
+  switch (d) {
+    case KvDtype::F32: return kernels::KvType::F32;
+    case KvDtype::F16: return kernels::KvType::F16;
+    case KvDtype::BF16: return kernels::KvType::BF16;
+    case KvDtype::Auto: break;
+  }
+  return model::default_kv_type(m);
+}
+
+KvDtype from_kv_type(kernels::KvType t) {
+  switch (t) {
+    case kernels::KvType::F32: return KvDtype::F32;
+    case kernels::KvType::F16: return KvDtype::F16;
+    case kernels::KvType::BF16: return KvDtype::BF16;
+  }
+  return KvDtype::F32;
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw Error(p.string() + ": cannot read");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+model::LlamaHyper hyper_of(const ModelInfo& info) {
+  model::LlamaHyper h;
+  h.layers = info.layers;
+  h.hidden = info.hidden_size;
+  h.intermediate = info.intermediate_size;
+  h.heads = info.heads;
+  h.kv_heads = info.kv_heads;
+  h.head_dim = info.head_dim;
+  h.vocab = info.vocab_size;
+  return h;
+}
+
+// Text side of a model directory: tokenizer.json and tokenizer_config.json (chat template, special tokens).
+struct TextAssets {
+  std::optional<text::Tokenizer> tokenizer;
+  std::string tokenizer_config_json;  // empty when absent
+
+  explicit TextAssets(const std::filesystem::path& dir) {
+    if (std::filesystem::exists(dir / "tokenizer.json")) tokenizer = text::Tokenizer::from_dir(dir);
+    if (std::filesystem::exists(dir / "tokenizer_config.json")) tokenizer_config_json = read_file(dir / "tokenizer_config.json");
+  }
+  const text::Tokenizer& need_tokenizer(const std::filesystem::path& dir) const {
+    if (!tokenizer) throw Error((dir / "tokenizer.json").string() + ": no tokenizer beside the model (pass token ids with --ids)");
+    return *tokenizer;
+  }
+  std::string render(const std::filesystem::path& dir, const text::Value& messages, bool add_generation_prompt,
+                     const std::optional<std::string>& template_source) const {
+    std::optional<std::string> source = template_source;
+    if (!source && !tokenizer_config_json.empty()) source = text::chat_template_from_tokenizer_config(tokenizer_config_json);
+    if (!source && tokenizer) source = tokenizer->chat_template();
+    if (!source) throw Error((dir / "tokenizer_config.json").string() + ": the model has no chat_template");
+    text::Value extra = tokenizer_config_json.empty() ? text::Value::dict()
+                                                      : text::special_tokens_from_tokenizer_config(tokenizer_config_json);
+    return text::ChatTemplate(*source).render(messages, add_generation_prompt, extra);
+  }
+};
+
+text::Value messages_value(const std::vector<ChatMessage>& messages) {
+  std::string json = "[";
+  for (size_t i = 0; i < messages.size(); ++i) {
+    auto quote = [](const std::string& s) { return text::Value(s).to_json(); };
+    json += (i ? "," : "") + std::string("{\"role\":") + quote(messages[i].role) + ",\"content\":" + quote(messages[i].content) + "}";
+  }
+  return text::Value::from_json(json + "]");
+}
+
+}  // namespace
+
+std::vector<DeviceInfo> list_devices() {
+  vk::Instance instance;
+  const auto listing = vk::list_devices(instance);
+  std::vector<DeviceInfo> out;
+  for (size_t i = 0; i < listing.devices.size(); ++i)
+    out.push_back(to_device_info(listing.devices[i], int(i), int(i) == listing.chosen));
+  return out;
+}
+
+std::optional<KvDtype> parse_kv_dtype(const std::string& name) {
+  if (name == "auto") return KvDtype::Auto;
+  if (name == "f32") return KvDtype::F32;
+  if (name == "f16") return KvDtype::F16;
+  if (name == "bf16") return KvDtype::BF16;
+  return std::nullopt;
+}
+
+const char* kv_dtype_name(KvDtype d) {
+  switch (d) {
+    case KvDtype::Auto: return "auto";
+    case KvDtype::F32: return "f32";
+    case KvDtype::F16: return "f16";
+    case KvDtype::BF16: return "bf16";
+  }
+  return "?";
+}
+
+ModelInfo inspect_model(const std::filesystem::path& path) {
+  ModelInfo info;
+  info.path = path;
+  info.format = "safetensors";
+  const io::LlamaConfig c = io::load_llama_config(path);
+  const model::LlamaHyper h = model::hyper_from_config(c);
+  info.family = model::detect_family(c);
+  info.layers = h.layers;
+  info.hidden_size = h.hidden;
+  info.intermediate_size = h.intermediate;
+  info.heads = h.heads;
+  info.kv_heads = h.kv_heads;
+  info.head_dim = h.head_dim;
+  info.vocab_size = h.vocab;
+  info.max_position_embeddings = h.max_position_embeddings;
+  info.rope_type = c.rope.type;
+  info.dtype = c.dtype;
+  info.quantization = c.quant_method;
+  info.tied_embeddings = c.tie_word_embeddings;
+  info.attention_bias = c.attention_bias;
+  info.mlp_bias = c.mlp_bias;
+  io::Checkpoint ckpt(path);
+  for (const auto& name : ckpt.tensor_names()) {
+    const auto& t = ckpt.at(name);
+    if (c.tie_word_embeddings && name == "lm_head.weight") continue;  // tied: the embedding serves, not loaded
+    info.params += uint64_t(t.elements());
+    info.weight_bytes += t.bytes;
+    info.tensor_bytes_by_dtype[std::string(io::dtype_name(t.dtype))] += t.bytes;
+  }
+  info.shards = ckpt.shard_paths();
+  for (const auto& s : info.shards) info.shard_bytes += std::filesystem::file_size(s);
+  return info;
+}
+
+uint64_t kv_cache_bytes(const ModelInfo& info, uint32_t ctx, uint32_t batch, KvDtype dtype) {
+  kernels::KvType t = kernels::KvType::F16;
+  if (dtype == KvDtype::F32 || (dtype == KvDtype::Auto && info.dtype == "float32")) t = kernels::KvType::F32;
+  if (dtype == KvDtype::BF16) t = kernels::KvType::BF16;
+  return model::KvCache::bytes_for(hyper_of(info), batch, ctx, t) + uint64_t(ctx) * info.head_dim * 4;  // + rope table
+}
+
+uint64_t scratch_bytes(const ModelInfo& info, uint32_t prompt_tokens, uint32_t batch) {
+  return model::Forward::scratch_bytes_for(hyper_of(info), batch, prompt_tokens * batch);
+}
+
+// ---- Model ----
+struct Model::Impl {
+  std::shared_ptr<vk::Instance> instance;
+  std::unique_ptr<vk::Device> device;
+  std::unique_ptr<model::LlamaModel> llama;
+  std::unique_ptr<TextAssets> text;
+  std::optional<io::GenerationConfig> generation;
+  ModelInfo info;
+  DeviceInfo device_info;
+};
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::load(const std::filesystem::path& path, const ModelOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->info = inspect_model(path);
+  impl->instance = std::make_shared<vk::Instance>(vk::InstanceOptions{.validation = options.validation});
+  impl->device = std::make_unique<vk::Device>(impl->instance, options.device);
+  impl->device_info = to_device_info(impl->device->caps(), impl->device->index(), options.device < 0);
+  impl->llama = model::LlamaModel::load(*impl->device, path, {.quiet = options.quiet});
+  impl->text = std::make_unique<TextAssets>(path);
+  impl->generation = io::load_generation_config(path);
+  return Model(std::move(impl));
+}
+
+const ModelInfo& Model::info() const { return impl_->info; }
+const DeviceInfo& Model::device() const { return impl_->device_info; }
+uint64_t Model::device_bytes_in_use() const { return impl_->device->allocated_bytes(); }
+bool Model::has_tokenizer() const { return impl_->text->tokenizer.has_value(); }
+
+std::vector<int32_t> Model::tokenize(const std::string& text, bool add_special_tokens) const {
+  return impl_->text->need_tokenizer(impl_->info.path).encode(text, add_special_tokens);
+}
+
+std::string Model::detokenize(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+  return impl_->text->need_tokenizer(impl_->info.path).decode(ids, skip_special_tokens);
+}
+
+std::string Model::render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                               const std::optional<std::string>& template_source) const {
+  return impl_->text->render(impl_->info.path, messages_value(messages), add_generation_prompt, template_source);
+}
+
+std::vector<int32_t> Model::eos_ids() const {
+  std::vector<int32_t> ids;
+  if (impl_->generation && impl_->generation->eos_token_ids) {
+    for (auto id : *impl_->generation->eos_token_ids) ids.push_back(int32_t(id));
+    return ids;
+  }
+  for (auto id : impl_->llama->config().eos_token_ids) ids.push_back(int32_t(id));
+  if (ids.empty() && impl_->text->tokenizer) ids = impl_->text->tokenizer->eos_ids();
+  return ids;
+}
+
+std::optional<int32_t> Model::pad_id() const {
+  if (impl_->generation && impl_->generation->pad_token_id) return int32_t(*impl_->generation->pad_token_id);
+  if (impl_->llama->config().pad_token_id) return int32_t(*impl_->llama->config().pad_token_id);
+  return std::nullopt;
+}
+
+SamplingOptions default_sampling(const Model& model) {
+  SamplingOptions s;
+  const auto& g = model.impl().generation;
+  if (!g) return s;
+  if (g->do_sample) s.do_sample = *g->do_sample;
+  if (g->temperature) s.temperature = float(*g->temperature);
+  if (g->top_k) s.top_k = int(*g->top_k);
+  if (g->top_p) s.top_p = float(*g->top_p);
+  if (g->min_p) s.min_p = float(*g->min_p);
+  if (g->typical_p) s.typical_p = float(*g->typical_p);
+  if (g->repetition_penalty) s.repetition_penalty = float(*g->repetition_penalty);
+  if (g->no_repeat_ngram_size) s.no_repeat_ngram_size = int(*g->no_repeat_ngram_size);
+  if (g->min_length) s.min_length = int(*g->min_length);
+  if (g->min_new_tokens) s.min_new_tokens = int(*g->min_new_tokens);
+  return s;
+}
+
+// ---- Tokenizer (no weights) ----
+struct Tokenizer::Impl {
+  std::filesystem::path dir;
+  std::unique_ptr<TextAssets> text;
+};
+Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer::~Tokenizer() = default;
+
+Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": not a directory");
+  impl->text = std::make_unique<TextAssets>(dir);
+  if (!impl->text->tokenizer && impl->text->tokenizer_config_json.empty())
+    throw Error(dir.string() + ": neither tokenizer.json nor tokenizer_config.json is there");
+  return Tokenizer(std::move(impl));
+}
+
+std::vector<int32_t> Tokenizer::encode(const std::string& text, bool add_special_tokens) const {
+  return impl_->text->need_tokenizer(impl_->dir).encode(text, add_special_tokens);
+}
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+  return impl_->text->need_tokenizer(impl_->dir).decode(ids, skip_special_tokens);
+}
+std::string Tokenizer::render_chat_json(const std::string& messages_json, bool add_generation_prompt,
+                                        const std::optional<std::string>& template_source) const {
+  const text::Value messages = text::Value::from_json(messages_json);
+  if (!messages.is_list()) throw Error("messages: expected a JSON list of {role, content} objects");
+  return impl_->text->render(impl_->dir, messages, add_generation_prompt, template_source);
+}
+
+// ---- TextStream ----
+struct TextStream::Impl {
+  text::StreamingDecoder decoder;
+};
+TextStream::TextStream(const Model& model, bool skip_special_tokens)
+    : impl_(std::make_unique<Impl>(Impl{text::StreamingDecoder(
+          model.impl().text->need_tokenizer(model.info().path), skip_special_tokens)})) {}
+TextStream::TextStream(TextStream&&) noexcept = default;
+TextStream::~TextStream() = default;
+std::string TextStream::push(int32_t token) { return impl_->decoder.push(token); }
+std::string TextStream::finish() { return impl_->decoder.finish(); }
+
+// ---- Session ----
+struct Session::Impl {
+  Model& model;
+  SessionOptions options;
+  std::unique_ptr<gen::Session> session;
+  GenerationStats stats;
+
+  // Makes (or remakes, larger) the engine session so that `needed` tokens fit.
+  gen::Session& ensure(uint32_t needed, uint32_t batch) {
+    uint32_t ctx = options.ctx ? options.ctx : needed;
+    if (needed > ctx)
+      throw Error("the request needs " + std::to_string(needed) + " tokens of context, more than --ctx " +
+                  std::to_string(ctx));
+    if (session && session->forward().cache().capacity() >= needed && session->forward().cache().batch() == batch)
+      return *session;
+    const auto& llama = *model.impl().llama;
+    if (ctx > llama.hyper().max_position_embeddings)
+      std::fprintf(stderr, "inferno: warning: context %u exceeds max_position_embeddings %u\n", ctx,
+                   llama.hyper().max_position_embeddings);
+    session.reset();
+    session = std::make_unique<gen::Session>(llama, ctx, to_kv_type(options.kv_dtype, llama), batch, options.timestamps);
+    return *session;
+  }
+  gen::GenerateOptions engine_options(const GenerateOptions& o) const {
+    gen::GenerateOptions g;
+    g.max_new_tokens = o.max_new_tokens;
+    g.ignore_eos = o.ignore_eos;
+    const SamplingOptions& s = o.sampling;
+    g.sampling = {.do_sample = s.do_sample, .temperature = s.temperature, .top_k = s.top_k, .top_p = s.top_p,
+                  .min_p = s.min_p, .typical_p = s.typical_p, .repetition_penalty = s.repetition_penalty,
+                  .no_repeat_ngram_size = s.no_repeat_ngram_size, .bad_words_ids = s.bad_words_ids,
+                  .suppress_tokens = s.suppress_tokens, .min_length = s.min_length, .min_new_tokens = s.min_new_tokens,
+                  .eos_ids = o.eos_ids ? *o.eos_ids : model.eos_ids(), .seed = s.seed};
+    return g;
+  }
+  void take_stats() {
+    const auto& s = session->stats();
+    stats = {s.prompt_tokens, s.reused_tokens, s.new_tokens, s.prefill_seconds, s.decode_seconds};
+  }
+};
+
+Session::Session(Model& model, const SessionOptions& options) : impl_(std::make_unique<Impl>(Impl{model, options, {}, {}})) {
+  if (options.batch == 0) throw Error("batch must be at least 1");
+  if (options.ctx) impl_->ensure(options.ctx, options.batch);
+}
+Session::Session(Session&&) noexcept = default;
+Session::~Session() = default;
+
+std::vector<int32_t> Session::generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
+                                       const std::function<bool(int32_t)>& on_token) {
+  if (options.max_new_tokens < 0) throw Error("max_new_tokens must not be negative");
+  auto& s = impl_->ensure(uint32_t(prompt.size() + size_t(options.max_new_tokens)), 1);
+  auto out = s.generate(prompt, impl_->engine_options(options), on_token);
+  impl_->take_stats();
+  return out;
+}
+
+std::vector<std::vector<int32_t>> Session::generate_batch(const std::vector<std::vector<int32_t>>& prompts,
+                                                          const GenerateOptions& options) {
+  size_t longest = 0;
+  for (const auto& p : prompts) longest = std::max(longest, p.size());
+  auto& s = impl_->ensure(uint32_t(longest + size_t(options.max_new_tokens)), uint32_t(prompts.size()));
+  auto out = s.generate_batch(prompts, impl_->engine_options(options), impl_->model.pad_id().value_or(0));
+  impl_->take_stats();
+  return out;
+}
+
+std::vector<float> Session::logits(const std::vector<int32_t>& ids) {
+  auto& s = impl_->ensure(uint32_t(ids.size()), 1);
+  return s.all_logits(ids);
+}
+
+const GenerationStats& Session::stats() const { return impl_->stats; }
+
+std::vector<KernelTime> Session::last_kernel_times() const {
+  std::vector<KernelTime> out;
+  if (!impl_->session) return out;
+  for (const auto& t : impl_->session->forward().recorder().timings()) out.push_back({t.label, t.ns});
+  return out;
+}
+
+uint64_t Session::submissions() const { return impl_->model.impl().device->submissions(); }
+uint32_t Session::ctx() const { return impl_->session ? impl_->session->forward().cache().capacity() : impl_->options.ctx; }
+KvDtype Session::kv_dtype() const {
+  return impl_->session ? from_kv_type(impl_->session->forward().cache().type()) : impl_->options.kv_dtype;
+}
+uint64_t Session::device_bytes() const {
+  if (!impl_->session) return 0;
+  return impl_->session->forward().cache().bytes() + impl_->session->forward().scratch_bytes();
+}
+
+void write_safetensors_f32(const std::filesystem::path& path, const std::vector<TensorF32>& tensors) {
+  std::vector<io::TensorToWrite> out;
+  for (const auto& t : tensors) {
+    int64_t n = 1;
+    for (auto d : t.shape) n *= d;
+    if (!t.data || int64_t(t.data->size()) != n) throw Error("tensor '" + t.name + "': data size disagrees with its shape");
+    out.push_back({t.name, io::DType::F32, t.shape,
+                   std::span(reinterpret_cast<const std::byte*>(t.data->data()), t.data->size() * sizeof(float))});
+  }
+  io::write_safetensors(path, out);
+}
+
+}  // namespace inferno

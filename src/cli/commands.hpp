@@ -1,0 +1,41 @@
+#pragma once
+// The `inferno` subcommands, each group in its own file, written on the public C++ API only.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "inferno/inferno.hpp"
+
+namespace inferno::cli {
+
+// What the chosen subcommand runs after parsing; returns the exit status.
+using Action = std::function<int()>;
+
+// Options every command that runs a model takes (CONTRACT.md: -m, --device, --kv-dtype, --ctx).
+struct ModelArgs {
+  std::string path;
+  int device = -1;
+  std::string kv_dtype = "auto";
+  uint32_t ctx = 0;
+  bool quiet = false;
+  bool validation = false;
+};
+void add_model_args(CLI::App& cmd, ModelArgs& args);
+Model load_model(const ModelArgs& args);
+SessionOptions session_options(const ModelArgs& args, uint32_t batch = 1);
+// "1,2,3" (also spaces) → ids; an empty or malformed list is a usage error naming the flag.
+std::vector<int32_t> parse_ids(const std::string& text, const char* flag);
+
+void add_device_commands(CLI::App& app, Action& action);  // devices, info
+void add_run_commands(CLI::App& app, Action& action);     // logits, generate, perplexity
+void add_chat_command(CLI::App& app, Action& action);     // chat
+void add_text_commands(CLI::App& app, Action& action);    // tokenize, template
+
+// Thrown for bad usage found after parsing (exit status 2).
+struct UsageError : Error {
+  using Error::Error;
+};
+
+}  // namespace inferno::cli

@@ -1,0 +1,84 @@
+// inferno: Llama inference on Vulkan. Results go to stdout; progress, statistics and warnings to stderr; errors are
+// one line on stderr with exit status 1 (2 for bad usage).
+#include <cstdio>
+
+#include "cli/commands.hpp"
+
+namespace inferno::cli {
+
+void add_model_args(CLI::App& cmd, ModelArgs& a) {
+  cmd.add_option("-m,--model", a.path, "Hugging Face checkpoint directory")->required();
+  cmd.add_option("--device", a.device, "Vulkan device index (see `inferno devices`); default: the preferred one");
+  cmd.add_option("--kv-dtype", a.kv_dtype, "KV cache dtype: f32, f16, bf16 (default: f32 for F32 weights, else f16)")
+      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
+  cmd.add_option("--ctx", a.ctx, "KV cache size in tokens (default: what the request needs)");
+  cmd.add_flag("--quiet", a.quiet, "no loading bar");
+  cmd.add_flag("--validation", a.validation, "enable the Vulkan validation layer (slow)");
+}
+
+Model load_model(const ModelArgs& a) {
+  return Model::load(a.path, {.device = a.device, .quiet = a.quiet, .validation = a.validation});
+}
+
+SessionOptions session_options(const ModelArgs& a, uint32_t batch) {
+  return {.ctx = a.ctx, .kv_dtype = *parse_kv_dtype(a.kv_dtype), .batch = batch};
+}
+
+std::vector<int32_t> parse_ids(const std::string& text, const char* flag) {
+  std::vector<int32_t> ids;
+  std::string cur;
+  auto flush = [&] {
+    if (cur.empty()) return;
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(cur, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != cur.size() || v < 0 || v > INT32_MAX)
+      throw UsageError(std::string(flag) + ": '" + cur + "' is not a token id");
+    ids.push_back(int32_t(v));
+    cur.clear();
+  };
+  for (char c : text) {
+    if (c == ',' || c == ' ' || c == '\n' || c == '\t') flush();
+    else cur += c;
+  }
+  flush();
+  if (ids.empty()) throw UsageError(std::string(flag) + ": no token ids given");
+  return ids;
+}
+
+}  // namespace inferno::cli
+
+int main(int argc, char** argv) {
+  using namespace inferno::cli;
+  CLI::App app{"inferno: Llama inference on any Vulkan device"};
+  app.require_subcommand(1);
+  Action action;
+  add_device_commands(app, action);
+  add_run_commands(app, action);
+  add_chat_command(app, action);
+  add_text_commands(app, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "inferno: %s\n", e.what());
+    std::fprintf(stderr, "Run with --help for more information.\n");
+    return 2;
+  }
+  try {
+    return action ? action() : 0;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "inferno: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "inferno: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,123 @@
+#include "io/safetensors_writer.hpp"
+
+#include <simdjson.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include "io/safetensors.hpp"
+#include "util/error.hpp"
+
+namespace inferno::io {
+
+namespace {
+
+// A JSON string literal. Names must be valid UTF-8, which JSON (and the reader) requires.
+std::string json_quote(std::string_view text, const std::string& what) {
+  if (!simdjson::validate_utf8(text.data(), text.size())) fail(what + " is not valid UTF-8");
+  std::string out = "\"";
+  for (char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", unsigned(byte));
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// Removes the half-written file unless the write got to the end.
+struct PartialFile {
+  std::filesystem::path path;
+  std::FILE* file = nullptr;
+  bool done = false;
+  ~PartialFile() {
+    if (file) std::fclose(file);
+    if (!done) {
+      std::error_code ignored;
+      std::filesystem::remove(path, ignored);
+    }
+  }
+};
+
+}  // namespace
+
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  const std::string file = path.string();
+  std::string header = "{";
+  if (!metadata.empty()) {
+    header += "\"__metadata__\":{";
+    bool first = true;
+    for (const auto& [key, value] : metadata) {
+      if (!first) header += ',';
+      first = false;
+      header += json_quote(key, file + ": metadata key '" + key + "'") + ":" +
+                json_quote(value, file + ": metadata value of '" + key + "'");
+    }
+    header += "}";
+  }
+
+  std::set<std::string_view> names;
+  uint64_t offset = 0;
+  for (const TensorToWrite& tensor : tensors) {
+    const std::string where = file + ": tensor '" + tensor.name + "': ";
+    if (tensor.name == "__metadata__") fail(where + "the name is reserved for the metadata");
+    if (!names.insert(tensor.name).second) fail(where + "given twice");
+    uint64_t elements = 1;
+    std::string shape = "[";
+    for (size_t i = 0; i < tensor.shape.size(); ++i) {
+      const int64_t dim = tensor.shape[i];
+      if (dim < 0) fail(where + "negative dimension " + std::to_string(dim));
+      if (__builtin_mul_overflow(elements, uint64_t(dim), &elements) || elements > uint64_t(INT64_MAX))
+        fail(where + "shape has too many elements");
+      shape += (i ? "," : "") + std::to_string(dim);
+    }
+    shape += "]";
+    uint64_t expected_bytes = 0;
+    if (__builtin_mul_overflow(elements, uint64_t(dtype_size(tensor.dtype)), &expected_bytes) ||
+        expected_bytes != tensor.bytes.size())
+      fail(where + "shape " + shape + " of " + std::string(dtype_name(tensor.dtype)) + " needs " +
+           std::to_string(elements) + " elements but " + std::to_string(tensor.bytes.size()) + " bytes were given");
+    header += (header.size() > 1 ? "," : "") + json_quote(tensor.name, where + "name") + ":{\"dtype\":\"" +
+              std::string(dtype_name(tensor.dtype)) + "\",\"shape\":" + shape + ",\"data_offsets\":[" +
+              std::to_string(offset) + "," + std::to_string(offset + expected_bytes) + "]}";
+    offset += expected_bytes;
+  }
+  header += "}";
+  // Spaces after the JSON are allowed by the format; they align the data section to 8 bytes, as HF's writer does.
+  header.append((8 - header.size() % 8) % 8, ' ');
+  if (header.size() > kMaxSafetensorsHeaderBytes)
+    fail(file + ": header of " + std::to_string(header.size()) + " bytes exceeds the format's limit");
+
+  PartialFile partial{std::filesystem::path(file + ".partial")};
+  partial.file = std::fopen(partial.path.c_str(), "wb");
+  if (!partial.file) fail(partial.path.string() + ": cannot create: " + std::strerror(errno));
+  auto write = [&](const void* data, size_t size) {
+    if (size && std::fwrite(data, 1, size, partial.file) != size)
+      fail(partial.path.string() + ": write failed: " + std::strerror(errno));
+  };
+  uint8_t length_le[8];
+  for (int i = 0; i < 8; ++i) length_le[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
+  write(length_le, sizeof length_le);
+  write(header.data(), header.size());
+  for (const TensorToWrite& tensor : tensors) write(tensor.bytes.data(), tensor.bytes.size());
+  const int close_status = std::fclose(partial.file);
+  partial.file = nullptr;
+  if (close_status != 0) fail(partial.path.string() + ": write failed: " + std::strerror(errno));
+  std::error_code error;
+  std::filesystem::rename(partial.path, path, error);
+  if (error) fail(file + ": cannot move the written file into place: " + error.message());
+  partial.done = true;
+}
+
+}  // namespace inferno::io

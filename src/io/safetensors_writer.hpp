@@ -1,0 +1,29 @@
+#pragma once
+// Writing safetensors files in the layout Hugging Face's own writer uses: header padded with spaces so the data
+// section starts on an 8-byte boundary, offsets relative to the data section. Tensors are stored in the order given.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "io/dtype.hpp"
+
+namespace inferno::io {
+
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::span<const std::byte> bytes;  // exactly elements × dtype_size bytes, little-endian
+};
+
+// Throws inferno::Error naming the file or the tensor on a bad tensor (size mismatch, duplicate or reserved name,
+// negative dimension) or a failed write. The file appears complete or not at all: it is written beside the target
+// and renamed over it.
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace inferno::io

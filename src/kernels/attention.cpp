@@ -1,0 +1,179 @@
+#include "kernels/attention.hpp"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "kernels/data_window.hpp"
+#include "kernels/shader_registry.hpp"
+
+namespace inferno::kernels {
+
+const char* kv_type_name(KvType type) {
+  switch (type) {
+    case KvType::F32: return "f32";
+    case KvType::F16: return "f16";
+    case KvType::BF16: return "bf16";
+  }
+  return "?";
+}
+
+uint32_t kv_type_bytes(KvType type) { return type == KvType::F32 ? 4 : 2; }
+
+namespace {
+
+constexpr uint32_t kMaxHeadDim = 256;     // attention.comp's q_shared
+constexpr uint32_t kAttentionGroup = 64;  // keys per chunk
+constexpr uint32_t kWriteGroup = 64;
+
+void check_shape(const char* kernel, const AttentionShape& s) {
+  const std::string k = kernel;
+  if (s.batch == 0 || s.tokens == 0) throw Error(k + ": batch and tokens must be at least 1");
+  if (s.heads == 0 || s.kv_heads == 0 || s.heads % s.kv_heads != 0)
+    throw Error(k + ": heads " + std::to_string(s.heads) + " is not a multiple of kv_heads " +
+                std::to_string(s.kv_heads));
+  if (s.head_dim == 0 || s.head_dim % 2 != 0 || s.head_dim > kMaxHeadDim)
+    throw Error(k + ": head_dim " + std::to_string(s.head_dim) + " is not an even number from 2 to " +
+                std::to_string(kMaxHeadDim));
+  if (uint64_t(s.past) + s.tokens > s.capacity)
+    throw Error(k + ": past " + std::to_string(s.past) + " + tokens " + std::to_string(s.tokens) +
+                " exceeds the cache capacity " + std::to_string(s.capacity));
+}
+
+void check_stride(const char* kernel, const char* what, uint32_t stride, uint64_t width) {
+  if (stride < width)
+    throw Error(std::string(kernel) + ": " + what + " row stride " + std::to_string(stride) + " is shorter than its " +
+                std::to_string(width) + " values");
+}
+
+// The shader variant of a family for a cache dtype, e.g. "attention_bf16".
+std::string variant(const char* family, KvType type) { return std::string(family) + "_" + kv_type_name(type); }
+
+// A dispatch's share of the cache: planes [first, first + count), each plane the [capacity, head_dim] block of one
+// (sequence, kv head), numbered b · kv_heads + kv_head. Whole sequences go together while the cache window and the
+// row windows of their activations fit one binding; a sequence whose planes do not fit is split by kv heads.
+struct PlaneRange {
+  uint32_t first = 0, count = 0;
+  uint32_t first_sequence = 0, sequences = 0;
+};
+
+std::vector<PlaneRange> plane_ranges(const vk::Device& device, const char* kernel, const AttentionShape& s, KvType type,
+                                     uint32_t widest_stride) {
+  const uint64_t plane_bytes = uint64_t(s.capacity) * s.head_dim * kv_type_bytes(type);
+  const uint64_t planes_fit = items_per_window(device, kernel, plane_bytes);
+  const uint64_t sequences_fit = items_per_window(device, kernel, uint64_t(s.tokens) * widest_stride * 4);
+  std::vector<PlaneRange> ranges;
+  const uint32_t total = s.batch * s.kv_heads;
+  for (uint32_t p = 0; p < total;) {
+    uint64_t count;
+    if (p % s.kv_heads == 0 && planes_fit >= s.kv_heads)
+      count = std::min<uint64_t>({planes_fit / s.kv_heads, sequences_fit, s.batch - p / s.kv_heads}) * s.kv_heads;
+    else
+      count = std::min<uint64_t>(planes_fit, s.kv_heads - p % s.kv_heads);
+    const uint32_t b0 = p / s.kv_heads, b1 = uint32_t((p + count - 1) / s.kv_heads);
+    ranges.push_back({p, uint32_t(count), b0, b1 - b0 + 1});
+    p += uint32_t(count);
+  }
+  return ranges;
+}
+
+// The rows of the sequences of a range in an activation [batch · tokens, stride] whose rows hold `width` values.
+DataWindow row_window(const vk::Device& device, const char* kernel, const vk::Buffer& buffer, const AttentionShape& s,
+                      const PlaneRange& r, uint32_t stride, uint64_t width, bool writes) {
+  const uint64_t first_row = uint64_t(r.first_sequence) * s.tokens;
+  const uint64_t end_row = first_row + uint64_t(r.sequences) * s.tokens;
+  return data_window(device, kernel, buffer, first_row * stride * 4, ((end_row - 1) * stride + width) * 4, writes);
+}
+
+DataWindow cache_window(const vk::Device& device, const char* kernel, const vk::Buffer& cache, const AttentionShape& s,
+                        KvType type, const PlaneRange& r, bool writes) {
+  const uint64_t plane_bytes = uint64_t(s.capacity) * s.head_dim * kv_type_bytes(type);
+  return data_window(device, kernel, cache, r.first * plane_bytes, (r.first + uint64_t(r.count)) * plane_bytes, writes);
+}
+
+// The window's start in cache elements (two per word for 16-bit caches).
+uint32_t cache_first_element(const DataWindow& w, KvType type) { return w.first_word * (4 / kv_type_bytes(type)); }
+
+// The push constants of kv_write.comp and attention.comp, field for field.
+struct KvWritePush {
+  uint32_t tokens, past, kv_heads, head_dim, capacity, k_stride, v_stride;
+  uint32_t first_plane, planes, first_row, k_first, v_first, cache_first;
+};
+struct AttentionPush {
+  uint32_t tokens, past, kv_heads, group_size, head_dim, capacity, q_stride, out_stride;
+  uint32_t first_plane, planes, first_row, q_first, out_first, cache_first;
+  float scale;
+};
+
+}  // namespace
+
+void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
+                     const vk::Buffer& k, uint32_t k_stride, const vk::Buffer& v, uint32_t v_stride,
+                     const vk::Buffer& k_cache, const vk::Buffer& v_cache) {
+  const char* kernel = "kv_write";
+  check_shape(kernel, shape);
+  const uint64_t width = uint64_t(shape.kv_heads) * shape.head_dim;
+  check_stride(kernel, "k", k_stride, width);
+  check_stride(kernel, "v", v_stride, width);
+  const auto& pipe = pipeline(device, variant(kernel, type), {kWriteGroup});
+  for (const PlaneRange& r : plane_ranges(device, kernel, shape, type, std::max(k_stride, v_stride))) {
+    const DataWindow kw = row_window(device, kernel, k, shape, r, k_stride, width, false);
+    const DataWindow vw = row_window(device, kernel, v, shape, r, v_stride, width, false);
+    const DataWindow kc = cache_window(device, kernel, k_cache, shape, type, r, true);
+    const DataWindow vc = cache_window(device, kernel, v_cache, shape, type, r, true);
+    const KvWritePush push{.tokens = shape.tokens,
+                           .past = shape.past,
+                           .kv_heads = shape.kv_heads,
+                           .head_dim = shape.head_dim,
+                           .capacity = shape.capacity,
+                           .k_stride = k_stride,
+                           .v_stride = v_stride,
+                           .first_plane = r.first,
+                           .planes = r.count,
+                           .first_row = r.first_sequence * shape.tokens,
+                           .k_first = kw.first_word,
+                           .v_first = vw.first_word,
+                           .cache_first = cache_first_element(kc, type)};
+    const Grid grid = grid_1d(device, groups_for(uint64_t(r.count) * shape.tokens * (shape.head_dim / 2), kWriteGroup));
+    rec.dispatch(pipe, {kw.binding, vw.binding, kc.binding, vc.binding}, push, grid.x, grid.y);
+  }
+}
+
+void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
+                      const vk::Buffer& q, uint32_t q_stride, const vk::Buffer& k_cache, const vk::Buffer& v_cache,
+                      const vk::Buffer& kv_start, const vk::Buffer& out) {
+  const char* kernel = "attention";
+  check_shape(kernel, shape);
+  const uint64_t width = uint64_t(shape.heads) * shape.head_dim;
+  check_stride(kernel, "q", q_stride, width);
+  const uint32_t out_stride = uint32_t(width);
+  const uint32_t group_size = shape.heads / shape.kv_heads;
+  const uint32_t dims_per_invocation = (shape.head_dim + kAttentionGroup - 1) / kAttentionGroup;
+  const auto& pipe = pipeline(device, variant(kernel, type), {kAttentionGroup, dims_per_invocation});
+  const vk::Binding starts = data_window(device, kernel, kv_start, 0, uint64_t(shape.batch) * 4, false).binding;
+  for (const PlaneRange& r : plane_ranges(device, kernel, shape, type, std::max(q_stride, out_stride))) {
+    const DataWindow qw = row_window(device, kernel, q, shape, r, q_stride, width, false);
+    const DataWindow ow = row_window(device, kernel, out, shape, r, out_stride, width, true);
+    const DataWindow kc = cache_window(device, kernel, k_cache, shape, type, r, false);
+    const DataWindow vc = cache_window(device, kernel, v_cache, shape, type, r, false);
+    const AttentionPush push{.tokens = shape.tokens,
+                             .past = shape.past,
+                             .kv_heads = shape.kv_heads,
+                             .group_size = group_size,
+                             .head_dim = shape.head_dim,
+                             .capacity = shape.capacity,
+                             .q_stride = q_stride,
+                             .out_stride = out_stride,
+                             .first_plane = r.first,
+                             .planes = r.count,
+                             .first_row = r.first_sequence * shape.tokens,
+                             .q_first = qw.first_word,
+                             .out_first = ow.first_word,
+                             .cache_first = cache_first_element(kc, type),
+                             .scale = shape.scale};
+    const Grid grid = grid_1d(device, uint64_t(r.count) * group_size * shape.tokens);
+    rec.dispatch(pipe, {qw.binding, kc.binding, vc.binding, starts, ow.binding}, push, grid.x, grid.y);
+  }
+}
+
+}  // namespace inferno::kernels

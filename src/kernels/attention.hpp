@@ -1,0 +1,37 @@
+#pragma once
+// The KV cache write and causal GQA attention over the cache.
+//
+// Cache layout per layer: K and V each [batch, kv_heads, capacity, head_dim] in the cache dtype (f32, f16 or bf16),
+// in device memory for the whole session. A step processes `tokens` new tokens for each of `batch` sequences
+// (left-padded so they have equal length): rows of Q/K/V are m = b * tokens + t, and token t of every sequence goes
+// to cache slot past + t. Slots < kv_start[b] (left padding) are masked out for sequence b.
+#include "vk/recorder.hpp"
+
+namespace inferno::kernels {
+
+enum class KvType { F32, F16, BF16 };
+const char* kv_type_name(KvType);
+uint32_t kv_type_bytes(KvType);
+
+struct AttentionShape {
+  uint32_t batch = 1, tokens = 1, past = 0;  // this step: batch × tokens new rows; `past` slots already filled
+  uint32_t heads = 1, kv_heads = 1, head_dim = 0;
+  uint32_t capacity = 0;  // cache slots per sequence
+  float scale = 0;        // 1/sqrt(head_dim)
+};
+
+// Writes K and V rows (f32 [batch*tokens, kv_heads*head_dim], row strides given) into the cache at slots past..past+tokens-1.
+void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
+                     const vk::Buffer& k, uint32_t k_stride, const vk::Buffer& v, uint32_t v_stride,
+                     const vk::Buffer& k_cache, const vk::Buffer& v_cache);
+
+// out[m, h*head_dim + d] = softmax_j(q·k_j · scale, j ≤ past + t, j ≥ kv_start[b]) · v_j, f32 throughout.
+// q: f32 [batch*tokens, heads*head_dim] (row stride q_stride), kv_start: int32 [batch], out f32 [batch*tokens, heads*head_dim].
+// A row that sees no key (a left-padding query in prefill: past + t < kv_start[b]) gets zeros, not NaN.
+// head_dim must be even and at most 256. Keys are processed in chunks with an online softmax, so any context length
+// works in bounded shared memory; a cache larger than one storage binding is processed in several dispatches.
+void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
+                      const vk::Buffer& q, uint32_t q_stride, const vk::Buffer& k_cache, const vk::Buffer& v_cache,
+                      const vk::Buffer& kv_start, const vk::Buffer& out);
+
+}  // namespace inferno::kernels

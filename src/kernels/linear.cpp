@@ -1,0 +1,118 @@
+#include "kernels/linear.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "kernels/shader_registry.hpp"
+#include "util/error.hpp"
+
+namespace inferno::kernels {
+
+namespace {
+
+// Mirrors `Push` in shaders/linear_common.glsl.
+struct LinearPush {
+  uint32_t k, n, m;
+  uint32_t x_offset, x_stride;
+  uint32_t y_offset, y_stride;
+  uint32_t bias_offset, bias_dtype;
+  uint32_t accumulate;
+};
+constexpr uint32_t kNoBias = 0xffffffffu;
+constexpr uint32_t kMatmulTile = 64;   // TILE in linear_matmul.comp
+constexpr uint32_t kMatvecMaxM = 8;    // the matvec kernel keeps ROWS × m sums per thread
+
+uint32_t dtype_code(WeightType type) {  // DTYPE_* in shaders/weight_load.glsl
+  switch (type) {
+    case WeightType::F32: return 0;
+    case WeightType::F16: return 1;
+    case WeightType::BF16: return 2;
+  }
+  return 0;
+}
+
+LinearTuning resolve(const vk::Device& device, LinearTuning t, const std::string& what) {
+  // 64 threads fill a wave on every vendor (and 8 subgroups of lavapipe's 8 lanes); one output per workgroup keeps
+  // the kernel small (quick to compile on CPU drivers) and gives wide GPUs N workgroups to spread.
+  if (!t.matvec_threads) t.matvec_threads = 64;
+  if (!t.matvec_rows) t.matvec_rows = 1;
+  if (!t.matvec_max_m) t.matvec_max_m = kMatvecMaxM;
+  if (t.matvec_threads > std::min<uint32_t>(1024, device.caps().max_workgroup_invocations))
+    throw Error(what + ": matvec_threads " + std::to_string(t.matvec_threads) + " exceeds the device's workgroup size");
+  if (t.matvec_rows < 1 || t.matvec_rows > 8) throw Error(what + ": matvec_rows must be 1..8");
+  if (t.matvec_max_m < 1 || t.matvec_max_m > kMatvecMaxM) throw Error(what + ": matvec_max_m must be 1..8");
+  const uint64_t shared = uint64_t(t.matvec_rows) * t.matvec_max_m * t.matvec_threads * 4;
+  if (shared > device.caps().max_compute_shared_memory)
+    throw Error(what + ": the matvec tuning needs " + std::to_string(shared) + " bytes of shared memory, the device has " +
+                std::to_string(device.caps().max_compute_shared_memory));
+  return t;
+}
+
+}  // namespace
+
+void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args) {
+  record_linear(device, rec, args, LinearTuning{});
+}
+
+void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args, const LinearTuning& tuning_asked) {
+  if (!args.weight || !args.x || !args.y) throw Error("record_linear: weight, x and y are required");
+  const DeviceMatrix& w = *args.weight;
+  const std::string what = "linear '" + w.name + "'";
+  const LinearTuning tuning = resolve(device, tuning_asked, what);
+  if (args.m == 0) return;
+  const uint32_t k = w.cols, n = w.rows, m = args.m;
+  const uint64_t x_stride = args.x_stride ? args.x_stride : k;
+  const uint64_t y_stride = args.y_stride ? args.y_stride : n;
+  if (x_stride < k) throw Error(what + ": x rows " + std::to_string(x_stride) + " floats apart overlap (k = " + std::to_string(k) + ")");
+  if (y_stride < n) throw Error(what + ": y rows " + std::to_string(y_stride) + " floats apart overlap (n = " + std::to_string(n) + ")");
+  const uint64_t x_needs = ((m - 1) * x_stride + k) * 4, y_needs = ((m - 1) * y_stride + n) * 4;
+  if (args.x->bytes() < x_needs)
+    throw Error(what + ": x buffer '" + args.x->name() + "' holds " + std::to_string(args.x->bytes()) + " bytes, " +
+                std::to_string(m) + " rows need " + std::to_string(x_needs));
+  if (args.y->bytes() < y_needs)
+    throw Error(what + ": y buffer '" + args.y->name() + "' holds " + std::to_string(args.y->bytes()) + " bytes, " +
+                std::to_string(m) + " rows need " + std::to_string(y_needs));
+  if (args.x == args.y) throw Error(what + ": x and y must be different buffers");
+  if (args.bias && args.bias->size != n)
+    throw Error(what + ": bias '" + args.bias->name + "' has " + std::to_string(args.bias->size) + " elements, not " +
+                std::to_string(n));
+  // The kernels index within a binding in 32-bit elements; bindings are at most maxStorageBufferRange (< 4 GiB).
+  if (x_stride > UINT32_MAX / 2 || y_stride > UINT32_MAX / 2) throw Error(what + ": row strides too large");
+
+  const uint32_t block = std::min({m, rows_per_binding(device, args.max_binding_bytes, x_stride * 4, k * 4, what + " x"),
+                                   rows_per_binding(device, args.max_binding_bytes, y_stride * 4, n * 4, what + " y")});
+  const bool matvec = m <= tuning.matvec_max_m;
+  const std::string dtype = weight_type_name(w.type);
+  for (uint32_t m0 = 0; m0 < m; m0 += block) {
+    const uint32_t mb = std::min(block, m - m0);
+    const BindingWindow xw = binding_window(device, *args.x, m0 * x_stride * 4, ((m0 + mb - 1) * x_stride + k) * 4, 4);
+    const BindingWindow yw = binding_window(device, *args.y, m0 * y_stride * 4, ((m0 + mb - 1) * y_stride + n) * 4, 4);
+    for (const WeightChunk& chunk : w.chunks) {
+      LinearPush push{k, chunk.rows, mb, xw.first_element, uint32_t(x_stride), yw.first_element + chunk.first_row,
+                      uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u};
+      // Without a bias the kernel still needs a buffer at binding 3: the weights stand in, unread.
+      vk::Binding bias_binding = vk::in(chunk.buffer);
+      if (args.bias) {
+        const uint32_t eb = weight_type_bytes(args.bias->type);
+        const BindingWindow bw = binding_window(device, args.bias->buffer, uint64_t(chunk.first_row) * eb,
+                                                uint64_t(chunk.first_row + chunk.rows) * eb, eb);
+        bias_binding = vk::in(args.bias->buffer, bw.offset, bw.range);
+        push.bias_offset = bw.first_element;
+        push.bias_dtype = dtype_code(args.bias->type);
+      }
+      const std::initializer_list<vk::Binding> bindings = {vk::in(chunk.buffer), vk::in(*args.x, xw.offset, xw.range),
+                                                           vk::out(*args.y, yw.offset, yw.range), bias_binding};
+      if (matvec) {
+        const auto& p = pipeline(device, "linear_matvec_" + dtype, {tuning.matvec_threads, tuning.matvec_rows, mb});
+        const Grid g = grid_1d(device, groups_for(chunk.rows, tuning.matvec_rows));
+        rec.dispatch(p, bindings, push, g.x, g.y);
+      } else {
+        const auto& p = pipeline(device, "linear_matmul_" + dtype);
+        const Grid g = grid_1d(device, uint64_t(groups_for(chunk.rows, kMatmulTile)) * groups_for(mb, kMatmulTile));
+        rec.dispatch(p, bindings, push, g.x, g.y);
+      }
+    }
+  }
+}
+
+}  // namespace inferno::kernels

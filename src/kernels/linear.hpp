@@ -1,0 +1,34 @@
+#pragma once
+// y = x · Wᵀ (+ b): x [M, K] f32 activations, W [N, K] in its own dtype (HF layout), y [M, N] f32, f32 accumulation.
+// Small M (decode) uses a matrix·vector kernel that reads each weight row once for all M rows; larger M (prefill)
+// a tiled matrix·matrix kernel. Any sizes.
+#include "kernels/weights.hpp"
+#include "vk/recorder.hpp"
+
+namespace inferno::kernels {
+
+struct LinearArgs {
+  const DeviceMatrix* weight = nullptr;
+  const DeviceVector* bias = nullptr;  // optional; same dtype as the weight not required
+  const vk::Buffer* x = nullptr;       // f32 [M, K] starting at element 0, rows x_stride floats apart
+  const vk::Buffer* y = nullptr;       // f32 [M, N] starting at element 0, rows y_stride floats apart
+  uint32_t m = 1;
+  uint32_t x_stride = 0;  // 0 = K
+  uint32_t y_stride = 0;  // 0 = N
+  bool accumulate = false;  // y += x·Wᵀ (+ b) instead of y = ... (residual add folded into the projection)
+  // The largest range bound for x or y at once; 0 = the device's maxStorageBufferRange. Larger activations are
+  // processed in blocks of rows. Tests pass a small value to force the blocking.
+  uint64_t max_binding_bytes = 0;
+};
+
+// Tuning knobs of the matrix·vector kernel (specialization constants); 0 = the default for the device.
+struct LinearTuning {
+  uint32_t matvec_threads = 0;  // threads per workgroup (up to 1024)
+  uint32_t matvec_rows = 0;     // outputs per workgroup (1..8)
+  uint32_t matvec_max_m = 0;    // the largest m that takes the matrix·vector kernel (1..8); larger m the tiled one
+};
+
+void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args);
+void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args, const LinearTuning& tuning);
+
+}  // namespace inferno::kernels

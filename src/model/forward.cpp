@@ -1,0 +1,208 @@
+#include "model/forward.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/elementwise.hpp"
+#include "kernels/embedding.hpp"
+#include "kernels/linear.hpp"
+#include "kernels/norm.hpp"
+#include "kernels/rope.hpp"
+#include "util/error.hpp"
+
+namespace inferno::model {
+
+using kernels::KvType;
+
+kernels::KvType default_kv_type(const LlamaModel& model) {
+  return model.main_weight_type() == kernels::WeightType::F32 ? KvType::F32 : KvType::F16;
+}
+
+uint64_t KvCache::bytes_for(const LlamaHyper& h, uint32_t batch, uint32_t capacity, KvType type) {
+  return 2ull * h.layers * batch * h.kv_heads * capacity * h.head_dim * kernels::kv_type_bytes(type);
+}
+
+KvCache::KvCache(vk::Device& device, const LlamaHyper& h, uint32_t batch, uint32_t capacity, KvType type)
+    : batch_(batch), capacity_(capacity), type_(type) {
+  if (batch == 0 || capacity == 0) throw Error("KV cache: batch and context must be positive");
+  const uint64_t per_layer = uint64_t(batch) * h.kv_heads * capacity * h.head_dim * kernels::kv_type_bytes(type);
+  if (per_layer > device.caps().max_storage_buffer_range)
+    throw Error("KV cache: " + std::to_string(per_layer) + " bytes per layer for batch " + std::to_string(batch) +
+                " and context " + std::to_string(capacity) + " exceed this device's " +
+                std::to_string(device.caps().max_storage_buffer_range) + "-byte storage buffer range; use a smaller --ctx");
+  for (uint32_t l = 0; l < h.layers; ++l) {
+    k_.emplace_back(device, per_layer, vk::MemoryKind::Device, "kv_cache.k." + std::to_string(l));
+    v_.emplace_back(device, per_layer, vk::MemoryKind::Device, "kv_cache.v." + std::to_string(l));
+  }
+}
+
+uint64_t KvCache::bytes() const {
+  uint64_t total = 0;
+  for (size_t i = 0; i < k_.size(); ++i) total += k_[i].allocated_bytes() + v_[i].allocated_bytes();
+  return total;
+}
+
+Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvType kv_type, bool timestamps)
+    : model_(model),
+      device_(model.device()),
+      cache_(model.device(), model.hyper(), batch, capacity, kv_type),
+      rec_(model.device(), timestamps) {
+  const auto& h = model.hyper();
+  rope_table_ = vk::Buffer(device_, uint64_t(capacity) * h.head_dim * 4, vk::MemoryKind::Device, "rope_table");
+  kv_start_ = vk::Buffer(device_, uint64_t(batch) * 4, vk::MemoryKind::Staging, "kv_start");
+}
+
+uint64_t Forward::scratch_bytes_for(const LlamaHyper& h, uint32_t batch, uint32_t rows) {
+  const uint64_t per_row = 2ull * h.hidden + h.q_dim() + 2ull * h.kv_dim() + h.q_dim() + 2ull * h.intermediate;
+  const uint64_t logits = uint64_t(rows) * h.vocab * 2;  // device logits and their host-visible copy
+  return 4 * (per_row * rows + uint64_t(batch) * h.hidden + logits + 2ull * rows + batch);
+}
+
+uint64_t Forward::scratch_bytes() const {
+  uint64_t total = 0;
+  for (const vk::Buffer* b : {&x_, &xn_, &q_, &k_, &v_, &attn_, &gate_, &up_, &last_, &logits_, &ids_, &positions_,
+                              &kv_start_, &readback_, &rope_table_})
+    total += b->allocated_bytes();
+  return total;
+}
+
+void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows) {
+  const auto& h = model_.hyper();
+  if (rows > scratch_rows_) {
+    auto f32 = [&](uint64_t floats, const char* name) {
+      return vk::Buffer(device_, floats * 4, vk::MemoryKind::Device, name);
+    };
+    x_ = f32(uint64_t(rows) * h.hidden, "hidden");
+    xn_ = f32(uint64_t(rows) * h.hidden, "hidden_normed");
+    q_ = f32(uint64_t(rows) * h.q_dim(), "q");
+    k_ = f32(uint64_t(rows) * h.kv_dim(), "k");
+    v_ = f32(uint64_t(rows) * h.kv_dim(), "v");
+    attn_ = f32(uint64_t(rows) * h.q_dim(), "attention_out");
+    gate_ = f32(uint64_t(rows) * h.intermediate, "mlp_gate");
+    up_ = f32(uint64_t(rows) * h.intermediate, "mlp_up");
+    ids_ = vk::Buffer(device_, uint64_t(rows) * 4, vk::MemoryKind::Staging, "token_ids");
+    positions_ = vk::Buffer(device_, uint64_t(rows) * 4, vk::MemoryKind::Staging, "positions");
+    scratch_rows_ = rows;
+  }
+  if (!last_) last_ = vk::Buffer(device_, uint64_t(cache_.batch()) * h.hidden * 4, vk::MemoryKind::Device, "last_hidden");
+  if (logits_rows > logits_rows_) {
+    const uint64_t bytes = uint64_t(logits_rows) * h.vocab * 4;
+    logits_ = vk::Buffer(device_, bytes, vk::MemoryKind::Device, "logits");
+    readback_ = vk::Buffer(device_, bytes, vk::MemoryKind::Readback, "logits_readback");
+    logits_rows_ = logits_rows;
+  }
+}
+
+void Forward::upload_rope_table(int64_t seq_len) {
+  const auto& h = model_.hyper();
+  // Only dynamic NTK scaling depends on the sequence length; every other type is computed once.
+  if (h.rope.type != "dynamic") seq_len = 0;
+  else seq_len = std::max<int64_t>(seq_len, h.max_position_embeddings);
+  if (seq_len == rope_seq_len_) return;
+  const RopeFrequencies f = compute_rope_frequencies(h.rope, seq_len);
+  const uint32_t half = h.head_dim / 2, capacity = cache_.capacity();
+  if (f.inv_freq.size() != half) throw Error("RoPE: partial rotary embeddings are not supported");
+  std::vector<float> table(size_t(capacity) * half * 2);
+  for (uint32_t pos = 0; pos < capacity; ++pos)
+    for (uint32_t i = 0; i < half; ++i) {
+      // transformers: freqs = inv_freq · position in float32, then cos/sin in float32, times attention_scaling.
+      const float angle = f.inv_freq[i] * float(pos);
+      table[(size_t(pos) * half + i) * 2] = float(std::cos(double(angle))) * f.attention_scaling;
+      table[(size_t(pos) * half + i) * 2 + 1] = float(std::sin(double(angle))) * f.attention_scaling;
+    }
+  vk::upload(device_, rope_table_, 0, table.data(), table.size() * 4);
+  rope_seq_len_ = seq_len;
+}
+
+void Forward::rewind(uint32_t past) {
+  if (past > past_) throw Error("cannot rewind the KV cache forward");
+  past_ = past;
+}
+
+std::vector<float> Forward::step(const Step& s) {
+  const auto& h = model_.hyper();
+  const uint32_t rows = s.batch * s.tokens;
+  if (s.batch != cache_.batch())
+    throw Error("step for " + std::to_string(s.batch) + " sequences on a cache made for " + std::to_string(cache_.batch()));
+  if (s.tokens == 0) throw Error("a forward step needs at least one token");
+  if (s.ids.size() != rows || s.positions.size() != rows || s.kv_start.size() != s.batch)
+    throw Error("forward step: ids, positions and kv_start sizes disagree with batch × tokens");
+  if (past_ + s.tokens > cache_.capacity())
+    throw Error("context full: " + std::to_string(past_) + " + " + std::to_string(s.tokens) + " tokens exceed the " +
+                std::to_string(cache_.capacity()) + "-token KV cache (raise --ctx)");
+  for (int32_t id : s.ids)
+    if (id < 0 || uint32_t(id) >= h.vocab)
+      throw Error("token id " + std::to_string(id) + " is outside the vocabulary (size " + std::to_string(h.vocab) + ")");
+  int32_t max_pos = 0;
+  for (int32_t p : s.positions) {
+    if (p < 0 || uint32_t(p) >= cache_.capacity())
+      throw Error("position id " + std::to_string(p) + " is outside the context of " + std::to_string(cache_.capacity()));
+    max_pos = std::max(max_pos, p);
+  }
+  const uint32_t out_rows = s.rows == LogitsRows::All ? rows : s.batch;
+  ensure_scratch(rows, out_rows);
+  upload_rope_table(int64_t(max_pos) + 1);
+  std::memcpy(ids_.mapped(), s.ids.data(), rows * 4);
+  std::memcpy(positions_.mapped(), s.positions.data(), rows * 4);
+  std::memcpy(kv_start_.mapped(), s.kv_start.data(), s.batch * 4);
+
+  kernels::AttentionShape shape;
+  shape.batch = s.batch;
+  shape.tokens = s.tokens;
+  shape.past = past_;
+  shape.heads = h.heads;
+  shape.kv_heads = h.kv_heads;
+  shape.head_dim = h.head_dim;
+  shape.capacity = cache_.capacity();
+  shape.scale = float(1.0 / std::sqrt(double(h.head_dim)));
+  const KvType kv = cache_.type();
+  vk::Device& d = device_;
+  auto linear = [&](const kernels::DeviceMatrix& w, const std::optional<kernels::DeviceVector>& b, const vk::Buffer& x,
+                    const vk::Buffer& y, uint32_t m, bool accumulate) {
+    kernels::record_linear(d, rec_, {.weight = &w, .bias = b ? &*b : nullptr, .x = &x, .y = &y, .m = m,
+                                     .accumulate = accumulate});
+  };
+
+  rec_.begin();
+  kernels::record_embedding(d, rec_, model_.embedding(), ids_, rows, x_);
+  for (uint32_t i = 0; i < h.layers; ++i) {
+    const LayerWeights& l = model_.layers()[i];
+    // attention block
+    kernels::record_rmsnorm(d, rec_, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
+    linear(l.q, l.q_bias, xn_, q_, rows, false);
+    linear(l.k, l.k_bias, xn_, k_, rows, false);
+    linear(l.v, l.v_bias, xn_, v_, rows, false);
+    kernels::record_rope(d, rec_, q_, rows, h.heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
+    kernels::record_rope(d, rec_, k_, rows, h.kv_heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
+    kernels::record_kv_write(d, rec_, kv, shape, k_, h.kv_dim(), v_, h.kv_dim(), cache_.k(i), cache_.v(i));
+    kernels::record_attention(d, rec_, kv, shape, q_, h.q_dim(), cache_.k(i), cache_.v(i), kv_start_, attn_);
+    linear(l.o, l.o_bias, attn_, x_, rows, true);  // residual add folded into the projection
+    // MLP block
+    kernels::record_rmsnorm(d, rec_, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
+    linear(l.gate, l.gate_bias, xn_, gate_, rows, false);
+    linear(l.up, l.up_bias, xn_, up_, rows, false);
+    kernels::record_silu_mul(d, rec_, gate_, up_, gate_, rows, h.intermediate);
+    linear(l.down, l.down_bias, gate_, x_, rows, true);
+  }
+  if (s.rows == LogitsRows::All) {
+    kernels::record_rmsnorm(d, rec_, x_, model_.final_norm(), xn_, rows, h.hidden, h.rms_eps);
+    linear(model_.lm_head(), std::nullopt, xn_, logits_, rows, false);
+  } else {
+    // Only each sequence's last token: gather those rows, then norm and project just them.
+    for (uint32_t b = 0; b < s.batch; ++b)
+      rec_.copy(x_, (uint64_t(b) * s.tokens + s.tokens - 1) * h.hidden * 4, last_, uint64_t(b) * h.hidden * 4,
+                uint64_t(h.hidden) * 4);
+    kernels::record_rmsnorm(d, rec_, last_, model_.final_norm(), last_, s.batch, h.hidden, h.rms_eps);
+    linear(model_.lm_head(), std::nullopt, last_, logits_, s.batch, false);
+  }
+  rec_.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
+  rec_.submit_and_wait();
+  past_ += s.tokens;
+
+  std::vector<float> out(size_t(out_rows) * h.vocab);
+  std::memcpy(out.data(), readback_.mapped(), out.size() * 4);
+  return out;
+}
+
+}  // namespace inferno::model

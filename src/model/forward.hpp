@@ -1,0 +1,79 @@
+#pragma once
+// The KV cache and the forward pass. One step = one recorded command buffer = one queue submission: embedding →
+// L × block → final norm → lm_head for the rows asked for, with only those logits copied back to the host.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kernels/attention.hpp"
+#include "model/llama.hpp"
+#include "vk/buffer.hpp"
+#include "vk/recorder.hpp"
+
+namespace inferno::model {
+
+// f32 for F32 checkpoints, f16 otherwise (the command-line contract's default).
+kernels::KvType default_kv_type(const LlamaModel& model);
+
+class KvCache {
+ public:
+  KvCache(vk::Device& device, const LlamaHyper& hyper, uint32_t batch, uint32_t capacity, kernels::KvType type);
+  uint32_t batch() const { return batch_; }
+  uint32_t capacity() const { return capacity_; }
+  kernels::KvType type() const { return type_; }
+  const vk::Buffer& k(uint32_t layer) const { return k_[layer]; }
+  const vk::Buffer& v(uint32_t layer) const { return v_[layer]; }
+  uint64_t bytes() const;  // device bytes held
+  // What a cache of this shape takes, for `inferno info` before anything is allocated.
+  static uint64_t bytes_for(const LlamaHyper& hyper, uint32_t batch, uint32_t capacity, kernels::KvType type);
+
+ private:
+  uint32_t batch_, capacity_;
+  kernels::KvType type_;
+  std::vector<vk::Buffer> k_, v_;
+};
+
+enum class LogitsRows { All, Last };
+
+struct Step {
+  uint32_t batch = 1, tokens = 0;
+  std::span<const int32_t> ids;        // [batch * tokens], sequence-major
+  std::span<const int32_t> positions;  // [batch * tokens] position ids (transformers' cumsum(mask) - 1 with pads at 1)
+  std::span<const int32_t> kv_start;   // [batch] first cache slot that is not left padding
+  LogitsRows rows = LogitsRows::Last;
+};
+
+class Forward {
+ public:
+  Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, kernels::KvType kv_type, bool timestamps = false);
+
+  // Runs the new tokens of every sequence through the model, appends their K/V to the cache, and returns logits:
+  // LogitsRows::All → [batch * tokens, vocab]; Last → [batch, vocab] (each sequence's last new token).
+  std::vector<float> step(const Step& step);
+
+  uint32_t past() const { return past_; }          // cache slots filled
+  void rewind(uint32_t past);                      // forget slots from `past` on (new prompt, or chat edits)
+  const KvCache& cache() const { return cache_; }
+  uint64_t scratch_bytes() const;                  // activations scratch held now
+  // What scratch for `rows` rows of tokens takes (for memory estimates).
+  static uint64_t scratch_bytes_for(const LlamaHyper& hyper, uint32_t batch, uint32_t rows);
+  const vk::Recorder& recorder() const { return rec_; }
+
+ private:
+  void ensure_scratch(uint32_t rows, uint32_t logits_rows);
+  void upload_rope_table(int64_t seq_len);
+
+  const LlamaModel& model_;
+  vk::Device& device_;
+  KvCache cache_;
+  vk::Recorder rec_;
+  uint32_t past_ = 0;
+  uint32_t scratch_rows_ = 0, logits_rows_ = 0;
+  int64_t rope_seq_len_ = -1;  // the seq_len the current table was computed for (dynamic RoPE recomputes)
+  vk::Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, last_, logits_;
+  vk::Buffer ids_, positions_, kv_start_, readback_;  // host-visible
+  vk::Buffer rope_table_;
+};
+
+}  // namespace inferno::model

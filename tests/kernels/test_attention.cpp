@@ -1,0 +1,362 @@
+// KV-cache writes and causal GQA attention against a double-precision reference of transformers' eager attention,
+// run over the cache-rounded K/V values: several steps per case (prefill, then decode or more prefill with past > 0),
+// left padding through kv_start, GQA / MQA / MHA, head_dim up to 256, contexts of several key chunks, all three cache
+// dtypes, and caches too large for one binding.
+#include <algorithm>
+#include <bit>
+
+#include "kernels/attention.hpp"
+#include "ops_support.hpp"
+
+using namespace inferno;
+using namespace inferno::testing;
+using kernels::KvType;
+
+namespace {
+
+Dtype dtype_of(KvType t) { return t == KvType::F32 ? Dtype::F32 : t == KvType::F16 ? Dtype::F16 : Dtype::BF16; }
+
+struct Step {
+  uint32_t tokens;
+  bool attend;  // false: only write the cache (fills a long context quickly)
+};
+
+struct Case {
+  const char* name;
+  uint32_t batch, heads, kv_heads, head_dim, capacity;
+  std::vector<int32_t> kv_start;
+  std::vector<Step> steps;
+  uint32_t q_padding = 0, kv_padding = 0;  // extra floats at the end of each q row, k/v row
+  uint32_t first_slot = 0;                 // where the first step writes (slots before it are never looked at)
+  bool poison_cache = true;                // fill the whole cache with NaN bytes first (small caches only)
+};
+
+// The host's copy of the cache: slots [first_slot, capacity) of every plane (sequence, kv head), as the cache dtype
+// holds them. NaN marks a slot not written yet.
+struct HostCache {
+  uint32_t first_slot, slots, head_dim;
+  std::vector<float> k, v;
+  HostCache(uint32_t planes, uint32_t first, uint32_t capacity, uint32_t dim)
+      : first_slot(first),
+        slots(capacity - first),
+        head_dim(dim),
+        k(size_t(planes) * slots * dim, kNaN),
+        v(size_t(planes) * slots * dim, kNaN) {}
+  size_t at(uint32_t plane, uint32_t slot, uint32_t d) const {
+    return (size_t(plane) * slots + (slot - first_slot)) * head_dim + d;
+  }
+};
+
+// out[row, h] = Σ_j softmax(q·k_j · scale) v_j over j = max(kv_start, 0) .. past + t, in double; zeros where no key
+// is visible. Also gives each output row's error bound for the f32 kernel (see the comment at the bound).
+void reference_attention(const Case& c, const kernels::AttentionShape& s, const HostCache& cache,
+                         const std::vector<float>& q, uint32_t q_stride, std::vector<double>& out,
+                         std::vector<double>& tolerance) {
+  const uint32_t group = c.heads / c.kv_heads, D = c.head_dim;
+  out.assign(size_t(s.batch) * s.tokens * c.heads * D, 0.0);
+  tolerance.assign(out.size(), 0.0);
+  for (uint32_t b = 0; b < s.batch; ++b)
+    for (uint32_t t = 0; t < s.tokens; ++t)
+      for (uint32_t h = 0; h < c.heads; ++h) {
+        const size_t row = size_t(b) * s.tokens + t;
+        const uint32_t plane = b * c.kv_heads + h / group;
+        const int64_t first = std::max<int64_t>(c.kv_start[b], 0), last = int64_t(s.past) + t;
+        if (first > last) continue;  // no visible key: zeros
+        const float* qh = &q[row * q_stride + size_t(h) * D];
+        std::vector<double> scores;
+        double max_score = -1e300, max_abs_score = 0, max_abs_products = 0, max_abs_v = 0;
+        for (int64_t j = first; j <= last; ++j) {
+          double dot = 0, abs_products = 0;
+          for (uint32_t d = 0; d < D; ++d) {
+            const double kd = cache.k[cache.at(plane, uint32_t(j), d)];
+            dot += qh[d] * kd;
+            abs_products += std::abs(qh[d] * kd);
+            max_abs_v = std::max(max_abs_v, std::abs(double(cache.v[cache.at(plane, uint32_t(j), d)])));
+          }
+          scores.push_back(dot * s.scale);
+          max_score = std::max(max_score, scores.back());
+          max_abs_score = std::max(max_abs_score, std::abs(scores.back()));
+          max_abs_products = std::max(max_abs_products, abs_products);
+        }
+        double sum = 0;
+        for (auto& sc : scores) sum += (sc = std::exp(sc - max_score));
+        for (uint32_t d = 0; d < D; ++d) {
+          double acc = 0;
+          for (int64_t j = first; j <= last; ++j)
+            acc += scores[size_t(j - first)] * cache.v[cache.at(plane, uint32_t(j), d)];
+          out[row * c.heads * D + size_t(h) * D + d] = acc / sum;
+        }
+        // The f32 kernel's error bound, relative to max|v| (an output is a convex combination of the v_j):
+        //  - each score is a length-D dot product and a scaling, off by at most (D + 2) u · scale · Σ|q_i k_i|; a
+        //    softmax weight moves by twice its scores' error, relatively;
+        //  - exp errs by at most 3 + 2|x| ulp (Vulkan specification; 1 ulp = 2u) with |x| ≤ 2 max|score|, in each
+        //    weight and in each of the `chunks` rescalings of the running sums, numerator and denominator alike;
+        //  - the weighted sum of v takes at most 64 roundings per chunk (64 keys per chunk) and one per rescaling.
+        const double u = kUnitRoundoff, chunks = std::ceil(double(scores.size()) / 64.0);
+        const double score_error = (D + 2) * u * s.scale * max_abs_products;
+        const double exp_error = 2 * (chunks + 1) * 2 * (3 + 4 * max_abs_score) * u;
+        const double bound = max_abs_v * (2 * score_error + exp_error + (64 + 2 * chunks + 8) * u);
+        for (uint32_t d = 0; d < D; ++d) tolerance[row * c.heads * D + size_t(h) * D + d] = bound;
+      }
+}
+
+// Runs the steps of a case with one cache dtype: each step writes its K/V rows through kv_write and (if asked)
+// attends, and both the cache contents and the outputs are compared with the host. Returns the number of kv_write
+// and attention dispatches of each step.
+std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
+  std::vector<uint64_t> dispatches;
+  vk::Device& d = test_device();
+  const Dtype dt = dtype_of(type);
+  const uint32_t D = c.head_dim, planes = c.batch * c.kv_heads;
+  const uint32_t q_width = c.heads * D, kv_width = c.kv_heads * D;
+  const uint32_t q_stride = q_width + c.q_padding, kv_stride = kv_width + c.kv_padding;
+  const uint64_t cache_bytes = uint64_t(planes) * c.capacity * D * kernels::kv_type_bytes(type);
+  vk::Buffer k_cache(d, cache_bytes, vk::MemoryKind::Device, "k cache"),
+      v_cache(d, cache_bytes, vk::MemoryKind::Device, "v cache");
+  if (c.poison_cache) {
+    // 0xFFFF is a NaN in f16 and in bf16, 0xFFFFFFFF one in f32: a slot read before it is written shows.
+    const std::vector<uint8_t> nan_bytes(cache_bytes, 0xFF);
+    vk::upload(d, k_cache, 0, nan_bytes.data(), cache_bytes);
+    vk::upload(d, v_cache, 0, nan_bytes.data(), cache_bytes);
+  }
+  vk::Buffer kv_start = device_buffer(c.kv_start, "kv_start");
+  HostCache host(planes, c.first_slot, c.capacity, D);
+
+  uint32_t past = c.first_slot;
+  for (size_t step = 0; step < c.steps.size(); ++step) {
+    const Step st = c.steps[step];
+    CAPTURE(step);
+    CAPTURE(past);
+    CAPTURE(st.tokens);
+    kernels::AttentionShape s;
+    s.batch = c.batch;
+    s.tokens = st.tokens;
+    s.past = past;
+    s.heads = c.heads;
+    s.kv_heads = c.kv_heads;
+    s.head_dim = D;
+    s.capacity = c.capacity;
+    s.scale = float(1.0 / std::sqrt(double(D)));
+    const uint32_t rows = c.batch * st.tokens;
+    std::vector<float> q = rng.uniform_vector(size_t(rows) * q_stride, -2.f, 2.f);
+    std::vector<float> k = rng.uniform_vector(size_t(rows) * kv_stride),
+                       v = rng.uniform_vector(size_t(rows) * kv_stride);
+    for (uint32_t b = 0; b < c.batch; ++b)
+      for (uint32_t t = 0; t < st.tokens; ++t) {
+        // Padding tokens (slots before kv_start) get large keys and values: attending to one would show plainly.
+        const float boost = int64_t(past) + t < c.kv_start[b] ? 8.f : 1.f;
+        const size_t row = size_t(b) * st.tokens + t;
+        for (uint32_t h = 0; h < c.kv_heads; ++h)
+          for (uint32_t i = 0; i < D; ++i) {
+            const size_t src = row * kv_stride + size_t(h) * D + i;
+            k[src] *= boost;
+            v[src] *= boost;
+            host.k[host.at(b * c.kv_heads + h, past + t, i)] = round_to(dt, k[src]);
+            host.v[host.at(b * c.kv_heads + h, past + t, i)] = round_to(dt, v[src]);
+          }
+      }
+    vk::Buffer qb = device_buffer(q, "q"), kb = device_buffer(k, "k"), vb = device_buffer(v, "v");
+    vk::Buffer out(d, uint64_t(rows) * q_width * 4, vk::MemoryKind::Device, "attention out");
+    vk::Recorder rec(d);
+    rec.begin();
+    kernels::record_kv_write(d, rec, type, s, kb, kv_stride, vb, kv_stride, k_cache, v_cache);
+    if (st.attend) {
+      poison(rec, out, uint64_t(rows) * q_width);
+      kernels::record_attention(d, rec, type, s, qb, q_stride, k_cache, v_cache, kv_start, out);
+    }
+    dispatches.push_back(rec.dispatch_count() - (st.attend ? 1 : 0));
+    rec.submit_and_wait();
+
+    // The cache holds exactly the rounded values where written, and its poison everywhere else.
+    const uint32_t bytes = kernels::kv_type_bytes(type);
+    size_t bad = 0;
+    for (uint32_t p = 0; p < planes; ++p) {
+      const uint64_t plane_offset = (uint64_t(p) * c.capacity + c.first_slot) * D * bytes;
+      const size_t n = size_t(host.slots) * D;
+      for (int which = 0; which < 2; ++which) {
+        const vk::Buffer& cache = which == 0 ? k_cache : v_cache;
+        const std::vector<float>& expected = which == 0 ? host.k : host.v;
+        const auto raw = read_back<uint8_t>(cache, n * bytes, plane_offset);
+        const auto got = decode(dt, raw);
+        for (size_t i = 0; i < n; ++i) {
+          const float want = expected[size_t(p) * n + i];
+          const bool ok = std::isnan(want) ? (!c.poison_cache || std::all_of(&raw[i * bytes], &raw[(i + 1) * bytes],
+                                                                             [](uint8_t x) { return x == 0xFF; }))
+                                           : got[i] == want;
+          if (!ok && bad++ < 3)
+            FAIL_CHECK((which ? "v" : "k") << " cache plane " << p << " slot " << c.first_slot + i / D << " dim "
+                                           << i % D << ": " << got[i] << ", expected " << want);
+        }
+      }
+    }
+    CHECK(bad == 0);
+
+    if (st.attend) {
+      std::vector<double> want, tolerance;
+      reference_attention(c, s, host, q, q_stride, want, tolerance);
+      const auto got = read_back<float>(out, want.size());
+      bad = 0;
+      for (size_t i = 0; i < want.size(); ++i)
+        if (!(std::abs(got[i] - want[i]) <= tolerance[i]) && bad++ < 3)
+          FAIL_CHECK("out row " << i / q_width << " head " << (i % q_width) / D << " dim " << i % D << ": " << got[i]
+                                << ", expected " << want[i] << " ± " << tolerance[i]);
+      CHECK(bad == 0);
+    }
+    past += st.tokens;
+  }
+  return dispatches;
+}
+
+const KvType kAllTypes[] = {KvType::F32, KvType::F16, KvType::BF16};
+
+}  // namespace
+
+TEST_CASE("kv type names and sizes") {
+  CHECK(std::string(kernels::kv_type_name(KvType::F32)) == "f32");
+  CHECK(std::string(kernels::kv_type_name(KvType::F16)) == "f16");
+  CHECK(std::string(kernels::kv_type_name(KvType::BF16)) == "bf16");
+  CHECK(kernels::kv_type_bytes(KvType::F32) == 4);
+  CHECK(kernels::kv_type_bytes(KvType::F16) == 2);
+  CHECK(kernels::kv_type_bytes(KvType::BF16) == 2);
+}
+
+TEST_CASE("kv_write rounds to the cache dtype bit for bit like PyTorch, edge values and random bit patterns") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  vk::Device& d = test_device();
+  Rng rng(403);
+  const float inf = std::numeric_limits<float>::infinity();
+  // Ties and limits of both 16-bit formats, subnormals, signed zeros and non-finite values, then random bits.
+  // 2^-25 rounds to 0 in f16 (a tie), 3·2^-26 up to the smallest subnormal; 2^-14 is f16's smallest normal.
+  const std::vector<float> edges = {0.f, -0.f, 1.f + 1.f / 2048, 1.f + 3.f / 2048, 1.f + 1.f / 256, 1.f + 3.f / 256,
+                                    65504.f, 65519.99f, 65520.f, -65520.f, 1e-8f, 2.9802322e-8f, 4.4703484e-8f,
+                                    6.097555e-5f, 6.1035156e-5f, 1e-40f, 3.4e38f, inf, -inf, kNaN, -kNaN};
+  kernels::AttentionShape s;
+  s.tokens = 3;
+  s.kv_heads = 1;
+  s.heads = 1;
+  s.head_dim = 256;
+  s.capacity = 3;
+  const size_t n = size_t(s.tokens) * s.head_dim;
+  for (KvType type : kAllTypes) {
+    CAPTURE(kernels::kv_type_name(type));
+    std::vector<float> k(n), v(n);
+    for (size_t i = 0; i < n; ++i) {
+      k[i] = i < edges.size() ? edges[i] : std::bit_cast<float>(uint32_t(rng.engine()));
+      v[i] = i < edges.size() ? -edges[i] : std::bit_cast<float>(uint32_t(rng.engine()));
+    }
+    const uint32_t bytes = kernels::kv_type_bytes(type);
+    vk::Buffer kb = device_buffer(k, "k"), vb = device_buffer(v, "v");
+    vk::Buffer k_cache(d, n * bytes, vk::MemoryKind::Device, "k cache"),
+        v_cache(d, n * bytes, vk::MemoryKind::Device, "v cache");
+    vk::Recorder rec(d);
+    rec.begin();
+    kernels::record_kv_write(d, rec, type, s, kb, s.head_dim, vb, s.head_dim, k_cache, v_cache);
+    rec.submit_and_wait();
+    size_t bad = 0;
+    for (int which = 0; which < 2; ++which) {
+      const std::vector<float>& src = which == 0 ? k : v;
+      const auto raw = read_back<uint8_t>(which == 0 ? k_cache : v_cache, n * bytes);
+      for (size_t i = 0; i < n; ++i) {
+        bool ok;
+        if (type == KvType::F32) {
+          float got;
+          std::memcpy(&got, &raw[i * 4], 4);
+          // A NaN's payload is not promised to survive a shader's load and store; any NaN will do.
+          ok = std::isnan(src[i]) ? std::isnan(got) : std::bit_cast<uint32_t>(got) == std::bit_cast<uint32_t>(src[i]);
+        } else {
+          uint16_t got;
+          std::memcpy(&got, &raw[i * 2], 2);
+          ok = got == (type == KvType::F16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]));
+        }
+        if (!ok && bad++ < 3)
+          FAIL_CHECK((which ? "v" : "k") << "[" << i << "] = " << src[i] << " (bits " << std::bit_cast<uint32_t>(src[i])
+                                         << ") is stored wrongly");
+      }
+    }
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("attention matches eager attention over the rounded cache: padding, GQA/MQA/MHA, prefill and decode") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(401);
+  const std::vector<Case> cases = {
+      // GQA 4/2 with three left-padded sequences; prefill, then two decode steps.
+      {"gqa batch 3", 3, 4, 2, 64, 16, {0, 3, 6}, {{9, true}, {1, true}, {1, true}}, 8, 3},
+      // MHA, head_dim 16: sequence 0's first two prefill rows see no key at all (zeros); several tokens at past > 0.
+      {"mha batch 2", 2, 3, 3, 16, 13, {2, 0}, {{5, true}, {1, true}, {4, true}}},
+      // MQA 4/1, head_dim 128, a prefill of several chunks, then more tokens on top.
+      {"mqa", 1, 4, 1, 128, 200, {0}, {{130, true}, {3, true}}, 0, 5},
+      // head_dim 256, two chunks of keys.
+      {"head_dim 256", 1, 4, 2, 256, 80, {1}, {{70, true}, {1, true}}},
+      // A single token at past 0, then one more.
+      {"one token", 1, 2, 1, 32, 4, {0}, {{1, true}, {1, true}}},
+      // A long context: 700 cached tokens (11 chunks) written without attending, then decode over them.
+      {"long context", 2, 4, 2, 64, 720, {0, 37}, {{700, false}, {2, true}, {1, true}}, 4, 0},
+  };
+  for (const Case& c : cases)
+    for (KvType type : kAllTypes) {
+      const std::string name = c.name;
+      CAPTURE(name);
+      CAPTURE(kernels::kv_type_name(type));
+      run_case(c, type, rng);
+    }
+}
+
+TEST_CASE("attention and kv_write split a cache larger than one binding") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  const vk::Device& d = test_device();
+  // head_dim 128, 4 kv heads: in f32 a plane (one sequence's kv head) takes a quarter of a binding and a little more,
+  // so a sequence's planes are split 3 + 1; in f16 a sequence fits, two do not.
+  const uint32_t head_dim = 128, kv_heads = 4;
+  const uint32_t capacity = uint32_t(d.caps().max_storage_buffer_range / (kv_heads * head_dim * 4)) + 1000;
+  if (uint64_t(capacity) * head_dim * kv_heads * 2 * 4 > (uint64_t(1) << 30)) {
+    MESSAGE("maxStorageBufferRange is " << d.caps().max_storage_buffer_range << " bytes: skipping the split test");
+    return;
+  }
+  Rng rng(402);
+  const uint32_t past = capacity - 8;
+  Case c{"split", 2, 8,    kv_heads, head_dim, capacity, {int32_t(past), int32_t(past + 1)}, {{4, true}, {1, true}},
+         0,       0, past, false};
+  for (KvType type : {KvType::F32, KvType::F16}) {
+    CAPTURE(kernels::kv_type_name(type));
+    // Split: more than one kv_write and one attention dispatch.
+    for (uint64_t n : run_case(c, type, rng)) CHECK(n > 2);
+  }
+}
+
+TEST_CASE("kv_write and attention refuse inconsistent shapes, naming what is wrong") {
+  vk::Device& d = test_device();
+  vk::Buffer small(d, 64, vk::MemoryKind::Device, "small"), cache(d, 4096, vk::MemoryKind::Device, "cache");
+  vk::Recorder rec(d);
+  rec.begin();
+  kernels::AttentionShape s;
+  s.heads = 4;
+  s.kv_heads = 3;
+  s.head_dim = 8;
+  s.capacity = 16;
+  s.scale = 0.35f;
+  CHECK_THROWS_WITH_AS(kernels::record_attention(d, rec, KvType::F16, s, small, 32, cache, cache, small, small),
+                       doctest::Contains("kv_heads 3"), inferno::Error);
+  s.kv_heads = 2;
+  s.head_dim = 7;
+  CHECK_THROWS_WITH_AS(kernels::record_kv_write(d, rec, KvType::F32, s, small, 14, small, 14, cache, cache),
+                       doctest::Contains("head_dim 7"), inferno::Error);
+  s.head_dim = 8;
+  s.past = 15;
+  s.tokens = 2;
+  CHECK_THROWS_WITH_AS(kernels::record_kv_write(d, rec, KvType::F32, s, small, 16, small, 16, cache, cache),
+                       doctest::Contains("capacity 16"), inferno::Error);
+  s.past = 0;
+  CHECK_THROWS_WITH_AS(kernels::record_attention(d, rec, KvType::BF16, s, small, 16, cache, cache, small, small),
+                       doctest::Contains("q row stride 16"), inferno::Error);
+  CHECK_THROWS_WITH_AS(kernels::record_attention(d, rec, KvType::BF16, s, small, 32, cache, cache, small, small),
+                       doctest::Contains("'small'"), inferno::Error);
+  s.capacity = 1000;  // 2 × 2 × 1000 × 8 × 4 bytes: more than the cache holds
+  vk::Buffer rows(d, 1024, vk::MemoryKind::Device, "rows");
+  CHECK_THROWS_WITH_AS(kernels::record_kv_write(d, rec, KvType::F32, s, rows, 16, rows, 16, cache, cache),
+                       doctest::Contains("'cache'"), inferno::Error);
+}

@@ -1,0 +1,244 @@
+// record_linear against a double-precision reference computed from the very values the device holds (weights and
+// biases rounded to their dtype, f32 activations).
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "gpu_support.hpp"
+#include "kernels/fill.hpp"
+#include "kernels/linear.hpp"
+
+using namespace inferno;
+using namespace inferno::testing;
+using kernels::WeightType;
+
+namespace {
+
+constexpr WeightType kTypes[] = {WeightType::F32, WeightType::F16, WeightType::BF16};
+
+// Random values rounded to `type`: the bytes as stored and the values they hold.
+struct Stored {
+  std::vector<std::byte> bytes;
+  std::vector<double> values;
+};
+Stored make_stored(Rng& rng, WeightType type, size_t count) {
+  Stored s;
+  s.bytes.resize(count * kernels::weight_type_bytes(type));
+  s.values.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    const float f = rng.uniform(-1.f, 1.f);
+    if (type == WeightType::F32) {
+      std::memcpy(&s.bytes[i * 4], &f, 4);
+      s.values[i] = f;
+    } else {
+      const uint16_t h = type == WeightType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
+      std::memcpy(&s.bytes[i * 2], &h, 2);
+      s.values[i] = type == WeightType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+  }
+  return s;
+}
+
+struct Case {
+  WeightType type = WeightType::F32;
+  uint32_t m = 1, k = 1, n = 1;
+  int bias = -1;  // -1: none, else the WeightType of the bias
+  bool accumulate = false;
+  uint32_t x_pad = 0, y_pad = 0;   // extra floats between rows
+  uint32_t rows_per_chunk = 0;     // 0: one chunk
+  uint32_t rows_per_block = 0;     // 0: x and y bound whole
+  kernels::LinearTuning tuning;
+};
+
+std::string describe(const Case& c) {
+  return std::string(kernels::weight_type_name(c.type)) + " m=" + std::to_string(c.m) + " k=" + std::to_string(c.k) +
+         " n=" + std::to_string(c.n) + " bias=" + (c.bias < 0 ? "none" : kernels::weight_type_name(WeightType(c.bias))) +
+         " accumulate=" + std::to_string(c.accumulate) + " x_pad=" + std::to_string(c.x_pad) +
+         " y_pad=" + std::to_string(c.y_pad) + " rows_per_chunk=" + std::to_string(c.rows_per_chunk) +
+         " rows_per_block=" + std::to_string(c.rows_per_block) +
+         " matvec_threads=" + std::to_string(c.tuning.matvec_threads) + " matvec_rows=" + std::to_string(c.tuning.matvec_rows) +
+         " matvec_max_m=" + std::to_string(c.tuning.matvec_max_m);
+}
+
+// Runs one case on the device and checks every element of y, padding included. Returns the number of bad elements.
+size_t run_case(Rng& rng, vk::Recorder& rec, const Case& c) {
+  vk::Device& d = test_device();
+  const uint32_t xs = c.k + c.x_pad, ys = c.n + c.y_pad;
+  const Stored w = make_stored(rng, c.type, size_t(c.n) * c.k);
+  const uint64_t row_bytes = uint64_t(c.k) * kernels::weight_type_bytes(c.type);
+  const uint64_t chunk_bytes = c.rows_per_chunk ? c.rows_per_chunk * row_bytes + 16 : 0;
+  const kernels::DeviceMatrix weight = kernels::upload_matrix(d, "w", c.type, c.n, c.k, w.bytes, chunk_bytes);
+  if (c.rows_per_chunk) REQUIRE(weight.chunks.size() == (c.n + c.rows_per_chunk - 1) / c.rows_per_chunk);
+
+  Stored b;
+  kernels::DeviceVector bias;
+  if (c.bias >= 0) {
+    b = make_stored(rng, WeightType(c.bias), c.n);
+    bias = kernels::upload_vector(d, "b", WeightType(c.bias), c.n, b.bytes);
+  }
+  const size_t x_count = size_t(c.m - 1) * xs + c.k, y_count = size_t(c.m - 1) * ys + c.n;
+  const std::vector<float> x = rng.uniform_vector(x_count);
+  // Accumulation starts from random values; otherwise y is poisoned with NaN so that any element left unwritten shows.
+  // The padding between rows must come out as it went in.
+  const std::vector<float> y0 = rng.uniform_vector(y_count, -4.f, 4.f);
+  const vk::Buffer xb = device_buffer(x, "x");
+  const vk::Buffer yb = device_buffer(y0, "y");
+
+  kernels::LinearArgs args;
+  args.weight = &weight;
+  args.bias = c.bias >= 0 ? &bias : nullptr;
+  args.x = &xb;
+  args.y = &yb;
+  args.m = c.m;
+  args.x_stride = c.x_pad ? xs : 0;
+  args.y_stride = c.y_pad ? ys : 0;
+  args.accumulate = c.accumulate;
+  if (c.rows_per_block)  // room for that many rows of x and of y, plus an alignment's worth of slack
+    args.max_binding_bytes = 4 * std::max<uint64_t>(uint64_t(c.rows_per_block - 1) * xs + c.k,
+                                                    uint64_t(c.rows_per_block - 1) * ys + c.n) +
+                             d.caps().min_storage_offset_alignment + 4;
+  rec.begin();
+  if (!c.accumulate) kernels::record_fill(d, rec, yb, 0, y_count, std::numeric_limits<float>::quiet_NaN());
+  kernels::record_linear(d, rec, args, c.tuning);
+  rec.submit_and_wait();
+  const std::vector<float> y = read_back<float>(yb, y_count);
+
+  size_t bad = 0;
+  for (uint32_t m = 0; m < c.m; ++m) {
+    for (uint32_t n = 0; n < ys; ++n) {
+      const size_t at = size_t(m) * ys + n;
+      if (at >= y_count) break;
+      if (n >= c.n) {  // padding between rows: untouched (NaN after poisoning)
+        const bool same = c.accumulate ? y[at] == y0[at] : std::isnan(y[at]);
+        if (!same && bad++ < 5) FAIL_CHECK(describe(c) << ": padding y[" << m << "][" << n << "] was written");
+        continue;
+      }
+      double exact = 0, magnitude = 0;
+      for (uint32_t k = 0; k < c.k; ++k) {
+        const double term = double(x[size_t(m) * xs + k]) * w.values[size_t(n) * c.k + k];
+        exact += term;
+        magnitude += std::fabs(term);
+      }
+      if (c.bias >= 0) exact += b.values[n], magnitude += std::fabs(b.values[n]);
+      if (c.accumulate) exact += y0[at], magnitude += std::fabs(y0[at]);
+      // Tolerance: every product is an f32 rounding (x is f32, w exact in f32), and any order of adding K+2 terms in
+      // f32 errs by at most (K+1)·u·Σ|term| with u = 2^-24 (the standard bound for recursive summation; trees and
+      // fma only tighten it). So (K+3)·u·Σ|term| cannot fail a correct kernel, while a term lost or read from the
+      // wrong place (typical size Σ|term|/K) exceeds it by a factor of ~(1/(K²u)) ≥ 16 for K ≤ 1000.
+      const double tolerance = (c.k + 3) * std::ldexp(1.0, -24) * magnitude + 1e-30;
+      if (!(std::fabs(y[at] - exact) <= tolerance) && bad++ < 5)
+        FAIL_CHECK(describe(c) << ": y[" << m << "][" << n << "] = " << y[at] << ", expected " << exact << " ± "
+                               << tolerance);
+    }
+  }
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE("linear matches a double reference for every dtype, odd sizes, bias, accumulation, chunks and strides") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(101);
+  vk::Recorder rec(test_device());
+  const uint64_t memory_before = test_device().allocated_bytes();
+  size_t cases = 0, bad = 0;
+  for (WeightType type : kTypes)
+    for (uint32_t m : {1u, 2u, 5u, 8u, 9u, 33u, 70u})
+      for (uint32_t k : {1u, 3u, 17u, 64u, 257u, 1000u})
+        for (uint32_t n : {1u, 5u, 63u, 130u, 511u}) {
+          Case c{type, m, k, n};
+          // Options drawn at random each run: over 630 cases each value of each occurs many times.
+          c.bias = rng.integer(-1, 2);
+          c.accumulate = rng.integer(0, 1) == 1;
+          if (rng.integer(0, 1)) c.x_pad = uint32_t(rng.integer(1, 5));
+          if (rng.integer(0, 1)) c.y_pad = uint32_t(rng.integer(1, 5));
+          // At least 3 chunks, the last one ragged (n = 1 cannot be split).
+          if (n >= 5 && rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, n / 3 - 1);
+          // Activations bound a few rows at a time, at windows that start off the alignment.
+          if (m >= 2 && rng.integer(0, 3) == 0) c.rows_per_block = uint32_t(rng.integer(1, int(m) - 1));
+          bad += run_case(rng, rec, c);
+          ++cases;
+        }
+  CHECK(cases == 3 * 7 * 6 * 5);
+  CHECK(bad == 0);
+  CHECK(test_device().allocated_bytes() == memory_before);
+}
+
+TEST_CASE("linear: every chunking, blocking and bias option on a fixed odd shape") {
+  // The random sweep above covers these with high probability; this makes sure of it each run.
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(102);
+  vk::Recorder rec(test_device());
+  size_t bad = 0;
+  for (WeightType type : kTypes)
+    for (uint32_t m : {3u, 21u})
+      for (int bias = -1; bias <= 2; ++bias)
+        for (bool accumulate : {false, true}) {
+          Case c{type, m, 37, 23, bias, accumulate, 3, 1, 7, m - 1};
+          bad += run_case(rng, rec, c);
+        }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("linear: matrix-vector tuning knobs all give the same answers") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(103);
+  vk::Recorder rec(test_device());
+  size_t bad = 0;
+  for (uint32_t threads : {24u, 256u})  // any size: not only powers of two
+    for (uint32_t rows : {2u, 5u}) {
+      if (uint64_t(rows) * 8 * threads * 4 > test_device().caps().max_compute_shared_memory) continue;
+      Case c{WeightType::BF16, uint32_t(rng.integer(1, 8)), uint32_t(rng.integer(1, 700)), uint32_t(rng.integer(1, 40))};
+      c.bias = rng.integer(-1, 2);
+      c.tuning = {threads, rows, 0};
+      bad += run_case(rng, rec, c);
+    }
+  // matvec_max_m = 1: two rows already take the tiled kernel.
+  Case c{WeightType::F16, 2, 129, 65};
+  c.tuning.matvec_max_m = 1;
+  bad += run_case(rng, rec, c);
+  CHECK(bad == 0);
+  CHECK_THROWS_WITH_AS(run_case(rng, rec, Case{WeightType::F32, 1, 4, 4, -1, true, 0, 0, 0, 0, {4096, 1, 0}}),
+                       doctest::Contains("matvec_threads"), Error);
+}
+
+TEST_CASE("linear: bad arguments are refused with the weight's name") {
+  ValidationGuard guard;
+  vk::Device& d = test_device();
+  Rng rng(104);
+  const Stored w = make_stored(rng, WeightType::BF16, 6 * 10);
+  const kernels::DeviceMatrix weight = kernels::upload_matrix(d, "blk.0.attn_q", WeightType::BF16, 6, 10, w.bytes);
+  const Stored b = make_stored(rng, WeightType::F32, 5);
+  const kernels::DeviceVector bias = kernels::upload_vector(d, "bias5", WeightType::F32, 5, b.bytes);
+  vk::Buffer x(d, 2 * 10 * 4, vk::MemoryKind::Device, "x"), y(d, 2 * 6 * 4, vk::MemoryKind::Device, "y");
+  vk::Recorder rec(d);
+  rec.begin();
+  kernels::LinearArgs a{&weight, nullptr, &x, &y, 2};
+  kernels::record_linear(d, rec, a);  // fits exactly
+  auto refused = [&](kernels::LinearArgs bad, const char* says) {
+    CHECK_THROWS_WITH_AS(kernels::record_linear(d, rec, bad), doctest::Contains(says), Error);
+    CHECK_THROWS_WITH_AS(kernels::record_linear(d, rec, bad), doctest::Contains("blk.0.attn_q"), Error);
+  };
+  kernels::LinearArgs too_many = a;
+  too_many.m = 3;
+  refused(too_many, "x buffer 'x'");
+  kernels::LinearArgs y_short = a;
+  y_short.y_stride = 7;
+  refused(y_short, "y buffer 'y'");
+  kernels::LinearArgs overlap = a;
+  overlap.x_stride = 9;
+  refused(overlap, "overlap");
+  kernels::LinearArgs wrong_bias = a;
+  wrong_bias.bias = &bias;
+  refused(wrong_bias, "bias5");
+  kernels::LinearArgs same = a;
+  same.y = &x;
+  same.m = 1;
+  CHECK_THROWS_AS(kernels::record_linear(d, rec, same), Error);
+  CHECK_THROWS_AS(kernels::record_linear(d, rec, kernels::LinearArgs{}), Error);
+  rec.submit_and_wait();
+}
