@@ -56,7 +56,8 @@ struct ModelInfo {
   uint64_t shard_bytes = 0;                         // file sizes
 };
 ModelInfo inspect_model(const std::filesystem::path& path);
-// Device bytes of the KV cache and of the activations scratch for a context and batch.
+// Device bytes of the KV cache (with its RoPE table) for a context and batch, and of the activations scratch that
+// generation needs for a prompt of `prompt_tokens` per sequence (logits of each sequence's last token only).
 uint64_t kv_cache_bytes(const ModelInfo& info, uint32_t ctx, uint32_t batch, KvDtype dtype);
 uint64_t scratch_bytes(const ModelInfo& info, uint32_t prompt_tokens, uint32_t batch);
 

@@ -194,7 +194,7 @@ uint64_t kv_cache_bytes(const ModelInfo& info, uint32_t ctx, uint32_t batch, KvD
 }
 
 uint64_t scratch_bytes(const ModelInfo& info, uint32_t prompt_tokens, uint32_t batch) {
-  return model::Forward::scratch_bytes_for(hyper_of(info), batch, prompt_tokens * batch);
+  return model::Forward::scratch_bytes_for(hyper_of(info), batch, prompt_tokens * batch, batch);
 }
 
 // ---- Model ----

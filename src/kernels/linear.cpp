@@ -63,8 +63,10 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
   const uint32_t k = w.cols, n = w.rows, m = args.m;
   const uint64_t x_stride = args.x_stride ? args.x_stride : k;
   const uint64_t y_stride = args.y_stride ? args.y_stride : n;
-  if (x_stride < k) throw Error(what + ": x rows " + std::to_string(x_stride) + " floats apart overlap (k = " + std::to_string(k) + ")");
-  if (y_stride < n) throw Error(what + ": y rows " + std::to_string(y_stride) + " floats apart overlap (n = " + std::to_string(n) + ")");
+  if (x_stride < k)
+    throw Error(what + ": x rows " + std::to_string(x_stride) + " floats apart overlap (k = " + std::to_string(k) + ")");
+  if (y_stride < n)
+    throw Error(what + ": y rows " + std::to_string(y_stride) + " floats apart overlap (n = " + std::to_string(n) + ")");
   const uint64_t x_needs = ((m - 1) * x_stride + k) * 4, y_needs = ((m - 1) * y_stride + n) * 4;
   if (args.x->bytes() < x_needs)
     throw Error(what + ": x buffer '" + args.x->name() + "' holds " + std::to_string(args.x->bytes()) + " bytes, " +
@@ -79,8 +81,9 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
   // The kernels index within a binding in 32-bit elements; bindings are at most maxStorageBufferRange (< 4 GiB).
   if (x_stride > UINT32_MAX / 2 || y_stride > UINT32_MAX / 2) throw Error(what + ": row strides too large");
 
-  const uint32_t block = std::min({m, rows_per_binding(device, args.max_binding_bytes, x_stride * 4, k * 4, what + " x"),
-                                   rows_per_binding(device, args.max_binding_bytes, y_stride * 4, n * 4, what + " y")});
+  const uint32_t block =
+      std::min({m, rows_per_binding(device, args.max_binding_bytes, x_stride * 4, uint64_t(k) * 4, what + " x"),
+                rows_per_binding(device, args.max_binding_bytes, y_stride * 4, uint64_t(n) * 4, what + " y")});
   const bool matvec = m <= tuning.matvec_max_m;
   const std::string dtype = weight_type_name(w.type);
   for (uint32_t m0 = 0; m0 < m; m0 += block) {

@@ -53,9 +53,9 @@ Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvT
   kv_start_ = vk::Buffer(device_, uint64_t(batch) * 4, vk::MemoryKind::Staging, "kv_start");
 }
 
-uint64_t Forward::scratch_bytes_for(const LlamaHyper& h, uint32_t batch, uint32_t rows) {
+uint64_t Forward::scratch_bytes_for(const LlamaHyper& h, uint32_t batch, uint32_t rows, uint32_t logits_rows) {
   const uint64_t per_row = 2ull * h.hidden + h.q_dim() + 2ull * h.kv_dim() + h.q_dim() + 2ull * h.intermediate;
-  const uint64_t logits = uint64_t(rows) * h.vocab * 2;  // device logits and their host-visible copy
+  const uint64_t logits = uint64_t(logits_rows) * h.vocab * 2;  // device logits and their host-visible copy
   return 4 * (per_row * rows + uint64_t(batch) * h.hidden + logits + 2ull * rows + batch);
 }
 

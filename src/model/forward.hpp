@@ -56,8 +56,8 @@ class Forward {
   void rewind(uint32_t past);                      // forget slots from `past` on (new prompt, or chat edits)
   const KvCache& cache() const { return cache_; }
   uint64_t scratch_bytes() const;                  // activations scratch held now
-  // What scratch for `rows` rows of tokens takes (for memory estimates).
-  static uint64_t scratch_bytes_for(const LlamaHyper& hyper, uint32_t batch, uint32_t rows);
+  // What scratch for `rows` rows of tokens takes, with `logits_rows` rows of logits (generation: one per sequence).
+  static uint64_t scratch_bytes_for(const LlamaHyper& hyper, uint32_t batch, uint32_t rows, uint32_t logits_rows);
   const vk::Recorder& recorder() const { return rec_; }
 
  private:

@@ -129,6 +129,40 @@ TEST_CASE("info describes a checkpoint, in text and JSON") {
   CHECK(bool(devices.at(0)["fits"]));
 }
 
+TEST_CASE("info describes every fixture checkpoint as its config.json says") {
+  for (const char* name : {"llama3-gqa-f32", "llama3-tied-bf16", "bias-headdim-f16", "mha-sharded-bf16", "mqa-yarn-f32",
+                           "w8a8-int8", "llama3-vocab-tied-bf16"}) {
+    CAPTURE(name);
+    simdjson::dom::parser cp, ip;
+    simdjson::dom::element config = cp.load(data_path(std::string("hf-llama/") + name + "/config.json").string());
+    const Run r = run_inferno("info --json -m " + fixture(name));
+    REQUIRE(r.status == 0);
+    simdjson::dom::element j = ip.parse(r.out);
+    const uint64_t hidden = uint64_t(config["hidden_size"]), heads = uint64_t(config["num_attention_heads"]);
+    CHECK(uint64_t(j["layers"]) == uint64_t(config["num_hidden_layers"]));
+    CHECK(uint64_t(j["hidden_size"]) == hidden);
+    CHECK(uint64_t(j["heads"]) == heads);
+    CHECK(uint64_t(j["kv_heads"]) == uint64_t(config["num_key_value_heads"]));
+    CHECK(uint64_t(j["head_dim"]) == uint64_t(config["head_dim"]));
+    CHECK(uint64_t(j["vocab_size"]) == uint64_t(config["vocab_size"]));
+    CHECK(bool(j["tied_embeddings"]) == bool(config["tie_word_embeddings"]));
+    // weights on the device = the tensors' bytes on disk: the files minus their JSON headers
+    uint64_t files = 0, tensors = 0;
+    for (const auto& e : fs::directory_iterator(data_path(std::string("hf-llama/") + name)))
+      if (e.path().extension() == ".safetensors" && e.path().filename() != "reference.safetensors") {
+        files += fs::file_size(e.path());
+        io::SafetensorsFile f(e.path());
+        for (const auto& t : f.tensors())
+          if (!(bool(config["tie_word_embeddings"]) && t.name == "lm_head.weight")) tensors += t.bytes;
+      }
+    CHECK(uint64_t(j["weight_bytes"]) == tensors);
+    CHECK(tensors < files);
+    uint64_t by_dtype = 0;
+    for (auto [k, v] : simdjson::dom::object(j["tensor_bytes_by_dtype"])) by_dtype += uint64_t(v);
+    CHECK(by_dtype == tensors);
+  }
+}
+
 TEST_CASE("logits --out writes transformers' logits [T, V]") {
   io::SafetensorsFile ref(data_path("hf-llama/llama3-gqa-f32/reference.safetensors"));
   const auto ids = ref.read_i64("prompt1.input_ids");
