@@ -8,6 +8,9 @@ layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) readonly buffer Table { uint weight_words[]; };  // one chunk of E [rows, hidden]
 layout(std430, binding = 1) readonly buffer Ids { int ids[]; };
 layout(std430, binding = 2) writeonly buffer Out { float out_rows[]; };
+#if defined(WEIGHT_I8)
+layout(std430, binding = 3) readonly buffer RowScales { uint scale_words[]; };  // int8 tables: one scale a row
+#endif
 
 #include "weight_load.glsl"
 
@@ -18,6 +21,8 @@ layout(push_constant) uniform Push {
   uint m;           // ids (output rows) of this dispatch
   uint ids_offset;  // element of the dispatch's first id within the bound range
   uint out_offset;  // element of its first output within the bound range
+  uint scale_offset;  // int8 tables: element of the chunk's first row scale within the bound range
+  uint scale_dtype;   // int8 tables: DTYPE_* of the row scales
 } pc;
 
 void main() {
@@ -27,5 +32,11 @@ void main() {
   const uint row = i / pc.hidden, c = i % pc.hidden;
   const int id = ids[pc.ids_offset + row];
   if (id < int(pc.first_row) || id - int(pc.first_row) >= int(pc.rows)) return;
-  out_rows[pc.out_offset + i] = load_weight(uint(id - int(pc.first_row)) * pc.hidden + c);
+  const uint local_row = uint(id - int(pc.first_row));
+  float value = load_weight(local_row * pc.hidden + c);  // block formats: dequantized (dequant.glsl)
+#if defined(WEIGHT_I8)
+  const uint s = pc.scale_offset + local_row;
+  value *= unpack_element(scale_words[element_word(s, pc.scale_dtype)], s, pc.scale_dtype);
+#endif
+  out_rows[pc.out_offset + i] = value;
 }

@@ -8,6 +8,8 @@
 //   vec4  load_weight4(uint i)   elements i .. i+3 (i even: two words for 16-bit dtypes)
 // Rows of odd length begin in the middle of a word: callers handle a row's first element with load_weight when the
 // row's first index is odd, then use the pair/quad loaders from the next (even) index.
+// With a block format or int8 defined instead (WEIGHT_Q4_K, WEIGHT_I8, ...), dequant.glsl provides load_weight and
+// the unit loader dequant_unit; WEIGHT_QUANT tells the two apart.
 #ifndef WEIGHT_LOAD_GLSL
 #define WEIGHT_LOAD_GLSL
 
@@ -41,6 +43,7 @@ uint element_word(uint i, uint dtype) { return dtype == DTYPE_F32 ? i : i >> 1; 
 #if defined(WEIGHT_F32)
 #define WEIGHT_DTYPE DTYPE_F32
 #define WEIGHT_IS_16BIT 0
+#define WEIGHT_QUANT 0
 float load_weight(uint i) { return uintBitsToFloat(WEIGHT_WORDS[i]); }
 vec2 load_weight2(uint i) { return vec2(uintBitsToFloat(WEIGHT_WORDS[i]), uintBitsToFloat(WEIGHT_WORDS[i + 1u])); }
 vec4 load_weight4(uint i) {
@@ -50,6 +53,7 @@ vec4 load_weight4(uint i) {
 #elif defined(WEIGHT_F16)
 #define WEIGHT_DTYPE DTYPE_F16
 #define WEIGHT_IS_16BIT 1
+#define WEIGHT_QUANT 0
 float load_weight(uint i) {
   const vec2 pair = unpackHalf2x16(WEIGHT_WORDS[i >> 1]);
   return (i & 1u) != 0u ? pair.y : pair.x;
@@ -62,6 +66,7 @@ vec4 load_weight4(uint i) {
 #elif defined(WEIGHT_BF16)
 #define WEIGHT_DTYPE DTYPE_BF16
 #define WEIGHT_IS_16BIT 1
+#define WEIGHT_QUANT 0
 float load_weight(uint i) {
   const uint word = WEIGHT_WORDS[i >> 1];
   return (i & 1u) != 0u ? bf16_high(word) : bf16_low(word);
@@ -71,6 +76,10 @@ vec4 load_weight4(uint i) {
   const uint w = i >> 1;
   return vec4(unpack_bf16x2(WEIGHT_WORDS[w]), unpack_bf16x2(WEIGHT_WORDS[w + 1u]));
 }
+#elif defined(WEIGHT_Q8_0) || defined(WEIGHT_Q4_0) || defined(WEIGHT_Q4_1) || defined(WEIGHT_Q5_0) || \
+    defined(WEIGHT_Q5_1) || defined(WEIGHT_Q4_K) || defined(WEIGHT_Q5_K) || defined(WEIGHT_Q6_K) || defined(WEIGHT_I8)
+// Block formats and int8: load_weight(i) dequantizes one element; kernels that stream whole rows use dequant_unit.
+#include "dequant.glsl"
 #endif
 
 #endif  // WEIGHT_LOAD_GLSL

@@ -2,7 +2,10 @@
 // inferno's C++ API: the one door into the engine for C++ programs (and for inferno's own command line).
 // Errors are thrown as inferno::Error (a std::runtime_error) with a one-line message naming the file, tensor or field.
 //
-// Thread-safety: a Model may be shared by several Sessions; a Session is used by one thread at a time.
+// Thread-safety: a Model may be shared by several Sessions, also on different threads: every Session call that uses
+// the device (construction, generate, logits, destruction) holds the model's lock, so their device work runs one
+// at a time per model. Model's text functions (tokenize, detokenize, render_chat) are read-only and need no lock.
+// A Session is used by one thread at a time. An on_token callback may use other sessions, never its own.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -61,10 +64,19 @@ ModelInfo inspect_model(const std::filesystem::path& path);
 uint64_t kv_cache_bytes(const ModelInfo& info, uint32_t ctx, uint32_t batch, KvDtype dtype);
 uint64_t scratch_bytes(const ModelInfo& info, uint32_t prompt_tokens, uint32_t batch);
 
+// Thrown by Model::load when its on_progress callback asks to stop.
+struct Cancelled : Error {
+  using Error::Error;
+};
+
 struct ModelOptions {
   int device = -1;     // -1: the preferred device
   bool quiet = false;  // no loading bar
   bool validation = false;  // Vulkan validation layer (slow; for debugging)
+  // Called as loading goes on with the fraction done (0 first, 1 last); returning false stops the load, which then
+  // throws Cancelled. Called between the loading stages (files checked, device opened, weights on the device,
+  // tokenizer read), not per tensor.
+  std::function<bool(float fraction)> on_progress;
 };
 
 struct ChatMessage {
@@ -84,6 +96,7 @@ class Model {
 
   // Text (needs tokenizer.json beside the weights).
   bool has_tokenizer() const;
+  bool has_chat_template() const;  // tokenizer_config.json (or tokenizer.json) has one
   std::vector<int32_t> tokenize(const std::string& text, bool add_special_tokens = true) const;
   std::string detokenize(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;
   // The model's chat template (tokenizer_config.json) or `template_source` when given.
@@ -197,6 +210,15 @@ class Session {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// ---- measurement ----
+// The device's achievable read bandwidth (a streaming-read kernel): the decode roofline.
+struct Bandwidth {
+  double bytes_per_second = 0;
+  uint64_t bytes_per_pass = 0;
+  bool gpu_timed = false;  // GPU timestamps (else wall clock)
+};
+Bandwidth measure_bandwidth(const Model& model);
 
 // ---- files ----
 // Writes F32 tensors to a safetensors file (e.g. logits for comparison with transformers).

@@ -3,12 +3,14 @@
 
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "generate/session.hpp"
 #include "io/checkpoint.hpp"
 #include "io/hf_config.hpp"
 #include "io/safetensors_writer.hpp"
+#include "kernels/bandwidth.hpp"
 #include "model/forward.hpp"
 #include "model/llama.hpp"
 #include "text/chat_template.hpp"
@@ -98,15 +100,19 @@ struct TextAssets {
     if (std::filesystem::exists(dir / "tokenizer.json")) tokenizer = text::Tokenizer::from_dir(dir);
     if (std::filesystem::exists(dir / "tokenizer_config.json")) tokenizer_config_json = read_file(dir / "tokenizer_config.json");
   }
+  std::optional<std::string> chat_template() const {
+    std::optional<std::string> source;
+    if (!tokenizer_config_json.empty()) source = text::chat_template_from_tokenizer_config(tokenizer_config_json);
+    if (!source && tokenizer) source = tokenizer->chat_template();
+    return source;
+  }
   const text::Tokenizer& need_tokenizer(const std::filesystem::path& dir) const {
     if (!tokenizer) throw Error((dir / "tokenizer.json").string() + ": no tokenizer beside the model (pass token ids with --ids)");
     return *tokenizer;
   }
   std::string render(const std::filesystem::path& dir, const text::Value& messages, bool add_generation_prompt,
                      const std::optional<std::string>& template_source) const {
-    std::optional<std::string> source = template_source;
-    if (!source && !tokenizer_config_json.empty()) source = text::chat_template_from_tokenizer_config(tokenizer_config_json);
-    if (!source && tokenizer) source = tokenizer->chat_template();
+    std::optional<std::string> source = template_source ? template_source : chat_template();
     if (!source) throw Error((dir / "tokenizer_config.json").string() + ": the model has no chat_template");
     text::Value extra = tokenizer_config_json.empty() ? text::Value::dict()
                                                       : text::special_tokens_from_tokenizer_config(tokenizer_config_json);
@@ -206,6 +212,10 @@ struct Model::Impl {
   std::optional<io::GenerationConfig> generation;
   ModelInfo info;
   DeviceInfo device_info;
+  // Held by every Session call that records or submits device work: command buffers of one device come from one
+  // pool, which Vulkan requires to be used by one thread at a time. Recursive so that a token callback may run
+  // another session of the same model.
+  std::recursive_mutex device_work;
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -214,14 +224,23 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 Model Model::load(const std::filesystem::path& path, const ModelOptions& options) {
+  auto progress = [&](float fraction) {
+    if (options.on_progress && !options.on_progress(fraction))
+      throw Cancelled(path.string() + ": loading cancelled by the progress callback");
+  };
+  // The weights' upload is most of a load; the other stages get small shares of the bar.
+  progress(0.0f);
   auto impl = std::make_unique<Impl>();
   impl->info = inspect_model(path);
   impl->instance = std::make_shared<vk::Instance>(vk::InstanceOptions{.validation = options.validation});
   impl->device = std::make_unique<vk::Device>(impl->instance, options.device);
   impl->device_info = to_device_info(impl->device->caps(), impl->device->index(), options.device < 0);
+  progress(0.05f);
   impl->llama = model::LlamaModel::load(*impl->device, path, {.quiet = options.quiet});
+  progress(0.95f);
   impl->text = std::make_unique<TextAssets>(path);
   impl->generation = io::load_generation_config(path);
+  progress(1.0f);
   return Model(std::move(impl));
 }
 
@@ -229,6 +248,7 @@ const ModelInfo& Model::info() const { return impl_->info; }
 const DeviceInfo& Model::device() const { return impl_->device_info; }
 uint64_t Model::device_bytes_in_use() const { return impl_->device->allocated_bytes(); }
 bool Model::has_tokenizer() const { return impl_->text->tokenizer.has_value(); }
+bool Model::has_chat_template() const { return impl_->text->chat_template().has_value(); }
 
 std::vector<int32_t> Model::tokenize(const std::string& text, bool add_special_tokens) const {
   return impl_->text->need_tokenizer(impl_->info.path).encode(text, add_special_tokens);
@@ -364,14 +384,20 @@ struct Session::Impl {
 
 Session::Session(Model& model, const SessionOptions& options) : impl_(std::make_unique<Impl>(Impl{model, options, {}, {}})) {
   if (options.batch == 0) throw Error("batch must be at least 1");
+  std::lock_guard lock(model.impl().device_work);
   if (options.ctx) impl_->ensure(options.ctx, options.batch);
 }
 Session::Session(Session&&) noexcept = default;
-Session::~Session() = default;
+Session::~Session() {
+  if (!impl_) return;  // moved from
+  std::lock_guard lock(impl_->model.impl().device_work);
+  impl_->session.reset();
+}
 
 std::vector<int32_t> Session::generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
                                        const std::function<bool(int32_t)>& on_token) {
   if (options.max_new_tokens < 0) throw Error("max_new_tokens must not be negative");
+  std::lock_guard lock(impl_->model.impl().device_work);
   auto& s = impl_->ensure(uint32_t(prompt.size() + size_t(options.max_new_tokens)), 1);
   auto out = s.generate(prompt, impl_->engine_options(options), on_token);
   impl_->take_stats();
@@ -382,6 +408,7 @@ std::vector<std::vector<int32_t>> Session::generate_batch(const std::vector<std:
                                                           const GenerateOptions& options) {
   size_t longest = 0;
   for (const auto& p : prompts) longest = std::max(longest, p.size());
+  std::lock_guard lock(impl_->model.impl().device_work);
   auto& s = impl_->ensure(uint32_t(longest + size_t(options.max_new_tokens)), uint32_t(prompts.size()));
   auto out = s.generate_batch(prompts, impl_->engine_options(options), impl_->model.pad_id().value_or(0));
   impl_->take_stats();
@@ -389,6 +416,7 @@ std::vector<std::vector<int32_t>> Session::generate_batch(const std::vector<std:
 }
 
 std::vector<float> Session::logits(const std::vector<int32_t>& ids) {
+  std::lock_guard lock(impl_->model.impl().device_work);
   auto& s = impl_->ensure(uint32_t(ids.size()), 1);
   return s.all_logits(ids);
 }
@@ -410,6 +438,11 @@ KvDtype Session::kv_dtype() const {
 uint64_t Session::device_bytes() const {
   if (!impl_->session) return 0;
   return impl_->session->forward().cache().bytes() + impl_->session->forward().scratch_bytes();
+}
+
+Bandwidth measure_bandwidth(const Model& model) {
+  const auto r = kernels::measure_read_bandwidth(*model.impl().device);
+  return {r.bytes_per_second, r.bytes_read, r.gpu_timed};
 }
 
 void write_safetensors_f32(const std::filesystem::path& path, const std::vector<TensorF32>& tensors) {

@@ -32,6 +32,8 @@ void add_device_commands(CLI::App& app, Action& action);  // devices, info
 void add_run_commands(CLI::App& app, Action& action);     // logits, generate, perplexity
 void add_chat_command(CLI::App& app, Action& action);     // chat
 void add_text_commands(CLI::App& app, Action& action);    // tokenize, template
+void add_serve_command(CLI::App& app, Action& action);    // serve
+void add_bench_command(CLI::App& app, Action& action);    // bench
 
 // Thrown for bad usage found after parsing (exit status 2).
 struct UsageError : Error {

@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
   add_run_commands(app, action);
   add_chat_command(app, action);
   add_text_commands(app, action);
+  add_serve_command(app, action);
+  add_bench_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

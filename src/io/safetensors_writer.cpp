@@ -85,7 +85,7 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     shape += "]";
     uint64_t expected_bytes = 0;
     if (__builtin_mul_overflow(elements, uint64_t(dtype_size(tensor.dtype)), &expected_bytes) ||
-        expected_bytes != tensor.bytes.size())
+        (!tensor.produce && expected_bytes != tensor.bytes.size()))
       fail(where + "shape " + shape + " of " + std::string(dtype_name(tensor.dtype)) + " needs " +
            std::to_string(elements) + " elements but " + std::to_string(tensor.bytes.size()) + " bytes were given");
     header += (header.size() > 1 ? "," : "") + json_quote(tensor.name, where + "name") + ":{\"dtype\":\"" +
@@ -110,7 +110,17 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   for (int i = 0; i < 8; ++i) length_le[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
   write(length_le, sizeof length_le);
   write(header.data(), header.size());
-  for (const TensorToWrite& tensor : tensors) write(tensor.bytes.data(), tensor.bytes.size());
+  for (const TensorToWrite& tensor : tensors) {
+    if (!tensor.produce) {
+      write(tensor.bytes.data(), tensor.bytes.size());
+      continue;
+    }
+    uint64_t bytes = dtype_size(tensor.dtype);
+    for (int64_t dim : tensor.shape) bytes *= uint64_t(dim);
+    std::vector<std::byte> buffer(bytes);
+    tensor.produce(buffer);
+    write(buffer.data(), buffer.size());
+  }
   const int close_status = std::fclose(partial.file);
   partial.file = nullptr;
   if (close_status != 0) fail(partial.path.string() + ": write failed: " + std::strerror(errno));

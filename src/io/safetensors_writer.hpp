@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -18,6 +19,9 @@ struct TensorToWrite {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   std::span<const std::byte> bytes;  // exactly elements × dtype_size bytes, little-endian
+  // Instead of `bytes`: fills the tensor's bytes when it is written, so that a large checkpoint can be made one tensor
+  // at a time (the random-checkpoint maker) without ever holding all of it.
+  std::function<void(std::span<std::byte>)> produce;
 };
 
 // Throws inferno::Error naming the file or the tensor on a bad tensor (size mismatch, duplicate or reserved name,

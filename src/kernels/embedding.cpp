@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "kernels/shader_registry.hpp"
 #include "util/error.hpp"
@@ -25,6 +26,7 @@ void record_embedding(vk::Device& device, vk::Recorder& rec, const DeviceMatrix&
     throw Error(what + ": output buffer '" + out.name() + "' holds " + std::to_string(out.bytes()) + " bytes, " +
                 std::to_string(m) + " rows need " + std::to_string(uint64_t(m) * hidden * 4));
 
+  check_row_scales(table, what);
   constexpr uint32_t kThreads = 256;
   const auto& p = pipeline(device, std::string("embedding_") + weight_type_name(table.type), {kThreads});
   const uint32_t block = std::min({m, rows_per_binding(device, max_binding_bytes, hidden * 4, hidden * 4, what + " output"),
@@ -34,12 +36,17 @@ void record_embedding(vk::Device& device, vk::Recorder& rec, const DeviceMatrix&
     const BindingWindow iw = binding_window(device, ids, uint64_t(m0) * 4, uint64_t(m0 + mb) * 4, 4);
     const BindingWindow ow = binding_window(device, out, m0 * hidden * 4, (m0 + mb) * hidden * 4, 4);
     for (const WeightChunk& chunk : table.chunks) {
-      const struct {
-        uint32_t hidden, first_row, rows, m, ids_offset, out_offset;
-      } push{uint32_t(hidden), chunk.first_row, chunk.rows, mb, iw.first_element, ow.first_element};
+      struct {
+        uint32_t hidden, first_row, rows, m, ids_offset, out_offset, scale_offset, scale_dtype;
+      } push{uint32_t(hidden), chunk.first_row, chunk.rows, mb, iw.first_element, ow.first_element, 0, 0};
+      std::vector<vk::Binding> bindings = {vk::in(chunk.buffer), vk::in(ids, iw.offset, iw.range),
+                                           vk::out(out, ow.offset, ow.range)};
+      if (table.type == WeightType::I8) {
+        bindings.push_back(row_scale_binding(device, table, chunk, push.scale_offset));
+        push.scale_dtype = dtype_code(table.row_scales->type);
+      }
       const Grid g = grid_1d(device, groups_for(uint64_t(mb) * hidden, kThreads));
-      rec.dispatch(p, {vk::in(chunk.buffer), vk::in(ids, iw.offset, iw.range), vk::out(out, ow.offset, ow.range)}, push,
-                   g.x, g.y);
+      rec.dispatch(p, bindings, &push, sizeof(push), g.x, g.y);
     }
   }
 }

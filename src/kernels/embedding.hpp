@@ -1,5 +1,6 @@
 #pragma once
-// Embedding gather: out[m, :] = E[ids[m], :] as f32, E [vocab, hidden] in its own dtype (chunked by rows).
+// Embedding gather: out[m, :] = E[ids[m], :] as f32, E [vocab, hidden] in its own dtype or block format (chunked by
+// rows; block formats dequantized, int8 rows multiplied by their row scale).
 // Ids must have been checked against the vocabulary by the caller; out-of-range ids leave their row untouched.
 #include "kernels/weights.hpp"
 #include "vk/recorder.hpp"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "kernels/shader_registry.hpp"
 #include "util/error.hpp"
@@ -17,19 +18,11 @@ struct LinearPush {
   uint32_t y_offset, y_stride;
   uint32_t bias_offset, bias_dtype;
   uint32_t accumulate;
+  uint32_t scale_offset, scale_dtype;
 };
 constexpr uint32_t kNoBias = 0xffffffffu;
 constexpr uint32_t kMatmulTile = 64;   // TILE in linear_matmul.comp
 constexpr uint32_t kMatvecMaxM = 8;    // the matvec kernel keeps ROWS × m sums per thread
-
-uint32_t dtype_code(WeightType type) {  // DTYPE_* in shaders/weight_load.glsl
-  switch (type) {
-    case WeightType::F32: return 0;
-    case WeightType::F16: return 1;
-    case WeightType::BF16: return 2;
-  }
-  return 0;
-}
 
 LinearTuning resolve(const vk::Device& device, LinearTuning t, const std::string& what) {
   // 64 threads fill a wave on every vendor (and 8 subgroups of lavapipe's 8 lanes); one output per workgroup keeps
@@ -80,6 +73,7 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
                 std::to_string(n));
   // The kernels index within a binding in 32-bit elements; bindings are at most maxStorageBufferRange (< 4 GiB).
   if (x_stride > UINT32_MAX / 2 || y_stride > UINT32_MAX / 2) throw Error(what + ": row strides too large");
+  check_row_scales(w, what);
 
   const uint32_t block =
       std::min({m, rows_per_binding(device, args.max_binding_bytes, x_stride * 4, uint64_t(k) * 4, what + " x"),
@@ -92,7 +86,7 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
     const BindingWindow yw = binding_window(device, *args.y, m0 * y_stride * 4, ((m0 + mb - 1) * y_stride + n) * 4, 4);
     for (const WeightChunk& chunk : w.chunks) {
       LinearPush push{k, chunk.rows, mb, xw.first_element, uint32_t(x_stride), yw.first_element + chunk.first_row,
-                      uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u};
+                      uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u, 0, 0};
       // Without a bias the kernel still needs a buffer at binding 3: the weights stand in, unread.
       vk::Binding bias_binding = vk::in(chunk.buffer);
       if (args.bias) {
@@ -103,17 +97,22 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
         push.bias_offset = bw.first_element;
         push.bias_dtype = dtype_code(args.bias->type);
       }
-      const std::initializer_list<vk::Binding> bindings = {vk::in(chunk.buffer), vk::in(*args.x, xw.offset, xw.range),
-                                                           vk::out(*args.y, yw.offset, yw.range), bias_binding};
-      if (matvec) {
-        const auto& p = pipeline(device, "linear_matvec_" + dtype, {tuning.matvec_threads, tuning.matvec_rows, mb});
-        const Grid g = grid_1d(device, groups_for(chunk.rows, tuning.matvec_rows));
-        rec.dispatch(p, bindings, push, g.x, g.y);
-      } else {
-        const auto& p = pipeline(device, "linear_matmul_" + dtype);
-        const Grid g = grid_1d(device, uint64_t(groups_for(chunk.rows, kMatmulTile)) * groups_for(mb, kMatmulTile));
-        rec.dispatch(p, bindings, push, g.x, g.y);
+      std::vector<vk::Binding> bindings = {vk::in(chunk.buffer), vk::in(*args.x, xw.offset, xw.range),
+                                           vk::out(*args.y, yw.offset, yw.range), bias_binding};
+      if (w.type == WeightType::I8) {  // the row scales, applied to each whole dot product
+        bindings.push_back(row_scale_binding(device, w, chunk, push.scale_offset));
+        push.scale_dtype = dtype_code(w.row_scales->type);
       }
+      const vk::Pipeline* p;
+      Grid g;
+      if (matvec) {
+        p = &pipeline(device, "linear_matvec_" + dtype, {tuning.matvec_threads, tuning.matvec_rows, mb});
+        g = grid_1d(device, groups_for(chunk.rows, tuning.matvec_rows));
+      } else {
+        p = &pipeline(device, "linear_matmul_" + dtype);
+        g = grid_1d(device, uint64_t(groups_for(chunk.rows, kMatmulTile)) * groups_for(mb, kMatmulTile));
+      }
+      rec.dispatch(*p, bindings, &push, sizeof(push), g.x, g.y);
     }
   }
 }

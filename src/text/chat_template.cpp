@@ -76,7 +76,8 @@ Value special_tokens_from_tokenizer_config(std::string_view json) {
     }
     const Value* content = token->find("content");  // an AddedToken object
     if (!content || !content->is_string())
-      throw Error(std::string("tokenizer_config.json: ") + key + " must be a string or an object with a string 'content'");
+      throw Error(std::string("tokenizer_config.json: ") + key +
+                  " must be a string or an object with a string 'content'");
     tokens.set(key, *content);
   }
   return tokens;

@@ -6,6 +6,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,8 +40,8 @@ class Value {
   Value(std::nullptr_t) {}
   Value(bool b) : kind_(Kind::Bool), data_(b) {}
   template <std::integral T>
-    requires(!std::same_as<T, bool> && !std::same_as<T, char>)
-  Value(T i) : kind_(Kind::Int), data_(static_cast<int64_t>(i)) {}
+  requires(!std::same_as<T, bool> && !std::same_as<T, char>) Value(T i)
+      : kind_(Kind::Int), data_(static_cast<int64_t>(i)) {}
   Value(double d) : kind_(Kind::Float), data_(d) {}
   Value(std::string s) : kind_(Kind::String), data_(std::move(s)) {}
   Value(std::string_view s) : Value(std::string(s)) {}

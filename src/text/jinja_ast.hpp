@@ -55,7 +55,8 @@ struct NameExpr : Expr {
 };
 
 struct AttributeExpr : Expr {  // object.name
-  AttributeExpr(int line, ExprPtr object, std::string name) : Expr(line), object(std::move(object)), name(std::move(name)) {}
+  AttributeExpr(int line, ExprPtr object, std::string name)
+      : Expr(line), object(std::move(object)), name(std::move(name)) {}
   Value eval(Renderer& r) const override;
   ExprPtr object;
   std::string name;
@@ -82,7 +83,7 @@ struct CallExpr : Expr {
 
 struct FilterCall {  // `| name(args)`, resolved when parsed
   std::string name;
-  FilterFn fn = nullptr;
+  FilterFn fn = nullptr;  // null for an unknown filter that fails only if it runs (inside an if)
   Arguments args;
   int line = 0;
   Value apply(Renderer& r, const Value& subject) const;
@@ -100,7 +101,7 @@ struct TestExpr : Expr {  // subject is [not] name(args)
   Value eval(Renderer& r) const override;
   ExprPtr subject;
   std::string name;
-  TestFn fn = nullptr;
+  TestFn fn = nullptr;  // null for an unknown test that fails only if it runs (inside an if)
   Arguments args;
   bool negated = false;
 };
@@ -238,7 +239,10 @@ struct BodyStmt : Stmt {  // a body rendered in place: {% generation %}...{% end
 
 struct LoopControlStmt : Stmt {  // break, continue
   LoopControlStmt(int line, Flow flow) : Stmt(line), flow(flow) {}
-  Flow exec(Renderer& r) const override { (void)r; return flow; }
+  Flow exec(Renderer& r) const override {
+    (void)r;
+    return flow;
+  }
   Flow flow;
 };
 

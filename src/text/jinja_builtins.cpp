@@ -38,8 +38,12 @@ namespace {
 
 // ---- argument helpers ----
 
-bool is_integral(const Value& v) { return v.is_int() || v.is_bool(); }
-int64_t integral(const Value& v) { return v.is_bool() ? int64_t(v.as_bool()) : v.as_int(); }
+bool is_integral(const Value& v) {
+  return v.is_int() || v.is_bool();
+}
+int64_t integral(const Value& v) {
+  return v.is_bool() ? int64_t(v.as_bool()) : v.as_int();
+}
 
 int64_t int_arg(const std::optional<Value>& v, int64_t fallback, std::string_view what) {
   if (!v || v->is_null()) return fallback;
@@ -47,7 +51,9 @@ int64_t int_arg(const std::optional<Value>& v, int64_t fallback, std::string_vie
   return integral(*v);
 }
 
-bool bool_arg(const std::optional<Value>& v, bool fallback) { return v ? truthy(*v) : fallback; }
+bool bool_arg(const std::optional<Value>& v, bool fallback) {
+  return v ? truthy(*v) : fallback;
+}
 
 std::string string_arg(const std::optional<Value>& v, std::string fallback, std::string_view what) {
   if (!v) return fallback;
@@ -62,7 +68,9 @@ std::optional<std::string> chars_arg(const std::optional<Value>& v, std::string_
   return v->as_string();
 }
 
-void no_args(const CallArgs& args, std::string_view what) { bind_args(args, {}, what); }
+void no_args(const CallArgs& args, std::string_view what) {
+  bind_args(args, {}, what);
+}
 
 Value string_list(std::vector<std::string> parts) {
   Value::List items;
@@ -71,7 +79,9 @@ Value string_list(std::vector<std::string> parts) {
 }
 
 // A str's code point count before byte offset `byte`.
-int64_t code_point_index(std::string_view s, size_t byte) { return int64_t(code_point_count(s.substr(0, byte))); }
+int64_t code_point_index(std::string_view s, size_t byte) {
+  return int64_t(code_point_count(s.substr(0, byte)));
+}
 
 bool all_code_points(std::string_view s, bool (*pred)(uint32_t)) {
   if (s.empty()) return false;
@@ -81,19 +91,27 @@ bool all_code_points(std::string_view s, bool (*pred)(uint32_t)) {
   return true;
 }
 
-utf8proc_category_t category(uint32_t cp) { return utf8proc_category(utf8proc_int32_t(cp)); }
+utf8proc_category_t category(uint32_t cp) {
+  return utf8proc_category(utf8proc_int32_t(cp));
+}
 bool is_alpha(uint32_t cp) {
   auto c = category(cp);
   return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT ||
          c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_LO;
 }
-bool is_decimal(uint32_t cp) { return category(cp) == UTF8PROC_CATEGORY_ND; }
+bool is_decimal(uint32_t cp) {
+  return category(cp) == UTF8PROC_CATEGORY_ND;
+}
 bool is_numeric_char(uint32_t cp) {
   auto c = category(cp);
   return c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_NL || c == UTF8PROC_CATEGORY_NO;
 }
-bool is_alnum(uint32_t cp) { return is_alpha(cp) || is_numeric_char(cp); }
-bool is_word_char(uint32_t cp) { return is_alnum(cp) || cp == '_'; }
+bool is_alnum(uint32_t cp) {
+  return is_alpha(cp) || is_numeric_char(cp);
+}
+bool is_word_char(uint32_t cp) {
+  return is_alnum(cp) || cp == '_';
+}
 
 // str.islower() / str.isupper(): some cased character, and none of the other case.
 bool has_case(std::string_view s, bool upper) {
@@ -185,45 +203,67 @@ struct NamedStringMethod {
 };
 
 const NamedStringMethod kStringMethods[] = {
-    {"strip", [](const std::string& s, const CallArgs& a) -> Value {
+    {"strip",
+     [](const std::string& s, const CallArgs& a) -> Value {
        return strip(s, chars_arg(bind_args(a, {"chars"}, "str.strip")[0], "strip"), true, true);
      }},
-    {"lstrip", [](const std::string& s, const CallArgs& a) -> Value {
+    {"lstrip",
+     [](const std::string& s, const CallArgs& a) -> Value {
        return strip(s, chars_arg(bind_args(a, {"chars"}, "str.lstrip")[0], "lstrip"), true, false);
      }},
-    {"rstrip", [](const std::string& s, const CallArgs& a) -> Value {
+    {"rstrip",
+     [](const std::string& s, const CallArgs& a) -> Value {
        return strip(s, chars_arg(bind_args(a, {"chars"}, "str.rstrip")[0], "rstrip"), false, true);
      }},
-    {"split", [](const std::string& s, const CallArgs& a) -> Value {
+    {"split",
+     [](const std::string& s, const CallArgs& a) -> Value {
        auto b = bind_args(a, {"sep", "maxsplit"}, "str.split");
        return string_list(split(s, chars_arg(b[0], "split"), int_arg(b[1], -1, "str.split")));
      }},
-    {"rsplit", [](const std::string& s, const CallArgs& a) -> Value {
+    {"rsplit",
+     [](const std::string& s, const CallArgs& a) -> Value {
        auto b = bind_args(a, {"sep", "maxsplit"}, "str.rsplit");
        return string_list(rsplit(s, chars_arg(b[0], "rsplit"), int_arg(b[1], -1, "str.rsplit")));
      }},
-    {"splitlines", [](const std::string& s, const CallArgs& a) -> Value {
+    {"splitlines",
+     [](const std::string& s, const CallArgs& a) -> Value {
        no_args(a, "str.splitlines");
        return string_list(splitlines(s));
      }},
-    {"startswith", [](const std::string& s, const CallArgs& a) -> Value {
+    {"startswith",
+     [](const std::string& s, const CallArgs& a) -> Value {
        auto b = bind_args(a, {"prefix"}, "str.startswith");
        if (!b[0]) throw EvalError("str.startswith takes exactly one argument");
        return affix_matches(s, *b[0], true, "startswith");
      }},
-    {"endswith", [](const std::string& s, const CallArgs& a) -> Value {
+    {"endswith",
+     [](const std::string& s, const CallArgs& a) -> Value {
        auto b = bind_args(a, {"suffix"}, "str.endswith");
        if (!b[0]) throw EvalError("str.endswith takes exactly one argument");
        return affix_matches(s, *b[0], false, "endswith");
      }},
-    {"upper", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.upper"); return to_upper(s); }},
-    {"lower", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.lower"); return to_lower(s); }},
-    {"title", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.title"); return title_case(s); }},
-    {"capitalize", [](const std::string& s, const CallArgs& a) -> Value {
+    {"upper",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.upper");
+       return to_upper(s);
+     }},
+    {"lower",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.lower");
+       return to_lower(s);
+     }},
+    {"title",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.title");
+       return title_case(s);
+     }},
+    {"capitalize",
+     [](const std::string& s, const CallArgs& a) -> Value {
        no_args(a, "str.capitalize");
        return capitalize(s);
      }},
-    {"replace", [](const std::string& s, const CallArgs& a) -> Value {
+    {"replace",
+     [](const std::string& s, const CallArgs& a) -> Value {
        auto b = bind_args(a, {"old", "new", "count"}, "str.replace");
        if (!b[0] || !b[1]) throw EvalError("str.replace needs the old and new strings");
        return replace(s, string_arg(b[0], "", "str.replace"), string_arg(b[1], "", "str.replace"),
@@ -233,7 +273,8 @@ const NamedStringMethod kStringMethods[] = {
     {"rfind", [](const std::string& s, const CallArgs& a) { return find_impl(s, a, true, false, "str.rfind"); }},
     {"index", [](const std::string& s, const CallArgs& a) { return find_impl(s, a, false, true, "str.index"); }},
     {"rindex", [](const std::string& s, const CallArgs& a) { return find_impl(s, a, true, true, "str.rindex"); }},
-    {"count", [](const std::string& s, const CallArgs& a) -> Value {
+    {"count",
+     [](const std::string& s, const CallArgs& a) -> Value {
        auto b = bind_args(a, {"sub"}, "str.count");
        if (!b[0]) throw EvalError("str.count takes exactly one argument");
        std::string sub = string_arg(b[0], "", "str.count");
@@ -242,26 +283,56 @@ const NamedStringMethod kStringMethods[] = {
        for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
        return n;
      }},
-    {"join", [](const std::string& s, const CallArgs& a) -> Value {
+    {"join",
+     [](const std::string& s, const CallArgs& a) -> Value {
        auto b = bind_args(a, {"iterable"}, "str.join");
        if (!b[0]) throw EvalError("str.join takes exactly one argument");
        std::string out;
        auto items = iterate(*b[0]);
        for (size_t i = 0; i < items.size(); ++i) {
          if (!items[i].is_string())
-           throw EvalError("sequence item " + std::to_string(i) + ": expected str instance, " + type_name(items[i]) + " found");
+           throw EvalError("sequence item " + std::to_string(i) + ": expected str instance, " + type_name(items[i]) +
+                           " found");
          if (i) out += s;
          out += items[i].as_string();
        }
        return out;
      }},
-    {"isdigit", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.isdigit"); return all_code_points(s, is_decimal); }},
-    {"isnumeric", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.isnumeric"); return all_code_points(s, is_numeric_char); }},
-    {"isalpha", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.isalpha"); return all_code_points(s, is_alpha); }},
-    {"isalnum", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.isalnum"); return all_code_points(s, is_alnum); }},
-    {"isspace", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.isspace"); return all_code_points(s, is_space); }},
-    {"islower", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.islower"); return has_case(s, false); }},
-    {"isupper", [](const std::string& s, const CallArgs& a) -> Value { no_args(a, "str.isupper"); return has_case(s, true); }},
+    {"isdigit",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.isdigit");
+       return all_code_points(s, is_decimal);
+     }},
+    {"isnumeric",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.isnumeric");
+       return all_code_points(s, is_numeric_char);
+     }},
+    {"isalpha",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.isalpha");
+       return all_code_points(s, is_alpha);
+     }},
+    {"isalnum",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.isalnum");
+       return all_code_points(s, is_alnum);
+     }},
+    {"isspace",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.isspace");
+       return all_code_points(s, is_space);
+     }},
+    {"islower",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.islower");
+       return has_case(s, false);
+     }},
+    {"isupper",
+     [](const std::string& s, const CallArgs& a) -> Value {
+       no_args(a, "str.isupper");
+       return has_case(s, true);
+     }},
 };
 
 Value dict_items(const Value& d) {
@@ -276,15 +347,25 @@ struct NamedValueMethod {
 };
 
 const NamedValueMethod kDictMethods[] = {
-    {"items", [](const Value& d, const CallArgs& a) { no_args(a, "dict.items"); return dict_items(d); }},
-    {"keys", [](const Value& d, const CallArgs& a) { no_args(a, "dict.keys"); return Value::list(iterate(d)); }},
-    {"values", [](const Value& d, const CallArgs& a) {
+    {"items",
+     [](const Value& d, const CallArgs& a) {
+       no_args(a, "dict.items");
+       return dict_items(d);
+     }},
+    {"keys",
+     [](const Value& d, const CallArgs& a) {
+       no_args(a, "dict.keys");
+       return Value::list(iterate(d));
+     }},
+    {"values",
+     [](const Value& d, const CallArgs& a) {
        no_args(a, "dict.values");
        Value::List values;
        for (const auto& entry : d.as_dict().entries()) values.push_back(entry.second);
        return Value::list(std::move(values));
      }},
-    {"get", [](const Value& d, const CallArgs& a) {
+    {"get",
+     [](const Value& d, const CallArgs& a) {
        auto b = bind_args(a, {"key", "default"}, "dict.get");
        if (!b[0]) throw EvalError("dict.get needs a key");
        const Value* found = b[0]->is_string() ? d.find(b[0]->as_string()) : nullptr;
@@ -293,7 +374,8 @@ const NamedValueMethod kDictMethods[] = {
 };
 
 const NamedValueMethod kListMethods[] = {
-    {"index", [](const Value& l, const CallArgs& a) -> Value {
+    {"index",
+     [](const Value& l, const CallArgs& a) -> Value {
        auto b = bind_args(a, {"value"}, "list.index");
        if (!b[0]) throw EvalError("list.index takes exactly one argument");
        const auto& items = l.as_list();
@@ -301,7 +383,8 @@ const NamedValueMethod kListMethods[] = {
          if (equals(items[i], *b[0])) return int64_t(i);
        throw EvalError(repr(*b[0]) + " is not in list");
      }},
-    {"count", [](const Value& l, const CallArgs& a) -> Value {
+    {"count",
+     [](const Value& l, const CallArgs& a) -> Value {
        auto b = bind_args(a, {"value"}, "list.count");
        if (!b[0]) throw EvalError("list.count takes exactly one argument");
        int64_t n = 0;
@@ -312,7 +395,7 @@ const NamedValueMethod kListMethods[] = {
 
 // Methods that would change a list or dict: jinja2's immutable sandbox (which transformers uses) refuses them.
 bool is_mutating_method(std::string_view name) {
-  static constexpr std::string_view kNames[] = {"append", "extend", "insert", "pop",        "remove",     "clear",
+  static constexpr std::string_view kNames[] = {"append", "extend",  "insert", "pop",        "remove", "clear",
                                                 "sort",   "reverse", "update", "setdefault", "popitem"};
   return std::find(std::begin(kNames), std::end(kNames), name) != std::end(kNames);
 }
@@ -425,8 +508,7 @@ bool contains(const Value& container, const Value& item) {
   switch (container.kind()) {
     case Value::Kind::Undefined: return false;
     case Value::Kind::String:
-      if (!item.is_string())
-        throw EvalError("'in <string>' requires string as left operand, not " + type_name(item));
+      if (!item.is_string()) throw EvalError("'in <string>' requires string as left operand, not " + type_name(item));
       return container.as_string().find(item.as_string()) != std::string::npos;
     case Value::Kind::List:
       for (const auto& v : container.as_list())
@@ -466,7 +548,8 @@ std::string percent_format(std::string_view format, const Value& args) {
       i = close + 1;
     }
     std::string flags;
-    while (i < format.size() && std::string_view("-+ 0#").find(format[i]) != std::string_view::npos) flags += format[i++];
+    while (i < format.size() && std::string_view("-+ 0#").find(format[i]) != std::string_view::npos)
+      flags += format[i++];
     auto number = [&]() -> int64_t {
       if (i < format.size() && format[i] == '*') {
         ++i;
@@ -475,7 +558,8 @@ std::string percent_format(std::string_view format, const Value& args) {
         return std::clamp<int64_t>(integral(v), -4096, 4096);
       }
       int64_t n = 0;
-      while (i < format.size() && format[i] >= '0' && format[i] <= '9') n = std::min<int64_t>(n * 10 + (format[i++] - '0'), 4096);
+      while (i < format.size() && format[i] >= '0' && format[i] <= '9')
+        n = std::min<int64_t>(n * 10 + (format[i++] - '0'), 4096);
       return n;
     };
     int64_t width = number();
@@ -510,8 +594,9 @@ std::string percent_format(std::string_view format, const Value& args) {
           if (size_t(*precision) + 1 < offsets.size()) text.resize(offsets[size_t(*precision)]);
         }
         int64_t pad = width - int64_t(code_point_count(text));
-        if (pad > 0) text = flags.find('-') != std::string::npos ? text + std::string(size_t(pad), ' ')
-                                                               : std::string(size_t(pad), ' ') + text;
+        if (pad > 0)
+          text = flags.find('-') != std::string::npos ? text + std::string(size_t(pad), ' ')
+                                                      : std::string(size_t(pad), ' ') + text;
         out += text;
         continue;
       }
@@ -519,13 +604,15 @@ std::string percent_format(std::string_view format, const Value& args) {
       case 'i':
       case 'u':
         if (v.is_float()) v = Value(int64_t(std::trunc(v.as_double())));
-        if (!is_integral(v)) throw EvalError("%" + std::string(1, conversion) + " format: a real number is required, not " + type_name(v));
+        if (!is_integral(v))
+          throw EvalError("%" + std::string(1, conversion) + " format: a real number is required, not " + type_name(v));
         out += c_format("ll", (long long)integral(v));
         continue;
       case 'x':
       case 'X':
       case 'o':
-        if (!is_integral(v)) throw EvalError("%" + std::string(1, conversion) + " format: an integer is required, not " + type_name(v));
+        if (!is_integral(v))
+          throw EvalError("%" + std::string(1, conversion) + " format: an integer is required, not " + type_name(v));
         out += c_format("ll", (long long)integral(v));
         continue;
       case 'e':
@@ -538,9 +625,12 @@ std::string percent_format(std::string_view format, const Value& args) {
         out += c_format("", v.is_float() ? v.as_double() : double(integral(v)));
         continue;
       case 'c':
-        if (is_integral(v) && integral(v) >= 0 && integral(v) <= 0x10FFFF) append_utf8(uint32_t(integral(v)), out);
-        else if (v.is_string() && code_point_count(v.as_string()) == 1) out += v.as_string();
-        else throw EvalError("%c requires an int or a single character");
+        if (is_integral(v) && integral(v) >= 0 && integral(v) <= 0x10FFFF)
+          append_utf8(uint32_t(integral(v)), out);
+        else if (v.is_string() && code_point_count(v.as_string()) == 1)
+          out += v.as_string();
+        else
+          throw EvalError("%c requires an int or a single character");
         continue;
       default: throw EvalError(std::string("unsupported format character '") + conversion + "'");
     }
@@ -592,7 +682,8 @@ std::optional<double> parse_float(std::string_view text) {
   std::string cleaned;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '_') {
-      if (i == 0 || i + 1 == s.size() || !std::isdigit((unsigned char)s[i - 1]) || !std::isdigit((unsigned char)s[i + 1]))
+      if (i == 0 || i + 1 == s.size() || !std::isdigit((unsigned char)s[i - 1]) ||
+          !std::isdigit((unsigned char)s[i + 1]))
         return std::nullopt;
       continue;
     }
@@ -612,7 +703,10 @@ std::optional<int64_t> parse_int(std::string_view text, int64_t base) {
   size_t i = 0;
   bool negative = false;
   if (i < s.size() && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
-  auto prefix_base = [&](char c) { c = char(c | 0x20); return c == 'x' ? 16 : c == 'o' ? 8 : c == 'b' ? 2 : 0; };
+  auto prefix_base = [&](char c) {
+    c = char(c | 0x20);
+    return c == 'x' ? 16 : c == 'o' ? 8 : c == 'b' ? 2 : 0;
+  };
   if (i + 1 < s.size() && s[i] == '0' && prefix_base(s[i + 1]) && (base == 0 || base == prefix_base(s[i + 1]))) {
     base = prefix_base(s[i + 1]);
     i += 2;
@@ -763,7 +857,8 @@ Value filter_int(Renderer&, const Value& v, CallArgs& a) {
   if (v.is_undefined()) fail_undefined(v);
   if (is_integral(v)) return integral(v);
   auto from_double = [](double d) -> Value {
-    if (!std::isfinite(d) || std::fabs(d) >= 9.2e18) throw EvalError("cannot convert float " + format_float(d) + " to integer");
+    if (!std::isfinite(d) || std::fabs(d) >= 9.2e18)
+      throw EvalError("cannot convert float " + format_float(d) + " to integer");
     return int64_t(std::trunc(d));
   };
   if (v.is_float()) return from_double(v.as_double());
@@ -775,7 +870,8 @@ Value filter_int(Renderer&, const Value& v, CallArgs& a) {
 }
 
 Value filter_format(Renderer&, const Value& v, CallArgs& a) {
-  if (!a.keyword.empty() && !a.positional.empty()) throw EvalError("can't handle positional and keyword arguments at the same time");
+  if (!a.keyword.empty() && !a.positional.empty())
+    throw EvalError("can't handle positional and keyword arguments at the same time");
   if (!a.keyword.empty()) {
     Dict d;
     for (auto& [key, value] : a.keyword) d.set(key, value);
@@ -787,8 +883,10 @@ Value filter_format(Renderer&, const Value& v, CallArgs& a) {
 Value filter_indent(Renderer&, const Value& v, CallArgs& a) {
   auto b = bind_args(a, {"width", "first", "blank"}, "filter 'indent'");
   std::string indentation;
-  if (b[0] && b[0]->is_string()) indentation = b[0]->as_string();
-  else indentation = std::string(size_t(std::clamp<int64_t>(int_arg(b[0], 4, "filter 'indent'"), 0, 4096)), ' ');
+  if (b[0] && b[0]->is_string())
+    indentation = b[0]->as_string();
+  else
+    indentation = std::string(size_t(std::clamp<int64_t>(int_arg(b[0], 4, "filter 'indent'"), 0, 4096)), ' ');
   const bool first = bool_arg(b[1], false), blank = bool_arg(b[2], false);
   if (v.is_undefined()) fail_undefined(v);
   if (!v.is_string()) throw EvalError("unsupported operand type(s) for +=: '" + type_name(v) + "' and 'str'");
@@ -845,8 +943,10 @@ Value filter_map(Renderer& r, const Value& v, CallArgs& a) {
   const Value* attribute = nullptr;
   const Value* fallback = nullptr;
   for (const auto& [key, value] : a.keyword) {
-    if (key == "attribute") attribute = &value;
-    else if (key == "default") fallback = &value;
+    if (key == "attribute")
+      attribute = &value;
+    else if (key == "default")
+      fallback = &value;
   }
   if (attribute) {
     if (!a.positional.empty() || a.keyword.size() != 1u + (fallback != nullptr))
@@ -857,7 +957,8 @@ Value filter_map(Renderer& r, const Value& v, CallArgs& a) {
     }
     return Value::generator(std::move(out));
   }
-  if (a.positional.empty() || !a.positional[0].is_string()) throw EvalError("filter 'map' needs a filter name or attribute=");
+  if (a.positional.empty() || !a.positional[0].is_string())
+    throw EvalError("filter 'map' needs a filter name or attribute=");
   std::string name = a.positional[0].as_string();
   FilterFn fn = find_filter(name);
   if (!fn) throw EvalError("unknown filter '" + name + "' in map()");
@@ -887,8 +988,12 @@ Value min_max(const Value& v, CallArgs& a, bool want_max) {
   return items[best];
 }
 
-Value filter_max(Renderer&, const Value& v, CallArgs& a) { return min_max(v, a, true); }
-Value filter_min(Renderer&, const Value& v, CallArgs& a) { return min_max(v, a, false); }
+Value filter_max(Renderer&, const Value& v, CallArgs& a) {
+  return min_max(v, a, true);
+}
+Value filter_min(Renderer&, const Value& v, CallArgs& a) {
+  return min_max(v, a, false);
+}
 
 // select/reject(test, args...) and selectattr/rejectattr(attribute, test, args...).
 Value select_items(Renderer& r, const Value& v, CallArgs& a, bool by_attribute, bool keep_when) {
@@ -918,10 +1023,18 @@ Value select_items(Renderer& r, const Value& v, CallArgs& a, bool by_attribute, 
   return Value::generator(std::move(out));
 }
 
-Value filter_select(Renderer& r, const Value& v, CallArgs& a) { return select_items(r, v, a, false, true); }
-Value filter_reject(Renderer& r, const Value& v, CallArgs& a) { return select_items(r, v, a, false, false); }
-Value filter_selectattr(Renderer& r, const Value& v, CallArgs& a) { return select_items(r, v, a, true, true); }
-Value filter_rejectattr(Renderer& r, const Value& v, CallArgs& a) { return select_items(r, v, a, true, false); }
+Value filter_select(Renderer& r, const Value& v, CallArgs& a) {
+  return select_items(r, v, a, false, true);
+}
+Value filter_reject(Renderer& r, const Value& v, CallArgs& a) {
+  return select_items(r, v, a, false, false);
+}
+Value filter_selectattr(Renderer& r, const Value& v, CallArgs& a) {
+  return select_items(r, v, a, true, true);
+}
+Value filter_rejectattr(Renderer& r, const Value& v, CallArgs& a) {
+  return select_items(r, v, a, true, false);
+}
 
 Value filter_replace(Renderer&, const Value& v, CallArgs& a) {
   auto b = bind_args(a, {"old", "new", "count"}, "filter 'replace'");
@@ -956,7 +1069,9 @@ Value filter_round(Renderer&, const Value& v, CallArgs& a) {
   double x = v.is_float() ? v.as_double() : double(integral(v));
   double scale = std::pow(10.0, double(precision));
   // Python's round() is round-half-even; nearbyint rounds that way in the default rounding mode.
-  double scaled = method == "ceil" ? std::ceil(x * scale) : method == "floor" ? std::floor(x * scale) : std::nearbyint(x * scale);
+  double scaled = method == "ceil"    ? std::ceil(x * scale)
+                  : method == "floor" ? std::floor(x * scale)
+                                      : std::nearbyint(x * scale);
   return scaled / scale;
 }
 
@@ -971,7 +1086,8 @@ Value filter_sort(Renderer&, const Value& v, CallArgs& a) {
   const bool reverse = bool_arg(b[0], false), case_sensitive = bool_arg(b[1], false);
   std::vector<std::optional<Value>> attributes;
   if (b[2] && b[2]->is_string()) {
-    for (auto& part : split(b[2]->as_string(), std::string(","), -1)) attributes.emplace_back(Value(strip(part, std::nullopt, true, true)));
+    for (auto& part : split(b[2]->as_string(), std::string(","), -1))
+      attributes.emplace_back(Value(strip(part, std::nullopt, true, true)));
   } else {
     attributes.push_back(b[2]);
   }
@@ -1030,12 +1146,15 @@ Value filter_tojson(Renderer&, const Value& v, CallArgs& a) {
   style.ensure_ascii = bool_arg(b[0], false);
   style.sort_keys = bool_arg(b[3], false);
   if (b[1] && !b[1]->is_null()) {
-    if (b[1]->is_string()) style.indent = b[1]->as_string();
-    else style.indent = std::string(size_t(std::clamp<int64_t>(int_arg(b[1], 0, "filter 'tojson'"), 0, 4096)), ' ');
+    if (b[1]->is_string())
+      style.indent = b[1]->as_string();
+    else
+      style.indent = std::string(size_t(std::clamp<int64_t>(int_arg(b[1], 0, "filter 'tojson'"), 0, 4096)), ' ');
     style.item_separator = ",";
   }
   if (b[2] && !b[2]->is_null()) {
-    if (!b[2]->is_list() || b[2]->as_list().size() != 2 || !b[2]->as_list()[0].is_string() || !b[2]->as_list()[1].is_string())
+    if (!b[2]->is_list() || b[2]->as_list().size() != 2 || !b[2]->as_list()[0].is_string() ||
+        !b[2]->as_list()[1].is_string())
       throw EvalError("tojson separators must be a pair of strings");
     style.item_separator = b[2]->as_list()[0].as_string();
     style.key_separator = b[2]->as_list()[1].as_string();
@@ -1169,17 +1288,50 @@ struct NamedTest {
 // Each test as a lambda of the TestFn signature.
 #define INFERNO_TEST(body) [](Renderer&, [[maybe_unused]] const Value& v, CallArgs& a) -> bool body
 const NamedTest kTests[] = {
-    {"defined", INFERNO_TEST({ no_args(a, "test 'defined'"); return !v.is_undefined(); })},
-    {"undefined", INFERNO_TEST({ no_args(a, "test 'undefined'"); return v.is_undefined(); })},
-    {"none", INFERNO_TEST({ no_args(a, "test 'none'"); return v.is_null(); })},
-    {"boolean", INFERNO_TEST({ no_args(a, "test 'boolean'"); return v.is_bool(); })},
-    {"true", INFERNO_TEST({ no_args(a, "test 'true'"); return v.is_bool() && v.as_bool(); })},
-    {"false", INFERNO_TEST({ no_args(a, "test 'false'"); return v.is_bool() && !v.as_bool(); })},
-    {"string", INFERNO_TEST({ no_args(a, "test 'string'"); return v.is_string(); })},
-    {"number", INFERNO_TEST({ no_args(a, "test 'number'"); return v.is_bool() || v.is_number(); })},
-    {"integer", INFERNO_TEST({ no_args(a, "test 'integer'"); return v.is_int(); })},
-    {"float", INFERNO_TEST({ no_args(a, "test 'float'"); return v.is_float(); })},
-    {"mapping", INFERNO_TEST({ no_args(a, "test 'mapping'"); return v.is_dict(); })},
+    {"defined", INFERNO_TEST({
+       no_args(a, "test 'defined'");
+       return !v.is_undefined();
+     })},
+    {"undefined", INFERNO_TEST({
+       no_args(a, "test 'undefined'");
+       return v.is_undefined();
+     })},
+    {"none", INFERNO_TEST({
+       no_args(a, "test 'none'");
+       return v.is_null();
+     })},
+    {"boolean", INFERNO_TEST({
+       no_args(a, "test 'boolean'");
+       return v.is_bool();
+     })},
+    {"true", INFERNO_TEST({
+       no_args(a, "test 'true'");
+       return v.is_bool() && v.as_bool();
+     })},
+    {"false", INFERNO_TEST({
+       no_args(a, "test 'false'");
+       return v.is_bool() && !v.as_bool();
+     })},
+    {"string", INFERNO_TEST({
+       no_args(a, "test 'string'");
+       return v.is_string();
+     })},
+    {"number", INFERNO_TEST({
+       no_args(a, "test 'number'");
+       return v.is_bool() || v.is_number();
+     })},
+    {"integer", INFERNO_TEST({
+       no_args(a, "test 'integer'");
+       return v.is_int();
+     })},
+    {"float", INFERNO_TEST({
+       no_args(a, "test 'float'");
+       return v.is_float();
+     })},
+    {"mapping", INFERNO_TEST({
+       no_args(a, "test 'mapping'");
+       return v.is_dict();
+     })},
     // jinja2's Undefined is iterable (as empty) and has a length, so it passes these two.
     {"iterable", INFERNO_TEST({
        no_args(a, "test 'iterable'");
@@ -1189,7 +1341,10 @@ const NamedTest kTests[] = {
        no_args(a, "test 'sequence'");
        return v.is_string() || (v.is_list() && !v.is_generator()) || v.is_dict() || v.is_undefined();
      })},
-    {"callable", INFERNO_TEST({ no_args(a, "test 'callable'"); return v.is_function() || v.is_undefined(); })},
+    {"callable", INFERNO_TEST({
+       no_args(a, "test 'callable'");
+       return v.is_function() || v.is_undefined();
+     })},
     {"odd", INFERNO_TEST({ return test_odd_even(v, a, true); })},
     {"even", INFERNO_TEST({ return test_odd_even(v, a, false); })},
     {"divisibleby", INFERNO_TEST({
@@ -1215,11 +1370,26 @@ const NamedTest kTests[] = {
     {">=", INFERNO_TEST({ return compare_test(v, a, ">=", ">="); })},
     {"in", INFERNO_TEST({ return contains(one_arg(a, "in"), v); })},
     {"sameas", INFERNO_TEST({ return same_object(v, one_arg(a, "sameas")); })},
-    {"lower", INFERNO_TEST({ no_args(a, "test 'lower'"); return has_case(to_str(v), false); })},
-    {"upper", INFERNO_TEST({ no_args(a, "test 'upper'"); return has_case(to_str(v), true); })},
-    {"filter", INFERNO_TEST({ const Value& n = one_arg(a, "filter"); return n.is_string() && find_filter(n.as_string()); })},
-    {"test", INFERNO_TEST({ const Value& n = one_arg(a, "test"); return n.is_string() && find_test(n.as_string()); })},
-    {"escaped", INFERNO_TEST({ no_args(a, "test 'escaped'"); return false; })},
+    {"lower", INFERNO_TEST({
+       no_args(a, "test 'lower'");
+       return has_case(to_str(v), false);
+     })},
+    {"upper", INFERNO_TEST({
+       no_args(a, "test 'upper'");
+       return has_case(to_str(v), true);
+     })},
+    {"filter", INFERNO_TEST({
+       const Value& n = one_arg(a, "filter");
+       return n.is_string() && find_filter(n.as_string());
+     })},
+    {"test", INFERNO_TEST({
+       const Value& n = one_arg(a, "test");
+       return n.is_string() && find_test(n.as_string());
+     })},
+    {"escaped", INFERNO_TEST({
+       no_args(a, "test 'escaped'");
+       return false;
+     })},
 };
 #undef INFERNO_TEST
 
@@ -1305,7 +1475,8 @@ Dict make_globals() {
   globals.set("namespace", make_function("namespace", [](Renderer&, CallArgs& a) {
                 return Value::namespace_object(dict_from_args(a, "namespace"));
               }));
-  globals.set("dict", make_function("dict", [](Renderer&, CallArgs& a) { return Value::dict(dict_from_args(a, "dict")); }));
+  globals.set("dict",
+              make_function("dict", [](Renderer&, CallArgs& a) { return Value::dict(dict_from_args(a, "dict")); }));
   globals.set("raise_exception", make_function("raise_exception", [](Renderer&, CallArgs& a) -> Value {
                 auto b = bind_args(a, {"message"}, "raise_exception");
                 if (!b[0]) throw EvalError("raise_exception() missing required argument 'message'");

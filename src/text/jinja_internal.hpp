@@ -22,10 +22,10 @@ struct EvalError : std::runtime_error {
 };
 
 // Limits that keep a hostile template from hanging or exhausting memory.
-inline constexpr int kMaxCallDepth = 200;                  // nested macro calls
-inline constexpr uint64_t kMaxSteps = 2'000'000;           // loop iterations plus macro calls in one render
-inline constexpr int64_t kMaxRangeLength = 1'000'000;       // items of one range()
-inline constexpr size_t kMaxStringBytes = 256u << 20;       // one string built by * or the whole output
+inline constexpr int kMaxCallDepth = 200;              // nested macro calls
+inline constexpr uint64_t kMaxSteps = 2'000'000;       // loop iterations plus macro calls in one render
+inline constexpr int64_t kMaxRangeLength = 1'000'000;  // items of one range()
+inline constexpr size_t kMaxStringBytes = 256u << 20;  // one string built by * or the whole output
 
 struct CallArgs {
   std::vector<Value> positional;

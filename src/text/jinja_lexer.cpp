@@ -41,9 +41,15 @@ int count_newlines(std::string_view s) {
   return n;
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_name_start(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+bool is_name_char(char c) {
+  return is_name_start(c) || is_digit(c);
+}
 
 class Lexer {
  public:
@@ -208,7 +214,8 @@ class Lexer {
     std::string brackets;  // expected closers of the open brackets
     while (true) {
       if (at >= src_.size())
-        syntax_error(opened, block ? "unclosed block tag '{%' (missing '%}')" : "unclosed variable tag '{{' (missing '}}')");
+        syntax_error(opened,
+                     block ? "unclosed block tag '{%' (missing '%}')" : "unclosed variable tag '{{' (missing '}}')");
       if (brackets.empty()) {
         size_t end = 0;
         if (block) {
@@ -221,8 +228,10 @@ class Lexer {
             if (end < src_.size() && src_[end] == '\n') ++end;
           }
         } else {
-          if (starts_with(at, "-}}")) end = skip_space(at + 3);
-          else if (starts_with(at, "}}")) end = at + 2;
+          if (starts_with(at, "-}}"))
+            end = skip_space(at + 3);
+          else if (starts_with(at, "}}"))
+            end = at + 2;
         }
         if (end) {
           tokens_.push_back(Token{block ? TokenType::BlockEnd : TokenType::VariableEnd, "", line});
@@ -253,7 +262,8 @@ class Lexer {
   size_t scan_digits(size_t at, bool (*digit)(char)) const {
     // digits with single underscores between them, as Python's 1_000
     size_t end = at;
-    while (end < src_.size() && (digit(src_[end]) || (src_[end] == '_' && end > at && end + 1 < src_.size() && digit(src_[end + 1]))))
+    while (end < src_.size() &&
+           (digit(src_[end]) || (src_[end] == '_' && end > at && end + 1 < src_.size() && digit(src_[end + 1]))))
       ++end;
     return end;
   }
@@ -286,7 +296,9 @@ class Lexer {
         keep(at, end);
         Token token{TokenType::Float, src_.substr(at, end - at), line};
         auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), token.real);
-        if (ec == std::errc::result_out_of_range) token.real = digits.find("e-") != std::string::npos || digits.find("E-") != std::string::npos ? 0.0 : HUGE_VAL;
+        if (ec == std::errc::result_out_of_range)
+          token.real =
+              digits.find("e-") != std::string::npos || digits.find("E-") != std::string::npos ? 0.0 : HUGE_VAL;
         tokens_.push_back(std::move(token));
         return end;
       }
@@ -356,8 +368,14 @@ class Lexer {
         case 'r': value += '\r'; break;
         case 't': value += '\t'; break;
         case 'v': value += '\v'; break;
-        case 'x': append_utf8(hex_value(i, 2), value); i += 2; break;
-        case 'u': append_utf8(hex_value(i, 4), value); i += 4; break;
+        case 'x':
+          append_utf8(hex_value(i, 2), value);
+          i += 2;
+          break;
+        case 'u':
+          append_utf8(hex_value(i, 4), value);
+          i += 4;
+          break;
         case 'U': {
           uint32_t cp = hex_value(i, 8);
           if (cp > 0x10FFFF) syntax_error(line, "\\U escape out of the Unicode range");
@@ -369,7 +387,8 @@ class Lexer {
         default:
           if (e >= '0' && e <= '7') {
             uint32_t cp = uint32_t(e - '0');
-            for (int k = 0; k < 2 && i < src_.size() && src_[i] >= '0' && src_[i] <= '7'; ++k, ++i) cp = cp * 8 + uint32_t(src_[i] - '0');
+            for (int k = 0; k < 2 && i < src_.size() && src_[i] >= '0' && src_[i] <= '7'; ++k, ++i)
+              cp = cp * 8 + uint32_t(src_[i] - '0');
             append_utf8(cp, value);
           } else {  // unknown escapes keep their backslash, as in Python
             value += '\\';
@@ -401,7 +420,8 @@ class Lexer {
       brackets += c == '(' ? ')' : c == '[' ? ']' : '}';
     } else if (c == ')' || c == ']' || c == '}') {
       if (brackets.empty()) syntax_error(line, std::string("unexpected '") + c + "'");
-      if (brackets.back() != c) syntax_error(line, std::string("unexpected '") + c + "', expected '" + brackets.back() + "'");
+      if (brackets.back() != c)
+        syntax_error(line, std::string("unexpected '") + c + "', expected '" + brackets.back() + "'");
       brackets.pop_back();
     }
     tokens_.push_back(Token{TokenType::Operator, std::string(1, c), line});
@@ -411,6 +431,8 @@ class Lexer {
 
 }  // namespace
 
-std::vector<Token> tokenize(std::string_view source) { return Lexer(source).run(); }
+std::vector<Token> tokenize(std::string_view source) {
+  return Lexer(source).run();
+}
 
 }  // namespace inferno::text::jinja

@@ -1,7 +1,9 @@
 // The template parser: tokens to statements and expressions, with jinja2's grammar and operator precedence
 // (lowest first): `x if c else y`, or, and, not, comparisons and in, + -, ~, * / // %, **, unary - +, then
 // postfix (.attr, [item], [a:b:c], call) and filters and tests (`|f`, `is t`), which bind tighter than any operator.
-// Filters and tests are resolved here, so an unknown one is a syntax error naming it and its line.
+// Filters and tests are resolved here. As in jinja2 3.x, an unknown one is an error when the template is parsed,
+// naming it and its line, unless it sits inside an `if` (or an inline if-expression), where the error waits until
+// the branch runs: templates may guard optional features that way.
 #include <initializer_list>
 
 #include "text/jinja_ast.hpp"
@@ -14,8 +16,8 @@ namespace {
 constexpr int kMaxNesting = 200;
 
 bool is_end_tag(std::string_view name) {
-  static constexpr std::string_view kEndTags[] = {"endfor",  "endif",   "else",      "elif",          "endmacro",
-                                                  "endset",  "endcall", "endfilter", "endgeneration", "endraw"};
+  static constexpr std::string_view kEndTags[] = {"endfor", "endif",   "else",      "elif",          "endmacro",
+                                                  "endset", "endcall", "endfilter", "endgeneration", "endraw"};
   for (auto tag : kEndTags)
     if (name == tag) return true;
   return false;
@@ -32,6 +34,8 @@ class Parser {
   std::shared_ptr<Program> run() {
     auto program = std::make_shared<Program>();
     program->body = parse_body({}, nullptr, "", 0);
+    for (const auto& use : unknown_names_)
+      if (!use.deferred) syntax_error(use.line, use.what);
     return program;
   }
 
@@ -40,6 +44,23 @@ class Parser {
   size_t index_ = 0;
   int nesting_ = 0;
   int loop_depth_ = 0;  // break/continue are allowed only inside a for body
+  // Whether the code being parsed sits directly in an `if` (jinja2's "soft frame"): loops, macros and blocks inside
+  // it start afresh.
+  bool in_if_ = false;
+  struct UnknownName {  // a filter or test that does not exist
+    std::string what;
+    int line;
+    bool deferred;  // to render time
+  };
+  std::vector<UnknownName> unknown_names_;
+
+  // Sets in_if_ for the life of a block and restores it after.
+  struct InIf {
+    Parser& parser;
+    bool saved;
+    InIf(Parser& p, bool value) : parser(p), saved(p.in_if_) { p.in_if_ = value; }
+    ~InIf() { parser.in_if_ = saved; }
+  };
 
   struct NestingGuard {
     Parser& parser;
@@ -184,6 +205,7 @@ class Parser {
     if (name == "generation") {  // transformers' tag marking assistant output; it renders its body unchanged
       expect_block_end(name);
       auto stmt = std::make_unique<BodyStmt>(line);
+      InIf body_scope(*this, false);
       std::string found;
       stmt->body = parse_body({"endgeneration"}, &found, "generation", line);
       expect_block_end("endgeneration");
@@ -225,6 +247,7 @@ class Parser {
     stmt->target = parse_assign_target(false);
     if (!skip_name("in")) unexpected("'in' in the for tag");
     stmt->iterable = parse_tuple(false, false);
+    InIf loop_scope(*this, false);
     if (skip_name("if")) stmt->condition = parse_expression(true);
     if (at_name("recursive")) syntax_error(peek().line, "unsupported construct: recursive for loops");
     expect_block_end("for");
@@ -242,6 +265,7 @@ class Parser {
 
   std::unique_ptr<Stmt> parse_if(int line) {
     auto stmt = std::make_unique<IfStmt>(line);
+    InIf if_scope(*this, true);
     std::string found = "if";
     while (true) {
       auto condition = parse_tuple(false, false);
@@ -270,6 +294,7 @@ class Parser {
     }
     auto stmt = std::make_unique<SetBlockStmt>(line);
     stmt->target = std::move(target);
+    InIf block_scope(*this, false);
     while (skip_op("|")) stmt->filters.push_back(parse_filter_call());
     expect_block_end("set");
     std::string found;
@@ -301,6 +326,7 @@ class Parser {
 
   // The body of a macro or call block: break/continue of an enclosing loop do not reach into it.
   Body parse_macro_body(std::string_view end_tag, std::string_view block, int line) {
+    InIf body_scope(*this, false);
     const int saved_loop_depth = loop_depth_;
     loop_depth_ = 0;
     std::string found;
@@ -314,6 +340,7 @@ class Parser {
     auto macro = std::make_shared<MacroDef>();
     macro->line = line;
     macro->name = expect_name("a macro name");
+    InIf macro_scope(*this, false);
     parse_params(*macro);
     expect_block_end("macro");
     macro->body = parse_macro_body("endmacro", "macro", line);
@@ -341,6 +368,7 @@ class Parser {
 
   std::unique_ptr<Stmt> parse_filter_block(int line) {
     auto stmt = std::make_unique<FilterBlockStmt>(line);
+    InIf block_scope(*this, false);
     do {
       stmt->filters.push_back(parse_filter_call());
     } while (skip_op("|"));
@@ -382,8 +410,13 @@ class Parser {
   ExprPtr parse_expression(bool with_condexpr) { return with_condexpr ? parse_condexpr() : parse_or(); }
 
   ExprPtr parse_condexpr() {
+    const size_t first_unknown = unknown_names_.size();
+    InIf keep(*this, in_if_);
     ExprPtr expr = parse_or();
     while (at_name("if")) {
+      // Every part of an inline if-expression, the one already parsed included, may use unknown names.
+      for (size_t i = first_unknown; i < unknown_names_.size(); ++i) unknown_names_[i].deferred = true;
+      in_if_ = true;
       auto conditional = std::make_unique<ConditionalExpr>(next().line);
       conditional->condition = parse_or();
       if (skip_name("else")) conditional->else_value = parse_condexpr();
@@ -590,7 +623,8 @@ class Parser {
       const Token& t = peek();
       if (t.type == TokenType::Name) return std::make_unique<AttributeExpr>(line, std::move(node), next().text);
       if (t.type == TokenType::Integer)
-        return std::make_unique<ItemExpr>(line, std::move(node), std::make_unique<Literal>(line, Value(next().integer)));
+        return std::make_unique<ItemExpr>(line, std::move(node),
+                                          std::make_unique<Literal>(line, Value(next().integer)));
       unexpected("an attribute name or index after '.'");
     }
     expect_op("[");
@@ -655,7 +689,7 @@ class Parser {
     filter.line = peek().line;
     filter.name = parse_dotted_name("a filter name");
     filter.fn = find_filter(filter.name);
-    if (!filter.fn) syntax_error(filter.line, "unknown filter '" + filter.name + "'");
+    if (!filter.fn) unknown_names_.push_back({"unknown filter '" + filter.name + "'", filter.line, in_if_});
     if (at_op("(")) filter.args = parse_call_args();
     return filter;
   }
@@ -665,7 +699,7 @@ class Parser {
     test->negated = skip_name("not");
     test->name = parse_dotted_name("a test name");
     test->fn = find_test(test->name);
-    if (!test->fn) syntax_error(test->line, "unknown test '" + test->name + "'");
+    if (!test->fn) unknown_names_.push_back({"unknown test '" + test->name + "'", test->line, in_if_});
     test->subject = std::move(subject);
     const Token& t = peek();
     if (at_op("(")) {
@@ -683,6 +717,8 @@ class Parser {
 
 }  // namespace
 
-std::shared_ptr<Program> parse(std::string_view source) { return Parser(tokenize(source)).run(); }
+std::shared_ptr<Program> parse(std::string_view source) {
+  return Parser(tokenize(source)).run();
+}
 
 }  // namespace inferno::text::jinja

@@ -12,7 +12,9 @@ namespace inferno::text::jinja {
 
 namespace {
 
-std::string located(int line, const char* what) { return "chat template line " + std::to_string(line) + ": " + what; }
+std::string located(int line, const char* what) {
+  return "chat template line " + std::to_string(line) + ": " + what;
+}
 
 // Restores the renderer's scope (and output) when leaving a block, also on exceptions.
 struct ScopeGuard {
@@ -26,14 +28,21 @@ struct ScopeGuard {
   }
 };
 
-bool is_integral(const Value& v) { return v.is_int() || v.is_bool(); }
-bool is_numeric(const Value& v) { return is_integral(v) || v.is_float(); }
-int64_t integral(const Value& v) { return v.is_bool() ? int64_t(v.as_bool()) : v.as_int(); }
-double real(const Value& v) { return v.is_bool() ? double(v.as_bool()) : v.as_double(); }
+bool is_integral(const Value& v) {
+  return v.is_int() || v.is_bool();
+}
+bool is_numeric(const Value& v) {
+  return is_integral(v) || v.is_float();
+}
+int64_t integral(const Value& v) {
+  return v.is_bool() ? int64_t(v.as_bool()) : v.as_int();
+}
+double real(const Value& v) {
+  return v.is_bool() ? double(v.as_bool()) : v.as_double();
+}
 
 [[noreturn]] void unsupported_operands(std::string_view op, const Value& a, const Value& b) {
-  if (op == "+" && a.is_string())
-    throw EvalError("can only concatenate str (not \"" + type_name(b) + "\") to str");
+  if (op == "+" && a.is_string()) throw EvalError("can only concatenate str (not \"" + type_name(b) + "\") to str");
   throw EvalError("unsupported operand type(s) for " + std::string(op) + ": '" + type_name(a) + "' and '" +
                   type_name(b) + "'");
 }
@@ -45,9 +54,15 @@ int64_t checked(CheckedOp op, int64_t a, int64_t b) {
   if (op(a, b, &result)) throw EvalError("integer overflow (values beyond 64 bits are not supported)");
   return result;
 }
-bool add_overflows(int64_t a, int64_t b, int64_t* r) { return __builtin_add_overflow(a, b, r); }
-bool sub_overflows(int64_t a, int64_t b, int64_t* r) { return __builtin_sub_overflow(a, b, r); }
-bool mul_overflows(int64_t a, int64_t b, int64_t* r) { return __builtin_mul_overflow(a, b, r); }
+bool add_overflows(int64_t a, int64_t b, int64_t* r) {
+  return __builtin_add_overflow(a, b, r);
+}
+bool sub_overflows(int64_t a, int64_t b, int64_t* r) {
+  return __builtin_sub_overflow(a, b, r);
+}
+bool mul_overflows(int64_t a, int64_t b, int64_t* r) {
+  return __builtin_mul_overflow(a, b, r);
+}
 
 Value repeat(const Value& sequence, int64_t times) {
   if (sequence.is_generator()) throw EvalError("unsupported operand type(s) for *: 'generator' and 'int'");
@@ -61,7 +76,8 @@ Value repeat(const Value& sequence, int64_t times) {
     return Value(std::move(out));
   }
   const auto& items = sequence.as_list();
-  if (!items.empty() && uint64_t(times) > uint64_t(kMaxRangeLength) / items.size()) throw EvalError("list repetition too large");
+  if (!items.empty() && uint64_t(times) > uint64_t(kMaxRangeLength) / items.size())
+    throw EvalError("list repetition too large");
   Value::List out;
   for (int64_t i = 0; i < times; ++i) out.insert(out.end(), items.begin(), items.end());
   return sequence.is_tuple() ? Value::tuple(std::move(out)) : Value::list(std::move(out));
@@ -220,8 +236,10 @@ class Macro : public Callable {
     for (auto& [key, value] : args.keyword) {
       auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == key; });
       if (it == params.end()) {
-        if (key == "caller") scope->vars.set("caller", value);
-        else kwargs.set(key, value);
+        if (key == "caller")
+          scope->vars.set("caller", value);
+        else
+          kwargs.set(key, value);
         continue;
       }
       size_t index = size_t(it - params.begin());
@@ -239,9 +257,9 @@ class Macro : public Callable {
     for (size_t i = 0; i < params.size(); ++i) {
       if (given[i]) continue;
       // Defaults are evaluated in the macro's own scope, so they may use the parameters before them.
-      scope->vars.set(params[i].first, params[i].second ? r.eval(*params[i].second)
-                                                        : Value::undefined("parameter '" + params[i].first +
-                                                                           "' was not provided"));
+      scope->vars.set(params[i].first, params[i].second
+                                           ? r.eval(*params[i].second)
+                                           : Value::undefined("parameter '" + params[i].first + "' was not provided"));
     }
     scope->vars.set("varargs", Value::tuple(std::move(varargs)));
     scope->vars.set("kwargs", Value::dict(std::move(kwargs)));
@@ -313,7 +331,9 @@ CallArgs Arguments::evaluate(Renderer& r) const {
   return args;
 }
 
-Value Literal::eval(Renderer&) const { return value; }
+Value Literal::eval(Renderer&) const {
+  return value;
+}
 
 Value ListExpr::eval(Renderer& r) const {
   Value::List values;
@@ -364,13 +384,17 @@ Value CallExpr::eval(Renderer& r) const {
 }
 
 Value FilterCall::apply(Renderer& r, const Value& subject) const {
+  if (!fn) throw EvalError("unknown filter '" + name + "'");
   CallArgs a = args.evaluate(r);
   return fn(r, subject, a);
 }
 
-Value FilterExpr::eval(Renderer& r) const { return filter.apply(r, r.eval(*subject)); }
+Value FilterExpr::eval(Renderer& r) const {
+  return filter.apply(r, r.eval(*subject));
+}
 
 Value TestExpr::eval(Renderer& r) const {
+  if (!fn) throw EvalError("unknown test '" + name + "'");
   Value v = r.eval(*subject);
   CallArgs a = args.evaluate(r);
   return fn(r, v, a) != negated;
@@ -411,10 +435,14 @@ Value CompareExpr::eval(Renderer& r) const {
   for (const auto& [op, e] : rest) {
     Value b = r.eval(*e);
     bool holds;
-    if (op == "==") holds = equals(a, b);
-    else if (op == "!=") holds = !equals(a, b);
-    else if (op == "in") holds = contains(b, a);
-    else if (op == "not in") holds = !contains(b, a);
+    if (op == "==")
+      holds = equals(a, b);
+    else if (op == "!=")
+      holds = !equals(a, b);
+    else if (op == "in")
+      holds = contains(b, a);
+    else if (op == "not in")
+      holds = !contains(b, a);
     else {
       int c = compare(a, b, op);
       holds = op == "<" ? c < 0 : op == "<=" ? c <= 0 : op == ">" ? c > 0 : c >= 0;
@@ -478,8 +506,10 @@ Flow ForStmt::exec(Renderer& r) const {
   const Value source = r.eval(*iterable);
   Value::List converted;
   const Value::List* all = &converted;
-  if (source.is_list()) all = &source.as_list();
-  else converted = iterate(source);
+  if (source.is_list())
+    all = &source.as_list();
+  else
+    converted = iterate(source);
   ScopeGuard guard(r);
   const std::shared_ptr<Scope> outer = r.scope;
   Value::List kept;
@@ -541,6 +571,8 @@ Flow FilterBlockStmt::exec(Renderer& r) const {
   return Flow::Normal;
 }
 
-Flow BodyStmt::exec(Renderer& r) const { return r.exec(body); }
+Flow BodyStmt::exec(Renderer& r) const {
+  return r.exec(body);
+}
 
 }  // namespace inferno::text::jinja

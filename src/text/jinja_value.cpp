@@ -36,7 +36,9 @@ Value Value::generator(List items) {
   return v;
 }
 
-Value Value::dict() { return dict(Dict{}); }
+Value Value::dict() {
+  return dict(Dict{});
+}
 
 Value Value::dict(Dict entries) {
   Value v;
@@ -165,7 +167,9 @@ const Value* Dict::find(std::string_view key) const {
   return nullptr;
 }
 
-Value* Dict::find(std::string_view key) { return const_cast<Value*>(static_cast<const Dict*>(this)->find(key)); }
+Value* Dict::find(std::string_view key) {
+  return const_cast<Value*>(static_cast<const Dict*>(this)->find(key));
+}
 
 void Dict::set(std::string key, Value value) {
   if (Value* existing = find(key)) {
@@ -319,9 +323,12 @@ void dump_json_at(const Value& v, const JsonStyle& style, int depth, std::string
     case Value::Kind::Int: out += std::to_string(v.as_int()); return;
     case Value::Kind::Float: {
       double d = v.as_double();
-      if (std::isnan(d)) out += "NaN";
-      else if (std::isinf(d)) out += d > 0 ? "Infinity" : "-Infinity";
-      else out += format_float(d);
+      if (std::isnan(d))
+        out += "NaN";
+      else if (std::isinf(d))
+        out += d > 0 ? "Infinity" : "-Infinity";
+      else
+        out += format_float(d);
       return;
     }
     case Value::Kind::String: dump_json_string(v.as_string(), style.ensure_ascii, out); return;
@@ -366,13 +373,14 @@ void dump_json_at(const Value& v, const JsonStyle& style, int depth, std::string
     }
     case Value::Kind::Undefined:
     case Value::Kind::Function:
-    case Value::Kind::Namespace:
-      throw EvalError("Object of type " + type_name(v) + " is not JSON serializable");
+    case Value::Kind::Namespace: throw EvalError("Object of type " + type_name(v) + " is not JSON serializable");
   }
 }
 }  // namespace
 
-void dump_json(const Value& v, const JsonStyle& style, std::string& out) { dump_json_at(v, style, 0, out); }
+void dump_json(const Value& v, const JsonStyle& style, std::string& out) {
+  dump_json_at(v, style, 0, out);
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Python semantics
@@ -485,9 +493,12 @@ std::string repr_string(std::string_view s) {
       out += "\\t";
     } else if (!is_printable(cp)) {
       char buf[16];
-      if (cp <= 0xff) std::snprintf(buf, sizeof buf, "\\x%02x", unsigned(cp));
-      else if (cp <= 0xffff) std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(cp));
-      else std::snprintf(buf, sizeof buf, "\\U%08x", unsigned(cp));
+      if (cp <= 0xff)
+        std::snprintf(buf, sizeof buf, "\\x%02x", unsigned(cp));
+      else if (cp <= 0xffff)
+        std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(cp));
+      else
+        std::snprintf(buf, sizeof buf, "\\U%08x", unsigned(cp));
       out += buf;
     } else {
       out.append(s.substr(start, pos - start));
@@ -544,11 +555,17 @@ std::string to_str(const Value& v) {
 }
 
 namespace {
-bool is_numeric(const Value& v) { return v.is_bool() || v.is_int() || v.is_float(); }
+bool is_numeric(const Value& v) {
+  return v.is_bool() || v.is_int() || v.is_float();
+}
 
 // Python treats bool as an int.
-int64_t numeric_int(const Value& v) { return v.is_bool() ? int64_t(v.as_bool()) : v.as_int(); }
-double numeric_double(const Value& v) { return v.is_bool() ? double(v.as_bool()) : v.as_double(); }
+int64_t numeric_int(const Value& v) {
+  return v.is_bool() ? int64_t(v.as_bool()) : v.as_int();
+}
+double numeric_double(const Value& v) {
+  return v.is_bool() ? double(v.as_bool()) : v.as_double();
+}
 }  // namespace
 
 bool equals(const Value& a, const Value& b) {
@@ -619,7 +636,9 @@ std::string undefined_message(const Value& undefined) {
   return hint.empty() ? "undefined value" : hint;
 }
 
-void fail_undefined(const Value& undefined) { throw EvalError(undefined_message(undefined)); }
+void fail_undefined(const Value& undefined) {
+  throw EvalError(undefined_message(undefined));
+}
 
 Value::List iterate(const Value& v) {
   switch (v.kind()) {
@@ -634,7 +653,8 @@ Value::List iterate(const Value& v) {
       Value::List chars;
       const std::string& s = v.as_string();
       auto offsets = code_point_offsets(s);
-      for (size_t i = 0; i + 1 < offsets.size(); ++i) chars.emplace_back(s.substr(offsets[i], offsets[i + 1] - offsets[i]));
+      for (size_t i = 0; i + 1 < offsets.size(); ++i)
+        chars.emplace_back(s.substr(offsets[i], offsets[i + 1] - offsets[i]));
       return chars;
     }
     default: throw EvalError("'" + type_name(v) + "' object is not iterable");
@@ -705,7 +725,14 @@ size_t code_point_count(std::string_view s) {
 bool is_space(uint32_t cp) {
   if ((cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20)) return true;
   switch (cp) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000: return true;
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000: return true;
     default: return cp >= 0x2000 && cp <= 0x200A;
   }
 }
@@ -754,8 +781,12 @@ bool is_cased(uint32_t cp) {
 }
 }  // namespace
 
-std::string to_upper(std::string_view s) { return map_code_points(s, utf8proc_toupper); }
-std::string to_lower(std::string_view s) { return map_code_points(s, utf8proc_tolower); }
+std::string to_upper(std::string_view s) {
+  return map_code_points(s, utf8proc_toupper);
+}
+std::string to_lower(std::string_view s) {
+  return map_code_points(s, utf8proc_tolower);
+}
 
 std::string capitalize(std::string_view s) {
   std::string out;
@@ -822,8 +853,8 @@ std::vector<std::string> splitlines(std::string_view s) {
   while (pos < s.size()) {
     size_t here = pos;
     uint32_t cp = decode_utf8(s, pos);
-    bool boundary = cp == '\n' || cp == '\r' || cp == 0x0B || cp == 0x0C || cp == 0x1C || cp == 0x1D ||
-                    cp == 0x1E || cp == 0x85 || cp == 0x2028 || cp == 0x2029;
+    bool boundary = cp == '\n' || cp == '\r' || cp == 0x0B || cp == 0x0C || cp == 0x1C || cp == 0x1D || cp == 0x1E ||
+                    cp == 0x85 || cp == 0x2028 || cp == 0x2029;
     if (!boundary) continue;
     lines.emplace_back(s.substr(line_start, here - line_start));
     if (cp == '\r' && pos < s.size() && s[pos] == '\n') ++pos;

@@ -249,6 +249,53 @@ TEST_CASE("the bundled demo model reproduces its greedy reference and its perple
   CHECK(std::fabs(ppl - want) / want <= 0.005);
 }
 
+TEST_CASE("bench reports speed against the measured bandwidth, in CONTRACT.md's JSON") {
+  const Run r = run_inferno("bench --json -m " + brown() + " -p 8 -n 4 --repeats 1");
+  REQUIRE(r.status == 0);
+  simdjson::dom::parser parser;
+  simdjson::dom::element j = parser.parse(r.out);
+  CHECK(!std::string_view(j["device"]).empty());
+  CHECK(std::string_view(j["model"]).find("brown-8m-bf16") != std::string_view::npos);
+  CHECK(double(j["bandwidth_gb_per_s"]) > 0);
+  CHECK(uint64_t(j["prefill"]["tokens"]) == 8);
+  CHECK(double(j["prefill"]["tok_per_s"]) > 0);
+  CHECK(uint64_t(j["decode"]["tokens"]) == 4);
+  const double tps = double(j["decode"]["tok_per_s"]), gbps = double(j["decode"]["gb_per_s"]);
+  CHECK(tps > 0);
+  // gb_per_s is decode speed times the bytes a step reads (at least every weight once)
+  CHECK(gbps >= tps * 17e6 / 1e9 * 0.99);
+  CHECK(double(j["decode"]["roofline_pct"]) == doctest::Approx(100.0 * gbps / double(j["bandwidth_gb_per_s"])).epsilon(0.01));
+  simdjson::dom::array kernels = j["kernels"];
+  REQUIRE(kernels.size() > 3);
+  double total = 0;
+  for (auto k : kernels) total += double(k["share_pct"]);
+  CHECK(total == doctest::Approx(100.0).epsilon(0.01));
+  CHECK(std::string_view(kernels.at(0)["name"]).find("linear") != std::string_view::npos);  // weights dominate decode
+}
+
+TEST_CASE("the random-checkpoint maker writes a checkpoint that loads and runs, sharded when asked") {
+  const char* maker = std::getenv("INFERNO_MAKE_CHECKPOINT");
+  REQUIRE(maker);
+  const fs::path out = temp_dir() / "random-ckpt";
+  fs::remove_all(out);
+  const std::string cmd = std::string(maker) + " --config " +
+                          quote(data_path("hf-llama/llama3-gqa-f32/config.json").string()) +
+                          " --dtype f16 --layers 3 --shard-gb 0.00005 -o " + quote(out.string()) + " 2>/dev/null";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  CHECK(fs::exists(out / "model.safetensors.index.json"));
+  const Run info = run_inferno("info --json -m " + quote(out.string()));
+  REQUIRE(info.status == 0);
+  simdjson::dom::parser parser;
+  simdjson::dom::element j = parser.parse(info.out);
+  CHECK(uint64_t(j["layers"]) == 3);
+  CHECK(uint64_t(j["kv_heads"]) == 2);
+  CHECK(uint64_t(j["tensor_bytes_by_dtype"]["F16"]) == uint64_t(j["params"]) * 2);
+  CHECK(simdjson::dom::array(j["shards"]).size() > 1);
+  const Run gen = run_inferno("generate --quiet -m " + quote(out.string()) + " --ids 1,2,3 -n 3 --print-ids --ignore-eos");
+  CHECK(gen.status == 0);
+  CHECK(std::count(gen.out.begin(), gen.out.end(), ' ') == 2);
+}
+
 TEST_CASE("chat keeps the KV cache across turns") {
   const fs::path dir = llama3_text_model();
   const Run r = run_inferno("chat --quiet -m " + quote(dir.string()) + " -n 4 --greedy", "Hello there\nAnd again\n");

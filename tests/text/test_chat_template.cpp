@@ -53,7 +53,9 @@ std::string render_error(const std::string& source) {
   return error_of([&] { ChatTemplate(source).render(Value::list(), false, Value()); });
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -69,7 +71,8 @@ TEST_CASE("every fixture case renders exactly as transformers' apply_chat_templa
       const Value* tokenizer = c.find("tokenizer");
       std::string config = tokenizer_config(tokenizer ? tokenizer->as_string() : family);
       const Value* own_template = c.find("chat_template");
-      std::string source = own_template ? own_template->as_string() : chat_template_from_tokenizer_config(config).value();
+      std::string source =
+          own_template ? own_template->as_string() : chat_template_from_tokenizer_config(config).value();
       // transformers passes the tokenizer's special tokens (bos_token, eos_token, ...) to every template.
       Value special_tokens = special_tokens_from_tokenizer_config(config);
       const bool add_generation_prompt = c.find("add_generation_prompt")->as_bool();
@@ -99,7 +102,8 @@ TEST_CASE("every fixture case renders exactly as transformers' apply_chat_templa
 
 TEST_CASE("chat_template_from_tokenizer_config") {
   SUBCASE("a string") {
-    CHECK(chat_template_from_tokenizer_config(R"({"chat_template": "{{ x }}", "bos_token": "<s>"})").value() == "{{ x }}");
+    CHECK(chat_template_from_tokenizer_config(R"({"chat_template": "{{ x }}", "bos_token": "<s>"})").value() ==
+          "{{ x }}");
   }
   SUBCASE("named templates: the one called default") {
     auto source = chat_template_from_tokenizer_config(
@@ -112,10 +116,13 @@ TEST_CASE("chat_template_from_tokenizer_config") {
     CHECK(!chat_template_from_tokenizer_config(R"({"chat_template": []})"));
   }
   SUBCASE("malformed") {
-    CHECK(contains(error_of([] { chat_template_from_tokenizer_config(R"({"chat_template": [{"name": "rag", "template": "R"}]})"); }),
+    CHECK(contains(error_of([] {
+                     chat_template_from_tokenizer_config(R"({"chat_template": [{"name": "rag", "template": "R"}]})");
+                   }),
                    "none is called 'default'"));
     CHECK(contains(error_of([] { chat_template_from_tokenizer_config(R"({"chat_template": 3})"); }), "chat_template"));
-    CHECK(contains(error_of([] { chat_template_from_tokenizer_config("{\"chat_template\": "); }), "tokenizer_config.json"));
+    CHECK(contains(error_of([] { chat_template_from_tokenizer_config("{\"chat_template\": "); }),
+                   "tokenizer_config.json"));
     CHECK(contains(error_of([] { chat_template_from_tokenizer_config("[1]"); }), "tokenizer_config.json"));
   }
   SUBCASE("the real Llama 3.1 tokenizer") {
@@ -138,8 +145,9 @@ TEST_CASE("special_tokens_from_tokenizer_config reads strings and AddedToken obj
 TEST_CASE("Value: JSON in and out, insertion order, copy-on-write") {
   Value v = Value::from_json(R"({"z": 1, "a": [1.5, true, null, "é\n"], "m": {"k": -2, "big": 1e300}})");
   CHECK(v.to_json() == R"({"z": 1, "a": [1.5, true, null, "é\n"], "m": {"k": -2, "big": 1e+300}})");
-  CHECK(v.to_json(2) == "{\n  \"z\": 1,\n  \"a\": [\n    1.5,\n    true,\n    null,\n    \"é\\n\"\n  ],\n"
-                        "  \"m\": {\n    \"k\": -2,\n    \"big\": 1e+300\n  }\n}");
+  CHECK(v.to_json(2) ==
+        "{\n  \"z\": 1,\n  \"a\": [\n    1.5,\n    true,\n    null,\n    \"é\\n\"\n  ],\n"
+        "  \"m\": {\n    \"k\": -2,\n    \"big\": 1e+300\n  }\n}");
   CHECK(v.find("z")->as_int() == 1);
   CHECK(v.find("a")->as_list()[0].as_double() == 1.5);
   CHECK(v.find("nope") == nullptr);
@@ -147,7 +155,8 @@ TEST_CASE("Value: JSON in and out, insertion order, copy-on-write") {
   copy.set("z", "changed");
   copy.set("new", Value::list({1, 2}));
   CHECK(v.find("z")->as_int() == 1);  // the original is untouched
-  CHECK(copy.to_json() == R"({"z": "changed", "a": [1.5, true, null, "é\n"], "m": {"k": -2, "big": 1e+300}, "new": [1, 2]})");
+  CHECK(copy.to_json() ==
+        R"({"z": "changed", "a": [1.5, true, null, "é\n"], "m": {"k": -2, "big": 1e+300}, "new": [1, 2]})");
   Value list = Value::list();
   list.push_back("x");
   Value list_copy = list;
@@ -160,7 +169,8 @@ TEST_CASE("Value: JSON in and out, insertion order, copy-on-write") {
 }
 
 TEST_CASE("context: extra variables, tools and documents as transformers passes them") {
-  ChatTemplate probe("{{ tools is defined }}{{ tools is none }}{{ documents is none }}|{{ date_string }}|{{ messages | length }}");
+  ChatTemplate probe(
+      "{{ tools is defined }}{{ tools is none }}{{ documents is none }}|{{ date_string }}|{{ messages | length }}");
   CHECK(probe.render(Value::list({Value::dict()}), false, Value()) == "TrueTrueTrue||1");
   Value extra = Value::dict(Dict{{"tools", Value::list({1})}, {"date_string", "26 Jul 2024"}});
   CHECK(probe.render(Value::list(), false, extra) == "TrueFalseTrue|26 Jul 2024|0");
@@ -207,9 +217,13 @@ TEST_CASE("syntax errors and unsupported constructs name the construct and the l
   e = parse_error("{% include 'other.jinja' %}");
   CHECK(contains(e, "unsupported tag 'include'"));
 
-  e = parse_error("\n\n{% if x is frobnicated %}{% endif %}");
+  e = parse_error("\n\n{{ x is frobnicated }}");
   CHECK(contains(e, "unknown test 'frobnicated'"));
   CHECK(contains(e, "line 3"));
+
+  // In a loop or macro body the error comes at once, even when that code would never run.
+  CHECK(contains(parse_error("{% for m in [] %}{{ m | frobnicate }}{% endfor %}"), "unknown filter 'frobnicate'"));
+  CHECK(contains(parse_error("{% macro f() %}{{ 1 is frobnicated }}{% endmacro %}"), "unknown test 'frobnicated'"));
 
   CHECK(contains(parse_error("{% for x in xs recursive %}{% endfor %}"), "recursive"));
   CHECK(contains(parse_error("{{ 1 + }}"), "expected an expression"));
@@ -221,6 +235,19 @@ TEST_CASE("syntax errors and unsupported constructs name the construct and the l
   CHECK(contains(parse_error("{% break %}"), "'break' outside a for loop"));
   CHECK(contains(parse_error("{% set true = 1 %}"), "cannot assign to 'true'"));
   CHECK(contains(parse_error("{{ a ! b }}"), "unexpected character '!'"));
+}
+
+TEST_CASE("an unknown filter or test inside an if fails only when that branch runs, as in jinja2 3") {
+  // Templates guard optional features this way; jinja2 compiles such branches and fails only if they run.
+  ChatTemplate guarded(
+      "{% if fancy %}\n{{ text | frobnicate }}{% elif strict and x is frobnicated %}b{% endif %}"
+      "{{ text | frobnicate if fancy else text }}");
+  CHECK(guarded.render(Value::list(), false, Value::from_json(R"({"text": "plain"})")) == "plain");
+  std::string e = error_of([&] { guarded.render(Value::list(), false, Value::from_json(R"({"fancy": true})")); });
+  CHECK(contains(e, "unknown filter 'frobnicate'"));
+  CHECK(contains(e, "line 2"));
+  e = error_of([&] { guarded.render(Value::list(), false, Value::from_json(R"({"strict": true, "x": 1})")); });
+  CHECK(contains(e, "unknown test 'frobnicated'"));
 }
 
 TEST_CASE("errors while rendering name the line") {

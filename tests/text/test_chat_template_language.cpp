@@ -266,7 +266,8 @@ TEST_CASE("slices follow Python's rules for any start, stop and step") {
       expected_items.push_back(i);
     }
     std::string expected_list = "[";
-    for (size_t i = 0; i < expected_items.size(); ++i) expected_list += (i ? ", " : "") + std::to_string(expected_items[i]);
+    for (size_t i = 0; i < expected_items.size(); ++i)
+      expected_list += (i ? ", " : "") + std::to_string(expected_items[i]);
     expected_list += "]";
     Value context = Value::dict();
     context.set("items", items);
@@ -274,8 +275,8 @@ TEST_CASE("slices follow Python's rules for any start, stop and step") {
     std::string subscript = "[" + start + ":" + stop + ":" + std::to_string(step) + "]";
     CAPTURE(length);
     CAPTURE(subscript);
-    CHECK(ChatTemplate("{{ items" + subscript + " }}|{{ letters" + subscript + " }}").render(Value::list(), false, context) ==
-          expected_list + "|" + expected_letters);
+    CHECK(ChatTemplate("{{ items" + subscript + " }}|{{ letters" + subscript + " }}")
+              .render(Value::list(), false, context) == expected_list + "|" + expected_letters);
   }
 }
 
@@ -406,9 +407,9 @@ TEST_CASE("string filters on random text count code points and strip Python whit
     Value context = Value::dict();
     context.set("s", s);
     CAPTURE(s);
-    CHECK(filters.render(Value::list(), false, context) == std::to_string(pieces.size()) + "|" + join(first, last) + "|" +
-                                                              join(left_end, pieces.size()) + "|" + join(0, right_end) +
-                                                              "|" + reversed);
+    CHECK(filters.render(Value::list(), false, context) == std::to_string(pieces.size()) + "|" + join(first, last) +
+                                                               "|" + join(left_end, pieces.size()) + "|" +
+                                                               join(0, right_end) + "|" + reversed);
   }
 }
 
@@ -417,7 +418,8 @@ TEST_CASE("a namespace counts across loop iterations") {
   inferno::testing::Rng rng(7);
   ChatTemplate counter(
       "{% set ns = namespace(users=0, last='') %}{% for m in messages %}{% if m.role == 'user' %}"
-      "{% set ns.users = ns.users + 1 %}{% set ns.last = m.content %}{% endif %}{% endfor %}{{ ns.users }}:{{ ns.last }}");
+      "{% set ns.users = ns.users + 1 %}{% set ns.last = m.content %}{% endif %}{% endfor %}{{ ns.users }}:{{ ns.last "
+      "}}");
   for (int round = 0; round < 50; ++round) {
     Value messages = Value::list();
     int users = 0;

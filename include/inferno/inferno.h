@@ -1,0 +1,234 @@
+/* inferno's C API: Llama inference on any Vulkan device, for C programs and for bindings from other languages.
+ *
+ * Plain C99 (also valid C++). Every function returns at once with a status on any failure: nothing is thrown or
+ * aborted across this API, and a NULL handle or pointer is an INFERNO_ERROR_INVALID_ARGUMENT, never a crash.
+ *
+ * Errors: functions return an inferno_status; INFERNO_OK is 0. After a failure inferno_last_error() is a one-line
+ * message naming the file, tensor or field at fault. Each status-returning call clears the message first.
+ *
+ * Buffers: functions that produce ids or text write into the caller's buffer and always report the size the full
+ * result needs. When the buffer is too small they write nothing, set that size and return
+ * INFERNO_ERROR_BUFFER_TOO_SMALL; passing a NULL buffer with capacity 0 asks for the size alone.
+ *
+ * Thread-safety:
+ *   - inferno_last_error() is per thread: it describes the last failed call made on the calling thread.
+ *   - A model may be shared by several sessions, also on different threads. Every session call that uses the device
+ *     (create, generate, free) holds the model's lock, so sessions of one model are safe together but their device
+ *     work runs one at a time; use one model per thread for parallel work. Tokenizing, detokenizing and chat
+ *     rendering read the model only and may run on any thread at any time.
+ *   - A session is used by one thread at a time.
+ *   - Callbacks run on the calling thread, inside the call. A token callback may use the model's text functions and
+ *     other sessions, never its own session; no callback may free the model or session it is called for.
+ *   - Free every session of a model before the model.
+ */
+#ifndef INFERNO_INFERNO_H
+#define INFERNO_INFERNO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The version of these headers; inferno_version() gives the library's, which may differ when they are mismatched. */
+#define INFERNO_VERSION_MAJOR 0
+#define INFERNO_VERSION_MINOR 1
+#define INFERNO_VERSION_PATCH 0
+#define INFERNO_VERSION_STRING "0.1.0"
+#define INFERNO_VERSION_NUMBER (INFERNO_VERSION_MAJOR * 10000 + INFERNO_VERSION_MINOR * 100 + INFERNO_VERSION_PATCH)
+
+/* "MAJOR.MINOR.PATCH" of the library that is linked. */
+const char* inferno_version(void);
+
+typedef enum inferno_status {
+  INFERNO_OK = 0,
+  INFERNO_ERROR_INVALID_ARGUMENT = 1,  /* a NULL handle or pointer, or a value out of its range */
+  INFERNO_ERROR_NOT_FOUND = 2,         /* the model path does not exist */
+  INFERNO_ERROR_BUFFER_TOO_SMALL = 3,  /* the caller's buffer is too small: the size needed was reported */
+  INFERNO_ERROR_CANCELLED = 4,         /* a progress callback asked to stop */
+  INFERNO_ERROR_UNSUPPORTED = 5,       /* the model lacks what was asked: a tokenizer, a chat template */
+  INFERNO_ERROR_OUT_OF_MEMORY = 6,     /* host memory ran out */
+  INFERNO_ERROR_FAILED = 7,            /* anything else: a malformed file, a Vulkan failure, a full context, ... */
+  INFERNO_ERROR_INTERNAL = 8           /* an unexpected failure inside inferno (a bug: please report it) */
+} inferno_status;
+
+/* The message of the last failure on this thread ("" when the last call succeeded). Valid until the next call. */
+const char* inferno_last_error(void);
+/* A fixed name for a status ("INFERNO_OK", "INFERNO_ERROR_NOT_FOUND", ...). */
+const char* inferno_status_name(inferno_status status);
+
+/* ---- devices ---- */
+
+typedef struct inferno_device {
+  int index;              /* what inferno_model_params.device takes */
+  char name[256];         /* NUL-terminated, truncated if longer */
+  char type[16];          /* "discrete", "integrated", "virtual", "cpu" or "other" */
+  uint64_t memory_bytes;  /* device-local memory */
+  int chosen;             /* 1 for the device a model loads on by default */
+} inferno_device;
+
+/* Lists the Vulkan devices (again on each call); inferno_device_info's indices refer to the latest listing. */
+inferno_status inferno_device_count(int* count);
+inferno_status inferno_device_info(int index, inferno_device* device);
+
+/* ---- models ---- */
+
+typedef struct inferno_model inferno_model;
+
+/* Called as loading goes on, with the fraction done (0 first, 1 last). Returning nonzero stops the load, which
+ * then fails with INFERNO_ERROR_CANCELLED. It is called between the stages of a load (files checked, device opened,
+ * weights on the device, tokenizer read), not per tensor. */
+typedef int (*inferno_progress_fn)(float fraction, void* user_data);
+
+typedef struct inferno_model_params {
+  int device;                    /* a device index, or -1 for the preferred device */
+  int progress_bar;              /* 1: draw inferno's loading bar on stderr (when it is a terminal) */
+  inferno_progress_fn progress;  /* may be NULL */
+  void* progress_user_data;
+} inferno_model_params;
+
+/* device -1, no bar, no callback. */
+inferno_model_params inferno_model_default_params(void);
+
+/* Loads a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json, ...). params may be NULL for
+ * the defaults. On failure *model is set to NULL. */
+inferno_status inferno_model_load(const char* path, const inferno_model_params* params, inferno_model** model);
+/* NULL is allowed. */
+void inferno_model_free(inferno_model* model);
+
+typedef struct inferno_model_desc {
+  char family[64];  /* "Llama 3.2", "TinyLlama", ... */
+  uint32_t layers, hidden_size, heads, kv_heads, head_dim, vocab_size, max_position_embeddings;
+  uint64_t params;        /* parameter count */
+  uint64_t weight_bytes;  /* device bytes the weights take */
+  int has_tokenizer;      /* tokenizer.json beside the weights: text functions work */
+  int has_chat_template;  /* inferno_chat_render works without a template of the caller's */
+  char device_name[256];  /* the device the model is on */
+} inferno_model_desc;
+
+inferno_status inferno_model_describe(const inferno_model* model, inferno_model_desc* desc);
+
+/* The ids that end generation (generation_config.json, else config.json, else the tokenizer's). */
+inferno_status inferno_model_eos_ids(const inferno_model* model, int32_t* ids, size_t capacity, size_t* count);
+
+/* ---- text ---- */
+
+/* text: text_length bytes of UTF-8 (not NUL-terminated: embedded NULs are text). add_special_tokens: 1 adds what the
+ * tokenizer's post-processor adds (e.g. <s>), as transformers' tokenizer(text) does. *count: the number of ids. */
+inferno_status inferno_tokenize(const inferno_model* model, const char* text, size_t text_length,
+                                int add_special_tokens, int32_t* ids, size_t capacity, size_t* count);
+
+/* Writes the text of ids, NUL-terminated. *text_length: its length in bytes without the NUL, so the buffer needs
+ * *text_length + 1 bytes. skip_special_tokens: 1 leaves out special tokens (transformers' decode(...,
+ * skip_special_tokens=True)). */
+inferno_status inferno_detokenize(const inferno_model* model, const int32_t* ids, size_t count,
+                                  int skip_special_tokens, char* text, size_t capacity, size_t* text_length);
+
+typedef struct inferno_chat_message {
+  const char* role;     /* "system", "user", "assistant", ... (NUL-terminated UTF-8) */
+  const char* content;  /* NUL-terminated UTF-8 */
+} inferno_chat_message;
+
+/* Renders messages with the model's chat template (tokenizer_config.json), or with template_source when it is not
+ * NULL, exactly as transformers' apply_chat_template(..., tokenize=False). Writes the text as inferno_detokenize
+ * does. Tokenize the result with add_special_tokens = 0: the template writes the special tokens itself.
+ * INFERNO_ERROR_UNSUPPORTED when the model has no template and none is given; a raise_exception in the template is
+ * INFERNO_ERROR_FAILED with the template's message. */
+inferno_status inferno_chat_render(const inferno_model* model, const inferno_chat_message* messages, size_t count,
+                                   int add_generation_prompt, const char* template_source, char* text,
+                                   size_t capacity, size_t* text_length);
+
+/* ---- generation ---- */
+
+/* Token choice with the meaning and defaults of transformers' GenerationConfig. */
+typedef struct inferno_sampling {
+  int do_sample;             /* 0: greedy (argmax); 1: draw from the processed distribution */
+  float temperature;         /* 1 */
+  int top_k;                 /* 50; 0 turns it off */
+  float top_p;               /* 1 */
+  float min_p;               /* 0 */
+  float typical_p;           /* 1 */
+  float repetition_penalty;  /* 1 */
+  int no_repeat_ngram_size;  /* 0 */
+  int min_new_tokens;        /* 0: eos is banned before this many new tokens */
+  uint64_t seed;             /* the draw's seed: the same seed on the same device repeats a sample */
+} inferno_sampling;
+
+/* transformers' GenerationConfig defaults: greedy, temperature 1, top_k 50, top_p 1, ... */
+inferno_sampling inferno_sampling_defaults(void);
+/* The model's generation_config.json over transformers' defaults (what `inferno generate` starts from). */
+inferno_status inferno_model_sampling_defaults(const inferno_model* model, inferno_sampling* sampling);
+
+typedef enum inferno_kv_dtype {
+  INFERNO_KV_AUTO = 0,  /* f32 for F32 weights, f16 otherwise */
+  INFERNO_KV_F32 = 1,
+  INFERNO_KV_F16 = 2,
+  INFERNO_KV_BF16 = 3
+} inferno_kv_dtype;
+
+typedef struct inferno_session_params {
+  uint32_t ctx;               /* KV cache tokens; 0: sized by each call (prompt + max_new_tokens), grown as needed */
+  inferno_kv_dtype kv_dtype;
+} inferno_session_params;
+
+/* ctx 0, INFERNO_KV_AUTO. */
+inferno_session_params inferno_session_default_params(void);
+
+typedef struct inferno_session inferno_session;
+
+/* A KV cache and its generation loop on a model. params may be NULL for the defaults. On failure *session is NULL.
+ * A session keeps its cache between calls: a prompt that starts like the previous call's prompt and output only
+ * computes what is new. */
+inferno_status inferno_session_create(inferno_model* model, const inferno_session_params* params,
+                                      inferno_session** session);
+/* NULL is allowed. */
+void inferno_session_free(inferno_session* session);
+
+/* Called for each new token as soon as it is chosen, with the text it completes: piece is NUL-terminated UTF-8 of
+ * piece_length bytes, often empty (a character split over tokens comes whole with its last token). The pieces of
+ * one generation, concatenated, equal inferno_detokenize of its ids. After the last token the callback may be
+ * called once more with token -1 and the text still held back (an unfinished character, as U+FFFD); its return
+ * value is then ignored. Return 0 to go on, nonzero to stop: the token just given is kept and generation ends with
+ * INFERNO_FINISH_CANCELLED. Without a tokenizer every piece is empty. */
+typedef int (*inferno_token_fn)(int32_t token, const char* piece, size_t piece_length, void* user_data);
+
+typedef struct inferno_generate_params {
+  int max_new_tokens;       /* 20 */
+  int ignore_eos;           /* 1: never stop at eos (produce exactly max_new_tokens unless cancelled) */
+  int skip_special_tokens;  /* 1: pieces leave out special tokens */
+  inferno_sampling sampling;
+  inferno_token_fn on_token;  /* may be NULL */
+  void* user_data;
+} inferno_generate_params;
+
+/* max_new_tokens 20, stop at eos, skip special tokens, inferno_sampling_defaults(), no callback. */
+inferno_generate_params inferno_generate_default_params(void);
+
+typedef enum inferno_finish_reason {
+  INFERNO_FINISH_LENGTH = 0,    /* max_new_tokens reached */
+  INFERNO_FINISH_EOS = 1,       /* an eos id was generated (it is the last id) */
+  INFERNO_FINISH_CANCELLED = 2  /* the token callback returned nonzero */
+} inferno_finish_reason;
+
+typedef struct inferno_generate_result {
+  size_t new_tokens;        /* ids generated (and written to ids, when given) */
+  inferno_finish_reason finish_reason;
+  int prompt_tokens;        /* prompt tokens computed by this call */
+  int reused_tokens;        /* prompt tokens whose cache came from the previous call */
+  double prefill_seconds;   /* time to the first token */
+  double decode_seconds;    /* every later token */
+} inferno_generate_result;
+
+/* Generates a continuation of prompt (count ids). params may be NULL for the defaults. ids (may be NULL) receives
+ * the new ids: its capacity must be at least max_new_tokens, else nothing runs and the call fails with
+ * INFERNO_ERROR_BUFFER_TOO_SMALL. result may be NULL. */
+inferno_status inferno_generate(inferno_session* session, const int32_t* prompt, size_t count,
+                                const inferno_generate_params* params, int32_t* ids, size_t capacity,
+                                inferno_generate_result* result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* INFERNO_INFERNO_H */

@@ -1,0 +1,407 @@
+// The C API (include/inferno/inferno.h) over the C++ API: handles own C++ objects, every entry point catches
+// everything and turns it into a status and a thread-local message.
+#include "inferno/inferno.h"
+
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "inferno/inferno.hpp"
+
+struct inferno_model {
+  inferno::Model model;
+};
+
+struct inferno_session {
+  inferno_model* owner;
+  inferno::Session session;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+// A failure that already knows its status (argument checks, sizes, missing things).
+struct StatusError {
+  inferno_status status;
+  std::string message;
+};
+
+// Runs body, turning whatever it throws into a status; the message goes to last_error.
+template <class Body>
+inferno_status guarded(Body&& body) noexcept {
+  try {
+    last_error.clear();
+    body();
+    return INFERNO_OK;
+  } catch (const StatusError& e) {
+    last_error = e.message;
+    return e.status;
+  } catch (const inferno::Cancelled& e) {
+    last_error = e.what();
+    return INFERNO_ERROR_CANCELLED;
+  } catch (const inferno::Error& e) {
+    last_error = e.what();
+    return INFERNO_ERROR_FAILED;
+  } catch (const std::bad_alloc&) {
+    last_error = "out of host memory";
+    return INFERNO_ERROR_OUT_OF_MEMORY;
+  } catch (const std::exception& e) {
+    last_error = std::string("internal error: ") + e.what();
+    return INFERNO_ERROR_INTERNAL;
+  } catch (...) {
+    last_error = "internal error: an unknown exception";
+    return INFERNO_ERROR_INTERNAL;
+  }
+}
+
+void require(bool ok, const char* what) {
+  if (!ok) throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, what};
+}
+
+template <class T>
+T& need(T* handle, const char* name) {
+  if (!handle) throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, std::string(name) + " is NULL"};
+  return *handle;
+}
+
+void copy_truncated(char* dst, size_t capacity, const std::string& src) {
+  const size_t n = std::min(src.size(), capacity - 1);
+  std::memcpy(dst, src.data(), n);
+  dst[n] = '\0';
+}
+
+// Writes a text result (NUL-terminated) or reports the size it needs.
+void write_text(const std::string& text, char* out, size_t capacity, size_t* length) {
+  require(length != nullptr, "text_length is NULL");
+  require(out != nullptr || capacity == 0, "the text buffer is NULL but its capacity is not 0");
+  *length = text.size();
+  if (capacity < text.size() + 1)
+    throw StatusError{INFERNO_ERROR_BUFFER_TOO_SMALL, "the text needs " + std::to_string(text.size() + 1) +
+                                                          " bytes with its NUL; the buffer has " + std::to_string(capacity)};
+  std::memcpy(out, text.data(), text.size());
+  out[text.size()] = '\0';
+}
+
+void write_ids(const std::vector<int32_t>& ids, int32_t* out, size_t capacity, size_t* count) {
+  require(count != nullptr, "count is NULL");
+  require(out != nullptr || capacity == 0, "the id buffer is NULL but its capacity is not 0");
+  *count = ids.size();
+  if (capacity < ids.size())
+    throw StatusError{INFERNO_ERROR_BUFFER_TOO_SMALL, "the result has " + std::to_string(ids.size()) +
+                                                          " ids; the buffer has room for " + std::to_string(capacity)};
+  std::copy(ids.begin(), ids.end(), out);
+}
+
+const inferno::Model& text_model(const inferno_model* model) {
+  const inferno::Model& m = need(model, "model").model;
+  if (!m.has_tokenizer())
+    throw StatusError{INFERNO_ERROR_UNSUPPORTED, (m.info().path / "tokenizer.json").string() + ": the model has no tokenizer"};
+  return m;
+}
+
+inferno::SamplingOptions to_cpp(const inferno_sampling& s) {
+  inferno::SamplingOptions o;
+  o.do_sample = s.do_sample != 0;
+  o.temperature = s.temperature;
+  o.top_k = s.top_k;
+  o.top_p = s.top_p;
+  o.min_p = s.min_p;
+  o.typical_p = s.typical_p;
+  o.repetition_penalty = s.repetition_penalty;
+  o.no_repeat_ngram_size = s.no_repeat_ngram_size;
+  o.min_new_tokens = s.min_new_tokens;
+  o.seed = s.seed;
+  return o;
+}
+
+inferno_sampling to_c(const inferno::SamplingOptions& o) {
+  inferno_sampling s;
+  s.do_sample = o.do_sample ? 1 : 0;
+  s.temperature = o.temperature;
+  s.top_k = o.top_k;
+  s.top_p = o.top_p;
+  s.min_p = o.min_p;
+  s.typical_p = o.typical_p;
+  s.repetition_penalty = o.repetition_penalty;
+  s.no_repeat_ngram_size = o.no_repeat_ngram_size;
+  s.min_new_tokens = o.min_new_tokens;
+  s.seed = o.seed;
+  return s;
+}
+
+// The latest device listing, for inferno_device_info.
+std::mutex listing_mutex;
+std::optional<std::vector<inferno::DeviceInfo>> listing;
+
+}  // namespace
+
+extern "C" {
+
+const char* inferno_version(void) { return INFERNO_VERSION_STRING; }
+
+const char* inferno_last_error(void) { return last_error.c_str(); }
+
+const char* inferno_status_name(inferno_status status) {
+  switch (status) {
+    case INFERNO_OK: return "INFERNO_OK";
+    case INFERNO_ERROR_INVALID_ARGUMENT: return "INFERNO_ERROR_INVALID_ARGUMENT";
+    case INFERNO_ERROR_NOT_FOUND: return "INFERNO_ERROR_NOT_FOUND";
+    case INFERNO_ERROR_BUFFER_TOO_SMALL: return "INFERNO_ERROR_BUFFER_TOO_SMALL";
+    case INFERNO_ERROR_CANCELLED: return "INFERNO_ERROR_CANCELLED";
+    case INFERNO_ERROR_UNSUPPORTED: return "INFERNO_ERROR_UNSUPPORTED";
+    case INFERNO_ERROR_OUT_OF_MEMORY: return "INFERNO_ERROR_OUT_OF_MEMORY";
+    case INFERNO_ERROR_FAILED: return "INFERNO_ERROR_FAILED";
+    case INFERNO_ERROR_INTERNAL: return "INFERNO_ERROR_INTERNAL";
+  }
+  return "INFERNO_STATUS_UNKNOWN";
+}
+
+// ---- devices ----
+
+inferno_status inferno_device_count(int* count) {
+  return guarded([&] {
+    require(count != nullptr, "count is NULL");
+    auto devices = inferno::list_devices();
+    *count = int(devices.size());
+    std::lock_guard lock(listing_mutex);
+    listing = std::move(devices);
+  });
+}
+
+inferno_status inferno_device_info(int index, inferno_device* device) {
+  return guarded([&] {
+    require(device != nullptr, "device is NULL");
+    std::lock_guard lock(listing_mutex);
+    if (!listing) listing = inferno::list_devices();
+    if (index < 0 || size_t(index) >= listing->size())
+      throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, "device index " + std::to_string(index) + " is out of range (" +
+                                                            std::to_string(listing->size()) + " device(s))"};
+    const inferno::DeviceInfo& d = (*listing)[size_t(index)];
+    *device = inferno_device{};
+    device->index = d.index;
+    copy_truncated(device->name, sizeof device->name, d.name);
+    copy_truncated(device->type, sizeof device->type, d.type);
+    device->memory_bytes = d.memory_bytes;
+    device->chosen = d.chosen ? 1 : 0;
+  });
+}
+
+// ---- models ----
+
+inferno_model_params inferno_model_default_params(void) {
+  inferno_model_params p;
+  p.device = -1;
+  p.progress_bar = 0;
+  p.progress = nullptr;
+  p.progress_user_data = nullptr;
+  return p;
+}
+
+inferno_status inferno_model_load(const char* path, const inferno_model_params* params, inferno_model** model) {
+  return guarded([&] {
+    require(model != nullptr, "model is NULL");
+    *model = nullptr;
+    require(path != nullptr, "path is NULL");
+    const inferno_model_params p = params ? *params : inferno_model_default_params();
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+      throw StatusError{INFERNO_ERROR_NOT_FOUND, std::string(path) + ": no such file or directory"};
+    inferno::ModelOptions options;
+    options.device = p.device;
+    options.quiet = !p.progress_bar;
+    if (p.progress)
+      options.on_progress = [&p](float fraction) { return p.progress(fraction, p.progress_user_data) == 0; };
+    *model = new inferno_model{inferno::Model::load(path, options)};
+  });
+}
+
+void inferno_model_free(inferno_model* model) { delete model; }
+
+inferno_status inferno_model_describe(const inferno_model* model, inferno_model_desc* desc) {
+  return guarded([&] {
+    const inferno::Model& m = need(model, "model").model;
+    require(desc != nullptr, "desc is NULL");
+    const inferno::ModelInfo& i = m.info();
+    *desc = inferno_model_desc{};
+    copy_truncated(desc->family, sizeof desc->family, i.family);
+    desc->layers = i.layers;
+    desc->hidden_size = i.hidden_size;
+    desc->heads = i.heads;
+    desc->kv_heads = i.kv_heads;
+    desc->head_dim = i.head_dim;
+    desc->vocab_size = i.vocab_size;
+    desc->max_position_embeddings = i.max_position_embeddings;
+    desc->params = i.params;
+    desc->weight_bytes = i.weight_bytes;
+    desc->has_tokenizer = m.has_tokenizer() ? 1 : 0;
+    desc->has_chat_template = m.has_chat_template() ? 1 : 0;
+    copy_truncated(desc->device_name, sizeof desc->device_name, m.device().name);
+  });
+}
+
+inferno_status inferno_model_eos_ids(const inferno_model* model, int32_t* ids, size_t capacity, size_t* count) {
+  return guarded([&] { write_ids(need(model, "model").model.eos_ids(), ids, capacity, count); });
+}
+
+// ---- text ----
+
+inferno_status inferno_tokenize(const inferno_model* model, const char* text, size_t text_length,
+                                int add_special_tokens, int32_t* ids, size_t capacity, size_t* count) {
+  return guarded([&] {
+    require(text != nullptr || text_length == 0, "text is NULL but text_length is not 0");
+    const inferno::Model& m = text_model(model);
+    const std::string input = text ? std::string(text, text_length) : std::string();
+    write_ids(m.tokenize(input, add_special_tokens != 0), ids, capacity, count);
+  });
+}
+
+inferno_status inferno_detokenize(const inferno_model* model, const int32_t* ids, size_t count,
+                                  int skip_special_tokens, char* text, size_t capacity, size_t* text_length) {
+  return guarded([&] {
+    require(ids != nullptr || count == 0, "ids is NULL but count is not 0");
+    const inferno::Model& m = text_model(model);
+    const std::vector<int32_t> input(ids, ids + count);
+    write_text(m.detokenize(input, skip_special_tokens != 0), text, capacity, text_length);
+  });
+}
+
+inferno_status inferno_chat_render(const inferno_model* model, const inferno_chat_message* messages, size_t count,
+                                   int add_generation_prompt, const char* template_source, char* text,
+                                   size_t capacity, size_t* text_length) {
+  return guarded([&] {
+    const inferno::Model& m = need(model, "model").model;
+    require(messages != nullptr || count == 0, "messages is NULL but count is not 0");
+    std::vector<inferno::ChatMessage> list;
+    for (size_t i = 0; i < count; ++i) {
+      if (!messages[i].role || !messages[i].content)
+        throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, "message " + std::to_string(i) + ": role or content is NULL"};
+      list.push_back({messages[i].role, messages[i].content});
+    }
+    if (!template_source && !m.has_chat_template())
+      throw StatusError{INFERNO_ERROR_UNSUPPORTED,
+                        (m.info().path / "tokenizer_config.json").string() + ": the model has no chat_template"};
+    std::optional<std::string> source;
+    if (template_source) source = template_source;
+    write_text(m.render_chat(list, add_generation_prompt != 0, source), text, capacity, text_length);
+  });
+}
+
+// ---- generation ----
+
+inferno_sampling inferno_sampling_defaults(void) { return to_c(inferno::SamplingOptions{}); }
+
+inferno_status inferno_model_sampling_defaults(const inferno_model* model, inferno_sampling* sampling) {
+  return guarded([&] {
+    const inferno::Model& m = need(model, "model").model;
+    require(sampling != nullptr, "sampling is NULL");
+    *sampling = to_c(inferno::default_sampling(m));
+  });
+}
+
+inferno_session_params inferno_session_default_params(void) {
+  inferno_session_params p;
+  p.ctx = 0;
+  p.kv_dtype = INFERNO_KV_AUTO;
+  return p;
+}
+
+inferno_status inferno_session_create(inferno_model* model, const inferno_session_params* params,
+                                      inferno_session** session) {
+  return guarded([&] {
+    require(session != nullptr, "session is NULL");
+    *session = nullptr;
+    inferno_model& owner = need(model, "model");
+    const inferno_session_params p = params ? *params : inferno_session_default_params();
+    inferno::SessionOptions options;
+    options.ctx = p.ctx;
+    switch (p.kv_dtype) {
+      case INFERNO_KV_AUTO: options.kv_dtype = inferno::KvDtype::Auto; break;
+      case INFERNO_KV_F32: options.kv_dtype = inferno::KvDtype::F32; break;
+      case INFERNO_KV_F16: options.kv_dtype = inferno::KvDtype::F16; break;
+      case INFERNO_KV_BF16: options.kv_dtype = inferno::KvDtype::BF16; break;
+      default: throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, "kv_dtype " + std::to_string(int(p.kv_dtype)) + " is not one of inferno_kv_dtype"};
+    }
+    *session = new inferno_session{model, inferno::Session(owner.model, options)};
+  });
+}
+
+void inferno_session_free(inferno_session* session) {
+  try {
+    delete session;
+  } catch (...) {  // a session's destructor waits for the device; nothing may escape into C
+  }
+}
+
+inferno_generate_params inferno_generate_default_params(void) {
+  inferno_generate_params p;
+  p.max_new_tokens = 20;
+  p.ignore_eos = 0;
+  p.skip_special_tokens = 1;
+  p.sampling = inferno_sampling_defaults();
+  p.on_token = nullptr;
+  p.user_data = nullptr;
+  return p;
+}
+
+inferno_status inferno_generate(inferno_session* session, const int32_t* prompt, size_t count,
+                                const inferno_generate_params* params, int32_t* ids, size_t capacity,
+                                inferno_generate_result* result) {
+  return guarded([&] {
+    inferno_session& s = need(session, "session");
+    require(prompt != nullptr && count > 0, "the prompt is empty (NULL or count 0)");
+    const inferno_generate_params p = params ? *params : inferno_generate_default_params();
+    require(p.max_new_tokens >= 0, "max_new_tokens must not be negative");
+    if (ids && capacity < size_t(p.max_new_tokens))
+      throw StatusError{INFERNO_ERROR_BUFFER_TOO_SMALL, "the id buffer has room for " + std::to_string(capacity) +
+                                                            " ids, less than max_new_tokens " +
+                                                            std::to_string(p.max_new_tokens)};
+    const inferno::Model& model = s.owner->model;
+    const uint32_t vocab = model.info().vocab_size;
+    for (size_t i = 0; i < count; ++i)
+      if (prompt[i] < 0 || uint32_t(prompt[i]) >= vocab)
+        throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, "prompt id " + std::to_string(prompt[i]) + " at " +
+                                                              std::to_string(i) + " is outside the vocabulary (" +
+                                                              std::to_string(vocab) + " ids)"};
+    inferno::GenerateOptions options;
+    options.max_new_tokens = p.max_new_tokens;
+    options.ignore_eos = p.ignore_eos != 0;
+    options.sampling = to_cpp(p.sampling);
+
+    std::optional<inferno::TextStream> stream;
+    if (p.on_token && model.has_tokenizer()) stream.emplace(model, p.skip_special_tokens != 0);
+    bool cancelled = false;
+    std::function<bool(int32_t)> on_token;
+    if (p.on_token)
+      on_token = [&](int32_t token) {
+        const std::string piece = stream ? stream->push(token) : std::string();
+        cancelled = p.on_token(token, piece.c_str(), piece.size(), p.user_data) != 0;
+        return !cancelled;
+      };
+    const std::vector<int32_t> out = s.session.generate(std::vector<int32_t>(prompt, prompt + count), options, on_token);
+    if (stream) {
+      const std::string rest = stream->finish();
+      if (!rest.empty()) p.on_token(-1, rest.c_str(), rest.size(), p.user_data);
+    }
+    if (ids) std::copy(out.begin(), out.end(), ids);
+    if (result) {
+      const std::vector<int32_t> eos = model.eos_ids();
+      const bool ended_at_eos = !options.ignore_eos && !out.empty() &&
+                                std::find(eos.begin(), eos.end(), out.back()) != eos.end();
+      const auto& stats = s.session.stats();
+      *result = inferno_generate_result{};
+      result->new_tokens = out.size();
+      result->finish_reason = cancelled ? INFERNO_FINISH_CANCELLED : ended_at_eos ? INFERNO_FINISH_EOS : INFERNO_FINISH_LENGTH;
+      result->prompt_tokens = stats.prompt_tokens;
+      result->reused_tokens = stats.reused_tokens;
+      result->prefill_seconds = stats.prefill_seconds;
+      result->decode_seconds = stats.decode_seconds;
+    }
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,138 @@
+// `inferno bench`: prefill and decode speed against the device's measured read bandwidth (the decode roofline),
+// with a per-kernel breakdown of a decode step from GPU timestamps.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <random>
+
+#include "cli/commands.hpp"
+#include "cli/json_writer.hpp"
+
+namespace inferno::cli {
+
+namespace {
+
+struct BenchArgs {
+  ModelArgs model;
+  uint32_t prompt_tokens = 512, gen_tokens = 128, batch = 1, repeats = 3;
+  bool json = false;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+int run_bench(const BenchArgs& a) {
+  if (a.gen_tokens < 2) throw UsageError("bench: -n must be at least 2 (decode speed needs two tokens)");
+  if (a.prompt_tokens < 1) throw UsageError("bench: -p must be at least 1");
+  ModelArgs margs = a.model;
+  margs.quiet = margs.quiet || a.json;
+  Model model = load_model(margs);
+  const ModelInfo& info = model.info();
+  const Bandwidth bw = measure_bandwidth(model);
+
+  // Random prompt ids; each repeat changes the first token so nothing is reused from the cache.
+  std::mt19937 rng(1234);
+  std::vector<int32_t> prompt(a.prompt_tokens);
+  for (auto& id : prompt) id = int32_t(rng() % info.vocab_size);
+  GenerateOptions options;
+  options.max_new_tokens = int(a.gen_tokens);
+  options.ignore_eos = true;
+
+  SessionOptions so = session_options(margs, a.batch);
+  if (!so.ctx) so.ctx = a.prompt_tokens + a.gen_tokens;
+  std::vector<double> prefill, decode;
+  KvDtype kv = KvDtype::Auto;
+  {
+    Session session(model, so);
+    auto run = [&](uint32_t repeat) {
+      prompt[0] = int32_t(repeat % info.vocab_size);
+      if (a.batch == 1) session.generate(prompt, options);
+      else session.generate_batch(std::vector<std::vector<int32_t>>(a.batch, prompt), options);
+      const auto& s = session.stats();
+      prefill.push_back(double(a.prompt_tokens) * a.batch / s.prefill_seconds);
+      decode.push_back(double(s.new_tokens - 1) * a.batch / s.decode_seconds);
+    };
+    run(0);  // warm-up: pipelines compiled, memory touched
+    prefill.clear();
+    decode.clear();
+    for (uint32_t r = 1; r <= a.repeats; ++r) run(r);
+    kv = session.kv_dtype();
+  }
+  // One more short run with GPU timestamps for the per-kernel breakdown of a decode step.
+  std::map<std::string, double> kernel_ns;
+  double total_ns = 0;
+  {
+    SessionOptions ts = so;
+    ts.timestamps = true;
+    Session session(model, ts);
+    GenerateOptions two = options;
+    two.max_new_tokens = 2;
+    if (a.batch == 1) session.generate(prompt, two);
+    else session.generate_batch(std::vector<std::vector<int32_t>>(a.batch, prompt), two);
+    for (const auto& t : session.last_kernel_times()) {
+      kernel_ns[t.name] += t.ns;
+      total_ns += t.ns;
+    }
+  }
+  std::vector<std::pair<double, std::string>> shares;
+  for (const auto& [name, ns] : kernel_ns) shares.push_back({total_ns > 0 ? 100.0 * ns / total_ns : 0, name});
+  std::sort(shares.rbegin(), shares.rend());
+
+  // Bytes one decode step reads: every weight once, plus the KV cache at the average context of the decode.
+  const uint32_t kv_bytes = kv == KvDtype::F32 ? 4 : 2;
+  const double avg_ctx = a.prompt_tokens + a.gen_tokens / 2.0;
+  const double kv_read = 2.0 * info.layers * info.kv_heads * info.head_dim * kv_bytes * avg_ctx * a.batch;
+  const double bytes_per_step = double(info.weight_bytes) + kv_read;
+  const double decode_tps = median(decode), prefill_tps = median(prefill);
+  const double gbps = decode_tps / a.batch * bytes_per_step / 1e9;
+  const double bandwidth_gbps = bw.bytes_per_second / 1e9;
+  const double roofline_pct = bandwidth_gbps > 0 ? 100.0 * gbps / bandwidth_gbps : 0;
+
+  if (a.json) {
+    JsonWriter j;
+    j.begin_object();
+    j.field("device", model.device().name).field("model", info.path.string()).field("bandwidth_gb_per_s", bandwidth_gbps);
+    j.field("weight_bytes", info.weight_bytes).field("batch", a.batch).field("kv_dtype", kv_dtype_name(kv));
+    j.key("prefill").begin_object().field("tokens", a.prompt_tokens).field("tok_per_s", prefill_tps).end_object();
+    j.key("decode").begin_object().field("tokens", a.gen_tokens).field("tok_per_s", decode_tps).field("gb_per_s", gbps);
+    j.field("roofline_pct", roofline_pct).field("roofline_tok_per_s", bw.bytes_per_second / bytes_per_step * a.batch);
+    j.end_object();
+    j.key("kernels").begin_array();
+    for (const auto& [share, name] : shares) j.begin_object().field("name", name).field("share_pct", share).end_object();
+    j.end_array();
+    j.end_object();
+    std::printf("%s\n", j.str().c_str());
+    return 0;
+  }
+  std::printf("device: %s\n", model.device().name.c_str());
+  std::printf("model: %s (%.1f MB of weights), KV %s, batch %u\n", info.path.string().c_str(), info.weight_bytes / 1e6,
+              kv_dtype_name(kv), a.batch);
+  std::printf("read bandwidth: %.1f GB/s (%s)\n", bandwidth_gbps, bw.gpu_timed ? "GPU timestamps" : "wall clock");
+  std::printf("prefill: %u tokens, %.1f tok/s (median of %u)\n", a.prompt_tokens, prefill_tps, a.repeats);
+  std::printf("decode: %u tokens, %.1f tok/s, %.1f GB/s = %.1f %% of the roofline (%.1f tok/s)\n", a.gen_tokens, decode_tps,
+              gbps, roofline_pct, bw.bytes_per_second / bytes_per_step * a.batch);
+  if (!shares.empty()) {
+    std::printf("decode step by kernel (GPU time):\n");
+    for (size_t i = 0; i < std::min<size_t>(shares.size(), 10); ++i)
+      std::printf("  %5.1f %%  %s\n", shares[i].first, shares[i].second.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, Action& action) {
+  auto a = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand("bench", "prefill and decode speed against the measured memory-bandwidth roofline");
+  add_model_args(*cmd, a->model);
+  cmd->add_option("-p,--prompt-tokens", a->prompt_tokens, "prompt tokens for prefill (default 512)");
+  cmd->add_option("-n,--gen-tokens", a->gen_tokens, "tokens to decode (default 128)");
+  cmd->add_option("--batch", a->batch, "sequences decoded together (default 1)")->check(CLI::PositiveNumber);
+  cmd->add_option("--repeats", a->repeats, "timed repeats; the median is reported (default 3)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", a->json, "machine-readable output");
+  cmd->callback([&action, a] { action = [a] { return run_bench(*a); }; });
+}
+
+}  // namespace inferno::cli

@@ -1,0 +1,66 @@
+// `inferno serve`: the OpenAI-compatible HTTP server (src/server) on one model, until SIGINT or SIGTERM.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "server/server.hpp"
+
+namespace inferno::cli {
+
+namespace {
+
+struct ServeArgs {
+  ModelArgs model;
+  server::ServerOptions server;
+};
+
+int run_serve(ServeArgs a) {
+  if (a.server.port < 0 || a.server.port > 65535) throw UsageError("serve: --port must be in 0..65535");
+  Model model = load_model(a.model);
+  a.server.session = session_options(a.model);
+  // SIGINT and SIGTERM go to one thread that stops the server; blocked before any other thread starts so that
+  // every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  server::Server server(model, a.server);
+  const int port = server.bind();
+  std::fprintf(stderr, "inferno serve: listening on http://%s:%d (model \"%s\"); Ctrl-C stops\n", a.server.host.c_str(),
+               port, server.model_name().c_str());
+  std::thread waiter([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    server.stop();
+  });
+  server.serve();
+  pthread_kill(waiter.native_handle(), SIGTERM);  // serve() may have ended without a signal: release the waiter
+  waiter.join();
+  std::fprintf(stderr, "inferno serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, Action& action) {
+  auto a = std::make_shared<ServeArgs>();
+  auto* cmd = app.add_subcommand("serve", "an OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, "
+                                          "/v1/models, /health");
+  add_model_args(*cmd, a->model);
+  cmd->add_option("--host", a->server.host, "address to listen on (default 127.0.0.1: this machine only)");
+  cmd->add_option("--port", a->server.port, "port to listen on (default 8080; 0: any free port, printed on stderr)");
+  cmd->add_option("--alias", a->server.model_name, "model name in responses and /v1/models (default: the directory's)");
+  cmd->add_option("--max-body-bytes", a->server.max_body_bytes, "larger request bodies get 413 (default 1 MiB)");
+  cmd->add_option("--max-queue", a->server.max_queued, "requests that may wait for the model; more get 503 (default 64)");
+  cmd->add_option("--default-max-tokens", a->server.default_chat_max_tokens,
+                  "chat tokens to generate when a request gives no max_tokens (default 1024)");
+  cmd->add_flag("--log", a->server.log, "one line per request on stderr");
+  cmd->callback([&action, a] { action = [a] { return run_serve(*a); }; });
+}
+
+}  // namespace inferno::cli

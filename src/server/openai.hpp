@@ -1,0 +1,70 @@
+#pragma once
+// OpenAI's HTTP API as inferno serves it: the request bodies of /v1/completions and /v1/chat/completions, checked
+// field by field, and the JSON of responses, stream chunks and errors.
+//
+// Fields read (others are ignored): model (any string: the server has one model), prompt (completions: a string,
+// a list of token ids, or a list holding one of those), messages (chat: {role, content} with content a string or
+// a list of {"type": "text", "text"} parts), max_tokens / max_completion_tokens, temperature (0: greedy), top_p,
+// seed, stop (a string or a list of up to 16), n (1 only), stream, stream_options.include_usage. Extensions as in
+// vLLM and llama.cpp: top_k, min_p, repetition_penalty, ignore_eos. Refused with 400 rather than silently ignored:
+// nonzero presence_penalty / frequency_penalty, logprobs, echo, best_of > 1, suffix, logit_bias, tools,
+// response_format other than text.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "inferno/inferno.hpp"
+
+namespace inferno::server {
+
+// A request the server refuses, in OpenAI's error shape: {"error": {"message", "type", "param", "code"}}.
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;  // the request field at fault, "" for none
+  std::string code;   // "" for none
+
+  static ApiError invalid(std::string param, std::string message) {
+    return {400, std::move(message), "invalid_request_error", std::move(param), ""};
+  }
+  std::string to_json() const;
+};
+
+struct CompletionRequest {
+  bool chat = false;
+  std::vector<ChatMessage> messages;      // chat
+  std::optional<std::string> prompt_text;  // completions: text to tokenize ...
+  std::vector<int32_t> prompt_ids;         // ... or token ids
+  std::optional<int> max_tokens;
+  std::optional<double> temperature, top_p, min_p, repetition_penalty;
+  std::optional<int> top_k;
+  std::optional<int64_t> seed;
+  std::vector<std::string> stop;
+  bool stream = false, include_usage = false, ignore_eos = false;
+};
+
+// Parses and checks a request body; throws ApiError naming the field at fault.
+CompletionRequest parse_completion_request(std::string_view body, bool chat);
+
+// The response pieces. `id` names the completion ("cmpl-..." / "chatcmpl-..."), `created` is Unix seconds.
+struct ResponseHead {
+  std::string id, model;
+  int64_t created = 0;
+  bool chat = false;
+};
+struct Usage {
+  int prompt_tokens = 0, completion_tokens = 0;
+};
+std::string completion_json(const ResponseHead& head, const std::string& text, const std::string& finish_reason,
+                            const Usage& usage);
+// One stream chunk. For chat, the first chunk carries the role; a finish_reason ends the choice.
+std::string chunk_json(const ResponseHead& head, const std::string& text, bool first,
+                       const std::optional<std::string>& finish_reason);
+// The last chunk when stream_options.include_usage: no choices, the usage.
+std::string usage_chunk_json(const ResponseHead& head, const Usage& usage);
+std::string models_json(const std::string& model, int64_t created);
+
+}  // namespace inferno::server
