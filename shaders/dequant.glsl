@@ -42,13 +42,16 @@ vec4 high_nibbles(uint w) { return vec4(uvec4(w >> 4, w >> 12, w >> 20, w >> 28)
 // Bits first .. first+3 of v, each as 0 or 1.
 vec4 four_bits(uint v, uint first) { return vec4((uvec4(v) >> (uvec4(0u, 1u, 2u, 3u) + first)) & 1u); }
 
-// K-quants (Q4_K, Q5_K): sub-block j's 6-bit scale and min from the 12 bytes at `at` (get_scale_min_k4): bytes 0-3
-// hold scales 0-3 and bytes 4-7 mins 0-3 in their low 6 bits; scales and mins 4-7 take their low 4 bits from the
-// nibbles of bytes 8-11 and their top 2 bits from the spare top bits of bytes 0-3 (scales) and 4-7 (mins).
-uvec2 k_scale_min(uint at, uint j) {
-  if (j < 4u) return uvec2(quant_byte(at + j) & 63u, quant_byte(at + j + 4u) & 63u);
-  const uint packed = quant_byte(at + j + 4u);
-  return uvec2((packed & 15u) | ((quant_byte(at + j - 4u) >> 6) << 4), (packed >> 4) | ((quant_byte(at + j) >> 6) << 4));
+// K-quants (Q4_K, Q5_K): sub-block j's 6-bit scale and min from the 12 scale bytes, given as three words
+// (get_scale_min_k4): bytes 0-3 hold scales 0-3 and bytes 4-7 mins 0-3 in their low 6 bits; scales and mins 4-7
+// take their low 4 bits from the nibbles of bytes 8-11 and their top 2 bits from the spare top bits of bytes 0-3
+// (scales) and 4-7 (mins).
+uvec2 k_scale_min(uvec3 words, uint j) {
+  const uint shift = 8u * (j & 3u);
+  const uint scales_low = (words.x >> shift) & 0xffu, mins_low = (words.y >> shift) & 0xffu;
+  if (j < 4u) return uvec2(scales_low & 63u, mins_low & 63u);
+  const uint packed = (words.z >> shift) & 0xffu;
+  return uvec2((packed & 15u) | ((scales_low >> 6) << 4), (packed >> 4) | ((mins_low >> 6) << 4));
 }
 
 #define WEIGHT_QUANT 1
@@ -63,9 +66,16 @@ uvec2 k_scale_min(uint at, uint j) {
 float dequant_element(uint b, uint j) { return quant_half(b) * float(int(quant_byte(b + 2u + j) << 24) >> 24); }
 void dequant_unit(uint b, uint unit, out vec4 lo, out vec4 hi, out uvec2 at) {
   const float d = quant_half(b);
-  const uint o = b + 2u + 8u * unit;
-  lo = d * vec4(signed_bytes(quant_word(o)));
-  hi = d * vec4(signed_bytes(quant_word(o + 4u)));
+  // The unit's 8 bytes start word-aligned in every other block, else half-way into a word: three words cover them.
+  const uint o = b + 2u + 8u * unit, w = o >> 2;
+  uint first = WEIGHT_WORDS[w], second = WEIGHT_WORDS[w + 1u];
+  if ((o & 2u) != 0u) {
+    const uint third = WEIGHT_WORDS[w + 2u];
+    first = (first >> 16) | (second << 16);
+    second = (second >> 16) | (third << 16);
+  }
+  lo = d * vec4(signed_bytes(first));
+  hi = d * vec4(signed_bytes(second));
   at = uvec2(8u * unit, 8u * unit + 4u);
 }
 
@@ -165,14 +175,17 @@ float dequant_element(uint b, uint j) {
 #if defined(WEIGHT_Q5_K)
   q |= ((quant_byte(b + K_QH + l) >> (2u * c + high)) & 1u) << 4;
 #endif
-  const vec2 d = unpackHalf2x16(WEIGHT_WORDS[b >> 2]);  // d and dmin: K-quant blocks are word-aligned
-  const uvec2 sm = k_scale_min(b + 4u, 2u * c + high);
+  const uint w0 = b >> 2;  // K-quant blocks are word-aligned: d and dmin, then the scales in words 1-3
+  const vec2 d = unpackHalf2x16(WEIGHT_WORDS[w0]);
+  const uvec2 sm = k_scale_min(uvec3(WEIGHT_WORDS[w0 + 1u], WEIGHT_WORDS[w0 + 2u], WEIGHT_WORDS[w0 + 3u]), 2u * c + high);
   return d.x * float(sm.x) * float(q) - d.y * float(sm.y);
 }
 void dequant_unit(uint b, uint unit, out vec4 lo, out vec4 hi, out uvec2 at) {
   const uint c = unit >> 3, l = 4u * (unit & 7u);
-  const vec2 d = unpackHalf2x16(WEIGHT_WORDS[b >> 2]);
-  const uvec2 sm_lo = k_scale_min(b + 4u, 2u * c), sm_hi = k_scale_min(b + 4u, 2u * c + 1u);
+  const uint w0 = b >> 2;
+  const vec2 d = unpackHalf2x16(WEIGHT_WORDS[w0]);
+  const uvec3 scale_words = uvec3(WEIGHT_WORDS[w0 + 1u], WEIGHT_WORDS[w0 + 2u], WEIGHT_WORDS[w0 + 3u]);
+  const uvec2 sm_lo = k_scale_min(scale_words, 2u * c), sm_hi = k_scale_min(scale_words, 2u * c + 1u);
   const uint w = WEIGHT_WORDS[(b + K_QS + 32u * c + l) >> 2];
   vec4 q_lo = low_nibbles(w), q_hi = high_nibbles(w);
 #if defined(WEIGHT_Q5_K)

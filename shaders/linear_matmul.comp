@@ -4,7 +4,8 @@
 // block strided by 8, so that its shared-memory reads are broadcasts (along x) and consecutive (along W), and its
 // stores to y consecutive across threads. 64 sums a thread (rather than 16 with 256 threads) halve the shared-memory
 // reads per multiply-add, which is what CPU drivers (lavapipe gathers them lane by lane) pay for most.
-// Ragged edges are zero-padded on load and skipped on store.
+// Ragged edges are zero-padded on load and skipped on store. Block formats are dequantized element by element as the
+// weight slice is staged (load_weight from dequant.glsl), so the inner loop is the same for every weight type.
 #extension GL_GOOGLE_include_directive : require
 
 #define TILE 64      // rows of x and of W per workgroup

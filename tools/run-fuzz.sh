@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds_per_target="${1:-20}"
 build_dir="${BUILD_DIR:-build-fuzz}"
-targets=(fuzz_safetensors_header fuzz_llama_config)
+targets=(fuzz_safetensors_header fuzz_llama_config fuzz_gguf)
 
 if [ ! -f "$build_dir/build.ninja" ]; then
   CXX="${FUZZ_CXX:-clang++}" meson setup "$build_dir" -Dfuzz=true -Dtests=false
@@ -19,11 +19,12 @@ ninja -C "$build_dir" "${targets[@]/#/tests/fuzz/}"
 
 # Seeds: every fixture JSON for the config target; for the safetensors target, the small fixture files whole and the
 # large ones cut after their header plus a little data (libFuzzer slows down with big inputs), and a few tiny files
-# covering the dtypes and corners (metadata, scalar, empty tensor) that the fixtures lack.
+# covering the dtypes and corners (metadata, scalar, empty tensor) that the fixtures lack; for the GGUF target, the
+# fixtures cut short and tiny whole files (see below).
 corpus="$build_dir/fuzz-corpus"
 rm -rf "$corpus/seeds"
-mkdir -p "$corpus/seeds/fuzz_llama_config" "$corpus/seeds/fuzz_safetensors_header" \
-         "$corpus/fuzz_llama_config" "$corpus/fuzz_safetensors_header" "$build_dir/fuzz-artifacts"
+mkdir -p "$corpus/seeds/fuzz_llama_config" "$corpus/seeds/fuzz_safetensors_header" "$corpus/seeds/fuzz_gguf" \
+         "$corpus/fuzz_llama_config" "$corpus/fuzz_safetensors_header" "$corpus/fuzz_gguf" "$build_dir/fuzz-artifacts"
 python3 - "$corpus/seeds" <<'PY'
 import glob, json, os, struct, sys
 seeds = sys.argv[1]
@@ -62,14 +63,67 @@ tiny("tiny-mixed.safetensors", [("a", "F16", [2, 3], bytes(range(12))), ("b", "B
                                 ("e", "F32", [], bytes(4)), ("f", "I64", [0, 4], b""), ("g", "BOOL", [1], b"\x01")],
      {"format": "pt"})
 tiny("tiny-f64-u8.safetensors", [("x", "F64", [1], bytes(8)), ("y", "U8", [3], b"abc"), ("z", "I8", [1], b"\xff")])
+
+# GGUF: each fixture cut after its first 16 KB (its metadata and usually its tensor infos: refused as truncated,
+# but every parser path up to there is covered), and tiny whole files with every metadata type, nested arrays and
+# a tensor of each block format, which parse.
+for path in sorted(glob.glob("tests/data/gguf/**/*.gguf", recursive=True)):
+    with open(path, "rb") as f:
+        data = f.read(16384)
+    name = path.replace("tests/data/gguf/", "").replace("/", "-")
+    with open(os.path.join(seeds, "fuzz_gguf", name), "wb") as out:
+        out.write(data)
+
+def gguf_string(s):
+    return struct.pack("<Q", len(s)) + s
+def gguf_file(name, entries, tensors, version=3, alignment=32):
+    body = b""
+    for key, type_number, value in entries:
+        body += gguf_string(key) + struct.pack("<I", type_number) + value
+    infos, blob = b"", b""
+    for tensor_name, ne, ggml_type, payload in tensors:
+        blob += b"\0" * ((alignment - len(blob) % alignment) % alignment)
+        infos += gguf_string(tensor_name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        infos += struct.pack("<IQ", ggml_type, len(blob))
+        blob += payload
+    header = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(entries)) + body + infos
+    header += b"\0" * ((alignment - len(header) % alignment) % alignment)
+    with open(os.path.join(seeds, "fuzz_gguf", name), "wb") as out:
+        out.write(header + blob)
+
+scalars = [(b"u8", 0, b"\x07"), (b"i8", 1, b"\xf9"), (b"u16", 2, struct.pack("<H", 60000)),
+           (b"i16", 3, struct.pack("<h", -3)), (b"u32", 4, struct.pack("<I", 7)), (b"i32", 5, struct.pack("<i", -7)),
+           (b"f32", 6, struct.pack("<f", 0.5)), (b"bool", 7, b"\x01"), (b"str", 8, gguf_string(b"llama")),
+           (b"u64", 10, struct.pack("<Q", 1 << 40)), (b"i64", 11, struct.pack("<q", -(1 << 40))),
+           (b"f64", 12, struct.pack("<d", 1e-5))]
+arrays = [(b"tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 3) + gguf_string(b"<s>") + gguf_string(b"a") + gguf_string(b"b")),
+          (b"tokenizer.ggml.scores", 9, struct.pack("<IQ", 6, 3) + struct.pack("<3f", 0, -1, -2)),
+          (b"tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, 3) + struct.pack("<3i", 3, 1, 1)),
+          (b"flags", 9, struct.pack("<IQ", 7, 2) + b"\x00\x01"),
+          (b"nested", 9, struct.pack("<IQ", 9, 2) + struct.pack("<IQ", 4, 1) + struct.pack("<I", 5) + struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 0, 0))]
+gguf_file("tiny-metadata.gguf", scalars + arrays, [])
+block_types = [(0, 1, 4), (1, 1, 2), (30, 1, 2), (2, 32, 18), (3, 32, 20), (6, 32, 22), (7, 32, 24), (8, 32, 34),
+               (10, 256, 84), (11, 256, 110), (12, 256, 144), (13, 256, 176), (14, 256, 210), (15, 256, 292),
+               (24, 1, 1), (25, 1, 2), (26, 1, 4), (27, 1, 8), (28, 1, 8)]
+gguf_file("tiny-tensors.gguf", [(b"general.architecture", 8, gguf_string(b"llama"))],
+          [(b"t%d.weight" % i, [block, 2], t, bytes(range(256)) * (2 * size // 256) + bytes(2 * size % 256))
+           for i, (t, block, size) in enumerate(block_types)])
+gguf_file("tiny-aligned-v2.gguf", [(b"general.alignment", 4, struct.pack("<I", 64))],
+          [(b"a", [4, 3, 2, 1], 0, bytes(96)), (b"b", [0], 0, b""), (b"c", [32], 8, bytes(34))], version=2, alignment=64)
 PY
+# A dictionary for the GGUF target: the magic, type numbers and the keys a Llama file holds.
+printf '%s\n' '"GGUF"' '"\x03\x00\x00\x00"' '"\x09\x00\x00\x00"' '"\x08\x00\x00\x00"' \
+  '"general.alignment"' '"general.architecture"' '"tokenizer.ggml.tokens"' '"llama.block_count"' '".weight"' \
+  > "$corpus/gguf.dict"
 
 status=0
 for target in "${targets[@]}"; do
   echo "== $target: ${seconds_per_target}s"
   # The first corpus folder collects what the fuzzer finds (kept between runs); seeds are read from the second.
+  dict=tests/fuzz/json.dict
+  [ "$target" = fuzz_gguf ] && dict="$corpus/gguf.dict"
   if ! "$build_dir/tests/fuzz/$target" -max_total_time="$seconds_per_target" -timeout=10 -rss_limit_mb=2048 \
-      -dict=tests/fuzz/json.dict -artifact_prefix="$build_dir/fuzz-artifacts/$target-" -print_final_stats=1 \
+      -dict="$dict" -artifact_prefix="$build_dir/fuzz-artifacts/$target-" -print_final_stats=1 \
       "$corpus/$target" "$corpus/seeds/$target"; then
     echo "run-fuzz: $target FAILED (the failing input is in $build_dir/fuzz-artifacts/)" >&2
     status=1

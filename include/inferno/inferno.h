@@ -196,13 +196,15 @@ typedef int (*inferno_token_fn)(int32_t token, const char* piece, size_t piece_l
 typedef struct inferno_generate_params {
   int max_new_tokens;       /* 20 */
   int ignore_eos;           /* 1: never stop at eos (produce exactly max_new_tokens unless cancelled) */
+  const int32_t* eos_ids;   /* the ids that end generation (eos_count of them); NULL: the model's */
+  size_t eos_count;
   int skip_special_tokens;  /* 1: pieces leave out special tokens */
   inferno_sampling sampling;
   inferno_token_fn on_token;  /* may be NULL */
   void* user_data;
 } inferno_generate_params;
 
-/* max_new_tokens 20, stop at eos, skip special tokens, inferno_sampling_defaults(), no callback. */
+/* max_new_tokens 20, stop at the model's eos ids, skip special tokens, inferno_sampling_defaults(), no callback. */
 inferno_generate_params inferno_generate_default_params(void);
 
 typedef enum inferno_finish_reason {

@@ -46,7 +46,8 @@ const char* kv_dtype_name(KvDtype);
 // What a checkpoint holds, read from its headers and config alone (no device needed).
 struct ModelInfo {
   std::filesystem::path path;
-  std::string format;  // "safetensors"
+  std::string format;  // "safetensors" or "gguf"
+  std::string tokenizer;  // "tokenizer.json", GGUF's "llama" / "gpt2", or "none"
   std::string family;  // "Llama 3.2", "TinyLlama", ...
   uint32_t layers = 0, hidden_size = 0, intermediate_size = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab_size = 0;
   uint32_t max_position_embeddings = 0;
@@ -58,7 +59,8 @@ struct ModelInfo {
   std::vector<std::filesystem::path> shards;
   uint64_t shard_bytes = 0;                         // file sizes
 };
-ModelInfo inspect_model(const std::filesystem::path& path);
+// quantize_int8: the footprint `--quantize int8` gives (float linear layers as int8 + one f32 scale per row).
+ModelInfo inspect_model(const std::filesystem::path& path, bool quantize_int8 = false);
 // Device bytes of the KV cache (with its RoPE table) for a context and batch, and of the activations scratch that
 // generation needs for a prompt of `prompt_tokens` per sequence (logits of each sequence's last token only).
 uint64_t kv_cache_bytes(const ModelInfo& info, uint32_t ctx, uint32_t batch, KvDtype dtype);
@@ -73,6 +75,7 @@ struct ModelOptions {
   int device = -1;     // -1: the preferred device
   bool quiet = false;  // no loading bar
   bool validation = false;  // Vulkan validation layer (slow; for debugging)
+  bool quantize_int8 = false;  // float linear layers to int8 with per-row scales while loading (half the memory)
   // Called as loading goes on with the fraction done (0 first, 1 last); returning false stops the load, which then
   // throws Cancelled. Called between the loading stages (files checked, device opened, weights on the device,
   // tokenizer read), not per tensor.

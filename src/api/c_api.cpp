@@ -341,6 +341,8 @@ inferno_generate_params inferno_generate_default_params(void) {
   inferno_generate_params p;
   p.max_new_tokens = 20;
   p.ignore_eos = 0;
+  p.eos_ids = nullptr;
+  p.eos_count = 0;
   p.skip_special_tokens = 1;
   p.sampling = inferno_sampling_defaults();
   p.on_token = nullptr;
@@ -370,6 +372,7 @@ inferno_status inferno_generate(inferno_session* session, const int32_t* prompt,
     inferno::GenerateOptions options;
     options.max_new_tokens = p.max_new_tokens;
     options.ignore_eos = p.ignore_eos != 0;
+    if (p.eos_ids) options.eos_ids = std::vector<int32_t>(p.eos_ids, p.eos_ids + p.eos_count);
     options.sampling = to_cpp(p.sampling);
 
     std::optional<inferno::TextStream> stream;
@@ -389,7 +392,7 @@ inferno_status inferno_generate(inferno_session* session, const int32_t* prompt,
     }
     if (ids) std::copy(out.begin(), out.end(), ids);
     if (result) {
-      const std::vector<int32_t> eos = model.eos_ids();
+      const std::vector<int32_t> eos = options.eos_ids ? *options.eos_ids : model.eos_ids();
       const bool ended_at_eos = !options.ignore_eos && !out.empty() &&
                                 std::find(eos.begin(), eos.end(), out.back()) != eos.end();
       const auto& stats = s.session.stats();

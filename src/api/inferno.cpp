@@ -13,7 +13,9 @@
 #include "kernels/bandwidth.hpp"
 #include "model/forward.hpp"
 #include "model/llama.hpp"
+#include "io/gguf.hpp"
 #include "text/chat_template.hpp"
+#include "text/tokenizer_gguf.hpp"
 #include "text/tokenizer.hpp"
 #include "vk/device.hpp"
 #include "vk/instance.hpp"
@@ -91,31 +93,46 @@ model::LlamaHyper hyper_of(const ModelInfo& info) {
   return h;
 }
 
-// Text side of a model directory: tokenizer.json and tokenizer_config.json (chat template, special tokens).
+// Text side of a model: tokenizer.json and tokenizer_config.json (chat template, special tokens) beside a
+// safetensors checkpoint, or the vocabulary and chat template inside a GGUF file.
 struct TextAssets {
   std::optional<text::Tokenizer> tokenizer;
-  std::string tokenizer_config_json;  // empty when absent
+  std::string tokenizer_config_json;        // empty when absent
+  std::optional<std::string> gguf_template;  // tokenizer.chat_template of a GGUF file
 
-  explicit TextAssets(const std::filesystem::path& dir) {
-    if (std::filesystem::exists(dir / "tokenizer.json")) tokenizer = text::Tokenizer::from_dir(dir);
-    if (std::filesystem::exists(dir / "tokenizer_config.json")) tokenizer_config_json = read_file(dir / "tokenizer_config.json");
+  explicit TextAssets(const std::filesystem::path& path) {
+    if (path.extension() == ".gguf") {
+      io::GgufFile file(path);
+      if (file.find("tokenizer.ggml.model")) tokenizer = text::tokenizer_from_gguf(file);
+      gguf_template = file.optional_string("tokenizer.chat_template");
+      return;
+    }
+    if (std::filesystem::exists(path / "tokenizer.json")) tokenizer = text::Tokenizer::from_dir(path);
+    if (std::filesystem::exists(path / "tokenizer_config.json")) tokenizer_config_json = read_file(path / "tokenizer_config.json");
+  }
+  const text::Tokenizer& need_tokenizer(const std::filesystem::path& path) const {
+    if (!tokenizer)
+      throw Error((path.extension() == ".gguf" ? path : path / "tokenizer.json").string() +
+                  ": no tokenizer with the model (pass token ids with --ids)");
+    return *tokenizer;
   }
   std::optional<std::string> chat_template() const {
-    std::optional<std::string> source;
-    if (!tokenizer_config_json.empty()) source = text::chat_template_from_tokenizer_config(tokenizer_config_json);
+    std::optional<std::string> source = gguf_template;
+    if (!source && !tokenizer_config_json.empty()) source = text::chat_template_from_tokenizer_config(tokenizer_config_json);
     if (!source && tokenizer) source = tokenizer->chat_template();
     return source;
   }
-  const text::Tokenizer& need_tokenizer(const std::filesystem::path& dir) const {
-    if (!tokenizer) throw Error((dir / "tokenizer.json").string() + ": no tokenizer beside the model (pass token ids with --ids)");
-    return *tokenizer;
-  }
-  std::string render(const std::filesystem::path& dir, const text::Value& messages, bool add_generation_prompt,
+  std::string render(const std::filesystem::path& path, const text::Value& messages, bool add_generation_prompt,
                      const std::optional<std::string>& template_source) const {
     std::optional<std::string> source = template_source ? template_source : chat_template();
-    if (!source) throw Error((dir / "tokenizer_config.json").string() + ": the model has no chat_template");
-    text::Value extra = tokenizer_config_json.empty() ? text::Value::dict()
-                                                      : text::special_tokens_from_tokenizer_config(tokenizer_config_json);
+    if (!source) throw Error(path.string() + ": the model has no chat_template");
+    text::Value extra = text::Value::dict();
+    if (!tokenizer_config_json.empty()) {
+      extra = text::special_tokens_from_tokenizer_config(tokenizer_config_json);
+    } else if (tokenizer) {
+      extra = text::Value::from_json("{\"bos_token\":" + text::Value(tokenizer->bos_token()).to_json() +
+                                     ",\"eos_token\":" + text::Value(tokenizer->eos_token()).to_json() + "}");
+    }
     return text::ChatTemplate(*source).render(messages, add_generation_prompt, extra);
   }
 };
@@ -158,11 +175,14 @@ const char* kv_dtype_name(KvDtype d) {
   return "?";
 }
 
-ModelInfo inspect_model(const std::filesystem::path& path) {
+ModelInfo inspect_model(const std::filesystem::path& path, bool quantize_int8) {
   ModelInfo info;
   info.path = path;
-  info.format = "safetensors";
-  const io::LlamaConfig c = io::load_llama_config(path);
+  const bool gguf = path.extension() == ".gguf";
+  info.format = gguf ? "gguf" : "safetensors";
+  std::optional<io::GgufFile> gguf_file;
+  if (gguf) gguf_file.emplace(path);
+  const io::LlamaConfig c = gguf ? model::llama_config_from_gguf(*gguf_file) : io::load_llama_config(path);
   const model::LlamaHyper h = model::hyper_from_config(c);
   info.family = model::detect_family(c);
   info.layers = h.layers;
@@ -176,18 +196,42 @@ ModelInfo inspect_model(const std::filesystem::path& path) {
   info.rope_type = c.rope.type;
   info.dtype = c.dtype;
   info.quantization = c.quant_method;
+  info.tokenizer = gguf ? gguf_file->optional_string("tokenizer.ggml.model").value_or("none")
+                        : (std::filesystem::exists(path / "tokenizer.json") ? "tokenizer.json" : "none");
   info.tied_embeddings = c.tie_word_embeddings;
   info.attention_bias = c.attention_bias;
   info.mlp_bias = c.mlp_bias;
-  io::Checkpoint ckpt(path);
-  for (const auto& name : ckpt.tensor_names()) {
-    const auto& t = ckpt.at(name);
-    if (c.tie_word_embeddings && name == "lm_head.weight") continue;  // tied: the embedding serves, not loaded
+  // --quantize int8 turns every float linear layer (not the embedding, lm_head or norms) into int8 + f32 row scales.
+  auto quantized_linear = [&](const io::TensorInfo& t) {
+    if (!quantize_int8 || t.shape.size() != 2 || (t.dtype != io::DType::F32 && t.dtype != io::DType::F16 && t.dtype != io::DType::BF16))
+      return false;
+    const std::string& n = t.name;
+    return n.find("embed") == std::string::npos && n.find("token_embd") == std::string::npos && n != "lm_head.weight" &&
+           n != "output.weight";
+  };
+  auto count = [&](const io::TensorInfo& t) {
+    if (c.tie_word_embeddings && t.name == "lm_head.weight") return;  // tied: the embedding serves, not loaded
+    if (t.name == "rope_freqs.weight") return;                       // folded into the RoPE table
     info.params += uint64_t(t.elements());
+    if (quantized_linear(t)) {
+      const uint64_t bytes = uint64_t(t.elements()) + uint64_t(t.shape[0]) * 4;
+      info.weight_bytes += bytes;
+      info.tensor_bytes_by_dtype["I8"] += bytes;
+      return;
+    }
     info.weight_bytes += t.bytes;
     info.tensor_bytes_by_dtype[std::string(io::dtype_name(t.dtype))] += t.bytes;
+  };
+  if (gguf) {
+    for (const auto& t : gguf_file->tensors()) count(t);
+    info.shards = {path};
+    info.quantization = "gguf";
+  } else {
+    io::Checkpoint ckpt(path);
+    for (const auto& name : ckpt.tensor_names()) count(ckpt.at(name));
+    info.shards = ckpt.shard_paths();
   }
-  info.shards = ckpt.shard_paths();
+  if (quantize_int8) info.quantization = "int8 (weight-only, on load)";
   for (const auto& s : info.shards) info.shard_bytes += std::filesystem::file_size(s);
   return info;
 }
@@ -231,12 +275,12 @@ Model Model::load(const std::filesystem::path& path, const ModelOptions& options
   // The weights' upload is most of a load; the other stages get small shares of the bar.
   progress(0.0f);
   auto impl = std::make_unique<Impl>();
-  impl->info = inspect_model(path);
+  impl->info = inspect_model(path, options.quantize_int8);
   impl->instance = std::make_shared<vk::Instance>(vk::InstanceOptions{.validation = options.validation});
   impl->device = std::make_unique<vk::Device>(impl->instance, options.device);
   impl->device_info = to_device_info(impl->device->caps(), impl->device->index(), options.device < 0);
   progress(0.05f);
-  impl->llama = model::LlamaModel::load(*impl->device, path, {.quiet = options.quiet});
+  impl->llama = model::LlamaModel::load(*impl->device, path, {.quiet = options.quiet, .quantize_int8 = options.quantize_int8});
   progress(0.95f);
   impl->text = std::make_unique<TextAssets>(path);
   impl->generation = io::load_generation_config(path);
@@ -309,7 +353,8 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
-  if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": not a directory");
+  if (!std::filesystem::is_directory(dir) && dir.extension() != ".gguf")
+    throw Error(dir.string() + ": not a directory or a .gguf file");
   impl->text = std::make_unique<TextAssets>(dir);
   if (!impl->text->tokenizer && impl->text->tokenizer_config_json.empty())
     throw Error(dir.string() + ": neither tokenizer.json nor tokenizer_config.json is there");

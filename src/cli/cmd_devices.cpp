@@ -47,11 +47,12 @@ struct InfoArgs {
   std::string path;
   uint32_t ctx = 0, batch = 1;
   std::string kv_dtype = "auto";
+  std::string quantize = "none";
   bool json = false;
 };
 
 int run_info(const InfoArgs& a) {
-  const ModelInfo info = inspect_model(a.path);
+  const ModelInfo info = inspect_model(a.path, a.quantize == "int8");
   const uint32_t ctx = a.ctx ? a.ctx : std::min<uint32_t>(info.max_position_embeddings, 4096);
   const KvDtype kv = *parse_kv_dtype(a.kv_dtype);
   const uint64_t kv_bytes = kv_cache_bytes(info, ctx, a.batch, kv);
@@ -68,6 +69,7 @@ int run_info(const InfoArgs& a) {
     JsonWriter j;
     j.begin_object();
     j.field("path", info.path.string()).field("format", info.format).field("family", info.family);
+    j.field("tokenizer", info.tokenizer);
     j.field("layers", info.layers).field("hidden_size", info.hidden_size).field("intermediate_size", info.intermediate_size);
     j.field("heads", info.heads).field("kv_heads", info.kv_heads).field("head_dim", info.head_dim);
     j.field("vocab_size", info.vocab_size).field("max_position_embeddings", info.max_position_embeddings);
@@ -91,7 +93,7 @@ int run_info(const InfoArgs& a) {
     return 0;
   }
   std::printf("model: %s\n", info.path.string().c_str());
-  std::printf("family: %s\n", info.family.c_str());
+  std::printf("format: %s, family: %s, tokenizer: %s\n", info.format.c_str(), info.family.c_str(), info.tokenizer.c_str());
   std::printf("layers: %u\n", info.layers);
   std::printf("hidden size: %u, intermediate size: %u\n", info.hidden_size, info.intermediate_size);
   std::printf("attention: %u heads, %u KV heads, head_dim %u%s\n", info.heads, info.kv_heads, info.head_dim,
@@ -122,11 +124,13 @@ void add_device_commands(CLI::App& app, Action& action) {
 
   auto args = std::make_shared<InfoArgs>();
   auto* info = app.add_subcommand("info", "describe a checkpoint and the memory it needs on each device");
-  info->add_option("-m,--model", args->path, "Hugging Face checkpoint directory")->required();
+  info->add_option("-m,--model", args->path, "Hugging Face checkpoint directory or .gguf file")->required();
   info->add_option("--ctx", args->ctx, "context length for the memory estimate (default: min(max positions, 4096))");
   info->add_option("--batch", args->batch, "sequences for the memory estimate")->check(CLI::PositiveNumber);
   info->add_option("--kv-dtype", args->kv_dtype, "KV cache dtype for the estimate")
       ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
+  info->add_option("--quantize", args->quantize, "show the footprint with float linear layers quantized: int8")
+      ->check(CLI::IsMember({"none", "int8"}));
   info->add_flag("--json", args->json, "machine-readable output");
   info->callback([&action, args] { action = [args] { return run_info(*args); }; });
 }

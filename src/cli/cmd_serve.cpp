@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "cli/commands.hpp"
@@ -19,28 +21,51 @@ struct ServeArgs {
 
 int run_serve(ServeArgs a) {
   if (a.server.port < 0 || a.server.port > 65535) throw UsageError("serve: --port must be in 0..65535");
-  Model model = load_model(a.model);
-  a.server.session = session_options(a.model);
-  // SIGINT and SIGTERM go to one thread that stops the server; blocked before any other thread starts so that
-  // every thread inherits the mask.
+  // SIGINT and SIGTERM go to one thread, which stops the server (or ends the process while the model loads).
+  // They are blocked before any other thread starts (the Vulkan driver starts some) so that all inherit the mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  server::Server server(model, a.server);
-  const int port = server.bind();
-  std::fprintf(stderr, "inferno serve: listening on http://%s:%d (model \"%s\"); Ctrl-C stops\n", a.server.host.c_str(),
-               port, server.model_name().c_str());
+  std::mutex mutex;
+  server::Server* running = nullptr;
+  bool finished = false;
   std::thread waiter([&] {
     int signal = 0;
     sigwait(&signals, &signal);
-    server.stop();
+    std::lock_guard lock(mutex);
+    if (finished) return;
+    if (!running) std::_Exit(128 + signal);  // still loading: nothing to shut down
+    running->stop();
   });
-  server.serve();
-  pthread_kill(waiter.native_handle(), SIGTERM);  // serve() may have ended without a signal: release the waiter
-  waiter.join();
+  const auto release_waiter = [&] {
+    {
+      std::lock_guard lock(mutex);
+      finished = true;
+      running = nullptr;
+    }
+    pthread_kill(waiter.native_handle(), SIGTERM);  // a no-op for the waiter once it has had its signal
+    waiter.join();
+  };
+
+  try {
+    Model model = load_model(a.model);
+    a.server.session = session_options(a.model);
+    server::Server server(model, a.server);
+    const int port = server.bind();
+    std::fprintf(stderr, "inferno serve: listening on http://%s:%d (model \"%s\"); Ctrl-C stops\n",
+                 a.server.host.c_str(), port, server.model_name().c_str());
+    {
+      std::lock_guard lock(mutex);
+      running = &server;
+    }
+    server.serve();
+    release_waiter();
+  } catch (...) {
+    release_waiter();
+    throw;
+  }
   std::fprintf(stderr, "inferno serve: stopped\n");
   return 0;
 }

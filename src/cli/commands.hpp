@@ -21,6 +21,7 @@ struct ModelArgs {
   uint32_t ctx = 0;
   bool quiet = false;
   bool validation = false;
+  std::string quantize = "none";
 };
 void add_model_args(CLI::App& cmd, ModelArgs& args);
 Model load_model(const ModelArgs& args);

@@ -7,17 +7,24 @@
 namespace inferno::cli {
 
 void add_model_args(CLI::App& cmd, ModelArgs& a) {
-  cmd.add_option("-m,--model", a.path, "Hugging Face checkpoint directory")->required();
+  cmd.add_option("-m,--model", a.path, "Hugging Face checkpoint directory or .gguf file")->required();
   cmd.add_option("--device", a.device, "Vulkan device index (see `inferno devices`); default: the preferred one");
   cmd.add_option("--kv-dtype", a.kv_dtype, "KV cache dtype: f32, f16, bf16 (default: f32 for F32 weights, else f16)")
       ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
   cmd.add_option("--ctx", a.ctx, "KV cache size in tokens (default: what the request needs)");
   cmd.add_flag("--quiet", a.quiet, "no loading bar");
   cmd.add_flag("--validation", a.validation, "enable the Vulkan validation layer (slow)");
+  cmd.add_option("--quantize", a.quantize, "quantize float linear layers while loading: int8 (weight-only, per-row scales)")
+      ->check(CLI::IsMember({"none", "int8"}));
 }
 
 Model load_model(const ModelArgs& a) {
-  return Model::load(a.path, {.device = a.device, .quiet = a.quiet, .validation = a.validation});
+  ModelOptions options;
+  options.device = a.device;
+  options.quiet = a.quiet;
+  options.validation = a.validation;
+  options.quantize_int8 = a.quantize == "int8";
+  return Model::load(a.path, options);
 }
 
 SessionOptions session_options(const ModelArgs& a, uint32_t batch) {

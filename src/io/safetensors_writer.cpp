@@ -72,6 +72,8 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   for (const TensorToWrite& tensor : tensors) {
     const std::string where = file + ": tensor '" + tensor.name + "': ";
     if (tensor.name == "__metadata__") fail(where + "the name is reserved for the metadata");
+    if (dtype_block_elements(tensor.dtype) != 1)
+      fail(where + "dtype " + std::string(dtype_name(tensor.dtype)) + " is a block format, which safetensors cannot hold");
     if (!names.insert(tensor.name).second) fail(where + "given twice");
     uint64_t elements = 1;
     std::string shape = "[";

@@ -14,7 +14,7 @@ namespace inferno::kernels {
 namespace {
 
 // Host memory for the int8 rows quantized at a time before they go to the device.
-constexpr uint64_t kQuantizePieceBytes = 4u << 20;
+constexpr uint64_t kQuantizePieceBytes = 1u << 20;
 // |q| ≤ 128 on both sides: an int32 dot product of k terms cannot overflow while 128 · 127 · k < 2^31.
 constexpr uint32_t kW8A8MaxK = uint32_t((uint64_t(1) << 31) / (128 * 127));
 constexpr uint32_t kNoBias = 0xffffffffu;
@@ -182,7 +182,14 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
                 rows_per_binding(device, args.max_binding_bytes, y_stride * 4, uint64_t(n) * 4, what + " y"),
                 rows_per_binding(device, args.max_binding_bytes, 4, 4, what + " xscale")});
   const bool matvec = m <= kMatvecMaxM;
-  const std::string suffix = args.allow_packed_dot && w8a8_packed_dot_available(device) ? "_dot" : "";
+  const bool available = w8a8_packed_dot_available(device);
+  if (args.kernels == W8A8Kernels::PackedDot && !available)
+    throw Error(what + ": packed integer dot products are not available (" +
+                (has_shader("linear_w8a8_matvec_dot") ? "the device lacks shaderIntegerDotProduct"
+                                                      : "this build's glslc lacks GL_EXT_integer_dot_product") + ")");
+  const bool packed = args.kernels == W8A8Kernels::PackedDot ||
+                      (args.kernels == W8A8Kernels::Auto && available && device.caps().integer_dot_accelerated);
+  const std::string suffix = packed ? "_dot" : "";
   for (uint32_t m0 = 0; m0 < m; m0 += block) {
     const uint32_t mb = std::min(block, m - m0);
     const BindingWindow qw = binding_window(device, *args.xq, uint64_t(m0) * k_words * 4, uint64_t(m0 + mb) * k_words * 4, 4);

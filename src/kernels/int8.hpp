@@ -17,9 +17,9 @@ namespace inferno::kernels {
 // Quantizes a row-major float matrix (`source_type` F32, F16 or BF16; cols a multiple of 4) to int8 with one
 // symmetric scale per row while it streams to the device: scale = max|w| / 127 (float32 division), q = round half to
 // even (w / scale) clamped to [-127, 127] — the rounding of torch.round and numpy.round, so a PyTorch/NumPy
-// reference reproduces the same integers; a zero row gets scale 0 and q 0. Host memory stays bounded (a few MiB of
-// int8 rows at a time, plus the f32 scales); the result is an I8 matrix with F32 row scales. Throws naming the
-// tensor on a non-finite weight.
+// reference reproduces the same integers; a zero row gets scale 0 and q 0. Host memory stays bounded: 1 MiB of int8
+// rows at a time (or one row if larger), plus the f32 scales. The result is an I8 matrix with F32 row scales. Throws
+// naming the tensor on a non-finite weight.
 DeviceMatrix quantize_matrix_int8(vk::Device& device, std::string name, WeightType source_type, uint32_t rows,
                                   uint32_t cols, std::span<const std::byte> source, uint64_t max_chunk_bytes = 0,
                                   const std::function<void(uint64_t)>& on_bytes = {});
@@ -35,6 +35,11 @@ inline uint32_t quantized_row_words(uint32_t k) { return (k + 3) / 4; }
 void record_quantize_rows(vk::Device& device, vk::Recorder& rec, const vk::Buffer& x, const vk::Buffer& xq,
                           const vk::Buffer& xscale, uint32_t m, uint32_t k, uint64_t max_binding_bytes = 0);
 
+// Which integer dot-product kernels record_linear_w8a8 runs. Auto: the packed 4×8-bit dot-product kernels where
+// w8a8_packed_dot_available and the device reports them accelerated, the plain ones elsewhere (lavapipe emulates
+// them: its packed matrix·matrix kernel measured 2× slower than the plain one). Both give the same bits.
+enum class W8A8Kernels { Auto, Plain, PackedDot };
+
 struct W8A8Args {
   const DeviceMatrix* weight = nullptr;  // I8 [N, K] with row scales
   const DeviceVector* bias = nullptr;    // optional, [N] in any float dtype
@@ -44,17 +49,15 @@ struct W8A8Args {
   uint32_t m = 1;
   uint32_t y_stride = 0;                 // 0 = N
   bool accumulate = false;               // y += ... instead of y = ...
-  // Use the packed 4×8-bit dot product kernels where this build has them and the device supports them; false forces
-  // the plain integer kernels (tests compare the two).
-  bool allow_packed_dot = true;
+  W8A8Kernels kernels = W8A8Kernels::Auto;  // PackedDot throws where w8a8_packed_dot_available is false
   uint64_t max_binding_bytes = 0;        // as LinearArgs::max_binding_bytes
 };
 
 // y = float(xq · Wqᵀ) · xscale · row_scale (+ b): int32 dot products, exact; matrix·vector for M ≤ 8, tiled otherwise.
 void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& args);
 
-// Whether record_linear_w8a8 (allow_packed_dot) runs the packed dot-product kernels on this device: the build has
-// them (a glslc with GL_EXT_integer_dot_product) and the device exposes shaderIntegerDotProduct (Vulkan 1.3).
+// Whether the packed dot-product kernels can run on this device: the build has them (a glslc with
+// GL_EXT_integer_dot_product) and the device exposes shaderIntegerDotProduct (Vulkan 1.3).
 bool w8a8_packed_dot_available(const vk::Device& device);
 
 }  // namespace inferno::kernels

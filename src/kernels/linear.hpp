@@ -1,7 +1,9 @@
 #pragma once
 // y = x · Wᵀ (+ b): x [M, K] f32 activations, W [N, K] in its own dtype (HF layout), y [M, N] f32, f32 accumulation.
 // Small M (decode) uses a matrix·vector kernel that reads each weight row once for all M rows; larger M (prefill)
-// a tiled matrix·matrix kernel. Any sizes.
+// a tiled matrix·matrix kernel. Any sizes for float weights; block formats (Q8_0 ... Q6_K) and int8 weights (with
+// their row scales: weight-only, x stays f32) are dequantized in registers, their K a whole number of blocks.
+// Int8 activations (w8a8) are in kernels/int8.hpp.
 #include "kernels/weights.hpp"
 #include "vk/recorder.hpp"
 

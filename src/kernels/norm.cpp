@@ -15,8 +15,9 @@ const char* rmsnorm_variant(WeightType type) {
     case WeightType::F32: return "rmsnorm_f32";
     case WeightType::F16: return "rmsnorm_f16";
     case WeightType::BF16: return "rmsnorm_bf16";
+    default: break;
   }
-  throw Error("rmsnorm: unknown weight type");
+  throw Error("rmsnorm: norm weights must be F32, F16 or BF16");
 }
 
 uint64_t weight_bytes(WeightType type, uint64_t count) { return type == WeightType::F32 ? count * 4 : count * 2; }

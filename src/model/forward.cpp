@@ -6,6 +6,7 @@
 
 #include "kernels/elementwise.hpp"
 #include "kernels/embedding.hpp"
+#include "kernels/int8.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/norm.hpp"
 #include "kernels/rope.hpp"
@@ -62,7 +63,7 @@ uint64_t Forward::scratch_bytes_for(const LlamaHyper& h, uint32_t batch, uint32_
 uint64_t Forward::scratch_bytes() const {
   uint64_t total = 0;
   for (const vk::Buffer* b : {&x_, &xn_, &q_, &k_, &v_, &attn_, &gate_, &up_, &last_, &logits_, &ids_, &positions_,
-                              &kv_start_, &readback_, &rope_table_})
+                              &kv_start_, &readback_, &rope_table_, &xq_, &xscale_})
     total += b->allocated_bytes();
   return total;
 }
@@ -82,6 +83,10 @@ void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows) {
     gate_ = f32(uint64_t(rows) * h.intermediate, "mlp_gate");
     up_ = f32(uint64_t(rows) * h.intermediate, "mlp_up");
     ids_ = vk::Buffer(device_, uint64_t(rows) * 4, vk::MemoryKind::Staging, "token_ids");
+    if (const uint32_t widest = model_.widest_int8_input()) {
+      xq_ = vk::Buffer(device_, uint64_t(rows) * kernels::quantized_row_words(widest) * 4, vk::MemoryKind::Device, "int8_activations");
+      xscale_ = f32(rows, "int8_activation_scales");
+    }
     positions_ = vk::Buffer(device_, uint64_t(rows) * 4, vk::MemoryKind::Staging, "positions");
     scratch_rows_ = rows;
   }
@@ -100,7 +105,8 @@ void Forward::upload_rope_table(int64_t seq_len) {
   if (h.rope.type != "dynamic") seq_len = 0;
   else seq_len = std::max<int64_t>(seq_len, h.max_position_embeddings);
   if (seq_len == rope_seq_len_) return;
-  const RopeFrequencies f = compute_rope_frequencies(h.rope, seq_len);
+  RopeFrequencies f = compute_rope_frequencies(h.rope, seq_len);
+  for (size_t i = 0; i < h.rope_freq_factors.size() && i < f.inv_freq.size(); ++i) f.inv_freq[i] /= h.rope_freq_factors[i];
   const uint32_t half = h.head_dim / 2, capacity = cache_.capacity();
   if (f.inv_freq.size() != half) throw Error("RoPE: partial rotary embeddings are not supported");
   std::vector<float> table(size_t(capacity) * half * 2);
@@ -158,10 +164,20 @@ std::vector<float> Forward::step(const Step& s) {
   shape.scale = float(1.0 / std::sqrt(double(h.head_dim)));
   const KvType kv = cache_.type();
   vk::Device& d = device_;
-  auto linear = [&](const kernels::DeviceMatrix& w, const std::optional<kernels::DeviceVector>& b, const vk::Buffer& x,
-                    const vk::Buffer& y, uint32_t m, bool accumulate) {
-    kernels::record_linear(d, rec_, {.weight = &w, .bias = b ? &*b : nullptr, .x = &x, .y = &y, .m = m,
-                                     .accumulate = accumulate});
+  // A projection; w8a8 layers take their input quantized per token (quantize() first, once per input).
+  auto linear = [&](const Linear& p, const vk::Buffer& x, const vk::Buffer& y, uint32_t m, bool accumulate) {
+    const kernels::DeviceVector* bias = p.bias ? &*p.bias : nullptr;
+    if (p.int8_activations)
+      kernels::record_linear_w8a8(d, rec_, {.weight = &p.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_, .y = &y,
+                                            .m = m, .accumulate = accumulate});
+    else
+      kernels::record_linear(d, rec_, {.weight = &p.weight, .bias = bias, .x = &x, .y = &y, .m = m, .accumulate = accumulate});
+  };
+  auto quantize = [&](const Linear& p, const vk::Buffer& x, uint32_t m) {
+    if (p.int8_activations) kernels::record_quantize_rows(d, rec_, x, xq_, xscale_, m, p.weight.cols);
+  };
+  auto head = [&](const vk::Buffer& x, uint32_t m) {
+    kernels::record_linear(d, rec_, {.weight = &model_.lm_head(), .x = &x, .y = &logits_, .m = m});
   };
 
   rec_.begin();
@@ -170,31 +186,35 @@ std::vector<float> Forward::step(const Step& s) {
     const LayerWeights& l = model_.layers()[i];
     // attention block
     kernels::record_rmsnorm(d, rec_, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
-    linear(l.q, l.q_bias, xn_, q_, rows, false);
-    linear(l.k, l.k_bias, xn_, k_, rows, false);
-    linear(l.v, l.v_bias, xn_, v_, rows, false);
+    quantize(l.q, xn_, rows);
+    linear(l.q, xn_, q_, rows, false);
+    linear(l.k, xn_, k_, rows, false);
+    linear(l.v, xn_, v_, rows, false);
     kernels::record_rope(d, rec_, q_, rows, h.heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
     kernels::record_rope(d, rec_, k_, rows, h.kv_heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
     kernels::record_kv_write(d, rec_, kv, shape, k_, h.kv_dim(), v_, h.kv_dim(), cache_.k(i), cache_.v(i));
     kernels::record_attention(d, rec_, kv, shape, q_, h.q_dim(), cache_.k(i), cache_.v(i), kv_start_, attn_);
-    linear(l.o, l.o_bias, attn_, x_, rows, true);  // residual add folded into the projection
+    quantize(l.o, attn_, rows);
+    linear(l.o, attn_, x_, rows, true);  // residual add folded into the projection
     // MLP block
     kernels::record_rmsnorm(d, rec_, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
-    linear(l.gate, l.gate_bias, xn_, gate_, rows, false);
-    linear(l.up, l.up_bias, xn_, up_, rows, false);
+    quantize(l.gate, xn_, rows);
+    linear(l.gate, xn_, gate_, rows, false);
+    linear(l.up, xn_, up_, rows, false);
     kernels::record_silu_mul(d, rec_, gate_, up_, gate_, rows, h.intermediate);
-    linear(l.down, l.down_bias, gate_, x_, rows, true);
+    quantize(l.down, gate_, rows);
+    linear(l.down, gate_, x_, rows, true);
   }
   if (s.rows == LogitsRows::All) {
     kernels::record_rmsnorm(d, rec_, x_, model_.final_norm(), xn_, rows, h.hidden, h.rms_eps);
-    linear(model_.lm_head(), std::nullopt, xn_, logits_, rows, false);
+    head(xn_, rows);
   } else {
     // Only each sequence's last token: gather those rows, then norm and project just them.
     for (uint32_t b = 0; b < s.batch; ++b)
       rec_.copy(x_, (uint64_t(b) * s.tokens + s.tokens - 1) * h.hidden * 4, last_, uint64_t(b) * h.hidden * 4,
                 uint64_t(h.hidden) * 4);
     kernels::record_rmsnorm(d, rec_, last_, model_.final_norm(), last_, s.batch, h.hidden, h.rms_eps);
-    linear(model_.lm_head(), std::nullopt, last_, logits_, s.batch, false);
+    head(last_, s.batch);
   }
   rec_.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
   rec_.submit_and_wait();

@@ -74,6 +74,7 @@ class Forward {
   vk::Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, last_, logits_;
   vk::Buffer ids_, positions_, kv_start_, readback_;  // host-visible
   vk::Buffer rope_table_;
+  vk::Buffer xq_, xscale_;  // int8 activations of w8a8 layers (allocated only for such models)
 };
 
 }  // namespace inferno::model

@@ -1,8 +1,14 @@
 #include "model/llama.hpp"
 
+#include <simdjson.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <regex>
 
 #include "io/checkpoint.hpp"
+#include "kernels/int8.hpp"
 #include "util/error.hpp"
 #include "util/progress.hpp"
 
@@ -11,18 +17,29 @@ namespace inferno::model {
 namespace {
 
 uint32_t to_u32(int64_t v, const char* field) {
-  if (v < 0 || v > int64_t(UINT32_MAX)) throw Error(std::string("config.json: ") + field + " out of range");
+  if (v < 0 || v > int64_t(UINT32_MAX)) throw Error(std::string("config: ") + field + " out of range");
   return uint32_t(v);
 }
 
-kernels::WeightType weight_type_of(const io::TensorInfo& t, const std::filesystem::path& dir) {
+// The kernels' weight type of a tensor as stored; anything else is refused naming the tensor.
+kernels::WeightType weight_type_of(const io::TensorInfo& t, const std::string& source) {
+  using W = kernels::WeightType;
   switch (t.dtype) {
-    case io::DType::F32: return kernels::WeightType::F32;
-    case io::DType::F16: return kernels::WeightType::F16;
-    case io::DType::BF16: return kernels::WeightType::BF16;
+    case io::DType::F32: return W::F32;
+    case io::DType::F16: return W::F16;
+    case io::DType::BF16: return W::BF16;
+    case io::DType::Q8_0: return W::Q8_0;
+    case io::DType::Q4_0: return W::Q4_0;
+    case io::DType::Q4_1: return W::Q4_1;
+    case io::DType::Q5_0: return W::Q5_0;
+    case io::DType::Q5_1: return W::Q5_1;
+    case io::DType::Q4_K: return W::Q4_K;
+    case io::DType::Q5_K: return W::Q5_K;
+    case io::DType::Q6_K: return W::Q6_K;
+    case io::DType::I8: return W::I8;
     default:
-      throw Error(dir.string() + ": tensor '" + t.name + "' has dtype " + std::string(io::dtype_name(t.dtype)) +
-                  ", which this engine does not run (supported: F32, F16, BF16)");
+      throw Error(source + ": tensor '" + t.name + "' has dtype " + std::string(io::dtype_name(t.dtype)) +
+                  ", which this engine does not run (F32, F16, BF16, INT8, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
   }
 }
 
@@ -32,44 +49,162 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// Loads tensors of a checkpoint onto the device, checking each shape against what the config implies.
+// compressed-tensors INT8 as far as this engine runs it: symmetric int8 weights per channel (or per tensor), with
+// dynamic per-token int8 activations or none (weight-only); the `ignore` list keeps modules in float.
+struct Int8Scheme {
+  bool active = false;
+  bool int8_activations = false;
+  std::vector<std::string> ignore;  // module names, or "re:PATTERN"
+  bool ignored(const std::string& module) const {
+    for (const auto& pattern : ignore) {
+      if (pattern.rfind("re:", 0) == 0) {
+        if (std::regex_match(module, std::regex(pattern.substr(3)))) return true;
+      } else if (module == pattern || (module.size() > pattern.size() &&
+                                       module.compare(module.size() - pattern.size(), pattern.size(), pattern) == 0 &&
+                                       module[module.size() - pattern.size() - 1] == '.')) {
+        return true;
+      }
+    }
+    return false;
+  }
+};
+
+Int8Scheme parse_int8_scheme(const io::LlamaConfig& c, const std::string& source) {
+  Int8Scheme scheme;
+  if (c.quant_method.empty()) return scheme;
+  const std::string where = source + ": quantization_config";
+  if (c.quant_method != "compressed-tensors")
+    throw Error(where + ".quant_method '" + c.quant_method + "' is not supported (compressed-tensors INT8 is)");
+  simdjson::dom::parser parser;
+  simdjson::dom::element q;
+  if (parser.parse(c.quantization_config_json).get(q)) throw Error(where + " is not valid JSON");
+  std::string_view format;
+  if (q["format"].get(format) || (format != "int-quantized" && format != "naive-quantized"))
+    throw Error(where + ".format '" + std::string(format) + "' is not supported (int-quantized, naive-quantized)");
+  simdjson::dom::object groups;
+  if (q["config_groups"].get(groups) || groups.size() != 1)
+    throw Error(where + ".config_groups: exactly one group is supported");
+  for (auto [name, group] : groups) {
+    const std::string g = where + ".config_groups." + std::string(name);
+    simdjson::dom::array targets;
+    bool linear = false;
+    if (!group["targets"].get(targets))
+      for (auto t : targets) linear = linear || std::string_view(t) == "Linear";
+    if (!linear) throw Error(g + ".targets: only [\"Linear\"] is supported");
+    simdjson::dom::element w = group["weights"];
+    int64_t bits = 0;
+    bool symmetric = false;
+    std::string_view type, strategy;
+    if (w["num_bits"].get(bits) || bits != 8) throw Error(g + ".weights.num_bits: only 8 is supported");
+    if (w["type"].get(type) || type != "int") throw Error(g + ".weights.type: only int is supported");
+    if (w["symmetric"].get(symmetric) || !symmetric) throw Error(g + ".weights.symmetric: only symmetric is supported");
+    if (w["strategy"].get(strategy) || (strategy != "channel" && strategy != "tensor"))
+      throw Error(g + ".weights.strategy '" + std::string(strategy) + "' is not supported (channel, tensor)");
+    if (!w["group_size"].is_null()) throw Error(g + ".weights.group_size: group-wise weights are not supported");
+    simdjson::dom::element a;
+    if (!group["input_activations"].get(a) && !a.is_null()) {
+      bool dynamic = false;
+      if (a["num_bits"].get(bits) || bits != 8) throw Error(g + ".input_activations.num_bits: only 8 is supported");
+      if (a["symmetric"].get(symmetric) || !symmetric)
+        throw Error(g + ".input_activations.symmetric: only symmetric is supported");
+      if (a["dynamic"].get(dynamic) || !dynamic || a["strategy"].get(strategy) || strategy != "token")
+        throw Error(g + ".input_activations: only dynamic per-token activations are supported");
+      scheme.int8_activations = true;
+    }
+  }
+  simdjson::dom::array ignore;
+  if (!q["ignore"].get(ignore))
+    for (auto item : ignore) scheme.ignore.emplace_back(std::string_view(item));
+  scheme.active = true;
+  return scheme;
+}
+
+// Loads tensors onto the device, checking each shape against what the config implies. Works over a safetensors
+// checkpoint or a GGUF file through the two functions it is given.
 class Loader {
  public:
-  Loader(vk::Device& device, const io::Checkpoint& ckpt, ProgressBar& progress)
-      : device_(device), ckpt_(ckpt), progress_(progress) {}
+  using Find = std::function<const io::TensorInfo*(const std::string&)>;
+  using Data = std::function<std::span<const std::byte>(const io::TensorInfo&)>;
+  Loader(vk::Device& device, std::string source, Find find, Data data, ProgressBar& progress)
+      : device_(device), source_(std::move(source)), find_(std::move(find)), data_(std::move(data)), progress_(progress) {}
 
   const io::TensorInfo& expect(const std::string& name, std::vector<int64_t> shape) const {
-    const io::TensorInfo* t = ckpt_.find(name);
-    if (!t) throw Error(ckpt_.directory().string() + ": tensor '" + name + "' is missing from the checkpoint");
+    const io::TensorInfo* t = find_(name);
+    if (!t) throw Error(source_ + ": tensor '" + name + "' is missing");
     if (t->shape != shape)
-      throw Error(ckpt_.directory().string() + ": tensor '" + name + "' has shape " + shape_string(t->shape) +
-                  ", the config implies " + shape_string(shape));
+      throw Error(source_ + ": tensor '" + name + "' has shape " + shape_string(t->shape) + ", the config implies " +
+                  shape_string(shape));
     return *t;
   }
+  bool has(const std::string& name) const { return find_(name) != nullptr; }
+  std::span<const std::byte> data(const io::TensorInfo& t) const { return data_(t); }
 
-  kernels::DeviceMatrix matrix(const std::string& name, uint32_t rows, uint32_t cols) {
+  kernels::DeviceMatrix matrix(const std::string& name, uint32_t rows, uint32_t cols, bool quantize_int8 = false,
+                               std::span<const std::byte> replacement = {}) {
     const auto& t = expect(name, {rows, cols});
-    return kernels::upload_matrix(device_, name, weight_type_of(t, ckpt_.directory()), rows, cols, ckpt_.data(t), 0,
-                                  [&](uint64_t n) { progress_.advance(n); });
+    const auto type = weight_type_of(t, source_);
+    const auto bytes = replacement.empty() ? data_(t) : replacement;
+    auto tick = [&](uint64_t n) { progress_.advance(n); };
+    if (type == kernels::WeightType::I8) throw Error(source_ + ": tensor '" + name + "' is INT8 but the config declares no quantization");
+    if (quantize_int8 && kernels::is_float_type(type))
+      return kernels::quantize_matrix_int8(device_, name, type, rows, cols, bytes, 0, tick);
+    return kernels::upload_matrix(device_, name, type, rows, cols, bytes, 0, tick);
   }
 
-  kernels::DeviceVector vector(const std::string& name, uint32_t size) {
+  kernels::DeviceMatrix int8_matrix(const std::string& module, uint32_t rows, uint32_t cols) {
+    const auto& w = expect(module + ".weight", {rows, cols});
+    if (w.dtype != io::DType::I8)
+      throw Error(source_ + ": tensor '" + w.name + "' should be I8 (compressed-tensors int8), not " +
+                  std::string(io::dtype_name(w.dtype)));
+    const io::TensorInfo* s = find_(module + ".weight_scale");
+    if (!s) throw Error(source_ + ": tensor '" + module + ".weight_scale' is missing");
+    const auto scale_type = weight_type_of(*s, source_);
+    if (!kernels::is_float_type(scale_type)) throw Error(source_ + ": tensor '" + s->name + "' must be a float");
+    std::vector<std::byte> expanded;
+    std::span<const std::byte> scales = data_(*s);
+    if (s->elements() == 1) {  // per-tensor strategy: the same scale for every row
+      expanded.resize(size_t(rows) * scales.size());
+      for (uint32_t r = 0; r < rows; ++r) std::memcpy(expanded.data() + size_t(r) * scales.size(), scales.data(), scales.size());
+      scales = expanded;
+    } else if (s->elements() != rows) {
+      throw Error(source_ + ": tensor '" + s->name + "' has shape " + shape_string(s->shape) + ", expected [" +
+                  std::to_string(rows) + ", 1]");
+    }
+    progress_.advance(s->bytes);
+    return kernels::upload_int8_matrix(device_, module + ".weight", rows, cols, data_(w), scale_type, scales, 0,
+                                       [&](uint64_t n) { progress_.advance(n); });
+  }
+
+  kernels::DeviceVector vector(const std::string& name, uint32_t size, std::span<const std::byte> replacement = {}) {
     const auto& t = expect(name, {size});
-    auto v = kernels::upload_vector(device_, name, weight_type_of(t, ckpt_.directory()), size, ckpt_.data(t));
+    auto v = kernels::upload_vector(device_, name, weight_type_of(t, source_), size,
+                                    replacement.empty() ? data_(t) : replacement);
     progress_.advance(t.bytes);
     return v;
   }
 
-  std::optional<kernels::DeviceVector> optional_vector(bool present, const std::string& name, uint32_t size) {
-    if (!present) return std::nullopt;
-    return vector(name, size);
-  }
-
  private:
   vk::Device& device_;
-  const io::Checkpoint& ckpt_;
+  std::string source_;
+  Find find_;
+  Data data_;
   ProgressBar& progress_;
 };
+
+// GGUF stores the rows of Q and K of each head interleaved for llama.cpp's RoPE on pairs (2i, 2i+1); Hugging Face
+// rotates (i, i + d/2). Putting the rows back in Hugging Face's order here, once, lets one RoPE kernel serve both
+// formats. Row j·2 + s of a head holds Hugging Face's row s·d/2 + j. Works for any row size (block formats too).
+std::vector<std::byte> unpermute_heads(std::span<const std::byte> data, uint32_t heads, uint32_t head_dim) {
+  const size_t rows = size_t(heads) * head_dim, row_bytes = data.size() / rows;
+  std::vector<std::byte> out(data.size());
+  for (uint32_t h = 0; h < heads; ++h)
+    for (uint32_t j = 0; j < head_dim / 2; ++j)
+      for (uint32_t s = 0; s < 2; ++s) {
+        const size_t gguf_row = size_t(h) * head_dim + j * 2 + s, hf_row = size_t(h) * head_dim + s * (head_dim / 2) + j;
+        std::memcpy(out.data() + hf_row * row_bytes, data.data() + gguf_row * row_bytes, row_bytes);
+      }
+  return out;
+}
 
 }  // namespace
 
@@ -88,7 +223,7 @@ LlamaHyper hyper_from_config(const io::LlamaConfig& c) {
   h.mlp_bias = c.mlp_bias;
   h.tied_embeddings = c.tie_word_embeddings;
   if (h.head_dim % 2 || h.head_dim > 256)
-    throw Error("config.json: head_dim " + std::to_string(h.head_dim) + " is not supported (even, at most 256)");
+    throw Error("config: head_dim " + std::to_string(h.head_dim) + " is not supported (even, at most 256)");
   h.rope.type = c.rope.type;
   h.rope.theta = c.rope.theta;
   h.rope.factor = c.rope.factor;
@@ -121,64 +256,179 @@ std::string detect_family(const io::LlamaConfig& c) {
   return "Llama (other)";
 }
 
+io::LlamaConfig llama_config_from_gguf(const io::GgufFile& f) {
+  const std::string arch = f.get_string("general.architecture");
+  if (arch != "llama")
+    throw Error(f.path().string() + ": general.architecture is '" + arch + "'; only llama models are supported");
+  io::LlamaConfig c;
+  c.model_type = "llama";
+  c.name_or_path = f.optional_string("general.name").value_or("");
+  c.hidden_size = f.get_i64("llama.embedding_length");
+  c.intermediate_size = f.get_i64("llama.feed_forward_length");
+  c.num_hidden_layers = f.get_i64("llama.block_count");
+  c.num_attention_heads = f.get_i64("llama.attention.head_count");
+  c.num_key_value_heads = f.optional_i64("llama.attention.head_count_kv").value_or(c.num_attention_heads);
+  c.head_dim = f.optional_i64("llama.attention.key_length").value_or(c.hidden_size / std::max<int64_t>(c.num_attention_heads, 1));
+  if (auto v = f.optional_i64("llama.attention.value_length"); v && *v != c.head_dim)
+    throw Error(f.path().string() + ": llama.attention.value_length differs from key_length; not supported");
+  if (auto d = f.optional_i64("llama.rope.dimension_count"); d && *d != c.head_dim)
+    throw Error(f.path().string() + ": llama.rope.dimension_count " + std::to_string(*d) +
+                " differs from the head dimension (partial RoPE is not supported)");
+  c.rms_norm_eps = f.optional_f64("llama.attention.layer_norm_rms_epsilon").value_or(1e-5);
+  c.max_position_embeddings = f.optional_i64("llama.context_length").value_or(2048);
+  c.rope.theta = f.optional_f64("llama.rope.freq_base").value_or(10000.0);
+  const std::string scaling = f.optional_string("llama.rope.scaling.type").value_or("none");
+  if (scaling == "linear" || scaling == "yarn") {
+    c.rope.type = scaling;
+    c.rope.factor = f.get_f64("llama.rope.scaling.factor");
+    if (auto o = f.optional_i64("llama.rope.scaling.original_context_length")) c.rope.original_max_position_embeddings = double(*o);
+  } else if (scaling != "none") {
+    throw Error(f.path().string() + ": llama.rope.scaling.type '" + scaling + "' is not supported");
+  }
+  const io::TensorInfo* embd = f.find_tensor("token_embd.weight");
+  if (!embd) throw Error(f.path().string() + ": tensor 'token_embd.weight' is missing");
+  c.vocab_size = f.optional_i64("llama.vocab_size").value_or(embd->shape.at(0));
+  c.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
+  c.attention_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  c.mlp_bias = f.find_tensor("blk.0.ffn_gate.bias") != nullptr;
+  c.bos_token_id = f.optional_i64("tokenizer.ggml.bos_token_id");
+  c.eos_token_ids.clear();
+  if (auto e = f.optional_i64("tokenizer.ggml.eos_token_id")) c.eos_token_ids.push_back(*e);
+  if (auto e = f.optional_i64("tokenizer.ggml.eot_token_id"); e && (c.eos_token_ids.empty() || c.eos_token_ids[0] != *e))
+    c.eos_token_ids.push_back(*e);
+  c.pad_token_id = f.optional_i64("tokenizer.ggml.padding_token_id");
+  c.dtype = std::string(io::dtype_name(embd->dtype));
+  return c;
+}
+
+uint32_t LlamaModel::widest_int8_input() const {
+  uint32_t widest = 0;
+  for (const auto& l : layers_)
+    for (const Linear* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+      if (p->int8_activations) widest = std::max(widest, p->weight.cols);
+  return widest;
+}
+
 uint64_t LlamaModel::weight_bytes() const {
   uint64_t total = embed_.bytes() + final_norm_.buffer.bytes();
   if (lm_head_) total += lm_head_->bytes();
-  auto vec = [](const std::optional<kernels::DeviceVector>& v) { return v ? v->buffer.bytes() : 0; };
   for (const auto& l : layers_) {
     total += l.attn_norm.buffer.bytes() + l.ffn_norm.buffer.bytes();
-    total += l.q.bytes() + l.k.bytes() + l.v.bytes() + l.o.bytes() + l.gate.bytes() + l.up.bytes() + l.down.bytes();
-    total += vec(l.q_bias) + vec(l.k_bias) + vec(l.v_bias) + vec(l.o_bias) + vec(l.gate_bias) + vec(l.up_bias) +
-             vec(l.down_bias);
+    for (const Linear* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+      total += p->weight.bytes() + (p->bias ? p->bias->buffer.bytes() : 0);
   }
   return total;
 }
 
-std::unique_ptr<LlamaModel> LlamaModel::load(vk::Device& device, const std::filesystem::path& dir,
+std::unique_ptr<LlamaModel> LlamaModel::load(vk::Device& device, const std::filesystem::path& path,
                                              const LoadOptions& options) {
   std::unique_ptr<LlamaModel> m(new LlamaModel(device));
-  m->path_ = dir;
-  m->config_ = io::load_llama_config(dir);
-  if (!m->config_.quant_method.empty())
-    throw Error((dir / "config.json").string() + ": quantization_config.quant_method '" + m->config_.quant_method +
-                "' is not supported yet");
-  const LlamaHyper h = m->hyper_ = hyper_from_config(m->config_);
-  io::Checkpoint ckpt(dir);
+  m->path_ = path;
+  if (path.extension() == ".gguf") load_gguf(*m, path, options);
+  else load_safetensors(*m, path, options);
+  return m;
+}
 
+void LlamaModel::load_safetensors(LlamaModel& m, const std::filesystem::path& dir, const LoadOptions& options) {
+  m.config_ = io::load_llama_config(dir);
+  const std::string source = dir.string();
+  const Int8Scheme scheme = parse_int8_scheme(m.config_, (dir / "config.json").string());
+  if (scheme.active && options.quantize_int8)
+    throw Error(source + ": the checkpoint is already quantized; --quantize int8 applies to float checkpoints");
+  const LlamaHyper h = m.hyper_ = hyper_from_config(m.config_);
+  io::Checkpoint ckpt(dir);
   ProgressBar progress("loading", ckpt.total_tensor_bytes(), options.quiet);
-  Loader load(device, ckpt, progress);
-  m->embed_ = load.matrix("model.embed_tokens.weight", h.vocab, h.hidden);
+  Loader load(m.device_, source, [&](const std::string& n) { return ckpt.find(n); },
+              [&](const io::TensorInfo& t) { return ckpt.data(t); }, progress);
+
+  m.embed_ = load.matrix("model.embed_tokens.weight", h.vocab, h.hidden);
   // transformers ties lm_head to the embedding when asked, whatever the file holds.
-  const bool has_lm_head = ckpt.find("lm_head.weight") != nullptr;
-  if (has_lm_head && !h.tied_embeddings) {
-    m->lm_head_ = load.matrix("lm_head.weight", h.vocab, h.hidden);
-  } else if (!h.tied_embeddings) {
-    throw Error(dir.string() + ": tensor 'lm_head.weight' is missing and tie_word_embeddings is false");
+  if (!h.tied_embeddings) {
+    if (!load.has("lm_head.weight"))
+      throw Error(source + ": tensor 'lm_head.weight' is missing and tie_word_embeddings is false");
+    m.lm_head_ = load.matrix("lm_head.weight", h.vocab, h.hidden);
   }
-  m->final_norm_ = load.vector("model.norm.weight", h.hidden);
+  m.final_norm_ = load.vector("model.norm.weight", h.hidden);
   for (uint32_t i = 0; i < h.layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
+    auto linear = [&](const std::string& module, uint32_t rows, uint32_t cols, bool bias) {
+      Linear out;
+      const std::string name = p + module;
+      if (scheme.active && !scheme.ignored(name)) {
+        out.weight = load.int8_matrix(name, rows, cols);
+        out.int8_activations = scheme.int8_activations;
+      } else {
+        out.weight = load.matrix(name + ".weight", rows, cols, options.quantize_int8);
+      }
+      if (bias) out.bias = load.vector(name + ".bias", rows);
+      return out;
+    };
     LayerWeights l;
     l.attn_norm = load.vector(p + "input_layernorm.weight", h.hidden);
     l.ffn_norm = load.vector(p + "post_attention_layernorm.weight", h.hidden);
-    l.q = load.matrix(p + "self_attn.q_proj.weight", h.q_dim(), h.hidden);
-    l.k = load.matrix(p + "self_attn.k_proj.weight", h.kv_dim(), h.hidden);
-    l.v = load.matrix(p + "self_attn.v_proj.weight", h.kv_dim(), h.hidden);
-    l.o = load.matrix(p + "self_attn.o_proj.weight", h.hidden, h.q_dim());
-    l.gate = load.matrix(p + "mlp.gate_proj.weight", h.intermediate, h.hidden);
-    l.up = load.matrix(p + "mlp.up_proj.weight", h.intermediate, h.hidden);
-    l.down = load.matrix(p + "mlp.down_proj.weight", h.hidden, h.intermediate);
-    l.q_bias = load.optional_vector(h.attention_bias, p + "self_attn.q_proj.bias", h.q_dim());
-    l.k_bias = load.optional_vector(h.attention_bias, p + "self_attn.k_proj.bias", h.kv_dim());
-    l.v_bias = load.optional_vector(h.attention_bias, p + "self_attn.v_proj.bias", h.kv_dim());
-    l.o_bias = load.optional_vector(h.attention_bias, p + "self_attn.o_proj.bias", h.hidden);
-    l.gate_bias = load.optional_vector(h.mlp_bias, p + "mlp.gate_proj.bias", h.intermediate);
-    l.up_bias = load.optional_vector(h.mlp_bias, p + "mlp.up_proj.bias", h.intermediate);
-    l.down_bias = load.optional_vector(h.mlp_bias, p + "mlp.down_proj.bias", h.hidden);
-    m->layers_.push_back(std::move(l));
+    l.q = linear("self_attn.q_proj", h.q_dim(), h.hidden, h.attention_bias);
+    l.k = linear("self_attn.k_proj", h.kv_dim(), h.hidden, h.attention_bias);
+    l.v = linear("self_attn.v_proj", h.kv_dim(), h.hidden, h.attention_bias);
+    l.o = linear("self_attn.o_proj", h.hidden, h.q_dim(), h.attention_bias);
+    l.gate = linear("mlp.gate_proj", h.intermediate, h.hidden, h.mlp_bias);
+    l.up = linear("mlp.up_proj", h.intermediate, h.hidden, h.mlp_bias);
+    l.down = linear("mlp.down_proj", h.hidden, h.intermediate, h.mlp_bias);
+    m.layers_.push_back(std::move(l));
   }
   progress.finish();
-  return m;
+}
+
+void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, const LoadOptions& options) {
+  io::GgufFile gguf(file);
+  m.format_ = "gguf";
+  m.config_ = llama_config_from_gguf(gguf);
+  const LlamaHyper h = m.hyper_ = hyper_from_config(m.config_);
+  const std::string source = file.string();
+  uint64_t total = 0;
+  for (const auto& t : gguf.tensors()) total += t.bytes;
+  ProgressBar progress("loading", total, options.quiet);
+  Loader load(m.device_, source, [&](const std::string& n) { return gguf.find_tensor(n); },
+              [&](const io::TensorInfo& t) { return gguf.data(t); }, progress);
+
+  if (const io::TensorInfo* f = gguf.find_tensor("rope_freqs.weight")) {
+    if (f->dtype != io::DType::F32 || f->elements() != int64_t(h.head_dim / 2))
+      throw Error(source + ": tensor 'rope_freqs.weight' should be F32 [" + std::to_string(h.head_dim / 2) + "]");
+    const auto bytes = gguf.data(*f);
+    m.hyper_.rope_freq_factors.resize(h.head_dim / 2);
+    std::memcpy(m.hyper_.rope_freq_factors.data(), bytes.data(), bytes.size());
+    progress.advance(f->bytes);
+  }
+  m.embed_ = load.matrix("token_embd.weight", h.vocab, h.hidden);
+  if (!h.tied_embeddings) m.lm_head_ = load.matrix("output.weight", h.vocab, h.hidden);
+  m.final_norm_ = load.vector("output_norm.weight", h.hidden);
+  for (uint32_t i = 0; i < h.layers; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    // Q and K (weights and biases) come back to Hugging Face's row order; everything else is used as stored.
+    auto linear = [&](const std::string& name, uint32_t rows, uint32_t cols, bool bias, uint32_t permute_heads) {
+      Linear out;
+      std::vector<std::byte> rows_hf;
+      if (permute_heads) rows_hf = unpermute_heads(load.data(load.expect(name + ".weight", {rows, cols})), permute_heads, h.head_dim);
+      out.weight = load.matrix(name + ".weight", rows, cols, options.quantize_int8, rows_hf);
+      if (bias) {
+        std::vector<std::byte> bias_hf;
+        if (permute_heads) bias_hf = unpermute_heads(load.data(load.expect(name + ".bias", {rows})), permute_heads, h.head_dim);
+        out.bias = load.vector(name + ".bias", rows, bias_hf);
+      }
+      return out;
+    };
+    LayerWeights l;
+    l.attn_norm = load.vector(p + "attn_norm.weight", h.hidden);
+    l.ffn_norm = load.vector(p + "ffn_norm.weight", h.hidden);
+    l.q = linear(p + "attn_q", h.q_dim(), h.hidden, h.attention_bias, h.heads);
+    l.k = linear(p + "attn_k", h.kv_dim(), h.hidden, h.attention_bias, h.kv_heads);
+    l.v = linear(p + "attn_v", h.kv_dim(), h.hidden, h.attention_bias, 0);
+    l.o = linear(p + "attn_output", h.hidden, h.q_dim(), h.attention_bias, 0);
+    l.gate = linear(p + "ffn_gate", h.intermediate, h.hidden, h.mlp_bias, 0);
+    l.up = linear(p + "ffn_up", h.intermediate, h.hidden, h.mlp_bias, 0);
+    l.down = linear(p + "ffn_down", h.hidden, h.intermediate, h.mlp_bias, 0);
+    m.layers_.push_back(std::move(l));
+  }
+  progress.finish();
 }
 
 }  // namespace inferno::model

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "io/gguf.hpp"
 #include "io/hf_config.hpp"
 #include "kernels/weights.hpp"
 #include "model/rope.hpp"
@@ -22,6 +23,8 @@ struct LlamaHyper {
   uint32_t max_position_embeddings = 0;
   bool attention_bias = false, mlp_bias = false, tied_embeddings = false;
   RopeParams rope;
+  // GGUF's rope_freqs.weight (Llama 3 scaling as llama.cpp stores it): inv_freq[i] = default inv_freq[i] / factor[i].
+  std::vector<float> rope_freq_factors;
   uint32_t q_dim() const { return heads * head_dim; }
   uint32_t kv_dim() const { return kv_heads * head_dim; }
 };
@@ -30,20 +33,29 @@ LlamaHyper hyper_from_config(const io::LlamaConfig& config);
 // "Llama 3.2", "TinyLlama", "DeepSeek-R1-Distill-Llama", ... from what the config says.
 std::string detect_family(const io::LlamaConfig& config);
 
+// One projection: its weight (float, a ggml block format, or int8 with row scales), its optional bias, and whether
+// its input is quantized to int8 per token first (compressed-tensors w8a8 with dynamic activations).
+struct Linear {
+  kernels::DeviceMatrix weight;
+  std::optional<kernels::DeviceVector> bias;
+  bool int8_activations = false;
+};
+
 struct LayerWeights {
   kernels::DeviceVector attn_norm, ffn_norm;
-  kernels::DeviceMatrix q, k, v, o, gate, up, down;
-  std::optional<kernels::DeviceVector> q_bias, k_bias, v_bias, o_bias, gate_bias, up_bias, down_bias;
+  Linear q, k, v, o, gate, up, down;
 };
 
 struct LoadOptions {
-  bool quiet = false;  // no progress bar
+  bool quiet = false;          // no progress bar
+  bool quantize_int8 = false;  // `--quantize int8`: float linear layers become int8 with per-row scales on load
 };
 
 class LlamaModel {
  public:
-  // Loads a Hugging Face checkpoint directory: config.json + model.safetensors (or shards). Weights stream from the
-  // mapped files to the device; the host never holds a copy.
+  // Loads a Hugging Face checkpoint directory (config.json + model.safetensors or shards) or a llama.cpp GGUF file.
+  // Weights stream from the mapped files to the device in their own dtype or block format; the host never holds a
+  // copy of the model (at most one tensor, when GGUF's Q/K rows are put back in Hugging Face's order).
   static std::unique_ptr<LlamaModel> load(vk::Device& device, const std::filesystem::path& dir, const LoadOptions& = {});
 
   vk::Device& device() const { return device_; }
@@ -56,11 +68,16 @@ class LlamaModel {
   const std::vector<LayerWeights>& layers() const { return layers_; }
   // Device bytes of all weights: equal to the sum of their on-disk bytes (a tied lm_head is not counted twice).
   uint64_t weight_bytes() const;
-  // The dtype most weights have ("BF16", "F32", ...), for the default KV dtype.
+  // The dtype most weights have, for the default KV dtype (f32 only for F32 models).
   kernels::WeightType main_weight_type() const { return embed_.type; }
+  const std::string& format() const { return format_; }  // "safetensors" or "gguf"
+  // Scratch the forward pass needs for int8 activations: the widest quantized input (0 when none is quantized).
+  uint32_t widest_int8_input() const;
 
  private:
   LlamaModel(vk::Device& device) : device_(device) {}
+  static void load_safetensors(LlamaModel& m, const std::filesystem::path& dir, const LoadOptions& options);
+  static void load_gguf(LlamaModel& m, const std::filesystem::path& file, const LoadOptions& options);
   vk::Device& device_;
   std::filesystem::path path_;
   io::LlamaConfig config_;
@@ -69,6 +86,10 @@ class LlamaModel {
   std::optional<kernels::DeviceMatrix> lm_head_;
   kernels::DeviceVector final_norm_;
   std::vector<LayerWeights> layers_;
+  std::string format_ = "safetensors";
 };
+
+// llama.* metadata of a GGUF file as a config (the same fields config.json gives), for the model and `inferno info`.
+io::LlamaConfig llama_config_from_gguf(const io::GgufFile& file);
 
 }  // namespace inferno::model

@@ -128,7 +128,9 @@ struct Server::Impl {
     if (!worker.submit(generation))
       return send_error(res, {503, "the server is busy: " + std::to_string(options.max_queued) +
                                        " requests are already waiting; try again later", "server_error", "", "server_busy"});
-    const ResponseHead head{(chat ? "chatcmpl-" : "cmpl-") + id_prefix + std::to_string(next_id++), options.model_name,
+    char serial[24];
+    std::snprintf(serial, sizeof serial, "%08llx", static_cast<unsigned long long>(next_id++));
+    const ResponseHead head{(chat ? "chatcmpl-" : "cmpl-") + id_prefix + serial, options.model_name,
                             int64_t(std::time(nullptr)), chat};
     if (!request.stream) return answer_whole(generation, head, res);
     res.set_header("Cache-Control", "no-cache");

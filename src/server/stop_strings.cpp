@@ -11,15 +11,20 @@ StopMatcher::StopMatcher(std::vector<std::string> stops) {
 
 std::string StopMatcher::push(std::string_view text) {
   if (stopped_) return {};
-  pending_ += text;
-  // The earliest stop string wins: everything before any earlier position was already seen without a match.
-  size_t first = std::string::npos;
-  for (const auto& s : stops_) first = std::min(first, pending_.find(s));
-  if (first != std::string::npos) {
-    stopped_ = true;
-    std::string out = pending_.substr(0, first);
-    pending_.clear();
-    return out;
+  // Byte by byte, so that where the text stops does not depend on how it was split: the first stop string to
+  // end wins (the longest, when several end at the same byte).
+  for (char c : text) {
+    pending_ += c;
+    size_t longest = 0;
+    for (const auto& s : stops_)
+      if (s.size() > longest && pending_.size() >= s.size() && pending_.compare(pending_.size() - s.size(), s.size(), s) == 0)
+        longest = s.size();
+    if (longest) {
+      stopped_ = true;
+      std::string out = pending_.substr(0, pending_.size() - longest);
+      pending_.clear();
+      return out;
+    }
   }
   // Hold back the longest tail that is a proper prefix of some stop string.
   size_t hold = 0;

@@ -1,7 +1,8 @@
 #pragma once
-// OpenAI's `stop`: generation ends where the text first contains one of the stop strings, and the text returned
-// ends just before it. While streaming, text that might be the start of a stop string is held back until the
-// next pieces show whether it is.
+// OpenAI's `stop`: generation ends as soon as the text contains one of the stop strings, and the text returned
+// ends just before it. Where it ends does not depend on how the text came in pieces: at the first byte where a
+// stop string ends (the longest one, when several end there). While streaming, text that might be the start of a
+// stop string is held back until the next pieces show whether it is.
 #include <string>
 #include <string_view>
 #include <vector>

@@ -40,8 +40,8 @@ class Value {
   Value(std::nullptr_t) {}
   Value(bool b) : kind_(Kind::Bool), data_(b) {}
   template <std::integral T>
-  requires(!std::same_as<T, bool> && !std::same_as<T, char>) Value(T i)
-      : kind_(Kind::Int), data_(static_cast<int64_t>(i)) {}
+    requires(!std::same_as<T, bool> && !std::same_as<T, char>)
+  Value(T i) : kind_(Kind::Int), data_(static_cast<int64_t>(i)) {}
   Value(double d) : kind_(Kind::Float), data_(d) {}
   Value(std::string s) : kind_(Kind::String), data_(std::move(s)) {}
   Value(std::string_view s) : Value(std::string(s)) {}
@@ -138,8 +138,8 @@ struct TemplateRaise : Error {
 
 class ChatTemplate {
  public:
-  // Parses once. Syntax errors and unsupported constructs (unknown tag, filter or test) throw Error naming the
-  // construct and its line.
+  // Parses once. Syntax errors and unsupported constructs (an unknown tag, filter or test) throw Error naming the
+  // construct and its line; as in jinja2 3, an unknown filter or test inside an `if` fails only if it runs.
   explicit ChatTemplate(std::string source);
 
   // messages: a list of {role, content, ...}; extra_context: a dict of more variables (bos_token, eos_token,

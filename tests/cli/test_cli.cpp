@@ -296,6 +296,34 @@ TEST_CASE("the random-checkpoint maker writes a checkpoint that loads and runs, 
   CHECK(std::count(gen.out.begin(), gen.out.end(), ' ') == 2);
 }
 
+TEST_CASE("a GGUF file runs like a checkpoint directory: its own tokenizer, info, text out") {
+  const std::string gguf = quote(data_path("gguf/brown-8m-q8_0/model.gguf").string());
+  simdjson::dom::parser parser;
+  simdjson::dom::element ref = parser.load(data_path("gguf/brown-8m-q8_0/reference.json").string());
+  simdjson::dom::array texts = ref["texts"], prompts = ref["prompts"], greedy_text = ref["greedy_text"];
+  for (size_t i = 0; i < texts.size(); ++i) {
+    CAPTURE(i);
+    const std::string text{std::string_view(texts.at(i))};
+    std::vector<int64_t> want;
+    for (auto id : simdjson::dom::array(prompts.at(i))) want.push_back(int64_t(id));
+    const Run t = run_inferno("tokenize -m " + gguf + " " + quote(text));
+    REQUIRE(t.status == 0);
+    CHECK(t.out == join(want, " ") + "\n");
+    const Run g = run_inferno("generate --quiet -m " + gguf + " -p " + quote(text) + " -n 40 --greedy --ignore-eos --kv-dtype f32");
+    REQUIRE(g.status == 0);
+    CHECK(trim(g.out) == trim(std::string{std::string_view(greedy_text.at(i))}));
+  }
+  const Run info = run_inferno("info --json -m " + gguf);
+  REQUIRE(info.status == 0);
+  simdjson::dom::element j = parser.parse(info.out);
+  CHECK(std::string_view(j["format"]) == "gguf");
+  CHECK(std::string_view(j["tokenizer"]) == "llama");
+  CHECK(uint64_t(j["layers"]) == 6);
+  CHECK(uint64_t(j["tensor_bytes_by_dtype"]["Q8_0"]) > 0);
+  const Run bad = run_inferno("info -m " + quote(data_path("hf-llama/llama3-gqa-f32/config.json").string()));
+  CHECK(bad.status == 1);
+}
+
 TEST_CASE("chat keeps the KV cache across turns") {
   const fs::path dir = llama3_text_model();
   const Run r = run_inferno("chat --quiet -m " + quote(dir.string()) + " -n 4 --greedy", "Hello there\nAnd again\n");

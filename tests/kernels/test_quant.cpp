@@ -691,7 +691,7 @@ W8A8Run run_w8a8(Rng& rng, vk::Recorder& rec, const W8A8Case& c) {
   kernels::W8A8Args args{&run.w.device, c.bias >= 0 ? &bias : nullptr, &qb, &sb, &yb, c.m};
   args.y_stride = c.y_pad ? ys : 0;
   args.accumulate = c.accumulate;
-  args.allow_packed_dot = c.packed;
+  args.kernels = c.packed ? kernels::W8A8Kernels::PackedDot : kernels::W8A8Kernels::Plain;
   if (c.rows_per_block)  // room for that many rows of xq and of y, plus an alignment's worth of slack
     args.max_binding_bytes = std::max<uint64_t>(uint64_t(c.rows_per_block - 1) * ys * 4 + c.n * 4,
                                                 uint64_t(c.rows_per_block) * c.k) +
@@ -820,13 +820,16 @@ TEST_CASE("w8a8: the packed 4x8-bit dot product kernels give the plain kernels' 
   INFERNO_SEED_INFO();
   ValidationGuard guard;
   vk::Device& d = test_device();
+  Rng rng(310);
+  vk::Recorder rec(d);
   if (!kernels::w8a8_packed_dot_available(d)) {
     MESSAGE("packed dot products not available (this build's glslc lacks GL_EXT_integer_dot_product, or the device "
             "lacks shaderIntegerDotProduct): only the plain integer kernels run");
+    W8A8Case c{1, 8, 3};
+    c.packed = true;
+    CHECK_THROWS_WITH_AS(run_w8a8(rng, rec, c), doctest::Contains("not available"), Error);
     return;
   }
-  Rng rng(310);
-  vk::Recorder rec(d);
   size_t bad = 0;
   for (uint32_t m : {1u, 6u, 9u, 70u})
     for (uint32_t k : {4u, 132u, 1024u}) {

@@ -1,0 +1,141 @@
+// Quantized and GGUF models against transformers' float32 references: llama.cpp's GGUF files (float and block
+// formats, run as stored), compressed-tensors w8a8 INT8, and float checkpoints quantized to int8 while loading.
+#include <cmath>
+
+#include "generate/session.hpp"
+#include "gpu_support.hpp"
+#include "io/gguf.hpp"
+#include "io/safetensors.hpp"
+#include "model/forward.hpp"
+#include "model/llama.hpp"
+
+using namespace inferno;
+using namespace inferno::testing;
+
+namespace {
+
+std::vector<int32_t> to_i32(const std::vector<int64_t>& v) { return std::vector<int32_t>(v.begin(), v.end()); }
+
+double relative_max_error(std::span<const float> got, std::span<const float> ref) {
+  REQUIRE(got.size() >= ref.size());
+  got = got.subspan(got.size() - ref.size());  // references of the last position only
+  double max_ref = 0, max_diff = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    max_ref = std::max(max_ref, std::fabs(double(ref[i])));
+    const double d = std::fabs(double(got[i]) - double(ref[i]));
+    if (std::isnan(d)) return INFINITY;
+    max_diff = std::max(max_diff, d);
+  }
+  return max_diff / max_ref;
+}
+
+struct Check {
+  std::string model;      // path under tests/data
+  std::string reference;  // reference.safetensors under tests/data
+  std::string logits_key = "logits_f32", greedy_key = "greedy_f32";
+  double tolerance;
+  kernels::KvType logits_kv;  // the cache the logits are compared with
+  bool quantize_int8 = false;
+};
+
+void check_logits_and_greedy(const Check& c) {
+  CAPTURE(c.model);
+  ValidationGuard guard;
+  auto m = model::LlamaModel::load(test_device(), data_path(c.model), {.quiet = true, .quantize_int8 = c.quantize_int8});
+  io::SafetensorsFile ref(data_path(c.reference));
+  gen::Session logits_session(*m, 80, c.logits_kv);
+  gen::Session greedy_session(*m, 80, kernels::KvType::F32);
+  for (int p = 0; p < 3; ++p) {
+    CAPTURE(p);
+    const std::string key = "prompt" + std::to_string(p);
+    const auto ids = to_i32(ref.read_i64(key + ".input_ids"));
+    const double err = relative_max_error(logits_session.all_logits(ids), ref.read_f32(key + "." + c.logits_key));
+    MESSAGE(c.model << " prompt " << p << ": max|Δ|/max|ref| = " << err);
+    CHECK(err <= c.tolerance);
+    if (c.greedy_key.empty()) continue;
+    const auto want = to_i32(ref.read_i64(key + "." + c.greedy_key));
+    gen::GenerateOptions o;
+    o.max_new_tokens = int(want.size());
+    o.ignore_eos = true;
+    CHECK(greedy_session.generate(ids, o) == want);
+  }
+}
+
+}  // namespace
+
+// Tolerances (max |Δ| / max |ref|): the float GGUF files hold the same weights as their safetensors twins, so the
+// twins' tolerances apply (1e-4 F32, 3e-3 F16/BF16 with the default f16 cache). The block-format files are compared
+// with transformers run on their dequantized weights: with float activations and an f32 cache the only difference is
+// summation order (~2e-6, inside the 1e-3); the default f16 cache adds its own rounding of K and V (relative
+// 2^-11 per element), measured at 2e-4 .. 1.04e-3 on these prompts, so that path is held to 1.5e-3.
+TEST_CASE("GGUF float files equal their safetensors twins") {
+  check_logits_and_greedy({"gguf/float/llama3-gqa-f32.gguf", "hf-llama/llama3-gqa-f32/reference.safetensors",
+                           "logits_f32", "greedy_f32", 1e-4, kernels::KvType::F32});
+  check_logits_and_greedy({"gguf/float/llama3-tied-bf16.gguf", "hf-llama/llama3-tied-bf16/reference.safetensors",
+                           "logits_f32", "greedy_f32", 3e-3, kernels::KvType::F16});
+  check_logits_and_greedy({"gguf/float/bias-headdim-f16.gguf", "hf-llama/bias-headdim-f16/reference.safetensors",
+                           "logits_f32", "greedy_f32", 3e-3, kernels::KvType::F16});
+}
+
+TEST_CASE("GGUF block formats run as stored: Q8_0, Q4_0, Q6_K, Q4_K_M") {
+  for (const char* name : {"tiny-k-q8_0", "tiny-k-q4_0", "tiny-k-q6_k", "tiny-k-q4_k_m"}) {
+    const std::string model = std::string("gguf/") + name + "/model.gguf", ref = std::string("gguf/") + name + "/reference.safetensors";
+    check_logits_and_greedy({model, ref, "logits_f32", "greedy_f32", 1e-3, kernels::KvType::F32});
+    check_logits_and_greedy({model, ref, "logits_f32", "", 1.5e-3, kernels::KvType::F16});
+  }
+}
+
+TEST_CASE("a Q4_K_M file takes exactly its tensor bytes on the device") {
+  const auto path = data_path("gguf/tiny-k-q4_k_m/model.gguf");
+  io::GgufFile file(path);
+  uint64_t tensor_bytes = 0;
+  bool q4k = false, q6k = false;
+  for (const auto& t : file.tensors()) {
+    tensor_bytes += t.bytes;
+    q4k = q4k || t.dtype == io::DType::Q4_K;
+    q6k = q6k || t.dtype == io::DType::Q6_K;
+  }
+  CHECK(q4k);
+  CHECK(q6k);
+  const uint64_t before = test_device().allocated_bytes();
+  {
+    auto m = model::LlamaModel::load(test_device(), path, {.quiet = true});
+    CHECK(m->weight_bytes() == tensor_bytes);
+    CHECK(test_device().allocated_bytes() - before >= tensor_bytes);
+    CHECK(test_device().allocated_bytes() - before - tensor_bytes < 32 * 1024);  // allocation rounding only
+  }
+}
+
+// The reference simulates w8a8 in float32 on exactly quantized values; integer dot products are exact here, so with
+// an f32 cache the only differences are float32 summation order (~1e-7). An f16 cache would move activations by its
+// rounding and flip some int8 roundings (each worth 1/127 of a row's max): about 1e-2, hence f32 for this check.
+TEST_CASE("compressed-tensors w8a8 equals its float32 simulation") {
+  check_logits_and_greedy({"hf-llama/w8a8-int8", "hf-llama/w8a8-int8/reference.safetensors", "logits_w8a8_sim",
+                           "greedy_w8a8_sim", 2e-3, kernels::KvType::F32});
+}
+
+// Weight-only int8 with per-row scales rounds each weight by up to half a step (max|row| / 254); on these random
+// 64-wide models that moves the logits by about 3e-2 of their max. Bound: 6e-2. Greedy is not compared (it may change).
+TEST_CASE("--quantize int8 halves the linear layers and stays near the float32 logits") {
+  for (const char* name : {"llama3-tied-bf16", "mha-sharded-bf16"}) {
+    check_logits_and_greedy({std::string("hf-llama/") + name, std::string("hf-llama/") + name + "/reference.safetensors",
+                             "logits_f32", "", 6e-2, kernels::KvType::F32, true});
+    auto f = model::LlamaModel::load(test_device(), data_path(std::string("hf-llama/") + name), {.quiet = true});
+    auto q = model::LlamaModel::load(test_device(), data_path(std::string("hf-llama/") + name),
+                                     {.quiet = true, .quantize_int8 = true});
+    uint64_t float_linear = 0, int8_linear = 0;
+    for (size_t l = 0; l < f->layers().size(); ++l) {
+      const auto& a = f->layers()[l];
+      const auto& b = q->layers()[l];
+      for (auto [x, y] : {std::pair{&a.q, &b.q}, {&a.k, &b.k}, {&a.v, &b.v}, {&a.o, &b.o}, {&a.gate, &b.gate},
+                          {&a.up, &b.up}, {&a.down, &b.down}}) {
+        CHECK(y->weight.type == kernels::WeightType::I8);
+        float_linear += x->weight.bytes();
+        int8_linear += y->weight.bytes();
+      }
+    }
+    // BF16 → int8 halves the weights; the f32 row scales add 4 bytes per row.
+    CHECK(double(int8_linear) / double(float_linear) == doctest::Approx(0.5).epsilon(0.1));
+    CHECK(q->weight_bytes() < f->weight_bytes());
+  }
+}

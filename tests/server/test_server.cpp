@@ -1,0 +1,554 @@
+// The OpenAI-compatible server over real HTTP on 127.0.0.1: in-process servers on ports the OS picks, talked to
+// with cpp-httplib's client, their answers checked against Session::generate on the same model; and the
+// `inferno serve` command itself, started and stopped with SIGTERM. Also the pieces without a model: stop strings
+// and JSON escaping.
+#include <httplib.h>
+#include <signal.h>
+#include <simdjson.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "inferno/inferno.hpp"
+#include "server/json_out.hpp"
+#include "server/server.hpp"
+#include "server/stop_strings.hpp"
+#include "test_support.hpp"
+
+extern char** environ;
+
+using namespace inferno::testing;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---- servers on the test models ----
+
+fs::path brown_dir() { return root_dir() / "models/brown-8m-bf16"; }
+
+// The llama3 test checkpoint with the real Llama 3 tokenizer beside it (a model with a chat template).
+fs::path llama3_dir() {
+  const fs::path dir = fs::temp_directory_path() / ("inferno-test-server-llama3-" + std::to_string(::getpid()));
+  const fs::path tok = tokenizer_dir("llama3");
+  REQUIRE_MESSAGE(fs::exists(tok / "tokenizer.json"), "run tools/fetch-tokenizers.sh: " << tok << " is missing");
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "generation_config.json", "model.safetensors"})
+    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(data_path("hf-llama/llama3-vocab-tied-bf16") / f), dir / f);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(tok / f), dir / f);
+  return dir;
+}
+
+constexpr size_t kMaxBody = 64 * 1024;  // small, so that the 413 test sends little
+
+// A model and a server on it, answering on a free loopback port from a background thread.
+struct Served {
+  inferno::Model model;
+  inferno::server::Server server;
+  int port = 0;
+  std::thread thread;
+
+  explicit Served(const fs::path& dir)
+      : model(inferno::Model::load(dir, {.quiet = true})),
+        server(model, {.host = "127.0.0.1", .port = 0, .max_body_bytes = kMaxBody}) {
+    port = server.bind();
+    thread = std::thread([this] { server.serve(); });
+    for (int i = 0; i < 500 && !server.running(); ++i) std::this_thread::sleep_for(10ms);
+    REQUIRE(server.running());
+  }
+  ~Served() {
+    server.stop();
+    thread.join();
+  }
+};
+
+Served& brown() {
+  static Served served(brown_dir());
+  return served;
+}
+Served& llama3() {
+  static Served served(llama3_dir());
+  return served;
+}
+
+// ---- HTTP ----
+
+httplib::Client client(int port) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_connection_timeout(5s);
+  c.set_read_timeout(120s);  // a generation on lavapipe with two shared cores
+  c.set_write_timeout(10s);
+  return c;
+}
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+Reply post(int port, const std::string& path, const std::string& body) {
+  auto res = client(port).Post(path.c_str(), body, "application/json");
+  REQUIRE_MESSAGE(res, "POST " << path << ": " << httplib::to_string(res.error()));
+  return {res->status, res->body};
+}
+
+Reply get(int port, const std::string& path) {
+  auto res = client(port).Get(path.c_str());
+  REQUIRE_MESSAGE(res, "GET " << path << ": " << httplib::to_string(res.error()));
+  return {res->status, res->body};
+}
+
+// The data lines of a server-sent event stream (comments skipped), in order.
+struct Events {
+  std::vector<std::string> data;
+  bool ended_with_done = false;
+};
+
+Events parse_events(const std::string& stream) {
+  Events events;
+  size_t start = 0;
+  for (;;) {
+    const size_t end = stream.find("\n\n", start);
+    if (end == std::string::npos) break;
+    const std::string event = stream.substr(start, end - start);
+    start = end + 2;
+    if (event.rfind("data: ", 0) == 0) events.data.push_back(event.substr(6));
+    else REQUIRE_MESSAGE(event.rfind(":", 0) == 0, "not an SSE data line or comment: " << event);
+  }
+  CHECK_MESSAGE(start == stream.size(), "a partial event at the end: " << stream.substr(start));
+  if (!events.data.empty() && events.data.back() == "[DONE]") {
+    events.ended_with_done = true;
+    events.data.pop_back();
+  }
+  return events;
+}
+
+// POSTs a streaming request; `keep_reading` sees the bytes so far and may return false to hang up.
+Reply post_stream(int port, const std::string& path, const std::string& body,
+                  const std::function<bool(const std::string&)>& keep_reading = {}) {
+  httplib::Request req;
+  req.method = "POST";
+  req.path = path;
+  req.body = body;
+  req.set_header("Content-Type", "application/json");
+  std::string received;
+  req.content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
+    received.append(data, length);
+    return !keep_reading || keep_reading(received);
+  };
+  auto c = client(port);
+  auto res = c.send(req);
+  if (!res) return {0, received};  // hung up on purpose
+  return {res->status, received};
+}
+
+// ---- JSON ----
+
+simdjson::dom::element parse(simdjson::dom::parser& parser, const std::string& json) {
+  simdjson::dom::element e;
+  const auto error = parser.parse(json).get(e);
+  REQUIRE_MESSAGE(error == simdjson::SUCCESS, "not JSON: " << json);
+  return e;
+}
+
+std::string str(simdjson::dom::element e) { return std::string(std::string_view(e)); }
+
+// Checks OpenAI's error shape and returns the error object's param ("" when null).
+std::string error_param(const Reply& r, int status) {
+  CHECK_MESSAGE(r.status == status, r.body);
+  simdjson::dom::parser parser;
+  const auto e = parse(parser, r.body)["error"];
+  CHECK(!str(e["message"]).empty());
+  CHECK(!str(e["type"]).empty());
+  CHECK((e["code"].is_null() || e["code"].is_string()));
+  return e["param"].is_null() ? std::string() : str(e["param"]);
+}
+
+std::string quote(const std::string& s) { return inferno::server::json_quote(s); }
+
+// ---- references ----
+
+// What Session::generate gives alone on the same model: greedy, exactly max_new_tokens.
+std::string reference_text(inferno::Model& model, const std::vector<int32_t>& prompt, int max_new_tokens) {
+  inferno::Session session(model);
+  inferno::GenerateOptions options;
+  options.max_new_tokens = max_new_tokens;
+  options.ignore_eos = true;
+  return model.detokenize(session.generate(prompt, options));
+}
+
+std::string random_prompt(Rng& rng) {
+  static const char* words[] = {"the", "jury", "said", "city", "of", "county", "election", "was", "a",
+                                "man", "party", "and", "he", "they", "Fulton", "state", "house", "new"};
+  std::string text = "The";
+  const int n = rng.integer(1, 5);
+  for (int i = 0; i < n; ++i) text += std::string(" ") + words[rng.integer(0, int(std::size(words)) - 1)];
+  return text;
+}
+
+std::string completion_body(const std::string& prompt, int max_tokens, const std::string& extra = "") {
+  return "{\"model\":\"brown\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":" + std::to_string(max_tokens) +
+         ",\"temperature\":0,\"ignore_eos\":true" + extra + "}";
+}
+
+// The text of a completions or chat stream, checking every chunk's shape on the way.
+std::string stream_text(const Events& events, bool chat, std::string* finish_reason = nullptr) {
+  simdjson::dom::parser parser;
+  std::string text;
+  for (size_t i = 0; i < events.data.size(); ++i) {
+    const auto chunk = parse(parser, events.data[i]);
+    CHECK(str(chunk["object"]) == (chat ? "chat.completion.chunk" : "text_completion"));
+    simdjson::dom::array choices = chunk["choices"];
+    if (choices.size() == 0) continue;  // the usage chunk
+    const auto choice = choices.at(0);
+    if (chat) {
+      const auto delta = choice["delta"];
+      if (i == 0) CHECK(str(delta["role"]) == "assistant");
+      std::string_view piece;
+      if (delta["content"].get(piece) == simdjson::SUCCESS) text += piece;
+    } else {
+      text += str(choice["text"]);
+    }
+    if (!choice["finish_reason"].is_null() && finish_reason) *finish_reason = str(choice["finish_reason"]);
+  }
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("health and models") {
+  const Reply health = get(brown().port, "/health");
+  CHECK(health.status == 200);
+  CHECK(health.body == "{\"status\":\"ok\"}");
+  const Reply models = get(brown().port, "/v1/models");
+  REQUIRE(models.status == 200);
+  simdjson::dom::parser parser;
+  const auto list = parse(parser, models.body);
+  CHECK(str(list["object"]) == "list");
+  CHECK(str(list["data"].at(0)["id"]) == "brown-8m-bf16");
+  CHECK(str(list["data"].at(0)["object"]) == "model");
+}
+
+TEST_CASE("a completion is Session::generate's greedy text, whole or streamed") {
+  INFERNO_SEED_INFO();
+  Rng rng(1);
+  const std::string prompt = random_prompt(rng);
+  const int max_tokens = rng.integer(2, 6);
+  CAPTURE(prompt);
+  CAPTURE(max_tokens);
+  auto& served = brown();
+  const auto ids = served.model.tokenize(prompt);
+  const std::string want = reference_text(served.model, ids, max_tokens);
+
+  const Reply r = post(served.port, "/v1/completions", completion_body(prompt, max_tokens));
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  simdjson::dom::parser parser;
+  const auto doc = parse(parser, r.body);
+  CHECK(str(doc["object"]) == "text_completion");
+  CHECK(str(doc["id"]).rfind("cmpl-", 0) == 0);
+  CHECK(str(doc["model"]) == "brown-8m-bf16");
+  CHECK(str(doc["choices"].at(0)["text"]) == want);
+  CHECK(str(doc["choices"].at(0)["finish_reason"]) == "length");
+  CHECK(int64_t(doc["usage"]["prompt_tokens"]) == int64_t(ids.size()));
+  CHECK(int64_t(doc["usage"]["completion_tokens"]) == max_tokens);
+  CHECK(int64_t(doc["usage"]["total_tokens"]) == int64_t(ids.size()) + max_tokens);
+
+  // The prompt as token ids gives the same.
+  std::string id_list;
+  for (size_t i = 0; i < ids.size(); ++i) id_list += (i ? "," : "") + std::to_string(ids[i]);
+  const Reply by_ids = post(served.port, "/v1/completions",
+                            "{\"prompt\":[" + id_list + "],\"max_tokens\":" + std::to_string(max_tokens) +
+                                ",\"temperature\":0,\"ignore_eos\":true}");
+  REQUIRE_MESSAGE(by_ids.status == 200, by_ids.body);
+  CHECK(str(parse(parser, by_ids.body)["choices"].at(0)["text"]) == want);
+
+  const Reply s = post_stream(served.port, "/v1/completions",
+                              completion_body(prompt, max_tokens, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+  REQUIRE(s.status == 200);
+  const Events events = parse_events(s.body);
+  CHECK(events.ended_with_done);
+  std::string finish;
+  CHECK(stream_text(events, false, &finish) == want);
+  CHECK(finish == "length");
+  const auto usage = parse(parser, events.data.back());  // the last chunk before [DONE]
+  CHECK(int64_t(usage["usage"]["completion_tokens"]) == max_tokens);
+  CHECK(int64_t(usage["usage"]["prompt_tokens"]) == int64_t(ids.size()));
+}
+
+TEST_CASE("stop strings cut the text before the first of them, whole or streamed") {
+  INFERNO_SEED_INFO();
+  Rng rng(2);
+  const std::string prompt = random_prompt(rng);
+  CAPTURE(prompt);
+  auto& served = brown();
+  const int max_tokens = 6;
+  const std::string full = reference_text(served.model, served.model.tokenize(prompt), max_tokens);
+  REQUIRE(full.size() > 2);
+  // A stop string taken from inside the reference text, so that it is certain to appear (ASCII, so that it is
+  // whole characters).
+  std::string stop;
+  for (int attempt = 0; attempt < 100 && stop.empty(); ++attempt) {
+    const size_t at = size_t(rng.integer(1, int(full.size()) - 2));
+    stop = full.substr(at, size_t(rng.integer(1, int(std::min<size_t>(4, full.size() - at)))));
+    for (unsigned char c : stop)
+      if (c >= 0x80) stop.clear();
+  }
+  REQUIRE(!stop.empty());
+  CAPTURE(stop);
+  const std::string want = full.substr(0, full.find(stop));
+  const std::string extra = ",\"stop\":[" + quote(stop) + "," + quote("never-in-the-text") + "]";
+
+  const Reply r = post(served.port, "/v1/completions", completion_body(prompt, max_tokens, extra));
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  simdjson::dom::parser parser;
+  const auto choice = parse(parser, r.body)["choices"].at(0);
+  CHECK(str(choice["text"]) == want);
+  CHECK(str(choice["finish_reason"]) == "stop");
+
+  const Reply s = post_stream(served.port, "/v1/completions", completion_body(prompt, max_tokens, extra + ",\"stream\":true"));
+  const Events events = parse_events(s.body);
+  CHECK(events.ended_with_done);
+  std::string finish;
+  CHECK(stream_text(events, false, &finish) == want);
+  CHECK(finish == "stop");
+}
+
+TEST_CASE("chat completions render the model's template; a model without one gets 400") {
+  auto& served = llama3();
+  const std::string messages = "[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                               "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Name a \"},"
+                               "{\"type\":\"text\",\"text\":\"colour.\"}]}]";
+  const auto prompt = served.model.tokenize(
+      served.model.render_chat({{"system", "Be brief."}, {"user", "Name a colour."}}, true), false);
+  const int max_tokens = 4;
+  const std::string want = reference_text(served.model, prompt, max_tokens);
+  const std::string body = "{\"messages\":" + messages + ",\"max_completion_tokens\":" + std::to_string(max_tokens) +
+                           ",\"temperature\":0,\"ignore_eos\":true";
+
+  const Reply r = post(served.port, "/v1/chat/completions", body + "}");
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  simdjson::dom::parser parser;
+  const auto doc = parse(parser, r.body);
+  CHECK(str(doc["object"]) == "chat.completion");
+  CHECK(str(doc["id"]).rfind("chatcmpl-", 0) == 0);
+  CHECK(str(doc["choices"].at(0)["message"]["role"]) == "assistant");
+  CHECK(str(doc["choices"].at(0)["message"]["content"]) == want);
+  CHECK(int64_t(doc["usage"]["prompt_tokens"]) == int64_t(prompt.size()));
+  CHECK(int64_t(doc["usage"]["completion_tokens"]) == max_tokens);
+
+  const Reply s = post_stream(served.port, "/v1/chat/completions", body + ",\"stream\":true}");
+  const Events events = parse_events(s.body);
+  CHECK(events.ended_with_done);
+  std::string finish;
+  CHECK(stream_text(events, true, &finish) == want);
+  CHECK(finish == "length");
+
+  const Reply no_template = post(brown().port, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+  CHECK(error_param(no_template, 400) == "messages");
+  CHECK(no_template.body.find("chat template") != std::string::npos);
+}
+
+TEST_CASE("concurrent streaming clients each get their own answer, as if alone") {
+  INFERNO_SEED_INFO();
+  Rng rng(3);
+  auto& served = brown();
+  const int clients = 3, max_tokens = 4;
+  std::vector<std::string> prompts, wants;
+  for (int i = 0; i < clients; ++i) {
+    prompts.push_back(random_prompt(rng));
+    wants.push_back(reference_text(served.model, served.model.tokenize(prompts.back()), max_tokens));
+  }
+  // The threads only talk HTTP; the checks run here, after they are joined.
+  std::vector<Reply> replies(clients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i)
+    threads.emplace_back([&, i] {
+      replies[size_t(i)] = post_stream(served.port, "/v1/completions",
+                                       completion_body(prompts[size_t(i)], max_tokens, ",\"stream\":true"));
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < clients; ++i) {
+    CAPTURE(prompts[size_t(i)]);
+    CHECK(replies[size_t(i)].status == 200);
+    const Events events = parse_events(replies[size_t(i)].body);
+    CHECK(events.ended_with_done);
+    CHECK(stream_text(events, false) == wants[size_t(i)]);
+  }
+}
+
+TEST_CASE("a client that hangs up mid-stream cancels its generation; the server carries on") {
+  auto& served = brown();
+  const uint64_t cancelled_before = served.server.cancelled_generations();
+  const int max_tokens = 200;  // far more than it will get to: at lavapipe's pace this would take many seconds
+  const auto start = std::chrono::steady_clock::now();
+  const Reply s = post_stream(served.port, "/v1/completions", completion_body("The jury said", max_tokens, ",\"stream\":true"),
+                              [](const std::string& received) { return received.find("\"text\"") == std::string::npos; });
+  CHECK(s.body.find("\"text\"") != std::string::npos);  // it hung up after the first chunk
+  // The generation notices at its next write or two; bounded wait.
+  for (int i = 0; i < 600 && served.server.cancelled_generations() == cancelled_before; ++i) std::this_thread::sleep_for(50ms);
+  CHECK(served.server.cancelled_generations() == cancelled_before + 1);
+  CHECK(std::chrono::steady_clock::now() - start < 30s);
+
+  CHECK(get(served.port, "/health").status == 200);
+  const Reply next = post(served.port, "/v1/completions", completion_body("The jury said", 2));
+  CHECK(next.status == 200);
+}
+
+TEST_CASE("bad requests get 4xx errors in OpenAI's shape") {
+  const int port = brown().port;
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", "), 400).empty());  // malformed JSON
+  CHECK(error_param(post(port, "/v1/completions", "[1, 2]"), 400).empty());              // not an object
+  CHECK(error_param(post(port, "/v1/completions", "{\"max_tokens\": 2}"), 400) == "prompt");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": 5}"), 400) == "prompt");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": []}"), 400) == "prompt");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": [\"a\", \"b\"]}"), 400) == "prompt");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": [1, 99999999]}"), 400) == "prompt");  // outside the vocabulary
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": \"5\"}"), 400) == "max_tokens");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 2.5}"), 400) == "max_tokens");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 0}"), 400) == "max_tokens");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"temperature\": \"hot\"}"), 400) == "temperature");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"temperature\": 3}"), 400) == "temperature");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"top_p\": 0}"), 400) == "top_p");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"stream\": 1}"), 400) == "stream");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"stop\": 3}"), 400) == "stop");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"seed\": \"1\"}"), 400) == "seed");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"model\": 7}"), 400) == "model");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"n\": 2}"), 400) == "n");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"presence_penalty\": 0.5}"), 400) == "presence_penalty");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"echo\": true}"), 400) == "echo");
+  CHECK(error_param(post(port, "/v1/chat/completions", "{\"messages\": \"hi\"}"), 400) == "messages");
+  CHECK(error_param(post(port, "/v1/chat/completions", "{\"messages\": [{\"content\": \"hi\"}]}"), 400) == "messages[0].role");
+  CHECK(error_param(post(port, "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}"), 400) ==
+        "messages[0].content");
+
+  // Beyond the context (max_position_embeddings): OpenAI's code for it.
+  const uint32_t context = brown().model.info().max_position_embeddings;
+  const Reply long_request = post(port, "/v1/completions", completion_body("The jury", int(context)));
+  CHECK(error_param(long_request, 400) == "max_tokens");
+  CHECK(long_request.body.find("context_length_exceeded") != std::string::npos);
+
+  const Reply oversized = post(port, "/v1/completions", "{\"prompt\": \"" + std::string(kMaxBody, 'a') + "\"}");
+  CHECK(error_param(oversized, 413).empty());
+
+  const Reply unknown = get(port, "/v1/engines");
+  CHECK(error_param(unknown, 404).empty());
+  CHECK(unknown.body.find("/v1/engines") != std::string::npos);
+
+  // Still healthy after all that.
+  CHECK(get(port, "/health").status == 200);
+}
+
+TEST_CASE("inferno serve listens on the port it prints and stops on SIGTERM") {
+  const char* bin = std::getenv("INFERNO_BIN");
+  REQUIRE_MESSAGE(bin, "INFERNO_BIN names the inferno binary (set by meson)");
+  int err_pipe[2];
+  REQUIRE(::pipe(err_pipe) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  posix_spawn_file_actions_addclose(&actions, err_pipe[0]);
+  const std::string model = brown_dir().string();
+  std::vector<const char*> argv = {bin, "serve", "--quiet", "-m", model.c_str(), "--host", "127.0.0.1", "--port", "0", nullptr};
+  pid_t pid = 0;
+  REQUIRE(posix_spawn(&pid, bin, &actions, nullptr, const_cast<char* const*>(argv.data()), environ) == 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(err_pipe[1]);
+
+  // Read stderr until the line that names the port (bounded by the pipe's end if the command fails).
+  FILE* err = ::fdopen(err_pipe[0], "r");
+  std::string printed;
+  int port = 0;
+  char line[1024];
+  while (port == 0 && std::fgets(line, sizeof line, err)) {
+    printed += line;
+    if (const char* at = std::strstr(line, "http://127.0.0.1:")) port = std::atoi(at + std::strlen("http://127.0.0.1:"));
+  }
+  REQUIRE_MESSAGE(port > 0, "inferno serve printed: " << printed);
+
+  CHECK(get(port, "/health").status == 200);
+  const std::vector<int32_t> ids = brown().model.tokenize("The jury said");
+  const Reply r = post(port, "/v1/completions", completion_body("The jury said", 3));
+  CHECK(r.status == 200);
+  simdjson::dom::parser parser;
+  CHECK(str(parse(parser, r.body)["choices"].at(0)["text"]) == reference_text(brown().model, ids, 3));
+
+  ::kill(pid, SIGTERM);
+  int status = -1;
+  for (int i = 0; i < 1000 && ::waitpid(pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
+  if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL("inferno serve did not stop within 10 s of SIGTERM");
+  }
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  while (std::fgets(line, sizeof line, err)) printed += line;
+  CHECK(printed.find("stopped") != std::string::npos);
+  std::fclose(err);
+}
+
+TEST_CASE("stop strings: the text up to the first stop, never a byte of it, however the text is split") {
+  INFERNO_SEED_INFO();
+  Rng rng(4);
+  // A three-letter alphabet makes stops appear often, overlap and straddle the pieces.
+  for (int round = 0; round < 500; ++round) {
+    std::string text;
+    for (int i = rng.integer(0, 40); i > 0; --i) text += char('a' + rng.integer(0, 2));
+    std::vector<std::string> stops;
+    for (int s = rng.integer(0, 3); s > 0; --s) {
+      std::string stop;
+      for (int i = rng.integer(0, 4); i > 0; --i) stop += char('a' + rng.integer(0, 2));
+      stops.push_back(stop);  // sometimes empty: ignored
+    }
+    // The answer: the text before the first stop string to end (the longest of those ending at that byte).
+    size_t first = std::string::npos;
+    for (size_t end = 1; end <= text.size() && first == std::string::npos; ++end)
+      for (const auto& s : stops)
+        if (!s.empty() && s.size() <= end && text.compare(end - s.size(), s.size(), s) == 0)
+          first = std::min(first, end - s.size());
+    const std::string want = text.substr(0, first);
+    CAPTURE(text);
+    CAPTURE(stops.size());
+
+    inferno::server::StopMatcher matcher(stops);
+    std::string out;
+    for (size_t at = 0; at < text.size() && !matcher.stopped();) {
+      const size_t n = size_t(rng.integer(0, 5));
+      out += matcher.push(text.substr(at, n));
+      at += n;
+      REQUIRE(want.compare(0, out.size(), out) == 0);  // never more than the answer, never different
+    }
+    out += matcher.finish();
+    CHECK(out == want);
+    CHECK(matcher.stopped() == (first != std::string::npos));
+  }
+}
+
+TEST_CASE("JSON strings come out escaped and valid, bad UTF-8 as U+FFFD") {
+  INFERNO_SEED_INFO();
+  Rng rng(5);
+  simdjson::dom::parser parser;
+  for (int round = 0; round < 200; ++round) {
+    std::string s;
+    for (int i = rng.integer(0, 30); i > 0; --i) {
+      switch (rng.integer(0, 3)) {
+        case 0: s += char(rng.integer(0, 127)); break;      // ASCII, controls and quotes included
+        case 1: s += "\xc3\xa9"; break;                      // é
+        case 2: s += "\xf0\x9f\x94\xa5"; break;              // an emoji (4 bytes)
+        default: s += "\"\\"; break;
+      }
+    }
+    const auto e = parse(parser, inferno::server::json_quote(s));
+    CHECK(str(e) == s);
+  }
+  const auto bad = parse(parser, inferno::server::json_quote("a\xff" "b\xc3"));
+  CHECK(str(bad) == "a\xef\xbf\xbd" "b\xef\xbf\xbd");
+  const auto overlong = parse(parser, inferno::server::json_quote("\xc0\xaf"));
+  CHECK(str(overlong) == "\xef\xbf\xbd\xef\xbf\xbd");
+}
