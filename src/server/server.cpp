@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <random>
 
 #include "server/generation.hpp"
@@ -21,6 +22,14 @@ using namespace std::chrono_literals;
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
   res.set_content(e.to_json(), "application/json");
+}
+
+// A generation that failed in the engine (500) or was cut short because the server is stopping (503).
+std::optional<ApiError> outcome_error(const GenerationOutcome& outcome) {
+  if (outcome.finish_reason == "cancelled")
+    return ApiError{503, outcome.error.value_or("the server is stopping"), "server_error", "", "server_stopping"};
+  if (outcome.error) return ApiError{500, *outcome.error, "server_error", "", ""};
+  return std::nullopt;
 }
 
 ApiError context_exceeded(std::string param, std::string message) {
@@ -152,7 +161,7 @@ struct Server::Impl {
       if (update.done) break;
     }
     const GenerationOutcome& outcome = generation->outcome();
-    if (outcome.error) return send_error(res, {500, *outcome.error, "server_error", "", ""});
+    if (const auto error = outcome_error(outcome)) return send_error(res, *error);
     res.set_content(completion_json(head, text, outcome.finish_reason, {outcome.prompt_tokens, outcome.completion_tokens}),
                     "application/json");
   }
@@ -188,8 +197,8 @@ struct Server::Impl {
       if (update.done) break;
     }
     const GenerationOutcome& outcome = generation.outcome();
-    if (outcome.error) {
-      if (!send(ApiError{500, *outcome.error, "server_error", "", ""}.to_json())) return false;
+    if (const auto error = outcome_error(outcome)) {
+      if (!send(error->to_json())) return false;
     } else {
       if (!send(chunk_json(head, "", false, outcome.finish_reason))) return false;
       if (include_usage && !send(usage_chunk_json(head, {outcome.prompt_tokens, outcome.completion_tokens}))) return false;

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -398,6 +399,31 @@ TEST_CASE("a client that hangs up mid-stream cancels its generation; the server 
   CHECK(get(served.port, "/health").status == 200);
   const Reply next = post(served.port, "/v1/completions", completion_body("The jury said", 2));
   CHECK(next.status == 200);
+}
+
+TEST_CASE("stopping the server ends a running stream with an error event, promptly") {
+  Served own(brown_dir());
+  Reply reply;
+  std::atomic<bool> first_text{false};
+  std::thread client_thread([&] {
+    reply = post_stream(own.port, "/v1/completions", completion_body("The jury said", 200, ",\"stream\":true"),
+                        [&](const std::string& received) {
+                          if (received.find("\"text\"") != std::string::npos) first_text = true;
+                          return true;
+                        });
+  });
+  for (int i = 0; i < 600 && !first_text; ++i) std::this_thread::sleep_for(50ms);
+  CHECK(first_text);
+  const auto start = std::chrono::steady_clock::now();
+  own.server.stop();
+  CHECK(std::chrono::steady_clock::now() - start < 10s);  // 200 tokens would take far longer on lavapipe
+  client_thread.join();
+  CHECK(reply.status == 200);
+  const Events events = parse_events(reply.body);
+  CHECK(events.ended_with_done);
+  REQUIRE(!events.data.empty());
+  CHECK(events.data.back().find("server_stopping") != std::string::npos);
+  CHECK(!own.server.running());
 }
 
 TEST_CASE("bad requests get 4xx errors in OpenAI's shape") {
