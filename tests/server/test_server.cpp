@@ -282,6 +282,39 @@ TEST_CASE("a completion is Session::generate's greedy text, whole or streamed") 
   CHECK(int64_t(usage["usage"]["prompt_tokens"]) == int64_t(ids.size()));
 }
 
+TEST_CASE("temperature, top_p and seed sample as Session::generate does with the same seed") {
+  INFERNO_SEED_INFO();
+  Rng rng(6);
+  const std::string prompt = random_prompt(rng);
+  const uint64_t seed = uint64_t(rng.integer(0, 1 << 30));
+  const float temperature = 0.7f, top_p = 0.9f;
+  CAPTURE(prompt);
+  CAPTURE(seed);
+  auto& served = brown();
+  // The reference: the model's generation_config.json with the request's values on top.
+  inferno::GenerateOptions options;
+  options.max_new_tokens = 5;
+  options.ignore_eos = true;
+  options.sampling = inferno::default_sampling(served.model);
+  options.sampling.do_sample = true;
+  options.sampling.temperature = temperature;
+  options.sampling.top_p = top_p;
+  options.sampling.seed = seed;
+  inferno::Session session(served.model);
+  const std::string want = served.model.detokenize(session.generate(served.model.tokenize(prompt), options));
+
+  // Parameters that are null, zero or 1 are accepted as "not asked for".
+  const std::string body = "{\"prompt\":" + quote(prompt) + ",\"max_tokens\":5,\"ignore_eos\":true,\"temperature\":0.7," +
+                           "\"top_p\":0.9,\"seed\":" + std::to_string(seed) +
+                           ",\"n\":1,\"presence_penalty\":0,\"frequency_penalty\":0,\"stop\":null,\"logprobs\":null}";
+  simdjson::dom::parser parser;
+  for (int round = 0; round < 2; ++round) {  // the same seed twice: the same text
+    const Reply r = post(served.port, "/v1/completions", body);
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    CHECK(str(parse(parser, r.body)["choices"].at(0)["text"]) == want);
+  }
+}
+
 TEST_CASE("stop strings cut the text before the first of them, whole or streamed") {
   INFERNO_SEED_INFO();
   Rng rng(2);
