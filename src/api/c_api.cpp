@@ -59,6 +59,16 @@ inferno_status guarded(Body&& body) noexcept {
   }
 }
 
+// The value of an enum field a C caller filled: any int may be there, and reading one outside the enumerators
+// through the enum type is undefined in C++, so it is read as the int it is.
+template <class Enum>
+int enum_value(const Enum& e) {
+  static_assert(sizeof(Enum) == sizeof(int));
+  int v = 0;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 void require(bool ok, const char* what) {
   if (!ok) throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, what};
 }
@@ -319,12 +329,15 @@ inferno_status inferno_session_create(inferno_model* model, const inferno_sessio
     const inferno_session_params p = params ? *params : inferno_session_default_params();
     inferno::SessionOptions options;
     options.ctx = p.ctx;
-    switch (p.kv_dtype) {
+    const int kv_dtype = enum_value(p.kv_dtype);
+    switch (kv_dtype) {
       case INFERNO_KV_AUTO: options.kv_dtype = inferno::KvDtype::Auto; break;
       case INFERNO_KV_F32: options.kv_dtype = inferno::KvDtype::F32; break;
       case INFERNO_KV_F16: options.kv_dtype = inferno::KvDtype::F16; break;
       case INFERNO_KV_BF16: options.kv_dtype = inferno::KvDtype::BF16; break;
-      default: throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, "kv_dtype " + std::to_string(int(p.kv_dtype)) + " is not one of inferno_kv_dtype"};
+      default:
+        throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT,
+                          "kv_dtype " + std::to_string(kv_dtype) + " is not one of inferno_kv_dtype"};
     }
     *session = new inferno_session{model, inferno::Session(owner.model, options)};
   });
