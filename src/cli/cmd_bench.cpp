@@ -6,7 +6,7 @@
 #include <random>
 
 #include "cli/commands.hpp"
-#include "cli/json_writer.hpp"
+#include "util/json_writer.hpp"
 
 namespace inferno::cli {
 

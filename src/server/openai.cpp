@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <limits>
 
-#include "server/json_out.hpp"
+#include "util/json_writer.hpp"
 
 namespace inferno::server {
 
@@ -206,7 +206,7 @@ void read_stop(const Fields& f, CompletionRequest& r) {
 }  // namespace
 
 std::string ApiError::to_json() const {
-  JsonOut j;
+  JsonWriter j;
   j.begin_object().key("error").begin_object();
   j.field("message", message).field("type", type);
   if (param.empty()) j.null_field("param");
@@ -267,11 +267,11 @@ CompletionRequest parse_completion_request(std::string_view body, bool chat) {
 
 namespace {
 
-void head_fields(JsonOut& j, const ResponseHead& head, const char* object) {
+void head_fields(JsonWriter& j, const ResponseHead& head, const char* object) {
   j.field("id", head.id).field("object", object).field("created", head.created).field("model", head.model);
 }
 
-void usage_field(JsonOut& j, const Usage& usage) {
+void usage_field(JsonWriter& j, const Usage& usage) {
   j.key("usage").begin_object();
   j.field("prompt_tokens", usage.prompt_tokens)
       .field("completion_tokens", usage.completion_tokens)
@@ -283,7 +283,7 @@ void usage_field(JsonOut& j, const Usage& usage) {
 
 std::string completion_json(const ResponseHead& head, const std::string& text, const std::string& finish_reason,
                             const Usage& usage) {
-  JsonOut j;
+  JsonWriter j;
   j.begin_object();
   head_fields(j, head, head.chat ? "chat.completion" : "text_completion");
   j.key("choices").begin_array().begin_object().field("index", 0);
@@ -297,7 +297,7 @@ std::string completion_json(const ResponseHead& head, const std::string& text, c
 
 std::string chunk_json(const ResponseHead& head, const std::string& text, bool first,
                        const std::optional<std::string>& finish_reason) {
-  JsonOut j;
+  JsonWriter j;
   j.begin_object();
   head_fields(j, head, head.chat ? "chat.completion.chunk" : "text_completion");
   j.key("choices").begin_array().begin_object().field("index", 0);
@@ -317,7 +317,7 @@ std::string chunk_json(const ResponseHead& head, const std::string& text, bool f
 }
 
 std::string usage_chunk_json(const ResponseHead& head, const Usage& usage) {
-  JsonOut j;
+  JsonWriter j;
   j.begin_object();
   head_fields(j, head, head.chat ? "chat.completion.chunk" : "text_completion");
   j.key("choices").begin_array().end_array();
@@ -327,7 +327,7 @@ std::string usage_chunk_json(const ResponseHead& head, const Usage& usage) {
 }
 
 std::string models_json(const std::string& model, int64_t created) {
-  JsonOut j;
+  JsonWriter j;
   j.begin_object().field("object", "list").key("data").begin_array();
   j.begin_object().field("id", model).field("object", "model").field("created", created).field("owned_by", "inferno");
   j.end_object().end_array().end_object();

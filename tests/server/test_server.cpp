@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "inferno/inferno.hpp"
-#include "server/json_out.hpp"
+#include "util/json_writer.hpp"
 #include "server/server.hpp"
 #include "server/stop_strings.hpp"
 #include "test_support.hpp"
@@ -171,7 +171,7 @@ std::string error_param(const Reply& r, int status) {
   return e["param"].is_null() ? std::string() : str(e["param"]);
 }
 
-std::string quote(const std::string& s) { return inferno::server::json_quote(s); }
+std::string quote(const std::string& s) { return inferno::json_quote(s); }
 
 // ---- references ----
 
@@ -603,11 +603,11 @@ TEST_CASE("JSON strings come out escaped and valid, bad UTF-8 as U+FFFD") {
         default: s += "\"\\"; break;
       }
     }
-    const auto e = parse(parser, inferno::server::json_quote(s));
+    const auto e = parse(parser, inferno::json_quote(s));
     CHECK(str(e) == s);
   }
-  const auto bad = parse(parser, inferno::server::json_quote("a\xff" "b\xc3"));
+  const auto bad = parse(parser, inferno::json_quote("a\xff" "b\xc3"));
   CHECK(str(bad) == "a\xef\xbf\xbd" "b\xef\xbf\xbd");
-  const auto overlong = parse(parser, inferno::server::json_quote("\xc0\xaf"));
+  const auto overlong = parse(parser, inferno::json_quote("\xc0\xaf"));
   CHECK(str(overlong) == "\xef\xbf\xbd\xef\xbf\xbd");
 }

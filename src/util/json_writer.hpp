@@ -1,5 +1,5 @@
 #pragma once
-// Writing the server's JSON: objects and arrays in order, strings escaped. Text that is not valid UTF-8 (a file
+// Writing JSON (the server's responses, the command line's --json): objects and arrays in order, strings escaped. Text that is not valid UTF-8 (a file
 // name in an error message, say) comes out with U+FFFD in place of each bad byte, so the output is always JSON.
 #include <cstdint>
 #include <cstdio>
@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-namespace inferno::server {
+namespace inferno {
 
 // Length of the valid UTF-8 sequence at s[i], or 0 when none starts there.
 inline size_t utf8_sequence_length(std::string_view s, size_t i) {
@@ -65,38 +65,45 @@ inline std::string json_quote(std::string_view s) {
   return out + "\"";
 }
 
-class JsonOut {
+class JsonWriter {
  public:
-  JsonOut& begin_object() { return open('{'); }
-  JsonOut& end_object() { return close('}'); }
-  JsonOut& begin_array() { return open('['); }
-  JsonOut& end_array() { return close(']'); }
-  JsonOut& key(std::string_view k) {
+  JsonWriter& begin_object() { return open('{'); }
+  JsonWriter& end_object() { return close('}'); }
+  JsonWriter& begin_array() { return open('['); }
+  JsonWriter& end_array() { return close(']'); }
+  JsonWriter& key(std::string_view k) {
     separate();
     out_ += json_quote(k) + ":";
     after_key_ = true;
     return *this;
   }
-  JsonOut& value(std::string_view v) { return raw(json_quote(v)); }
-  JsonOut& value(const char* v) { return raw(json_quote(v)); }
-  JsonOut& value(const std::string& v) { return raw(json_quote(v)); }
-  JsonOut& value(bool v) { return raw(v ? "true" : "false"); }
-  JsonOut& value(int64_t v) { return raw(std::to_string(v)); }
-  JsonOut& value(int v) { return raw(std::to_string(v)); }
-  JsonOut& null() { return raw("null"); }
+  JsonWriter& value(std::string_view v) { return raw(json_quote(v)); }
+  JsonWriter& value(const char* v) { return raw(json_quote(v)); }
+  JsonWriter& value(const std::string& v) { return raw(json_quote(v)); }
+  JsonWriter& value(bool v) { return raw(v ? "true" : "false"); }
+  JsonWriter& value(int64_t v) { return raw(std::to_string(v)); }
+  JsonWriter& value(int v) { return raw(std::to_string(v)); }
+  JsonWriter& value(uint64_t v) { return raw(std::to_string(v)); }
+  JsonWriter& value(uint32_t v) { return raw(std::to_string(v)); }
+  JsonWriter& value(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return raw(buf);
+  }
+  JsonWriter& null() { return raw("null"); }
   template <class T>
-  JsonOut& field(std::string_view k, const T& v) {
+  JsonWriter& field(std::string_view k, const T& v) {
     key(k);
     return value(v);
   }
-  JsonOut& null_field(std::string_view k) {
+  JsonWriter& null_field(std::string_view k) {
     key(k);
     return null();
   }
   const std::string& str() const { return out_; }
 
  private:
-  JsonOut& raw(std::string_view s) {
+  JsonWriter& raw(std::string_view s) {
     separate();
     out_ += s;
     return *this;
@@ -109,13 +116,13 @@ class JsonOut {
     if (!first_.empty() && !first_.back()) out_ += ",";
     if (!first_.empty()) first_.back() = false;
   }
-  JsonOut& open(char c) {
+  JsonWriter& open(char c) {
     separate();
     out_ += c;
     first_.push_back(true);
     return *this;
   }
-  JsonOut& close(char c) {
+  JsonWriter& close(char c) {
     out_ += c;
     first_.pop_back();
     return *this;
@@ -125,4 +132,4 @@ class JsonOut {
   bool after_key_ = false;
 };
 
-}  // namespace inferno::server
+}  // namespace inferno
