@@ -2,6 +2,8 @@
 // Dynamic per-row (per-token) int8 quantization of f32 activations, as compressed-tensors' w8a8 checkpoints expect
 // and bit-exact with its float32 simulation: scale = max|x| / 127, q = round-half-to-even(x / scale) clamped to
 // [-128, 127], both divisions rounded as IEEE float32 division rounds. A zero row gets scale 0 and q 0.
+// With a static scale (compressed-tensors `input_scale`, strategy tensor) every row takes that scale instead:
+// q = round-half-to-even(x / scale) clamped to [-128, 127], the scale written to xscale like a dynamic one.
 // One workgroup a row: the threads find max|x| together, then each packs 4 quantized values a word (lowest k in the
 // lowest byte), the row's tail word padded with zeros.
 #extension GL_GOOGLE_include_directive : require
@@ -20,6 +22,7 @@ layout(push_constant) uniform Push {
   uint xq_offset;     // word of xq[0] within the bound range
   uint xq_stride;     // words between rows of xq
   uint scale_offset;  // element of xscale[0] within the bound range
+  float static_scale; // > 0: this scale for every row; 0: each row's own max|x| / 127
 } pc;
 
 shared float partial_max[gl_WorkGroupSize.x];
@@ -84,6 +87,7 @@ float divide_rounded(float a, float b) {
 // it lies within a few ulps of a half-integer: only those take the exact division. 3e-6 is ~25 ulps of margin.
 int quantize_magnitude(float v, float scale, float inverse_scale) {
   const float approx = v * inverse_scale;
+  if (approx > 256.0) return 256;  // clamped by the caller anyway (a static scale lets |x / scale| exceed 127)
   if (abs(fract(approx) - 0.5) > approx * 3.0e-6 + 1.0e-30) return int(roundEven(approx));
   return int(roundEven(divide_rounded(v, scale)));
 }
@@ -95,10 +99,14 @@ void main() {
   const uint x0 = pc.x_offset + row * pc.x_stride;
 
   float largest = 0.0;
-  for (uint i = t; i < pc.k; i += threads) largest = max(largest, abs(x[x0 + i]));
+  if (pc.static_scale <= 0.0)
+    for (uint i = t; i < pc.k; i += threads) largest = max(largest, abs(x[x0 + i]));
   partial_max[t] = largest;
   barrier();
-  if (t == 0u) {
+  if (t == 0u && pc.static_scale > 0.0) {
+    row_scale = pc.static_scale;
+    xscale[pc.scale_offset + row] = row_scale;
+  } else if (t == 0u) {
     for (uint j = 1u; j < threads; ++j) largest = max(largest, partial_max[j]);
     // A zero row keeps scale 0 (and q 0); a row holding inf or NaN passes it on to the scale, and so to y.
     row_scale = largest == 0.0 || isinf(largest) || isnan(largest) ? largest : divide_rounded(largest, 127.0);

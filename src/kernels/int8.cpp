@@ -47,6 +47,7 @@ struct W8A8Push {
 // Mirrors `Push` in shaders/quantize_rows.comp.
 struct QuantizeRowsPush {
   uint32_t k, m, x_offset, x_stride, xq_offset, xq_stride, scale_offset;
+  float static_scale;
 };
 
 void need_bytes(const std::string& what, const vk::Buffer& b, const char* role, uint64_t bytes, uint32_t m) {
@@ -120,10 +121,13 @@ DeviceMatrix quantize_matrix_int8(vk::Device& device, std::string name, WeightTy
 }
 
 void record_quantize_rows(vk::Device& device, vk::Recorder& rec, const vk::Buffer& x, const vk::Buffer& xq,
-                          const vk::Buffer& xscale, uint32_t m, uint32_t k, uint64_t max_binding_bytes) {
+                          const vk::Buffer& xscale, uint32_t m, uint32_t k, float static_scale,
+                          uint64_t max_binding_bytes) {
   const std::string what = "quantize_rows";
   if (m == 0) return;
   if (k == 0) throw Error(what + ": rows of 0 elements");
+  if (!(static_scale >= 0) || std::isinf(static_scale))
+    throw Error(what + ": the static scale " + std::to_string(static_scale) + " is not a finite number ≥ 0");
   const uint64_t words = quantized_row_words(k);
   need_bytes(what, x, "x", uint64_t(m) * k * 4, m);
   need_bytes(what, xq, "xq", uint64_t(m) * words * 4, m);
@@ -139,7 +143,8 @@ void record_quantize_rows(vk::Device& device, vk::Recorder& rec, const vk::Buffe
     const BindingWindow xw = binding_window(device, x, uint64_t(m0) * k * 4, uint64_t(m0 + mb) * k * 4, 4);
     const BindingWindow qw = binding_window(device, xq, m0 * words * 4, (m0 + mb) * words * 4, 4);
     const BindingWindow sw = binding_window(device, xscale, uint64_t(m0) * 4, uint64_t(m0 + mb) * 4, 4);
-    const QuantizeRowsPush push{k, mb, xw.first_element, k, qw.first_element, uint32_t(words), sw.first_element};
+    const QuantizeRowsPush push{k, mb, xw.first_element, k, qw.first_element, uint32_t(words), sw.first_element,
+                                 static_scale};
     const Grid g = grid_1d(device, mb);
     rec.dispatch(p, {vk::in(x, xw.offset, xw.range), vk::out(xq, qw.offset, qw.range), vk::out(xscale, sw.offset, sw.range)},
                  push, g.x, g.y);

@@ -2,8 +2,9 @@
 // INT8 weights with one scale per row, in two modes:
 // - weight-only: int8 weights and f32 activations, y = Σ x · (q · s) through record_linear (WeightType::I8), for
 //   compressed-tensors weights or a float checkpoint quantized while it loads (quantize_matrix_int8);
-// - w8a8 (compressed-tensors `int-quantized` with dynamic per-token activations): activations quantized per row
-//   (record_quantize_rows), then exact int32 dot products, y = float(qx · qw) · sx · sw (+ b) (record_linear_w8a8).
+// - w8a8 (compressed-tensors `int-quantized` with int8 activations, dynamic per token or static per tensor):
+//   activations quantized per row (record_quantize_rows), then exact int32 dot products,
+//   y = float(qx · qw) · sx · sw (+ b) (record_linear_w8a8).
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -29,11 +30,13 @@ inline uint32_t quantized_row_words(uint32_t k) { return (k + 3) / 4; }
 
 // Quantizes each row of x (f32 [m, k], rows k floats apart) to int8: xscale[r] = max|x[r]| / 127 and
 // xq[r][i] = round half to even (x[r][i] / xscale[r]) clamped to [-128, 127], both divisions rounded as IEEE float32
-// does (bit-exact with a float32 PyTorch/NumPy simulation); a zero row gets scale 0 and q 0. xq holds int8 [m, k]
+// does (bit-exact with a float32 PyTorch/NumPy simulation); a zero row gets scale 0 and q 0. A `static_scale` > 0
+// (compressed-tensors' static per-tensor `input_scale`) replaces every row's max|x| / 127. xq holds int8 [m, k]
 // packed 4 a word, rows quantized_row_words(k) words apart; xscale is f32 [m]. `max_binding_bytes` (0 = the device's
 // limit) bounds what one binding of x holds: tests pass a small value to force blocks of rows.
 void record_quantize_rows(vk::Device& device, vk::Recorder& rec, const vk::Buffer& x, const vk::Buffer& xq,
-                          const vk::Buffer& xscale, uint32_t m, uint32_t k, uint64_t max_binding_bytes = 0);
+                          const vk::Buffer& xscale, uint32_t m, uint32_t k, float static_scale = 0,
+                          uint64_t max_binding_bytes = 0);
 
 // Which integer dot-product kernels record_linear_w8a8 runs. Auto: the packed 4×8-bit dot-product kernels where
 // w8a8_packed_dot_available and the device reports them accelerated, the plain ones elsewhere (lavapipe emulates

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "kernels/elementwise.hpp"
 #include "kernels/embedding.hpp"
@@ -164,17 +165,29 @@ std::vector<float> Forward::step(const Step& s) {
   shape.scale = float(1.0 / std::sqrt(double(h.head_dim)));
   const KvType kv = cache_.type();
   vk::Device& d = device_;
-  // A projection; w8a8 layers take their input quantized per token (quantize() first, once per input).
-  auto linear = [&](const Linear& p, const vk::Buffer& x, const vk::Buffer& y, uint32_t m, bool accumulate) {
-    const kernels::DeviceVector* bias = p.bias ? &*p.bias : nullptr;
-    if (p.int8_activations)
-      kernels::record_linear_w8a8(d, rec_, {.weight = &p.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_, .y = &y,
-                                            .m = m, .accumulate = accumulate});
-    else
-      kernels::record_linear(d, rec_, {.weight = &p.weight, .bias = bias, .x = &x, .y = &y, .m = m, .accumulate = accumulate});
+  // Projections of one input x. w8a8 layers read x quantized to int8 (per token, or with the module's static
+  // scale); x is quantized once and again only where the next projection's static scale differs.
+  struct Projection {
+    const Linear& p;
+    const vk::Buffer& y;
+    bool accumulate;  // y += x · Wᵀ: the residual add folded into the projection
   };
-  auto quantize = [&](const Linear& p, const vk::Buffer& x, uint32_t m) {
-    if (p.int8_activations) kernels::record_quantize_rows(d, rec_, x, xq_, xscale_, m, p.weight.cols);
+  auto project = [&](const vk::Buffer& x, uint32_t m, std::initializer_list<Projection> projections) {
+    std::optional<float> quantized_with;
+    for (const Projection& j : projections) {
+      const kernels::DeviceVector* bias = j.p.bias ? &*j.p.bias : nullptr;
+      if (!j.p.int8_activations) {
+        kernels::record_linear(d, rec_, {.weight = &j.p.weight, .bias = bias, .x = &x, .y = &j.y, .m = m,
+                                         .accumulate = j.accumulate});
+        continue;
+      }
+      if (quantized_with != j.p.input_scale) {
+        kernels::record_quantize_rows(d, rec_, x, xq_, xscale_, m, j.p.weight.cols, j.p.input_scale);
+        quantized_with = j.p.input_scale;
+      }
+      kernels::record_linear_w8a8(d, rec_, {.weight = &j.p.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
+                                            .y = &j.y, .m = m, .accumulate = j.accumulate});
+    }
   };
   auto head = [&](const vk::Buffer& x, uint32_t m) {
     kernels::record_linear(d, rec_, {.weight = &model_.lm_head(), .x = &x, .y = &logits_, .m = m});
@@ -186,24 +199,17 @@ std::vector<float> Forward::step(const Step& s) {
     const LayerWeights& l = model_.layers()[i];
     // attention block
     kernels::record_rmsnorm(d, rec_, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
-    quantize(l.q, xn_, rows);
-    linear(l.q, xn_, q_, rows, false);
-    linear(l.k, xn_, k_, rows, false);
-    linear(l.v, xn_, v_, rows, false);
+    project(xn_, rows, {{l.q, q_, false}, {l.k, k_, false}, {l.v, v_, false}});
     kernels::record_rope(d, rec_, q_, rows, h.heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
     kernels::record_rope(d, rec_, k_, rows, h.kv_heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
     kernels::record_kv_write(d, rec_, kv, shape, k_, h.kv_dim(), v_, h.kv_dim(), cache_.k(i), cache_.v(i));
     kernels::record_attention(d, rec_, kv, shape, q_, h.q_dim(), cache_.k(i), cache_.v(i), kv_start_, attn_);
-    quantize(l.o, attn_, rows);
-    linear(l.o, attn_, x_, rows, true);  // residual add folded into the projection
+    project(attn_, rows, {{l.o, x_, true}});
     // MLP block
     kernels::record_rmsnorm(d, rec_, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
-    quantize(l.gate, xn_, rows);
-    linear(l.gate, xn_, gate_, rows, false);
-    linear(l.up, xn_, up_, rows, false);
+    project(xn_, rows, {{l.gate, gate_, false}, {l.up, up_, false}});
     kernels::record_silu_mul(d, rec_, gate_, up_, gate_, rows, h.intermediate);
-    quantize(l.down, gate_, rows);
-    linear(l.down, gate_, x_, rows, true);
+    project(gate_, rows, {{l.down, x_, true}});
   }
   if (s.rows == LogitsRows::All) {
     kernels::record_rmsnorm(d, rec_, x_, model_.final_norm(), xn_, rows, h.hidden, h.rms_eps);

@@ -3,14 +3,16 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <regex>
 
 #include "io/checkpoint.hpp"
 #include "kernels/int8.hpp"
 #include "util/error.hpp"
+#include "util/half.hpp"
 #include "util/progress.hpp"
+#include "util/regex_match.hpp"
 
 namespace inferno::model {
 
@@ -54,11 +56,13 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 struct Int8Scheme {
   bool active = false;
   bool int8_activations = false;
-  std::vector<std::string> ignore;  // module names, or "re:PATTERN"
+  bool static_activations = false;  // one `input_scale` per module instead of per-token scales
+  std::vector<std::string> ignore;  // module names, or "re:PATTERN" (Python re.match)
+  std::string where;                // the config file, for errors about a pattern
   bool ignored(const std::string& module) const {
     for (const auto& pattern : ignore) {
       if (pattern.rfind("re:", 0) == 0) {
-        if (std::regex_match(module, std::regex(pattern.substr(3)))) return true;
+        if (util::python_re_match(pattern.substr(3), module, where + ": quantization_config.ignore")) return true;
       } else if (module == pattern || (module.size() > pattern.size() &&
                                        module.compare(module.size() - pattern.size(), pattern.size(), pattern) == 0 &&
                                        module[module.size() - pattern.size() - 1] == '.')) {
@@ -71,6 +75,7 @@ struct Int8Scheme {
 
 Int8Scheme parse_int8_scheme(const io::LlamaConfig& c, const std::string& source) {
   Int8Scheme scheme;
+  scheme.where = source;
   if (c.quant_method.empty()) return scheme;
   const std::string where = source + ": quantization_config";
   if (c.quant_method != "compressed-tensors")
@@ -107,9 +112,12 @@ Int8Scheme parse_int8_scheme(const io::LlamaConfig& c, const std::string& source
       if (a["num_bits"].get(bits) || bits != 8) throw Error(g + ".input_activations.num_bits: only 8 is supported");
       if (a["symmetric"].get(symmetric) || !symmetric)
         throw Error(g + ".input_activations.symmetric: only symmetric is supported");
-      if (a["dynamic"].get(dynamic) || !dynamic || a["strategy"].get(strategy) || strategy != "token")
-        throw Error(g + ".input_activations: only dynamic per-token activations are supported");
+      if (a["dynamic"].get(dynamic) || a["strategy"].get(strategy) || (dynamic && strategy != "token") ||
+          (!dynamic && strategy != "tensor"))
+        throw Error(g + ".input_activations: dynamic per-token or static per-tensor activations are supported, not " +
+                    (dynamic ? "dynamic" : "static") + " '" + std::string(strategy) + "'");
       scheme.int8_activations = true;
+      scheme.static_activations = !dynamic;
     }
   }
   simdjson::dom::array ignore;
@@ -173,6 +181,29 @@ class Loader {
     progress_.advance(s->bytes);
     return kernels::upload_int8_matrix(device_, module + ".weight", rows, cols, data_(w), scale_type, scales, 0,
                                        [&](uint64_t n) { progress_.advance(n); });
+  }
+
+  // A one-element float tensor (shape [1] or []), read on the host: a positive, finite scale.
+  float scalar(const std::string& name) {
+    const io::TensorInfo* t = find_(name);
+    if (!t) throw Error(source_ + ": tensor '" + name + "' is missing");
+    const auto type = weight_type_of(*t, source_);
+    if (t->elements() != 1 || !kernels::is_float_type(type))
+      throw Error(source_ + ": tensor '" + name + "' should hold one float, it has shape " + shape_string(t->shape) +
+                  " and dtype " + std::string(io::dtype_name(t->dtype)));
+    const std::span<const std::byte> bytes = data_(*t);
+    float value = 0;
+    if (type == kernels::WeightType::F32) {
+      std::memcpy(&value, bytes.data(), 4);
+    } else {
+      uint16_t half = 0;
+      std::memcpy(&half, bytes.data(), 2);
+      value = type == kernels::WeightType::BF16 ? bf16_to_f32(half) : f16_to_f32(half);
+    }
+    if (!(value > 0) || std::isinf(value))
+      throw Error(source_ + ": tensor '" + name + "' holds " + std::to_string(value) + ", not a positive finite scale");
+    progress_.advance(t->bytes);
+    return value;
   }
 
   kernels::DeviceVector vector(const std::string& name, uint32_t size, std::span<const std::byte> replacement = {}) {
@@ -357,6 +388,7 @@ void LlamaModel::load_safetensors(LlamaModel& m, const std::filesystem::path& di
       if (scheme.active && !scheme.ignored(name)) {
         out.weight = load.int8_matrix(name, rows, cols);
         out.int8_activations = scheme.int8_activations;
+        if (scheme.static_activations) out.input_scale = load.scalar(name + ".input_scale");
       } else {
         out.weight = load.matrix(name + ".weight", rows, cols, options.quantize_int8);
       }

@@ -38,7 +38,8 @@ std::string detect_family(const io::LlamaConfig& config);
 struct Linear {
   kernels::DeviceMatrix weight;
   std::optional<kernels::DeviceVector> bias;
-  bool int8_activations = false;
+  bool int8_activations = false;  // w8a8: the input is quantized to int8 first
+  float input_scale = 0;          // w8a8 with a static per-tensor activation scale; 0 = dynamic, per token
 };
 
 struct LayerWeights {

@@ -41,7 +41,7 @@ class TempDir {
 
 inline std::vector<std::byte> as_bytes(const std::string& text) {
   std::vector<std::byte> bytes(text.size());
-  std::memcpy(bytes.data(), text.data(), text.size());
+  if (!text.empty()) std::memcpy(bytes.data(), text.data(), text.size());  // an empty vector's data() may be null
   return bytes;
 }
 
@@ -57,7 +57,7 @@ inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
   REQUIRE(in.good());
   std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<std::byte> bytes(chars.size());
-  std::memcpy(bytes.data(), chars.data(), chars.size());
+  if (!chars.empty()) std::memcpy(bytes.data(), chars.data(), chars.size());
   return bytes;
 }
 

@@ -5,6 +5,7 @@
 #include "generate/session.hpp"
 #include "gpu_support.hpp"
 #include "io/gguf.hpp"
+#include "io/io_test_files.hpp"
 #include "io/safetensors.hpp"
 #include "model/forward.hpp"
 #include "model/llama.hpp"
@@ -112,6 +113,75 @@ TEST_CASE("a Q4_K_M file takes exactly its tensor bytes on the device") {
 TEST_CASE("compressed-tensors w8a8 equals its float32 simulation") {
   check_logits_and_greedy({"hf-llama/w8a8-int8", "hf-llama/w8a8-int8/reference.safetensors", "logits_w8a8_sim",
                            "greedy_w8a8_sim", 2e-3, kernels::KvType::F32});
+}
+
+// Static per-tensor activation scales (`input_scale`, strategy tensor), calibrated so that some activations clamp;
+// `ignore` spelled as a regular expression ("re:.*lm_head"). The reference is the same float32 simulation with those
+// scales (tools/fixtures/make_w8a8_static.py, checked there against the dynamic fixture), so the bound is the same.
+TEST_CASE("compressed-tensors w8a8 with static activation scales equals its float32 simulation") {
+  check_logits_and_greedy({"hf-llama/w8a8-static-int8", "hf-llama/w8a8-static-int8/reference.safetensors",
+                           "logits_w8a8_sim", "greedy_w8a8_sim", 2e-3, kernels::KvType::F32});
+  auto m = model::LlamaModel::load(test_device(), data_path("hf-llama/w8a8-static-int8"), {.quiet = true});
+  CHECK(m->layers()[1].down.input_scale > 0);
+  CHECK(m->layers()[1].down.input_scale != m->layers()[1].up.input_scale);
+  CHECK(m->lm_head().type == kernels::WeightType::BF16);  // ignored by the pattern
+}
+
+// What the engine does not run is refused by the field that says so, not run wrongly.
+TEST_CASE("compressed-tensors schemes it does not support are refused, naming the field") {
+  const std::filesystem::path fixture = data_path("hf-llama/w8a8-static-int8");
+  std::ifstream in(fixture / "config.json");
+  const std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = config.find("\"quantization_config\"");
+  REQUIRE(at != std::string::npos);
+  auto quantization = [](const std::string& weights, const std::string& activations, const std::string& rest) {
+    return "\"quantization_config\": {\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {" +
+           weights + "}, \"input_activations\": " + activations + "}}, " + rest + "}\n}\n";
+  };
+  const std::string w = "\"num_bits\": 8, \"type\": \"int\", \"symmetric\": true, \"strategy\": \"channel\", \"group_size\": null";
+  const std::string a = "{\"num_bits\": 8, \"type\": \"int\", \"symmetric\": true, \"dynamic\": false, \"strategy\": \"tensor\"}";
+  const std::string r = "\"format\": \"int-quantized\", \"quant_method\": \"compressed-tensors\", \"ignore\": [\"lm_head\"]";
+  auto replace = [](std::string s, const std::string& from, const std::string& to) {
+    const size_t i = s.find(from);
+    REQUIRE(i != std::string::npos);
+    return s.replace(i, from.size(), to);
+  };
+  struct Case {
+    std::string quantization_config, needle;
+  };
+  const std::vector<Case> cases = {
+      {quantization(w, a, r), ""},  // the unchanged scheme loads: the cases below differ in one field each
+      {quantization(replace(w, "\"symmetric\": true", "\"symmetric\": false"), a, r), "weights.symmetric"},
+      {quantization(replace(w, "\"num_bits\": 8", "\"num_bits\": 4"), a, r), "weights.num_bits"},
+      {quantization(replace(w, "\"type\": \"int\"", "\"type\": \"float\""), a, r), "weights.type"},
+      {quantization(replace(w, "\"group_size\": null", "\"group_size\": 32"), a, r), "weights.group_size"},
+      {quantization(replace(w, "\"channel\"", "\"block\""), a, r), "weights.strategy"},
+      {quantization(w, replace(a, "\"symmetric\": true", "\"symmetric\": false"), r), "input_activations.symmetric"},
+      {quantization(w, replace(a, "\"num_bits\": 8", "\"num_bits\": 4"), r), "input_activations.num_bits"},
+      {quantization(w, replace(a, "\"dynamic\": false", "\"dynamic\": true"), r), "input_activations"},
+      {quantization(w, a, replace(r, "int-quantized", "float-quantized")), "format"},
+      {quantization(w, a, replace(r, "compressed-tensors", "gptq")), "quant_method"},
+      {quantization(w, a, replace(r, "\"lm_head\"", "\"re:(lm_head\"")), "does not compile"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.quantization_config);
+    TempDir dir;
+    write_file(dir / "config.json", config.substr(0, at) + c.quantization_config);
+    std::filesystem::create_symlink(std::filesystem::absolute(fixture / "model.safetensors"), dir / "model.safetensors");
+    if (c.needle.empty()) {
+      CHECK_NOTHROW(model::LlamaModel::load(test_device(), dir.path(), {.quiet = true}));
+    } else {
+      check_error_mentions([&] { model::LlamaModel::load(test_device(), dir.path(), {.quiet = true}); },
+                           {(dir / "config.json").string(), c.needle});
+    }
+  }
+  // Static activations asked for, but the weights (the dynamic fixture's) carry no input_scale.
+  TempDir dir;
+  write_file(dir / "config.json", config);
+  std::filesystem::create_symlink(std::filesystem::absolute(data_path("hf-llama/w8a8-int8/model.safetensors")),
+                                  dir / "model.safetensors");
+  check_error_mentions([&] { model::LlamaModel::load(test_device(), dir.path(), {.quiet = true}); },
+                       {"model.layers.0.self_attn.q_proj.input_scale", "missing"});
 }
 
 // Weight-only int8 with per-row scales rounds each weight by up to half a step (max|row| / 254); on these random
