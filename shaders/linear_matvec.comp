@@ -1,37 +1,50 @@
 #version 450
-// y = x · Wᵀ (+ b) for a few activation rows (decode): each workgroup computes ROWS outputs for all NUM_M rows of x,
-// so every weight row is read once however many rows x has. Threads stride over k four elements at a time (adjacent
-// threads reading adjacent words), or over the units of block formats (dequant.glsl); the partial sums meet in shared
-// memory, portable to any subgroup size.
+// y = x · Wᵀ (+ b) for a few activation rows (decode). A workgroup computes ROWS outputs for all NUM_M rows of x, so
+// every weight row is read once however many rows x has. Its threads form groups of LANES: each group takes
+// ROWS / (threads / LANES) rows, its lanes striding over k four elements at a time (adjacent lanes reading adjacent
+// words), or over the units of block formats (dequant.glsl). LANES follows k: a short row (k = 192) keeps 8 lanes
+// busy rather than leaving most of 64 idle, and the workgroup then takes several rows, so that a wide, short matrix
+// such as an lm_head is a few thousand workgroups, not one per row. The partial sums meet in shared memory, portable
+// to any subgroup size.
 #extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x_id = 0) in;                // threads per workgroup
-layout(constant_id = 1) const uint ROWS = 1;   // weight rows (outputs) per workgroup
+layout(constant_id = 1) const uint ROWS = 1;   // weight rows (outputs) per workgroup: a multiple of threads / LANES
 layout(constant_id = 2) const uint NUM_M = 1;  // activation rows: the dispatch's m
+layout(constant_id = 3) const uint LANES = 1;  // threads that share one output row: divides the workgroup size
+// Float weights whose rows are whole 16-byte units, and x rows that start on 16 bytes: each lane loads 16 bytes of a
+// row at a time (8 elements of f16/bf16, 4 of f32) and the matching x as vec4s. The host checks the alignment.
+layout(constant_id = 4) const bool VEC16 = false;
 
 #include "linear_common.glsl"
 
-shared float partial[ROWS * NUM_M * gl_WorkGroupSize.x];
+// The same bindings seen 16 bytes an element (aliases of linear_common.glsl's, for VEC16).
+layout(std430, binding = 0) readonly buffer Weights16 { uvec4 weight_vec16[]; };
+layout(std430, binding = 1) readonly buffer X16 { vec4 x_vec4[]; };
+
+const uint GROUPS = gl_WorkGroupSize.x / LANES;  // lane groups per workgroup
+const uint GROUP_ROWS = ROWS / GROUPS;           // rows each lane group computes
+
+shared float partial[ROWS * NUM_M * LANES];
 
 void main() {
-  const uint threads = gl_WorkGroupSize.x;
   const uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
   const uint first_row = group * ROWS;
   if (first_row >= pc.n) return;  // the whole workgroup leaves together, before any barrier
-  const uint t = gl_LocalInvocationID.x;
+  const uint lane = gl_LocalInvocationID.x % LANES, lane_group = gl_LocalInvocationID.x / LANES;
 
-  float acc[ROWS * NUM_M];
-  for (uint i = 0u; i < ROWS * NUM_M; ++i) acc[i] = 0.0;
+  float acc[GROUP_ROWS * NUM_M];
+  for (uint i = 0u; i < GROUP_ROWS * NUM_M; ++i) acc[i] = 0.0;
 
-  for (uint r = 0u; r < ROWS; ++r) {
-    const uint row = first_row + r;
+  for (uint r = 0u; r < GROUP_ROWS; ++r) {
+    const uint row = first_row + lane_group * GROUP_ROWS + r;
     if (row >= pc.n) break;
 #if WEIGHT_QUANT
     // Block formats: threads stride over units (8 elements as two runs of 4, or 4 for int8), adjacent threads taking
     // adjacent units of a block, each dequantized in registers once for all NUM_M rows of x.
     const uint blocks_per_row = pc.k / QK;
     const uint units = blocks_per_row * QUNITS_PER_BLOCK;
-    for (uint u = t; u < units; u += threads) {
+    for (uint u = lane; u < units; u += LANES) {
       const uint block = u / QUNITS_PER_BLOCK;
       vec4 lo, hi;
       uvec2 at;
@@ -48,6 +61,33 @@ void main() {
       }
     }
 #else
+    if (VEC16) {
+#if WEIGHT_IS_16BIT
+      const uint per_unit = 8u;  // elements per 16-byte unit
+#else
+      const uint per_unit = 4u;
+#endif
+      const uint units = pc.k / per_unit, first_unit = row * units;
+      for (uint u = lane; u < units; u += LANES) {
+        const uvec4 w = weight_vec16[first_unit + u];
+#if defined(WEIGHT_BF16)
+        const vec4 lo = vec4(unpack_bf16x2(w.x), unpack_bf16x2(w.y)), hi = vec4(unpack_bf16x2(w.z), unpack_bf16x2(w.w));
+#elif defined(WEIGHT_F16)
+        const vec4 lo = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y)), hi = vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w));
+#else
+        const vec4 lo = uintBitsToFloat(w);
+#endif
+        for (uint m = 0u; m < NUM_M; ++m) {
+          const uint xv = (pc.x_offset + m * pc.x_stride) / 4u + u * (per_unit / 4u);
+#if WEIGHT_IS_16BIT
+          acc[r * NUM_M + m] += dot(lo, x_vec4[xv]) + dot(hi, x_vec4[xv + 1u]);
+#else
+          acc[r * NUM_M + m] += dot(lo, x_vec4[xv]);
+#endif
+        }
+      }
+      continue;
+    }
     const uint base = row * pc.k;  // first element of the row within the chunk
     // A row of odd length may begin in the high half of a word: its first element is then taken alone, so that the
     // quads (two words each for 16-bit dtypes) start word-aligned. Elements before and after the quads go one by one.
@@ -57,14 +97,14 @@ void main() {
     const uint lead = 0u;
 #endif
     const uint quads_end = lead + (pc.k - lead) / 4u * 4u;
-    for (uint q = lead + 4u * t; q < quads_end; q += 4u * threads) {
+    for (uint q = lead + 4u * lane; q < quads_end; q += 4u * LANES) {
       const vec4 w = load_weight4(base + q);
       for (uint m = 0u; m < NUM_M; ++m) {
         const uint xa = pc.x_offset + m * pc.x_stride + q;
         acc[r * NUM_M + m] += dot(w, vec4(x[xa], x[xa + 1u], x[xa + 2u], x[xa + 3u]));
       }
     }
-    for (uint j = t; j < lead + pc.k - quads_end; j += threads) {
+    for (uint j = lane; j < lead + pc.k - quads_end; j += LANES) {
       const uint q = j < lead ? j : quads_end + j - lead;
       const float w = load_weight(base + q);
       for (uint m = 0u; m < NUM_M; ++m) acc[r * NUM_M + m] += w * x[pc.x_offset + m * pc.x_stride + q];
@@ -73,14 +113,14 @@ void main() {
   }
 
   // One barrier, then each sum is finished by one thread: few barriers keep the kernel quick to compile on CPU
-  // drivers (lavapipe), and the serial sums are short next to the k loop.
-  for (uint i = 0u; i < ROWS * NUM_M; ++i) partial[i * threads + t] = acc[i];
+  // drivers (lavapipe), and the serial sums (LANES terms) are short next to the k loop.
+  for (uint i = 0u; i < GROUP_ROWS * NUM_M; ++i) partial[((lane_group * GROUP_ROWS * NUM_M) + i) * LANES + lane] = acc[i];
   barrier();
-  for (uint i = t; i < ROWS * NUM_M; i += threads) {
+  for (uint i = gl_LocalInvocationID.x; i < ROWS * NUM_M; i += gl_WorkGroupSize.x) {
     const uint row = first_row + i / NUM_M;
     if (row >= pc.n) continue;
     float sum = 0.0;
-    for (uint j = 0u; j < threads; ++j) sum += partial[i * threads + j];
+    for (uint j = 0u; j < LANES; ++j) sum += partial[i * LANES + j];
     store_output(i % NUM_M, row, sum);
   }
 }

@@ -1,6 +1,8 @@
 #include "kernels/linear.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -24,17 +26,42 @@ constexpr uint32_t kNoBias = 0xffffffffu;
 constexpr uint32_t kMatmulTile = 64;   // TILE in linear_matmul.comp
 constexpr uint32_t kMatvecMaxM = 8;    // the matvec kernel keeps ROWS × m sums per thread
 
-LinearTuning resolve(const vk::Device& device, LinearTuning t, const std::string& what) {
-  // 64 threads fill a wave on every vendor (and 8 subgroups of lavapipe's 8 lanes); one output per workgroup keeps
-  // the kernel small (quick to compile on CPU drivers) and gives wide GPUs N workgroups to spread.
-  if (!t.matvec_threads) t.matvec_threads = 64;
-  if (!t.matvec_rows) t.matvec_rows = 1;
-  if (!t.matvec_max_m) t.matvec_max_m = kMatvecMaxM;
+// The largest divisor of `threads` that is at most `limit` (at least 1).
+uint32_t divisor_at_most(uint32_t threads, uint32_t limit) {
+  for (uint32_t d = std::min(threads, std::max(limit, 1u)); d > 1; --d)
+    if (threads % d == 0) return d;
+  return 1;
+}
+
+// `units`: what one lane takes per step along a row (4 elements, or a block format's unit).
+LinearTuning resolve(const vk::Device& device, LinearTuning t, uint32_t units, const std::string& what) {
+  // CPU drivers (lavapipe) run a workgroup's invocations as SIMD lanes: there one thread per output row, reading
+  // along it, beats any split of a row across lanes (no reduction; measured 2-10x on lavapipe, 16 threads, 16 rows).
+  // GPUs want adjacent threads on adjacent words: 64 threads fill a wave on every vendor.
+  const bool cpu = t.defaults == LinearTuning::Defaults::ForDevice ? device.caps().type == "cpu"
+                                                                   : t.defaults == LinearTuning::Defaults::Cpu;
+  if (!t.matvec_threads) t.matvec_threads = cpu ? 16 : 64;
+  if (cpu && !t.matvec_lanes && !t.matvec_rows) t.matvec_lanes = 1;
   if (t.matvec_threads > std::min<uint32_t>(1024, device.caps().max_workgroup_invocations))
     throw Error(what + ": matvec_threads " + std::to_string(t.matvec_threads) + " exceeds the device's workgroup size");
-  if (t.matvec_rows < 1 || t.matvec_rows > 8) throw Error(what + ": matvec_rows must be 1..8");
+  if (!t.matvec_max_m) t.matvec_max_m = kMatvecMaxM;
   if (t.matvec_max_m < 1 || t.matvec_max_m > kMatvecMaxM) throw Error(what + ": matvec_max_m must be 1..8");
-  const uint64_t shared = uint64_t(t.matvec_rows) * t.matvec_max_m * t.matvec_threads * 4;
+  if (!t.matvec_lanes) {
+    // Rows given: the lanes that make them a whole number of rows per lane group. Otherwise enough lanes for about
+    // four units each: all 64 on long rows (one output per workgroup, N workgroups for wide GPUs to spread), 8 on a
+    // 192-wide row, which then shares its workgroup with 7 other rows.
+    t.matvec_lanes = t.matvec_rows ? t.matvec_threads / std::gcd(t.matvec_rows, t.matvec_threads)
+                                   : divisor_at_most(t.matvec_threads, std::bit_floor(std::max(units / 4, 1u)));
+  }
+  if (t.matvec_threads % t.matvec_lanes != 0)
+    throw Error(what + ": matvec_lanes " + std::to_string(t.matvec_lanes) + " does not divide matvec_threads " +
+                std::to_string(t.matvec_threads));
+  const uint32_t groups = t.matvec_threads / t.matvec_lanes;
+  if (!t.matvec_rows) t.matvec_rows = groups;
+  if (t.matvec_rows < 1 || t.matvec_rows > 64 || t.matvec_rows % groups != 0)
+    throw Error(what + ": matvec_rows " + std::to_string(t.matvec_rows) + " must be 1..64 and a multiple of " +
+                std::to_string(groups) + " (threads / lanes)");
+  const uint64_t shared = uint64_t(t.matvec_rows) * t.matvec_max_m * t.matvec_lanes * 4;
   if (shared > device.caps().max_compute_shared_memory)
     throw Error(what + ": the matvec tuning needs " + std::to_string(shared) + " bytes of shared memory, the device has " +
                 std::to_string(device.caps().max_compute_shared_memory));
@@ -51,7 +78,9 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
   if (!args.weight || !args.x || !args.y) throw Error("record_linear: weight, x and y are required");
   const DeviceMatrix& w = *args.weight;
   const std::string what = "linear '" + w.name + "'";
-  const LinearTuning tuning = resolve(device, tuning_asked, what);
+  // A lane's step along a row: 4 elements of a float or int8 row, a block format's unit of 8.
+  const bool units_of_8 = !is_float_type(w.type) && w.type != WeightType::I8;
+  const LinearTuning tuning = resolve(device, tuning_asked, units_of_8 ? w.cols / 8 : w.cols / 4, what);
   if (args.m == 0) return;
   const uint32_t k = w.cols, n = w.rows, m = args.m;
   const uint64_t x_stride = args.x_stride ? args.x_stride : k;
@@ -106,7 +135,11 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
       const vk::Pipeline* p;
       Grid g;
       if (matvec) {
-        p = &pipeline(device, "linear_matvec_" + dtype, {tuning.matvec_threads, tuning.matvec_rows, mb});
+        // 16-byte loads where float rows are whole 16-byte units and every x row starts on 16 bytes.
+        const bool vec16 = is_float_type(w.type) && uint64_t(k) * weight_type_bytes(w.type) % 16 == 0 &&
+                           xw.first_element % 4 == 0 && x_stride % 4 == 0 && !tuning.matvec_no_vec16;
+        p = &pipeline(device, "linear_matvec_" + dtype,
+                      {tuning.matvec_threads, tuning.matvec_rows, mb, tuning.matvec_lanes, vec16 ? 1u : 0u});
         g = grid_1d(device, groups_for(chunk.rows, tuning.matvec_rows));
       } else {
         p = &pipeline(device, "linear_matmul_" + dtype);

@@ -23,11 +23,15 @@ struct LinearArgs {
   uint64_t max_binding_bytes = 0;
 };
 
-// Tuning knobs of the matrix·vector kernel (specialization constants); 0 = the default for the device.
+// Tuning knobs of the matrix·vector kernel (specialization constants); 0 = the default for the device and shape.
 struct LinearTuning {
+  enum class Defaults { ForDevice, Cpu, Gpu };  // whose defaults fill the knobs left 0 (tests pick either class)
   uint32_t matvec_threads = 0;  // threads per workgroup (up to 1024)
-  uint32_t matvec_rows = 0;     // outputs per workgroup (1..8)
+  uint32_t matvec_rows = 0;     // outputs per workgroup (1..64), a multiple of threads / lanes
   uint32_t matvec_max_m = 0;    // the largest m that takes the matrix·vector kernel (1..8); larger m the tiled one
+  uint32_t matvec_lanes = 0;    // threads that share one output: a divisor of threads (default: from k)
+  bool matvec_no_vec16 = false;  // the 4-byte loads even where 16-byte loads are possible (tests both paths)
+  Defaults defaults = Defaults::ForDevice;
 };
 
 void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <tuple>
 
 #include "gpu_support.hpp"
 #include "kernels/fill.hpp"
@@ -197,6 +198,35 @@ TEST_CASE("linear: matrix-vector tuning knobs all give the same answers") {
       c.tuning = {threads, rows, 0};
       bad += run_case(rng, rec, c);
     }
+  // Lane groups: several rows a workgroup, each group of lanes taking one or more of them, n not a multiple of rows.
+  for (auto [threads, rows, lanes] : {std::tuple{24u, 6u, 8u}, {64u, 16u, 4u}, {64u, 64u, 8u}, {32u, 1u, 32u},
+                                      {48u, 12u, 12u}})
+    for (WeightType type : kTypes) {
+      Case c{type, uint32_t(rng.integer(1, 8)), uint32_t(rng.integer(1, 300)), uint32_t(rng.integer(1, 150))};
+      c.bias = rng.integer(-1, 2);
+      c.accumulate = rng.integer(0, 1) == 1;
+      c.tuning = {threads, rows, 0, lanes};
+      bad += run_case(rng, rec, c);
+    }
+  // 16-byte loads (rows of whole 16-byte units, x aligned) and the 4-byte loads on the same shapes; x_pad 0 or 4
+  // keeps x rows on 16 bytes, x_pad 1 moves them off (the kernel then takes the 4-byte path by itself).
+  for (WeightType type : kTypes)
+    for (bool no_vec16 : {false, true})
+      for (uint32_t x_pad : {0u, 1u, 4u}) {
+        Case c{type, uint32_t(rng.integer(1, 8)), 8u * uint32_t(rng.integer(1, 60)), uint32_t(rng.integer(1, 90))};
+        c.x_pad = x_pad;
+        c.bias = rng.integer(-1, 2);
+        c.tuning.matvec_no_vec16 = no_vec16;
+        bad += run_case(rng, rec, c);
+      }
+  // The GPU defaults on this (CPU) device: lanes from k, with short and long rows, float and block formats alike.
+  for (WeightType type : kTypes)
+    for (uint32_t k : {3u, 64u, 192u, 520u, 2000u}) {
+      Case c{type, uint32_t(rng.integer(1, 8)), k, uint32_t(rng.integer(1, 130))};
+      c.bias = rng.integer(-1, 2);
+      c.tuning.defaults = kernels::LinearTuning::Defaults::Gpu;
+      bad += run_case(rng, rec, c);
+    }
   // matvec_max_m = 1: two rows already take the tiled kernel.
   Case c{WeightType::F16, 2, 129, 65};
   c.tuning.matvec_max_m = 1;
@@ -204,6 +234,10 @@ TEST_CASE("linear: matrix-vector tuning knobs all give the same answers") {
   CHECK(bad == 0);
   CHECK_THROWS_WITH_AS(run_case(rng, rec, Case{WeightType::F32, 1, 4, 4, -1, true, 0, 0, 0, 0, {4096, 1, 0}}),
                        doctest::Contains("matvec_threads"), Error);
+  CHECK_THROWS_WITH_AS(run_case(rng, rec, Case{WeightType::F32, 1, 4, 4, -1, true, 0, 0, 0, 0, {64, 4, 0, 48}}),
+                       doctest::Contains("does not divide"), Error);
+  CHECK_THROWS_WITH_AS(run_case(rng, rec, Case{WeightType::F32, 1, 4, 4, -1, true, 0, 0, 0, 0, {64, 4, 0, 8}}),
+                       doctest::Contains("multiple of 8"), Error);
 }
 
 TEST_CASE("linear: bad arguments are refused with the weight's name") {

@@ -233,13 +233,15 @@ struct Case {
   bool accumulate = false;
   uint32_t rows_per_chunk = 0;  // 0: one chunk
   WeightType scale_type = WeightType::BF16;  // I8 only
+  kernels::LinearTuning::Defaults defaults = kernels::LinearTuning::Defaults::ForDevice;  // the matvec's layout
 };
 
 std::string describe(const Case& c) {
   return std::string(kernels::weight_type_name(c.type)) + " m=" + std::to_string(c.m) + " k=" + std::to_string(c.k) +
          " n=" + std::to_string(c.n) + " bias=" + (c.bias < 0 ? "none" : kernels::weight_type_name(WeightType(c.bias))) +
          " accumulate=" + std::to_string(c.accumulate) + " rows_per_chunk=" + std::to_string(c.rows_per_chunk) +
-         (c.type == WeightType::I8 ? std::string(" scales=") + kernels::weight_type_name(c.scale_type) : "");
+         (c.type == WeightType::I8 ? std::string(" scales=") + kernels::weight_type_name(c.scale_type) : "") +
+         (c.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "");
 }
 
 // record_linear on a quantized matrix against double-precision math on the reference weights. Returns bad elements.
@@ -260,7 +262,9 @@ size_t run_linear_case(Rng& rng, vk::Recorder& rec, const Case& c) {
   args.accumulate = c.accumulate;
   rec.begin();
   if (!c.accumulate) kernels::record_fill(d, rec, yb, 0, y0.size(), std::numeric_limits<float>::quiet_NaN());
-  kernels::record_linear(d, rec, args);
+  kernels::LinearTuning tuning;
+  tuning.defaults = c.defaults;
+  kernels::record_linear(d, rec, args, tuning);
   rec.submit_and_wait();
   const std::vector<float> y = read_back<float>(yb, y0.size());
 
@@ -387,6 +391,8 @@ TEST_CASE("linear on every block format: matrix-vector and matrix-matrix against
         c.bias = rng.integer(-1, 2);
         c.accumulate = rng.integer(0, 1) == 1;
         if (rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, c.n / 3 - 1);  // >= 3 chunks, the last ragged
+        // The matvec's GPU layout (lanes across a row, several rows a workgroup) as well as this device's own.
+        if (m <= 8 && rng.integer(0, 1) == 0) c.defaults = kernels::LinearTuning::Defaults::Gpu;
         bad += run_linear_case(rng, rec, c);
         ++cases;
       }
@@ -405,6 +411,8 @@ TEST_CASE("linear on block formats: every chunking, bias and accumulation option
     for (uint32_t m : {2u, 17u})
       for (int bias : {-1, 0, 2}) {
         Case c{type, m, ks_for(type).front(), 23, bias, bias == 0, 5};
+        bad += run_linear_case(rng, rec, c);
+        c.defaults = kernels::LinearTuning::Defaults::Gpu;
         bad += run_linear_case(rng, rec, c);
       }
   CHECK(bad == 0);
@@ -576,12 +584,47 @@ TEST_CASE("quantize_matrix_int8 gives the reference integers and scales, streami
 
 namespace {
 
-// The activation quantization as the fixtures' float32 simulation states it.
-void quantize_row_reference(const float* x, uint32_t k, int8_t* q, float& scale) {
+// The activation quantization as the fixtures' float32 simulation states it; a static scale > 0 replaces max|x| / 127.
+void quantize_row_reference(const float* x, uint32_t k, float static_scale, int8_t* q, float& scale) {
   float largest = 0;
   for (uint32_t i = 0; i < k; ++i) largest = std::max(largest, std::fabs(x[i]));
-  scale = largest / 127.0f;
+  scale = static_scale > 0 ? static_scale : largest / 127.0f;
   for (uint32_t i = 0; i < k; ++i) q[i] = int8_t(scale == 0 ? 0 : std::clamp(round_half_even(x[i] / scale), -128, 127));
+}
+
+// Runs record_quantize_rows on x [m, k] (poisoned outputs; blocked: two or three rows of x a binding, at windows that
+// start off the alignment) and compares every scale and every byte, row padding included, with the reference.
+// Returns the number of mismatches; `first_scale` gets row 0's scale.
+size_t check_quantize_rows(vk::Recorder& rec, const std::vector<float>& x, uint32_t m, uint32_t k, float static_scale,
+                           bool blocked, float& first_scale) {
+  vk::Device& d = test_device();
+  const uint32_t words = kernels::quantized_row_words(k);
+  const vk::Buffer xb = device_buffer(x, "x");
+  std::vector<uint32_t> poison(size_t(m) * words, 0xdeadbeefu);
+  const vk::Buffer qb = device_buffer(poison, "xq");
+  vk::Buffer sb(d, m * 4, vk::MemoryKind::Device, "xscale");
+  rec.begin();
+  kernels::record_fill(d, rec, sb, 0, m, std::numeric_limits<float>::quiet_NaN());
+  kernels::record_quantize_rows(d, rec, xb, qb, sb, m, k, static_scale, blocked ? 2 * k * 4 + 16 + 4 : 0);
+  rec.submit_and_wait();
+  const auto q = read_back<uint32_t>(qb, size_t(m) * words);
+  const auto scales = read_back<float>(sb, m);
+  first_scale = scales[0];
+  size_t bad = 0;
+  for (uint32_t r = 0; r < m; ++r) {
+    std::vector<int8_t> expected(size_t(words) * 4, 0);  // the tail word's padding is zero
+    float scale;
+    quantize_row_reference(&x[size_t(r) * k], k, static_scale, expected.data(), scale);
+    if (std::bit_cast<uint32_t>(scales[r]) != std::bit_cast<uint32_t>(scale) && bad++ < 5)
+      FAIL_CHECK("row " << r << ": scale " << scales[r] << ", expected " << scale);
+    for (uint32_t i = 0; i < words * 4; ++i) {
+      const int8_t got = int8_t(q[size_t(r) * words + i / 4] >> (8 * (i % 4)));
+      if (got != expected[i] && bad++ < 5)
+        FAIL_CHECK("row " << r << " element " << i << ": q = " << int(got) << ", expected " << int(expected[i])
+                          << " (x = " << (i < k ? x[size_t(r) * k + i] : 0.f) << ", scale = " << scale << ")");
+    }
+  }
+  return bad;
 }
 
 }  // namespace
@@ -623,34 +666,9 @@ TEST_CASE("record_quantize_rows is bit-exact with the float32 simulation, ties a
             for (uint32_t i = 0; i < k; ++i) row[i] = rng.normal(typical);
           }
         }
-        const uint32_t words = kernels::quantized_row_words(k);
-        const vk::Buffer xb = device_buffer(x, "x");
-        std::vector<uint32_t> poison(size_t(m) * words, 0xdeadbeefu);
-        const vk::Buffer qb = device_buffer(poison, "xq");
-        vk::Buffer sb(d, m * 4, vk::MemoryKind::Device, "xscale");
-        rec.begin();
-        kernels::record_fill(d, rec, sb, 0, m, std::numeric_limits<float>::quiet_NaN());
-        // Blocked: two or three rows of x a binding, at windows that start off the alignment.
-        kernels::record_quantize_rows(d, rec, xb, qb, sb, m, k, 0, blocked ? 2 * k * 4 + 16 + 4 : 0);
-        rec.submit_and_wait();
-        const auto q = read_back<uint32_t>(qb, size_t(m) * words);
-        const auto scales = read_back<float>(sb, m);
-        size_t bad = 0;
-        for (uint32_t r = 0; r < m; ++r) {
-          std::vector<int8_t> expected(size_t(words) * 4, 0);  // the tail word's padding is zero
-          float scale;
-          quantize_row_reference(&x[size_t(r) * k], k, expected.data(), scale);
-          if (std::bit_cast<uint32_t>(scales[r]) != std::bit_cast<uint32_t>(scale) && bad++ < 5)
-            FAIL_CHECK("row " << r << ": scale " << scales[r] << ", expected " << scale);
-          for (uint32_t i = 0; i < words * 4; ++i) {
-            const int8_t got = int8_t(q[size_t(r) * words + i / 4] >> (8 * (i % 4)));
-            if (got != expected[i] && bad++ < 5)
-              FAIL_CHECK("row " << r << " element " << i << ": q = " << int(got) << ", expected " << int(expected[i])
-                                << " (x = " << (i < k ? x[size_t(r) * k + i] : 0.f) << ", scale = " << scale << ")");
-          }
-        }
-        CHECK(scales[0] == 0.0f);
-        CHECK(bad == 0);
+        float first_scale = -1;
+        CHECK(check_quantize_rows(rec, x, m, k, 0, blocked, first_scale) == 0);
+        CHECK(first_scale == 0.0f);
       }
 }
 
@@ -676,31 +694,8 @@ TEST_CASE("record_quantize_rows with a static scale clamps and rounds like the f
           else if (kind == 1) x[i] = rng.uniform(-300.f, 300.f) * scale;           // far beyond ±127
           else x[i] = rng.normal(30 * scale);
         }
-        const uint32_t words = kernels::quantized_row_words(k);
-        const vk::Buffer xb = device_buffer(x, "x");
-        std::vector<uint32_t> poison(size_t(m) * words, 0xdeadbeefu);
-        const vk::Buffer qb = device_buffer(poison, "xq");
-        vk::Buffer sb(d, m * 4, vk::MemoryKind::Device, "xscale");
-        rec.begin();
-        kernels::record_fill(d, rec, sb, 0, m, std::numeric_limits<float>::quiet_NaN());
-        kernels::record_quantize_rows(d, rec, xb, qb, sb, m, k, scale, blocked ? 2 * k * 4 + 16 + 4 : 0);
-        rec.submit_and_wait();
-        const auto q = read_back<uint32_t>(qb, size_t(m) * words);
-        const auto scales = read_back<float>(sb, m);
-        size_t bad = 0;
-        for (uint32_t r = 0; r < m; ++r) {
-          if (std::bit_cast<uint32_t>(scales[r]) != std::bit_cast<uint32_t>(scale) && bad++ < 5)
-            FAIL_CHECK("row " << r << ": scale " << scales[r] << ", expected " << scale);
-          for (uint32_t i = 0; i < words * 4; ++i) {
-            const float v = i < k ? x[size_t(r) * k + i] : 0.f;
-            const int expected = i < k ? std::clamp(round_half_even(v / scale), -128, 127) : 0;
-            const int8_t got = int8_t(q[size_t(r) * words + i / 4] >> (8 * (i % 4)));
-            if (got != expected && bad++ < 5)
-              FAIL_CHECK("row " << r << " element " << i << ": q = " << int(got) << ", expected " << expected
-                                << " (x = " << v << ", scale = " << scale << ")");
-          }
-        }
-        CHECK(bad == 0);
+        float first_scale = -1;
+        CHECK(check_quantize_rows(rec, x, m, k, scale, blocked, first_scale) == 0);
       }
   vk::Buffer xb(d, 16, vk::MemoryKind::Device, "x"), qb(d, 4, vk::MemoryKind::Device, "xq"),
       sb(d, 4, vk::MemoryKind::Device, "xscale");
@@ -857,7 +852,7 @@ TEST_CASE("w8a8: activations quantized on the device, then the integer linear, m
     for (uint32_t r = 0; r < m; ++r) {
       std::vector<int8_t> q(k);
       float sx;
-      quantize_row_reference(&x[size_t(r) * k], k, q.data(), sx);
+      quantize_row_reference(&x[size_t(r) * k], k, 0, q.data(), sx);
       for (uint32_t j = 0; j < n; ++j) {
         double exact = 0, magnitude = 0;
         for (uint32_t i = 0; i < k; ++i) {
