@@ -28,6 +28,7 @@ layout(push_constant) uniform Push {
   uint q_first, out_first;    // where that row starts in the q and out bindings, in floats
   uint cache_first;           // where plane first_plane starts in the cache bindings, in elements (even)
   float scale;
+  uint past_slot;             // ~0u: past is pc.past; else kv_start[past_slot] holds it (a replayed recording)
 } pc;
 
 shared float q_shared[MAX_HEAD_DIM];
@@ -57,7 +58,8 @@ void main() {
 
   // The visible keys: first_key .. last_key (an empty range when first_key > last_key).
   const uint first_key = uint(max(kv_start[b], 0));
-  const uint last_key = pc.past + t;
+  const uint past = pc.past_slot == ~0u ? pc.past : uint(kv_start[pc.past_slot]);
+  const uint last_key = past + t;
 
   // Every invocation keeps the running maximum and sum itself: they come from shared values that all invocations
   // read in the same order, so they agree, and no reduction tree (with its barriers) is needed.

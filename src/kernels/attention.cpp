@@ -98,24 +98,35 @@ uint32_t cache_first_element(const DataWindow& w, KvType type) { return w.first_
 struct KvWritePush {
   uint32_t tokens, past, kv_heads, head_dim, capacity, k_stride, v_stride;
   uint32_t first_plane, planes, first_row, k_first, v_first, cache_first;
+  uint32_t past_slot;
 };
 struct AttentionPush {
   uint32_t tokens, past, kv_heads, group_size, head_dim, capacity, q_stride, out_stride;
   uint32_t first_plane, planes, first_row, q_first, out_first, cache_first;
   float scale;
+  uint32_t past_slot;
 };
+
+constexpr uint32_t kPastInPush = ~0u;
+
+// kv_start's binding: the batch's first slots, and past after them when it is read at run time.
+vk::Binding kv_start_binding(const vk::Device& device, const char* kernel, const vk::Buffer& kv_start,
+                             const AttentionShape& s) {
+  return data_window(device, kernel, kv_start, 0, (uint64_t(s.batch) + (s.past_at_run_time ? 1 : 0)) * 4, false).binding;
+}
 
 }  // namespace
 
 void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
                      const vk::Buffer& k, uint32_t k_stride, const vk::Buffer& v, uint32_t v_stride,
-                     const vk::Buffer& k_cache, const vk::Buffer& v_cache) {
+                     const vk::Buffer& k_cache, const vk::Buffer& v_cache, const vk::Buffer& kv_start) {
   const char* kernel = "kv_write";
   check_shape(kernel, shape);
   const uint64_t width = uint64_t(shape.kv_heads) * shape.head_dim;
   check_stride(kernel, "k", k_stride, width);
   check_stride(kernel, "v", v_stride, width);
   const auto& pipe = pipeline(device, variant(kernel, type), {kWriteGroup});
+  const vk::Binding starts = kv_start_binding(device, kernel, kv_start, shape);
   for (const PlaneRange& r : plane_ranges(device, kernel, shape, type, std::max(k_stride, v_stride))) {
     const DataWindow kw = row_window(device, kernel, k, shape, r, k_stride, width, false);
     const DataWindow vw = row_window(device, kernel, v, shape, r, v_stride, width, false);
@@ -133,9 +144,10 @@ void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const A
                            .first_row = r.first_sequence * shape.tokens,
                            .k_first = kw.first_word,
                            .v_first = vw.first_word,
-                           .cache_first = cache_first_element(kc, type)};
+                           .cache_first = cache_first_element(kc, type),
+                           .past_slot = shape.past_at_run_time ? shape.batch : kPastInPush};
     const Grid grid = grid_1d(device, groups_for(uint64_t(r.count) * shape.tokens * (shape.head_dim / 2), kWriteGroup));
-    rec.dispatch(pipe, {kw.binding, vw.binding, kc.binding, vc.binding}, push, grid.x, grid.y);
+    rec.dispatch(pipe, {kw.binding, vw.binding, kc.binding, vc.binding, starts}, push, grid.x, grid.y);
   }
 }
 
@@ -150,7 +162,7 @@ void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const 
   const uint32_t group_size = shape.heads / shape.kv_heads;
   const uint32_t dims_per_invocation = (shape.head_dim + kAttentionGroup - 1) / kAttentionGroup;
   const auto& pipe = pipeline(device, variant(kernel, type), {kAttentionGroup, dims_per_invocation});
-  const vk::Binding starts = data_window(device, kernel, kv_start, 0, uint64_t(shape.batch) * 4, false).binding;
+  const vk::Binding starts = kv_start_binding(device, kernel, kv_start, shape);
   for (const PlaneRange& r : plane_ranges(device, kernel, shape, type, std::max(q_stride, out_stride))) {
     const DataWindow qw = row_window(device, kernel, q, shape, r, q_stride, width, false);
     const DataWindow ow = row_window(device, kernel, out, shape, r, out_stride, width, true);
@@ -170,7 +182,8 @@ void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const 
                              .q_first = qw.first_word,
                              .out_first = ow.first_word,
                              .cache_first = cache_first_element(kc, type),
-                             .scale = shape.scale};
+                             .scale = shape.scale,
+                             .past_slot = shape.past_at_run_time ? shape.batch : kPastInPush};
     const Grid grid = grid_1d(device, uint64_t(r.count) * group_size * shape.tokens);
     rec.dispatch(pipe, {qw.binding, kc.binding, vc.binding, starts, ow.binding}, push, grid.x, grid.y);
   }

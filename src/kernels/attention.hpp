@@ -18,15 +18,21 @@ struct AttentionShape {
   uint32_t heads = 1, kv_heads = 1, head_dim = 0;
   uint32_t capacity = 0;  // cache slots per sequence
   float scale = 0;        // 1/sqrt(head_dim)
+  // The kernels read `past` from kv_start[batch] when they run instead of taking this value: one recording then
+  // serves every decode step (replayed with new ids, positions and past in host-visible buffers). The caller keeps
+  // past + tokens within capacity; `past` here is only checked.
+  bool past_at_run_time = false;
 };
 
 // Writes K and V rows (f32 [batch*tokens, kv_heads*head_dim], row strides given) into the cache at slots past..past+tokens-1.
+// kv_start (int32 [batch], [batch + 1] with past_at_run_time) is read only for the run-time past.
 void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
                      const vk::Buffer& k, uint32_t k_stride, const vk::Buffer& v, uint32_t v_stride,
-                     const vk::Buffer& k_cache, const vk::Buffer& v_cache);
+                     const vk::Buffer& k_cache, const vk::Buffer& v_cache, const vk::Buffer& kv_start);
 
 // out[m, h*head_dim + d] = softmax_j(q·k_j · scale, j ≤ past + t, j ≥ kv_start[b]) · v_j, f32 throughout.
-// q: f32 [batch*tokens, heads*head_dim] (row stride q_stride), kv_start: int32 [batch], out f32 [batch*tokens, heads*head_dim].
+// q: f32 [batch*tokens, heads*head_dim] (row stride q_stride), kv_start: int32 [batch] (then past, with
+// past_at_run_time), out f32 [batch*tokens, heads*head_dim].
 // A row that sees no key (a left-padding query in prefill: past + t < kv_start[b]) gets zeros, not NaN.
 // head_dim must be even and at most 256. Keys are processed in chunks with an online softmax, so any context length
 // works in bounded shared memory; a cache larger than one storage binding is processed in several dispatches.

@@ -49,10 +49,12 @@ Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvT
     : model_(model),
       device_(model.device()),
       cache_(model.device(), model.hyper(), batch, capacity, kv_type),
-      rec_(model.device(), timestamps) {
+      rec_(model.device(), timestamps),
+      decode_rec_(model.device(), timestamps) {
   const auto& h = model.hyper();
   rope_table_ = vk::Buffer(device_, uint64_t(capacity) * h.head_dim * 4, vk::MemoryKind::Device, "rope_table");
-  kv_start_ = vk::Buffer(device_, uint64_t(batch) * 4, vk::MemoryKind::Staging, "kv_start");
+  // Each sequence's first unpadded slot, then `past` for the replayed decode recording.
+  kv_start_ = vk::Buffer(device_, (uint64_t(batch) + 1) * 4, vk::MemoryKind::Staging, "kv_start");
 }
 
 uint64_t Forward::scratch_bytes_for(const LlamaHyper& h, uint32_t batch, uint32_t rows, uint32_t logits_rows) {
@@ -90,6 +92,7 @@ void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows) {
     }
     positions_ = vk::Buffer(device_, uint64_t(rows) * 4, vk::MemoryKind::Staging, "positions");
     scratch_rows_ = rows;
+    ++buffers_generation_;
   }
   if (!last_) last_ = vk::Buffer(device_, uint64_t(cache_.batch()) * h.hidden * 4, vk::MemoryKind::Device, "last_hidden");
   if (logits_rows > logits_rows_) {
@@ -97,6 +100,7 @@ void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows) {
     logits_ = vk::Buffer(device_, bytes, vk::MemoryKind::Device, "logits");
     readback_ = vk::Buffer(device_, bytes, vk::MemoryKind::Readback, "logits_readback");
     logits_rows_ = logits_rows;
+    ++buffers_generation_;
   }
 }
 
@@ -153,6 +157,19 @@ std::vector<float> Forward::step(const Step& s) {
   std::memcpy(ids_.mapped(), s.ids.data(), rows * 4);
   std::memcpy(positions_.mapped(), s.positions.data(), rows * 4);
   std::memcpy(kv_start_.mapped(), s.kv_start.data(), s.batch * 4);
+  const int32_t past = int32_t(past_);
+  std::memcpy(static_cast<std::byte*>(kv_start_.mapped()) + uint64_t(s.batch) * 4, &past, 4);
+
+  // A decode step (one new token a sequence, last logits) is recorded once and then replayed: everything that
+  // changes from step to step (ids, positions, past) is read from host-visible buffers when the commands run, so the
+  // host does no recording at all until scratch buffers are reallocated. Other steps are recorded afresh.
+  const bool decode = s.tokens == 1 && s.rows == LogitsRows::Last && replay_decode_;
+  vk::Recorder& rec = decode ? decode_rec_ : rec_;
+  last_rec_ = &rec;
+  if (decode && decode_recorded_for_ == buffers_generation_) {
+    rec.submit_and_wait();
+    return finish_step(s.tokens, out_rows);
+  }
 
   kernels::AttentionShape shape;
   shape.batch = s.batch;
@@ -163,6 +180,7 @@ std::vector<float> Forward::step(const Step& s) {
   shape.head_dim = h.head_dim;
   shape.capacity = cache_.capacity();
   shape.scale = float(1.0 / std::sqrt(double(h.head_dim)));
+  shape.past_at_run_time = decode;
   const KvType kv = cache_.type();
   vk::Device& d = device_;
   // Projections of one input x. w8a8 layers read x quantized to int8 (per token, or with the module's static
@@ -177,56 +195,61 @@ std::vector<float> Forward::step(const Step& s) {
     for (const Projection& j : projections) {
       const kernels::DeviceVector* bias = j.p.bias ? &*j.p.bias : nullptr;
       if (!j.p.int8_activations) {
-        kernels::record_linear(d, rec_, {.weight = &j.p.weight, .bias = bias, .x = &x, .y = &j.y, .m = m,
+        kernels::record_linear(d, rec, {.weight = &j.p.weight, .bias = bias, .x = &x, .y = &j.y, .m = m,
                                          .accumulate = j.accumulate});
         continue;
       }
       if (quantized_with != j.p.input_scale) {
-        kernels::record_quantize_rows(d, rec_, x, xq_, xscale_, m, j.p.weight.cols, j.p.input_scale);
+        kernels::record_quantize_rows(d, rec, x, xq_, xscale_, m, j.p.weight.cols, j.p.input_scale);
         quantized_with = j.p.input_scale;
       }
-      kernels::record_linear_w8a8(d, rec_, {.weight = &j.p.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
+      kernels::record_linear_w8a8(d, rec, {.weight = &j.p.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
                                             .y = &j.y, .m = m, .accumulate = j.accumulate});
     }
   };
   auto head = [&](const vk::Buffer& x, uint32_t m) {
-    kernels::record_linear(d, rec_, {.weight = &model_.lm_head(), .x = &x, .y = &logits_, .m = m});
+    kernels::record_linear(d, rec, {.weight = &model_.lm_head(), .x = &x, .y = &logits_, .m = m});
   };
 
-  rec_.begin();
-  kernels::record_embedding(d, rec_, model_.embedding(), ids_, rows, x_);
+  rec.begin();
+  kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
   for (uint32_t i = 0; i < h.layers; ++i) {
     const LayerWeights& l = model_.layers()[i];
     // attention block
-    kernels::record_rmsnorm(d, rec_, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
+    kernels::record_rmsnorm(d, rec, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
     project(xn_, rows, {{l.q, q_, false}, {l.k, k_, false}, {l.v, v_, false}});
-    kernels::record_rope(d, rec_, q_, rows, h.heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
-    kernels::record_rope(d, rec_, k_, rows, h.kv_heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
-    kernels::record_kv_write(d, rec_, kv, shape, k_, h.kv_dim(), v_, h.kv_dim(), cache_.k(i), cache_.v(i));
-    kernels::record_attention(d, rec_, kv, shape, q_, h.q_dim(), cache_.k(i), cache_.v(i), kv_start_, attn_);
+    kernels::record_rope(d, rec, q_, rows, h.heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
+    kernels::record_rope(d, rec, k_, rows, h.kv_heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
+    kernels::record_kv_write(d, rec, kv, shape, k_, h.kv_dim(), v_, h.kv_dim(), cache_.k(i), cache_.v(i), kv_start_);
+    kernels::record_attention(d, rec, kv, shape, q_, h.q_dim(), cache_.k(i), cache_.v(i), kv_start_, attn_);
     project(attn_, rows, {{l.o, x_, true}});
     // MLP block
-    kernels::record_rmsnorm(d, rec_, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
+    kernels::record_rmsnorm(d, rec, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
     project(xn_, rows, {{l.gate, gate_, false}, {l.up, up_, false}});
-    kernels::record_silu_mul(d, rec_, gate_, up_, gate_, rows, h.intermediate);
+    kernels::record_silu_mul(d, rec, gate_, up_, gate_, rows, h.intermediate);
     project(gate_, rows, {{l.down, x_, true}});
   }
   if (s.rows == LogitsRows::All) {
-    kernels::record_rmsnorm(d, rec_, x_, model_.final_norm(), xn_, rows, h.hidden, h.rms_eps);
+    kernels::record_rmsnorm(d, rec, x_, model_.final_norm(), xn_, rows, h.hidden, h.rms_eps);
     head(xn_, rows);
   } else {
     // Only each sequence's last token: gather those rows, then norm and project just them.
     for (uint32_t b = 0; b < s.batch; ++b)
-      rec_.copy(x_, (uint64_t(b) * s.tokens + s.tokens - 1) * h.hidden * 4, last_, uint64_t(b) * h.hidden * 4,
+      rec.copy(x_, (uint64_t(b) * s.tokens + s.tokens - 1) * h.hidden * 4, last_, uint64_t(b) * h.hidden * 4,
                 uint64_t(h.hidden) * 4);
-    kernels::record_rmsnorm(d, rec_, last_, model_.final_norm(), last_, s.batch, h.hidden, h.rms_eps);
+    kernels::record_rmsnorm(d, rec, last_, model_.final_norm(), last_, s.batch, h.hidden, h.rms_eps);
     head(last_, s.batch);
   }
-  rec_.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
-  rec_.submit_and_wait();
-  past_ += s.tokens;
+  rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
+  rec.submit_and_wait();
+  if (decode) decode_recorded_for_ = buffers_generation_;
+  ++recordings_;
+  return finish_step(s.tokens, out_rows);
+}
 
-  std::vector<float> out(size_t(out_rows) * h.vocab);
+std::vector<float> Forward::finish_step(uint32_t tokens, uint32_t out_rows) {
+  past_ += tokens;
+  std::vector<float> out(size_t(out_rows) * model_.hyper().vocab);
   std::memcpy(out.data(), readback_.mapped(), out.size() * 4);
   return out;
 }

@@ -58,16 +58,26 @@ class Forward {
   uint64_t scratch_bytes() const;                  // activations scratch held now
   // What scratch for `rows` rows of tokens takes, with `logits_rows` rows of logits (generation: one per sequence).
   static uint64_t scratch_bytes_for(const LlamaHyper& hyper, uint32_t batch, uint32_t rows, uint32_t logits_rows);
-  const vk::Recorder& recorder() const { return rec_; }
+  const vk::Recorder& recorder() const { return *last_rec_; }  // the last step's commands (timings)
+  uint64_t recordings() const { return recordings_; }          // steps recorded, not replayed
+  // Decode steps replay one recording (the default); off, every step is recorded afresh (tests compare the two).
+  void set_replay_decode(bool on) { replay_decode_ = on; }
 
  private:
   void ensure_scratch(uint32_t rows, uint32_t logits_rows);
   void upload_rope_table(int64_t seq_len);
+  std::vector<float> finish_step(uint32_t tokens, uint32_t out_rows);  // past advances, the logits come back
 
   const LlamaModel& model_;
   vk::Device& device_;
   KvCache cache_;
   vk::Recorder rec_;
+  vk::Recorder decode_rec_;           // the decode step, recorded once, replayed while the buffers stay
+  const vk::Recorder* last_rec_ = &rec_;
+  bool replay_decode_ = true;
+  uint64_t buffers_generation_ = 0;   // bumped whenever a scratch buffer is reallocated
+  uint64_t decode_recorded_for_ = ~0ull;
+  uint64_t recordings_ = 0;
   uint32_t past_ = 0;
   uint32_t scratch_rows_ = 0, logits_rows_ = 0;
   int64_t rope_seq_len_ = -1;  // the seq_len the current table was computed for (dynamic RoPE recomputes)

@@ -29,6 +29,7 @@ struct Case {
   uint32_t q_padding = 0, kv_padding = 0;  // extra floats at the end of each q row, k/v row
   uint32_t first_slot = 0;                 // where the first step writes (slots before it are never looked at)
   bool poison_cache = true;                // fill the whole cache with NaN bytes first (small caches only)
+  bool past_at_run_time = false;           // past read from kv_start[batch] by the kernels, not the push constants
 };
 
 // The host's copy of the cache: slots [first_slot, capacity) of every plane (sequence, kv head), as the cache dtype
@@ -119,7 +120,9 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
     vk::upload(d, k_cache, 0, nan_bytes.data(), cache_bytes);
     vk::upload(d, v_cache, 0, nan_bytes.data(), cache_bytes);
   }
-  vk::Buffer kv_start = device_buffer(c.kv_start, "kv_start");
+  std::vector<int32_t> starts_and_past = c.kv_start;
+  starts_and_past.push_back(0);
+  vk::Buffer kv_start = device_buffer(starts_and_past, "kv_start");
   HostCache host(planes, c.first_slot, c.capacity, D);
 
   uint32_t past = c.first_slot;
@@ -137,6 +140,13 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
     s.head_dim = D;
     s.capacity = c.capacity;
     s.scale = float(1.0 / std::sqrt(double(D)));
+    if (c.past_at_run_time) {
+      // The real past goes to the buffer; the shape holds a wrong one that the kernels must not use.
+      s.past_at_run_time = true;
+      s.past = past == 0 ? c.capacity - st.tokens : 0;
+      const int32_t run_time_past = int32_t(past);
+      vk::upload(d, kv_start, uint64_t(c.batch) * 4, &run_time_past, 4);
+    }
     const uint32_t rows = c.batch * st.tokens;
     std::vector<float> q = rng.uniform_vector(size_t(rows) * q_stride, -2.f, 2.f);
     std::vector<float> k = rng.uniform_vector(size_t(rows) * kv_stride),
@@ -159,7 +169,7 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
     vk::Buffer out(d, uint64_t(rows) * q_width * 4, vk::MemoryKind::Device, "attention out");
     vk::Recorder rec(d);
     rec.begin();
-    kernels::record_kv_write(d, rec, type, s, kb, kv_stride, vb, kv_stride, k_cache, v_cache);
+    kernels::record_kv_write(d, rec, type, s, kb, kv_stride, vb, kv_stride, k_cache, v_cache, kv_start);
     if (st.attend) {
       poison(rec, out, uint64_t(rows) * q_width);
       kernels::record_attention(d, rec, type, s, qb, q_stride, k_cache, v_cache, kv_start, out);
@@ -193,7 +203,9 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
 
     if (st.attend) {
       std::vector<double> want, tolerance;
-      reference_attention(c, s, host, q, q_stride, want, tolerance);
+      kernels::AttentionShape real = s;
+      real.past = past;
+      reference_attention(c, real, host, q, q_stride, want, tolerance);
       const auto got = read_back<float>(out, want.size());
       bad = 0;
       for (size_t i = 0; i < want.size(); ++i)
@@ -251,7 +263,8 @@ TEST_CASE("kv_write rounds to the cache dtype bit for bit like PyTorch, edge val
         v_cache(d, n * bytes, vk::MemoryKind::Device, "v cache");
     vk::Recorder rec(d);
     rec.begin();
-    kernels::record_kv_write(d, rec, type, s, kb, s.head_dim, vb, s.head_dim, k_cache, v_cache);
+    const vk::Buffer kv_start = device_buffer(std::vector<int32_t>{0}, "kv_start");
+    kernels::record_kv_write(d, rec, type, s, kb, s.head_dim, vb, s.head_dim, k_cache, v_cache, kv_start);
     rec.submit_and_wait();
     size_t bad = 0;
     for (int which = 0; which < 2; ++which) {
@@ -303,6 +316,13 @@ TEST_CASE("attention matches eager attention over the rounded cache: padding, GQ
       CAPTURE(kernels::kv_type_name(type));
       run_case(c, type, rng);
     }
+  // past read by the kernels from kv_start[batch] (the replayed decode recording), on the cases with a batch > 1.
+  for (Case c : {cases[0], cases[1], cases[5]}) {
+    c.past_at_run_time = true;
+    const std::string name = c.name;
+    CAPTURE(name);
+    run_case(c, KvType::F16, rng);
+  }
 }
 
 TEST_CASE("attention and kv_write split a cache larger than one binding") {
@@ -343,12 +363,12 @@ TEST_CASE("kv_write and attention refuse inconsistent shapes, naming what is wro
                        doctest::Contains("kv_heads 3"), inferno::Error);
   s.kv_heads = 2;
   s.head_dim = 7;
-  CHECK_THROWS_WITH_AS(kernels::record_kv_write(d, rec, KvType::F32, s, small, 14, small, 14, cache, cache),
+  CHECK_THROWS_WITH_AS(kernels::record_kv_write(d, rec, KvType::F32, s, small, 14, small, 14, cache, cache, small),
                        doctest::Contains("head_dim 7"), inferno::Error);
   s.head_dim = 8;
   s.past = 15;
   s.tokens = 2;
-  CHECK_THROWS_WITH_AS(kernels::record_kv_write(d, rec, KvType::F32, s, small, 16, small, 16, cache, cache),
+  CHECK_THROWS_WITH_AS(kernels::record_kv_write(d, rec, KvType::F32, s, small, 16, small, 16, cache, cache, small),
                        doctest::Contains("capacity 16"), inferno::Error);
   s.past = 0;
   CHECK_THROWS_WITH_AS(kernels::record_attention(d, rec, KvType::BF16, s, small, 16, cache, cache, small, small),
@@ -357,6 +377,6 @@ TEST_CASE("kv_write and attention refuse inconsistent shapes, naming what is wro
                        doctest::Contains("'small'"), inferno::Error);
   s.capacity = 1000;  // 2 × 2 × 1000 × 8 × 4 bytes: more than the cache holds
   vk::Buffer rows(d, 1024, vk::MemoryKind::Device, "rows");
-  CHECK_THROWS_WITH_AS(kernels::record_kv_write(d, rec, KvType::F32, s, rows, 16, rows, 16, cache, cache),
+  CHECK_THROWS_WITH_AS(kernels::record_kv_write(d, rec, KvType::F32, s, rows, 16, rows, 16, cache, cache, small),
                        doctest::Contains("'cache'"), inferno::Error);
 }

@@ -124,10 +124,51 @@ TEST_CASE("the KV-cache path reproduces transformers' logits position by positio
         CHECK(test_device().submissions() == before + 1);  // a decode step is exactly one queue submission
         worst = std::max(worst, relative_max_error(logits, std::span(want).subspan(size_t(pos) * vocab, vocab)));
       }
-      MESSAGE(c.name << " prompt " << p << " continuation: max|Δ|/max|ref| = " << worst);
+      MESSAGE(name << " prompt " << p << " continuation: max|Δ|/max|ref| = " << worst);
       CHECK(worst <= tolerance(c));
+      // The prompt, and one decode step replayed for all the others (a one-token prompt is itself that step).
+      CHECK(fwd.recordings() == (prompt.size() == 1 ? 1u : 2u));
     }
   }
+}
+
+// The replayed decode recording reads ids, positions and past at run time: it must give the very bits that a fresh
+// recording of each step gives, in a batch with left padding, across a rewind (chat edits) and after a longer
+// prefill has reallocated the scratch buffers (which forces a new recording).
+TEST_CASE("replayed decode steps equal freshly recorded ones bit for bit") {
+  const Case& c = kCases[0];
+  auto m = load(c);
+  const uint32_t vocab = m->hyper().vocab, batch = 2;
+  model::Forward replayed(*m, batch, 64, kernels::KvType::F16), fresh(*m, batch, 64, kernels::KvType::F16);
+  fresh.set_replay_decode(false);
+  Rng rng(405);
+  INFERNO_SEED_INFO();
+  const std::vector<int32_t> kv_start = {0, 2};
+  auto run_both = [&](uint32_t tokens) {
+    std::vector<int32_t> ids(batch * tokens), positions(batch * tokens);
+    for (uint32_t b = 0; b < batch; ++b)
+      for (uint32_t t = 0; t < tokens; ++t) {
+        ids[b * tokens + t] = rng.integer(0, int(vocab) - 1);
+        positions[b * tokens + t] = std::max<int32_t>(int32_t(replayed.past() + t) - kv_start[b], 1);
+      }
+    const model::Step step{.batch = batch, .tokens = tokens, .ids = ids, .positions = positions, .kv_start = kv_start};
+    const auto a = replayed.step(step), b = fresh.step(step);
+    REQUIRE(a.size() == size_t(batch) * vocab);
+    CHECK(std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) {
+      return std::bit_cast<uint32_t>(x) == std::bit_cast<uint32_t>(y);
+    }));
+  };
+  run_both(5);
+  for (int i = 0; i < 6; ++i) run_both(1);
+  CHECK(replayed.recordings() == 2);
+  CHECK(fresh.recordings() == 7);
+  replayed.rewind(3);
+  fresh.rewind(3);
+  for (int i = 0; i < 3; ++i) run_both(1);
+  CHECK(replayed.recordings() == 2);  // a rewind changes only past, which the recording reads at run time
+  run_both(9);                        // more rows than before: new scratch buffers
+  for (int i = 0; i < 3; ++i) run_both(1);
+  CHECK(replayed.recordings() == 4);
 }
 
 TEST_CASE("left-padded batches generate what transformers' batched generate does") {
