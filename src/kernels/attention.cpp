@@ -79,10 +79,11 @@ std::vector<PlaneRange> plane_ranges(const vk::Device& device, const char* kerne
 
 // The rows of the sequences of a range in an activation [batch · tokens, stride] whose rows hold `width` values.
 DataWindow row_window(const vk::Device& device, const char* kernel, const vk::Buffer& buffer, const AttentionShape& s,
-                      const PlaneRange& r, uint32_t stride, uint64_t width, bool writes) {
+                      const PlaneRange& r, uint32_t stride, uint64_t width, bool writes, uint32_t column = 0) {
   const uint64_t first_row = uint64_t(r.first_sequence) * s.tokens;
   const uint64_t end_row = first_row + uint64_t(r.sequences) * s.tokens;
-  return data_window(device, kernel, buffer, first_row * stride * 4, ((end_row - 1) * stride + width) * 4, writes);
+  return data_window(device, kernel, buffer, (first_row * stride + column) * 4,
+                     ((end_row - 1) * stride + column + width) * 4, writes);
 }
 
 DataWindow cache_window(const vk::Device& device, const char* kernel, const vk::Buffer& cache, const AttentionShape& s,
@@ -119,17 +120,18 @@ vk::Binding kv_start_binding(const vk::Device& device, const char* kernel, const
 
 void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
                      const vk::Buffer& k, uint32_t k_stride, const vk::Buffer& v, uint32_t v_stride,
-                     const vk::Buffer& k_cache, const vk::Buffer& v_cache, const vk::Buffer& kv_start) {
+                     const vk::Buffer& k_cache, const vk::Buffer& v_cache, const vk::Buffer& kv_start,
+                     uint32_t k_column, uint32_t v_column) {
   const char* kernel = "kv_write";
   check_shape(kernel, shape);
   const uint64_t width = uint64_t(shape.kv_heads) * shape.head_dim;
-  check_stride(kernel, "k", k_stride, width);
-  check_stride(kernel, "v", v_stride, width);
+  check_stride(kernel, "k", k_stride, k_column + width);
+  check_stride(kernel, "v", v_stride, v_column + width);
   const auto& pipe = pipeline(device, variant(kernel, type), {kWriteGroup});
   const vk::Binding starts = kv_start_binding(device, kernel, kv_start, shape);
   for (const PlaneRange& r : plane_ranges(device, kernel, shape, type, std::max(k_stride, v_stride))) {
-    const DataWindow kw = row_window(device, kernel, k, shape, r, k_stride, width, false);
-    const DataWindow vw = row_window(device, kernel, v, shape, r, v_stride, width, false);
+    const DataWindow kw = row_window(device, kernel, k, shape, r, k_stride, width, false, k_column);
+    const DataWindow vw = row_window(device, kernel, v, shape, r, v_stride, width, false, v_column);
     const DataWindow kc = cache_window(device, kernel, k_cache, shape, type, r, true);
     const DataWindow vc = cache_window(device, kernel, v_cache, shape, type, r, true);
     const KvWritePush push{.tokens = shape.tokens,

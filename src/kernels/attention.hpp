@@ -24,11 +24,13 @@ struct AttentionShape {
   bool past_at_run_time = false;
 };
 
-// Writes K and V rows (f32 [batch*tokens, kv_heads*head_dim], row strides given) into the cache at slots past..past+tokens-1.
-// kv_start (int32 [batch], [batch + 1] with past_at_run_time) is read only for the run-time past.
+// Writes K and V rows (f32 [batch*tokens, kv_heads*head_dim], row strides given, starting at column k_column /
+// v_column of their rows: k and v may sit side by side in one q | k | v buffer) into the cache at slots
+// past..past+tokens-1. kv_start (int32 [batch], [batch + 1] with past_at_run_time) is read only for the run-time past.
 void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
                      const vk::Buffer& k, uint32_t k_stride, const vk::Buffer& v, uint32_t v_stride,
-                     const vk::Buffer& k_cache, const vk::Buffer& v_cache, const vk::Buffer& kv_start);
+                     const vk::Buffer& k_cache, const vk::Buffer& v_cache, const vk::Buffer& kv_start,
+                     uint32_t k_column = 0, uint32_t v_column = 0);
 
 // out[m, h*head_dim + d] = softmax_j(q·k_j · scale, j ≤ past + t, j ≥ kv_start[b]) · v_j, f32 throughout.
 // q: f32 [batch*tokens, heads*head_dim] (row stride q_stride), kv_start: int32 [batch] (then past, with

@@ -5,6 +5,7 @@
 
 #include "kernels/data_window.hpp"
 #include "kernels/shader_registry.hpp"
+#include "util/error.hpp"
 
 namespace inferno::kernels {
 
@@ -32,20 +33,22 @@ void record_add(vk::Device& device, vk::Recorder& rec, const vk::Buffer& x, cons
   });
 }
 
-void record_silu_mul(vk::Device& device, vk::Recorder& rec, const vk::Buffer& gate, const vk::Buffer& up,
-                     const vk::Buffer& out, uint32_t rows, uint32_t dim) {
+void record_silu_mul(vk::Device& device, vk::Recorder& rec, const vk::Buffer& gate_up, const vk::Buffer& out,
+                     uint32_t rows, uint32_t dim) {
+  if (&gate_up == &out) throw Error("silu_mul: gate_up and out must be different buffers");
   const auto& pipe = pipeline(device, "silu_mul_f32", {kElementGroup});
-  // The rows are contiguous, so the product is element-wise over rows × dim floats.
-  for_each_piece(device, "silu_mul", uint64_t(rows) * dim, [&](uint64_t first, uint64_t n) {
-    const DataWindow gw = data_window(device, "silu_mul", gate, first * 4, (first + n) * 4, false);
-    const DataWindow uw = data_window(device, "silu_mul", up, first * 4, (first + n) * 4, false);
-    const DataWindow ow = data_window(device, "silu_mul", out, first * 4, (first + n) * 4, true);
+  // Pieces of whole rows, so that each row's gate and up lie in one window.
+  const uint64_t per_piece = items_per_window(device, "silu_mul", uint64_t(dim) * 8);
+  for (uint64_t first = 0; first < rows; first += per_piece) {
+    const uint64_t n = std::min<uint64_t>(per_piece, rows - first);
+    const DataWindow iw = data_window(device, "silu_mul", gate_up, first * dim * 8, (first + n) * dim * 8, false);
+    const DataWindow ow = data_window(device, "silu_mul", out, first * dim * 4, (first + n) * dim * 4, true);
     const struct {
-      uint32_t count, gate_first, up_first, out_first;
-    } push{uint32_t(n), gw.first_word, uw.first_word, ow.first_word};
-    const Grid grid = grid_1d(device, groups_for(n, kElementGroup));
-    rec.dispatch(pipe, {gw.binding, uw.binding, ow.binding}, push, grid.x, grid.y);
-  });
+      uint32_t rows, dim, in_first, out_first;
+    } push{uint32_t(n), dim, iw.first_word, ow.first_word};
+    const Grid grid = grid_1d(device, groups_for(n * dim, kElementGroup));
+    rec.dispatch(pipe, {iw.binding, ow.binding}, push, grid.x, grid.y);
+  }
 }
 
 void record_softmax(vk::Device& device, vk::Recorder& rec, const vk::Buffer& x, uint32_t rows, uint32_t dim) {

@@ -171,12 +171,14 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
                 std::to_string(kW8A8MaxK) + ")");
   const uint32_t k_words = k / 4;  // I8 rows are whole words
   const uint64_t y_stride = args.y_stride ? args.y_stride : n;
-  if (y_stride < n)
-    throw Error(what + ": y rows " + std::to_string(y_stride) + " floats apart overlap (n = " + std::to_string(n) + ")");
+  const uint64_t y_column = args.y_column;
+  if (y_stride < y_column + n)
+    throw Error(what + ": y rows " + std::to_string(y_stride) + " floats apart overlap (columns " +
+                std::to_string(y_column) + " + n = " + std::to_string(n) + ")");
   if (y_stride > UINT32_MAX / 2) throw Error(what + ": y row stride too large");
   need_bytes(what, *args.xq, "xq", uint64_t(m) * k_words * 4, m);
   need_bytes(what, *args.xscale, "xscale", uint64_t(m) * 4, m);
-  need_bytes(what, *args.y, "y", ((m - 1) * y_stride + n) * 4, m);
+  need_bytes(what, *args.y, "y", ((m - 1) * y_stride + y_column + n) * 4, m);
   if (args.y == args.xq || args.y == args.xscale) throw Error(what + ": y must not be xq or xscale");
   if (args.bias && args.bias->size != n)
     throw Error(what + ": bias '" + args.bias->name + "' has " + std::to_string(args.bias->size) + " elements, not " +
@@ -184,7 +186,7 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
 
   const uint32_t block =
       std::min({m, rows_per_binding(device, args.max_binding_bytes, uint64_t(k_words) * 4, uint64_t(k_words) * 4, what + " xq"),
-                rows_per_binding(device, args.max_binding_bytes, y_stride * 4, uint64_t(n) * 4, what + " y"),
+                rows_per_binding(device, args.max_binding_bytes, y_stride * 4, (y_column + n) * 4, what + " y"),
                 rows_per_binding(device, args.max_binding_bytes, 4, 4, what + " xscale")});
   const bool matvec = m <= kMatvecMaxM;
   const bool available = w8a8_packed_dot_available(device);
@@ -199,7 +201,8 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
     const uint32_t mb = std::min(block, m - m0);
     const BindingWindow qw = binding_window(device, *args.xq, uint64_t(m0) * k_words * 4, uint64_t(m0 + mb) * k_words * 4, 4);
     const BindingWindow sw = binding_window(device, *args.xscale, uint64_t(m0) * 4, uint64_t(m0 + mb) * 4, 4);
-    const BindingWindow yw = binding_window(device, *args.y, m0 * y_stride * 4, ((m0 + mb - 1) * y_stride + n) * 4, 4);
+    const BindingWindow yw = binding_window(device, *args.y, (m0 * y_stride + y_column) * 4,
+                                            ((m0 + mb - 1) * y_stride + y_column + n) * 4, 4);
     for (const WeightChunk& chunk : w.chunks) {
       W8A8Push push{k_words, chunk.rows, mb, qw.first_element, k_words, yw.first_element + chunk.first_row,
                     uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u, 0, dtype_code(w.row_scales->type),

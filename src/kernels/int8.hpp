@@ -51,6 +51,7 @@ struct W8A8Args {
   const vk::Buffer* y = nullptr;         // f32 [M, N], rows y_stride floats apart
   uint32_t m = 1;
   uint32_t y_stride = 0;                 // 0 = N
+  uint32_t y_column = 0;                 // the first column of y written (as LinearArgs::y_column)
   bool accumulate = false;               // y += ... instead of y = ...
   W8A8Kernels kernels = W8A8Kernels::Auto;  // PackedDot throws where w8a8_packed_dot_available is false
   uint64_t max_binding_bytes = 0;        // as LinearArgs::max_binding_bytes

@@ -85,11 +85,13 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
   const uint32_t k = w.cols, n = w.rows, m = args.m;
   const uint64_t x_stride = args.x_stride ? args.x_stride : k;
   const uint64_t y_stride = args.y_stride ? args.y_stride : n;
+  const uint64_t y_column = args.y_column;
   if (x_stride < k)
     throw Error(what + ": x rows " + std::to_string(x_stride) + " floats apart overlap (k = " + std::to_string(k) + ")");
-  if (y_stride < n)
-    throw Error(what + ": y rows " + std::to_string(y_stride) + " floats apart overlap (n = " + std::to_string(n) + ")");
-  const uint64_t x_needs = ((m - 1) * x_stride + k) * 4, y_needs = ((m - 1) * y_stride + n) * 4;
+  if (y_stride < y_column + n)
+    throw Error(what + ": y rows " + std::to_string(y_stride) + " floats apart overlap (columns " +
+                std::to_string(y_column) + " + n = " + std::to_string(n) + ")");
+  const uint64_t x_needs = ((m - 1) * x_stride + k) * 4, y_needs = ((m - 1) * y_stride + y_column + n) * 4;
   if (args.x->bytes() < x_needs)
     throw Error(what + ": x buffer '" + args.x->name() + "' holds " + std::to_string(args.x->bytes()) + " bytes, " +
                 std::to_string(m) + " rows need " + std::to_string(x_needs));
@@ -106,13 +108,14 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
 
   const uint32_t block =
       std::min({m, rows_per_binding(device, args.max_binding_bytes, x_stride * 4, uint64_t(k) * 4, what + " x"),
-                rows_per_binding(device, args.max_binding_bytes, y_stride * 4, uint64_t(n) * 4, what + " y")});
+                rows_per_binding(device, args.max_binding_bytes, y_stride * 4, (y_column + n) * 4, what + " y")});
   const bool matvec = m <= tuning.matvec_max_m;
   const std::string dtype = weight_type_name(w.type);
   for (uint32_t m0 = 0; m0 < m; m0 += block) {
     const uint32_t mb = std::min(block, m - m0);
     const BindingWindow xw = binding_window(device, *args.x, m0 * x_stride * 4, ((m0 + mb - 1) * x_stride + k) * 4, 4);
-    const BindingWindow yw = binding_window(device, *args.y, m0 * y_stride * 4, ((m0 + mb - 1) * y_stride + n) * 4, 4);
+    const BindingWindow yw = binding_window(device, *args.y, (m0 * y_stride + y_column) * 4,
+                                            ((m0 + mb - 1) * y_stride + y_column + n) * 4, 4);
     for (const WeightChunk& chunk : w.chunks) {
       LinearPush push{k, chunk.rows, mb, xw.first_element, uint32_t(x_stride), yw.first_element + chunk.first_row,
                       uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u, 0, 0};

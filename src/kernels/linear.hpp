@@ -17,6 +17,7 @@ struct LinearArgs {
   uint32_t m = 1;
   uint32_t x_stride = 0;  // 0 = K
   uint32_t y_stride = 0;  // 0 = N
+  uint32_t y_column = 0;  // the first column of y written: projections side by side in one output (q | k | v)
   bool accumulate = false;  // y += x·Wᵀ (+ b) instead of y = ... (residual add folded into the projection)
   // The largest range bound for x or y at once; 0 = the device's maxStorageBufferRange. Larger activations are
   // processed in blocks of rows. Tests pass a small value to force the blocking.

@@ -177,6 +177,76 @@ DeviceVector upload_vector(vk::Device& device, std::string name, WeightType type
   return vector;
 }
 
+bool can_stack_rows(std::span<const DeviceMatrix* const> parts) {
+  if (parts.empty()) return false;
+  const DeviceMatrix& first = *parts[0];
+  for (const DeviceMatrix* p : parts) {
+    if (p->type != first.type || p->cols != first.cols || p->row_scales.has_value() != first.row_scales.has_value())
+      return false;
+    if (p->row_scales && p->row_scales->type != first.row_scales->type) return false;
+  }
+  return true;
+}
+
+DeviceMatrix stack_rows(vk::Device& device, std::string name, std::vector<DeviceMatrix> parts, uint64_t max_chunk_bytes) {
+  std::vector<const DeviceMatrix*> views;
+  for (const auto& p : parts) views.push_back(&p);
+  if (!can_stack_rows(views)) throw Error("weight '" + name + "': its parts differ in type or columns");
+  DeviceMatrix out;
+  out.name = std::move(name);
+  out.type = parts[0].type;
+  out.cols = parts[0].cols;
+  for (const auto& p : parts) out.rows += p.rows;
+  const uint64_t row_bytes = out.row_bytes();
+  const uint32_t per_chunk = matrix_rows_per_chunk(device, out.name, row_bytes, out.cols, max_chunk_bytes);
+  vk::Recorder rec(device);
+  rec.begin();
+  for (uint32_t first = 0; first < out.rows; first += per_chunk) {
+    const uint32_t n = std::min(per_chunk, out.rows - first);
+    WeightChunk chunk{vk::Buffer(device, uint64_t(n) * row_bytes, vk::MemoryKind::Device, out.name), first, n};
+    // Every source chunk's rows that land in [first, first + n).
+    uint32_t part_first = 0;
+    for (const auto& p : parts) {
+      for (const WeightChunk& c : p.chunks) {
+        const uint32_t a = std::max(first, part_first + c.first_row);
+        const uint32_t b = std::min(first + n, part_first + c.first_row + c.rows);
+        if (a < b)
+          rec.copy(c.buffer, uint64_t(a - part_first - c.first_row) * row_bytes, chunk.buffer,
+                   uint64_t(a - first) * row_bytes, uint64_t(b - a) * row_bytes);
+      }
+      part_first += p.rows;
+    }
+    out.chunks.push_back(std::move(chunk));
+  }
+  rec.submit_and_wait();
+  if (parts[0].row_scales) {
+    std::vector<const DeviceVector*> scales;
+    for (const auto& p : parts) scales.push_back(&*p.row_scales);
+    out.row_scales = stack_vectors(device, out.name + " scales", scales);
+  }
+  return out;
+}
+
+DeviceVector stack_vectors(vk::Device& device, std::string name, std::span<const DeviceVector* const> parts) {
+  if (parts.empty()) throw Error("vector '" + name + "': nothing to stack");
+  DeviceVector out{std::move(name), parts[0]->type, 0, {}};
+  for (const DeviceVector* p : parts) {
+    if (p->type != out.type) throw Error("vector '" + out.name + "': its parts differ in dtype");
+    out.size += p->size;
+  }
+  const uint64_t eb = weight_type_bytes(out.type);
+  out.buffer = vk::Buffer(device, uint64_t(out.size) * eb, vk::MemoryKind::Device, out.name);
+  vk::Recorder rec(device);
+  rec.begin();
+  uint64_t at = 0;
+  for (const DeviceVector* p : parts) {
+    rec.copy(p->buffer, 0, out.buffer, at, uint64_t(p->size) * eb);
+    at += uint64_t(p->size) * eb;
+  }
+  rec.submit_and_wait();
+  return out;
+}
+
 uint32_t dtype_code(WeightType type) {
   switch (type) {
     case WeightType::F32: return 0;

@@ -72,6 +72,16 @@ DeviceMatrix upload_int8_matrix(vk::Device& device, std::string name, uint32_t r
 DeviceVector upload_vector(vk::Device& device, std::string name, WeightType type, uint32_t size,
                            std::span<const std::byte> data);
 
+// Whether matrices can be stacked by rows into one: the same type and columns (and row-scale dtype for I8).
+bool can_stack_rows(std::span<const DeviceMatrix* const> parts);
+// One matrix holding the rows of `parts` one after the other, copied on the device (the parts are freed after): the
+// projections that read one input (q, k, v; gate, up) then take one dispatch instead of several. Chunked by rows as
+// upload_matrix chunks; I8 row scales are stacked too. Throws unless can_stack_rows.
+DeviceMatrix stack_rows(vk::Device& device, std::string name, std::vector<DeviceMatrix> parts,
+                        uint64_t max_chunk_bytes = 0);
+// One vector holding `parts` one after the other (all of one dtype), copied on the device.
+DeviceVector stack_vectors(vk::Device& device, std::string name, std::span<const DeviceVector* const> parts);
+
 // How many rows of `row_bytes` one chunk of a matrix with `cols` columns holds: within one binding and one allocation
 // (and `max_chunk_bytes` when nonzero), and few enough that kernels index its elements with 32-bit integers. Throws
 // naming the weight when not even one row fits.

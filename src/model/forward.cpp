@@ -58,14 +58,15 @@ Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvT
 }
 
 uint64_t Forward::scratch_bytes_for(const LlamaHyper& h, uint32_t batch, uint32_t rows, uint32_t logits_rows) {
-  const uint64_t per_row = 2ull * h.hidden + h.q_dim() + 2ull * h.kv_dim() + h.q_dim() + 2ull * h.intermediate;
+  // hidden, hidden_normed, q|k|v, attention out, gate|up, the SwiGLU product
+  const uint64_t per_row = 2ull * h.hidden + h.q_dim() + 2ull * h.kv_dim() + h.q_dim() + 3ull * h.intermediate;
   const uint64_t logits = uint64_t(logits_rows) * h.vocab * 2;  // device logits and their host-visible copy
-  return 4 * (per_row * rows + uint64_t(batch) * h.hidden + logits + 2ull * rows + batch);
+  return 4 * (per_row * rows + uint64_t(batch) * h.hidden + logits + 2ull * rows + batch + 1);
 }
 
 uint64_t Forward::scratch_bytes() const {
   uint64_t total = 0;
-  for (const vk::Buffer* b : {&x_, &xn_, &q_, &k_, &v_, &attn_, &gate_, &up_, &last_, &logits_, &ids_, &positions_,
+  for (const vk::Buffer* b : {&x_, &xn_, &qkv_, &attn_, &gate_up_, &act_, &last_, &logits_, &ids_, &positions_,
                               &kv_start_, &readback_, &rope_table_, &xq_, &xscale_})
     total += b->allocated_bytes();
   return total;
@@ -79,12 +80,10 @@ void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows) {
     };
     x_ = f32(uint64_t(rows) * h.hidden, "hidden");
     xn_ = f32(uint64_t(rows) * h.hidden, "hidden_normed");
-    q_ = f32(uint64_t(rows) * h.q_dim(), "q");
-    k_ = f32(uint64_t(rows) * h.kv_dim(), "k");
-    v_ = f32(uint64_t(rows) * h.kv_dim(), "v");
+    qkv_ = f32(uint64_t(rows) * h.qkv_dim(), "q_k_v");
     attn_ = f32(uint64_t(rows) * h.q_dim(), "attention_out");
-    gate_ = f32(uint64_t(rows) * h.intermediate, "mlp_gate");
-    up_ = f32(uint64_t(rows) * h.intermediate, "mlp_up");
+    gate_up_ = f32(uint64_t(rows) * 2 * h.intermediate, "mlp_gate_up");
+    act_ = f32(uint64_t(rows) * h.intermediate, "mlp_act");
     ids_ = vk::Buffer(device_, uint64_t(rows) * 4, vk::MemoryKind::Staging, "token_ids");
     if (const uint32_t widest = model_.widest_int8_input()) {
       xq_ = vk::Buffer(device_, uint64_t(rows) * kernels::quantized_row_words(widest) * 4, vk::MemoryKind::Device, "int8_activations");
@@ -182,30 +181,36 @@ std::vector<float> Forward::step(const Step& s) {
   shape.scale = float(1.0 / std::sqrt(double(h.head_dim)));
   shape.past_at_run_time = decode;
   const KvType kv = cache_.type();
+  const uint32_t qkv = h.qkv_dim();  // floats in a row of q | k | v
   vk::Device& d = device_;
-  // Projections of one input x. w8a8 layers read x quantized to int8 (per token, or with the module's static
-  // scale); x is quantized once and again only where the next projection's static scale differs.
-  struct Projection {
-    const Linear& p;
-    const vk::Buffer& y;
-    bool accumulate;  // y += x · Wᵀ: the residual add folded into the projection
-  };
-  auto project = [&](const vk::Buffer& x, uint32_t m, std::initializer_list<Projection> projections) {
+  // A projection of x, its parts side by side in y (rows y_stride floats apart). w8a8 layers read x quantized to
+  // int8 (per token, or with the module's static scale); x is quantized once, and again only where a part's static
+  // scale differs.
+  auto project = [&](const vk::Buffer& x, uint32_t m, const std::vector<const Linear*>& parts, const vk::Buffer& y,
+                     uint32_t y_stride, bool accumulate) {
     std::optional<float> quantized_with;
-    for (const Projection& j : projections) {
-      const kernels::DeviceVector* bias = j.p.bias ? &*j.p.bias : nullptr;
-      if (!j.p.int8_activations) {
-        kernels::record_linear(d, rec, {.weight = &j.p.weight, .bias = bias, .x = &x, .y = &j.y, .m = m,
-                                         .accumulate = j.accumulate});
-        continue;
+    uint32_t column = 0;
+    for (const Linear* part : parts) {
+      const kernels::DeviceVector* bias = part->bias ? &*part->bias : nullptr;
+      if (!part->int8_activations) {
+        kernels::record_linear(d, rec, {.weight = &part->weight, .bias = bias, .x = &x, .y = &y, .m = m,
+                                        .y_stride = y_stride, .y_column = column, .accumulate = accumulate});
+      } else {
+        if (quantized_with != part->input_scale) {
+          kernels::record_quantize_rows(d, rec, x, xq_, xscale_, m, part->weight.cols, part->input_scale);
+          quantized_with = part->input_scale;
+        }
+        kernels::record_linear_w8a8(d, rec, {.weight = &part->weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
+                                             .y = &y, .m = m, .y_stride = y_stride, .y_column = column,
+                                             .accumulate = accumulate});
       }
-      if (quantized_with != j.p.input_scale) {
-        kernels::record_quantize_rows(d, rec, x, xq_, xscale_, m, j.p.weight.cols, j.p.input_scale);
-        quantized_with = j.p.input_scale;
-      }
-      kernels::record_linear_w8a8(d, rec, {.weight = &j.p.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
-                                            .y = &j.y, .m = m, .accumulate = j.accumulate});
+      column += part->weight.rows;
     }
+  };
+  auto parts = [](const StackedLinear& p) {
+    std::vector<const Linear*> out;
+    for (const Linear& part : p.parts) out.push_back(&part);
+    return out;
   };
   auto head = [&](const vk::Buffer& x, uint32_t m) {
     kernels::record_linear(d, rec, {.weight = &model_.lm_head(), .x = &x, .y = &logits_, .m = m});
@@ -215,19 +220,20 @@ std::vector<float> Forward::step(const Step& s) {
   kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
   for (uint32_t i = 0; i < h.layers; ++i) {
     const LayerWeights& l = model_.layers()[i];
-    // attention block
+    // attention block: q | k | v side by side in one row, RoPE on q and k heads at once (they are adjacent)
     kernels::record_rmsnorm(d, rec, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
-    project(xn_, rows, {{l.q, q_, false}, {l.k, k_, false}, {l.v, v_, false}});
-    kernels::record_rope(d, rec, q_, rows, h.heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
-    kernels::record_rope(d, rec, k_, rows, h.kv_heads, h.head_dim, 0, positions_, rope_table_, cache_.capacity());
-    kernels::record_kv_write(d, rec, kv, shape, k_, h.kv_dim(), v_, h.kv_dim(), cache_.k(i), cache_.v(i), kv_start_);
-    kernels::record_attention(d, rec, kv, shape, q_, h.q_dim(), cache_.k(i), cache_.v(i), kv_start_, attn_);
-    project(attn_, rows, {{l.o, x_, true}});
-    // MLP block
+    project(xn_, rows, parts(l.qkv), qkv_, qkv, false);
+    kernels::record_rope(d, rec, qkv_, rows, h.heads + h.kv_heads, h.head_dim, qkv, positions_, rope_table_,
+                         cache_.capacity());
+    kernels::record_kv_write(d, rec, kv, shape, qkv_, qkv, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, h.q_dim(),
+                             h.q_dim() + h.kv_dim());
+    kernels::record_attention(d, rec, kv, shape, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, attn_);
+    project(attn_, rows, {&l.o}, x_, h.hidden, true);  // the residual add folded into the projection
+    // MLP block: gate | up side by side
     kernels::record_rmsnorm(d, rec, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
-    project(xn_, rows, {{l.gate, gate_, false}, {l.up, up_, false}});
-    kernels::record_silu_mul(d, rec, gate_, up_, gate_, rows, h.intermediate);
-    project(gate_, rows, {{l.down, x_, true}});
+    project(xn_, rows, parts(l.gate_up), gate_up_, 2 * h.intermediate, false);
+    kernels::record_silu_mul(d, rec, gate_up_, act_, rows, h.intermediate);
+    project(act_, rows, {&l.down}, x_, h.hidden, true);
   }
   if (s.rows == LogitsRows::All) {
     kernels::record_rmsnorm(d, rec, x_, model_.final_norm(), xn_, rows, h.hidden, h.rms_eps);

@@ -81,7 +81,7 @@ class Forward {
   uint32_t past_ = 0;
   uint32_t scratch_rows_ = 0, logits_rows_ = 0;
   int64_t rope_seq_len_ = -1;  // the seq_len the current table was computed for (dynamic RoPE recomputes)
-  vk::Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, last_, logits_;
+  vk::Buffer x_, xn_, qkv_, attn_, gate_up_, act_, last_, logits_;
   vk::Buffer ids_, positions_, kv_start_, readback_;  // host-visible
   vk::Buffer rope_table_;
   vk::Buffer xq_, xscale_;  // int8 activations of w8a8 layers (allocated only for such models)

@@ -332,10 +332,50 @@ io::LlamaConfig llama_config_from_gguf(const io::GgufFile& f) {
   return c;
 }
 
+uint32_t StackedLinear::rows() const {
+  uint32_t total = 0;
+  for (const Linear& p : parts) total += p.weight.rows;
+  return total;
+}
+
+StackedLinear stack_linears(vk::Device& device, const std::string& name, std::vector<Linear> parts) {
+  std::vector<const kernels::DeviceMatrix*> weights;
+  bool same = true;
+  for (const Linear& p : parts) {
+    weights.push_back(&p.weight);
+    same = same && p.int8_activations == parts[0].int8_activations && p.input_scale == parts[0].input_scale &&
+           p.bias.has_value() == parts[0].bias.has_value() && (!p.bias || p.bias->type == parts[0].bias->type);
+  }
+  if (parts.size() < 2 || !same || !kernels::can_stack_rows(weights)) return {std::move(parts)};
+  Linear stacked;
+  stacked.int8_activations = parts[0].int8_activations;
+  stacked.input_scale = parts[0].input_scale;
+  if (parts[0].bias) {
+    std::vector<const kernels::DeviceVector*> biases;
+    for (const Linear& p : parts) biases.push_back(&*p.bias);
+    stacked.bias = kernels::stack_vectors(device, name + ".bias", biases);
+  }
+  std::vector<kernels::DeviceMatrix> matrices;
+  for (Linear& p : parts) matrices.push_back(std::move(p.weight));
+  stacked.weight = kernels::stack_rows(device, name, std::move(matrices));
+  StackedLinear out;
+  out.parts.push_back(std::move(stacked));
+  return out;
+}
+
+std::vector<const Linear*> LayerWeights::linears() const {
+  std::vector<const Linear*> all;
+  for (const Linear& p : qkv.parts) all.push_back(&p);
+  all.push_back(&o);
+  for (const Linear& p : gate_up.parts) all.push_back(&p);
+  all.push_back(&down);
+  return all;
+}
+
 uint32_t LlamaModel::widest_int8_input() const {
   uint32_t widest = 0;
   for (const auto& l : layers_)
-    for (const Linear* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+    for (const Linear* p : l.linears())
       if (p->int8_activations) widest = std::max(widest, p->weight.cols);
   return widest;
 }
@@ -345,8 +385,7 @@ uint64_t LlamaModel::weight_bytes() const {
   if (lm_head_) total += lm_head_->bytes();
   for (const auto& l : layers_) {
     total += l.attn_norm.buffer.bytes() + l.ffn_norm.buffer.bytes();
-    for (const Linear* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
-      total += p->weight.bytes() + (p->bias ? p->bias->buffer.bytes() : 0);
+    for (const Linear* p : l.linears()) total += p->weight.bytes() + (p->bias ? p->bias->buffer.bytes() : 0);
   }
   return total;
 }
@@ -398,12 +437,15 @@ void LlamaModel::load_safetensors(LlamaModel& m, const std::filesystem::path& di
     LayerWeights l;
     l.attn_norm = load.vector(p + "input_layernorm.weight", h.hidden);
     l.ffn_norm = load.vector(p + "post_attention_layernorm.weight", h.hidden);
-    l.q = linear("self_attn.q_proj", h.q_dim(), h.hidden, h.attention_bias);
-    l.k = linear("self_attn.k_proj", h.kv_dim(), h.hidden, h.attention_bias);
-    l.v = linear("self_attn.v_proj", h.kv_dim(), h.hidden, h.attention_bias);
+    std::vector<Linear> qkv, gate_up;
+    qkv.push_back(linear("self_attn.q_proj", h.q_dim(), h.hidden, h.attention_bias));
+    qkv.push_back(linear("self_attn.k_proj", h.kv_dim(), h.hidden, h.attention_bias));
+    qkv.push_back(linear("self_attn.v_proj", h.kv_dim(), h.hidden, h.attention_bias));
+    l.qkv = stack_linears(m.device_, p + "self_attn.qkv_proj", std::move(qkv));
     l.o = linear("self_attn.o_proj", h.hidden, h.q_dim(), h.attention_bias);
-    l.gate = linear("mlp.gate_proj", h.intermediate, h.hidden, h.mlp_bias);
-    l.up = linear("mlp.up_proj", h.intermediate, h.hidden, h.mlp_bias);
+    gate_up.push_back(linear("mlp.gate_proj", h.intermediate, h.hidden, h.mlp_bias));
+    gate_up.push_back(linear("mlp.up_proj", h.intermediate, h.hidden, h.mlp_bias));
+    l.gate_up = stack_linears(m.device_, p + "mlp.gate_up_proj", std::move(gate_up));
     l.down = linear("mlp.down_proj", h.hidden, h.intermediate, h.mlp_bias);
     m.layers_.push_back(std::move(l));
   }
@@ -451,12 +493,15 @@ void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, con
     LayerWeights l;
     l.attn_norm = load.vector(p + "attn_norm.weight", h.hidden);
     l.ffn_norm = load.vector(p + "ffn_norm.weight", h.hidden);
-    l.q = linear(p + "attn_q", h.q_dim(), h.hidden, h.attention_bias, h.heads);
-    l.k = linear(p + "attn_k", h.kv_dim(), h.hidden, h.attention_bias, h.kv_heads);
-    l.v = linear(p + "attn_v", h.kv_dim(), h.hidden, h.attention_bias, 0);
+    std::vector<Linear> qkv, gate_up;
+    qkv.push_back(linear(p + "attn_q", h.q_dim(), h.hidden, h.attention_bias, h.heads));
+    qkv.push_back(linear(p + "attn_k", h.kv_dim(), h.hidden, h.attention_bias, h.kv_heads));
+    qkv.push_back(linear(p + "attn_v", h.kv_dim(), h.hidden, h.attention_bias, 0));
+    l.qkv = stack_linears(m.device_, p + "attn_qkv", std::move(qkv));
     l.o = linear(p + "attn_output", h.hidden, h.q_dim(), h.attention_bias, 0);
-    l.gate = linear(p + "ffn_gate", h.intermediate, h.hidden, h.mlp_bias, 0);
-    l.up = linear(p + "ffn_up", h.intermediate, h.hidden, h.mlp_bias, 0);
+    gate_up.push_back(linear(p + "ffn_gate", h.intermediate, h.hidden, h.mlp_bias, 0));
+    gate_up.push_back(linear(p + "ffn_up", h.intermediate, h.hidden, h.mlp_bias, 0));
+    l.gate_up = stack_linears(m.device_, p + "ffn_gate_up", std::move(gate_up));
     l.down = linear(p + "ffn_down", h.hidden, h.intermediate, h.mlp_bias, 0);
     m.layers_.push_back(std::move(l));
   }

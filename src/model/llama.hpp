@@ -27,6 +27,7 @@ struct LlamaHyper {
   std::vector<float> rope_freq_factors;
   uint32_t q_dim() const { return heads * head_dim; }
   uint32_t kv_dim() const { return kv_heads * head_dim; }
+  uint32_t qkv_dim() const { return q_dim() + 2 * kv_dim(); }  // a row of q | k | v
 };
 
 LlamaHyper hyper_from_config(const io::LlamaConfig& config);
@@ -42,9 +43,24 @@ struct Linear {
   float input_scale = 0;          // w8a8 with a static per-tensor activation scale; 0 = dynamic, per token
 };
 
+// Projections of one input whose outputs sit side by side (q | k | v; gate | up). Stacked by rows into one matrix
+// where they can be (same dtype, columns, bias dtype and int8 activation scheme): one dispatch then computes them
+// all. Otherwise (a GGUF Q4_K_M file keeps attn_v in Q6_K beside Q4_K q and k) the parts stay apart, each
+// writing its own columns.
+struct StackedLinear {
+  std::vector<Linear> parts;
+  uint32_t rows() const;  // all parts' outputs together
+};
+// The parts stacked into one Linear when they can be, as they are otherwise.
+StackedLinear stack_linears(vk::Device& device, const std::string& name, std::vector<Linear> parts);
+
 struct LayerWeights {
   kernels::DeviceVector attn_norm, ffn_norm;
-  Linear q, k, v, o, gate, up, down;
+  StackedLinear qkv;      // q (q_dim rows), k (kv_dim), v (kv_dim)
+  Linear o;
+  StackedLinear gate_up;  // gate (intermediate rows), up (intermediate)
+  Linear down;
+  std::vector<const Linear*> linears() const;  // every matrix of the layer, for accounting
 };
 
 struct LoadOptions {

@@ -1,5 +1,7 @@
 // record_linear against a double-precision reference computed from the very values the device holds (weights and
 // biases rounded to their dtype, f32 activations).
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -238,6 +240,64 @@ TEST_CASE("linear: matrix-vector tuning knobs all give the same answers") {
                        doctest::Contains("does not divide"), Error);
   CHECK_THROWS_WITH_AS(run_case(rng, rec, Case{WeightType::F32, 1, 4, 4, -1, true, 0, 0, 0, 0, {64, 4, 0, 8}}),
                        doctest::Contains("multiple of 8"), Error);
+}
+
+// Stacked projections (q | k | v) must give the very bits of their parts written side by side with y_column: the
+// rows are the same rows, only moved into one matrix (and across chunk boundaries: small chunks force output chunks
+// that straddle the parts). The parts' memory is released, the stacked matrix holds the same bytes.
+TEST_CASE("stack_rows: one matrix computes what its parts compute side by side, bit for bit") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  vk::Device& d = test_device();
+  Rng rng(106);
+  vk::Recorder rec(d);
+  for (WeightType type : kTypes)
+    for (uint32_t m : {1u, 3u, 20u}) {
+      const std::string type_name = kernels::weight_type_name(type);
+      CAPTURE(type_name);
+      CAPTURE(m);
+      // k even: a 16-bit row of odd length starting mid-word is summed in another order (its first element alone),
+      // and stacking moves rows within their chunk; with k even every row starts on a word in both layouts.
+      const uint32_t k = 2 * uint32_t(rng.integer(1, 100)), rows[] = {uint32_t(rng.integer(1, 30)), 7, 12};
+      const uint64_t chunk_bytes = 5 * uint64_t(k) * kernels::weight_type_bytes(type) + 16;  // 5 rows a chunk
+      std::vector<kernels::DeviceMatrix> parts, copies;
+      uint32_t total = 0;
+      for (uint32_t r : rows) {
+        const Stored w = make_stored(rng, type, size_t(r) * k);
+        parts.push_back(kernels::upload_matrix(d, "part", type, r, k, w.bytes, chunk_bytes));
+        copies.push_back(kernels::upload_matrix(d, "copy", type, r, k, w.bytes));
+        total += r;
+      }
+      const uint64_t before = d.allocated_bytes();
+      uint64_t part_bytes = 0;
+      for (const auto& p : parts) part_bytes += p.bytes();
+      const kernels::DeviceMatrix stacked = kernels::stack_rows(d, "stacked", std::move(parts), chunk_bytes + 7 * k * 4);
+      CHECK(stacked.rows == total);
+      CHECK(stacked.bytes() == part_bytes);
+      CHECK(d.allocated_bytes() <= before);  // the parts are gone
+      const std::vector<float> x = rng.uniform_vector(size_t(m) * k);
+      const vk::Buffer xb = device_buffer(x, "x");
+      vk::Buffer ya(d, uint64_t(m) * total * 4, vk::MemoryKind::Device, "y stacked"),
+          yb(d, uint64_t(m) * total * 4, vk::MemoryKind::Device, "y parts");
+      rec.begin();
+      kernels::record_fill(d, rec, ya, 0, uint64_t(m) * total, std::numeric_limits<float>::quiet_NaN());
+      kernels::record_fill(d, rec, yb, 0, uint64_t(m) * total, std::numeric_limits<float>::quiet_NaN());
+      kernels::record_linear(d, rec, {.weight = &stacked, .x = &xb, .y = &ya, .m = m});
+      uint32_t column = 0;
+      for (const auto& c : copies) {
+        kernels::record_linear(d, rec, {.weight = &c, .x = &xb, .y = &yb, .m = m, .y_stride = total, .y_column = column});
+        column += c.rows;
+      }
+      rec.submit_and_wait();
+      const auto a = read_back<uint32_t>(ya, size_t(m) * total), b = read_back<uint32_t>(yb, size_t(m) * total);
+      CHECK(a == b);
+      CHECK(std::none_of(a.begin(), a.end(), [](uint32_t v) { return std::isnan(std::bit_cast<float>(v)); }));
+    }
+  std::vector<kernels::DeviceMatrix> mixed;
+  const Stored w = make_stored(rng, WeightType::F16, 8);
+  mixed.push_back(kernels::upload_matrix(d, "a", WeightType::F16, 2, 4, w.bytes));
+  mixed.push_back(kernels::upload_matrix(d, "b", WeightType::F16, 1, 8, w.bytes));
+  CHECK_THROWS_WITH_AS(kernels::stack_rows(d, "qkv", std::move(mixed)), doctest::Contains("qkv"), Error);
 }
 
 TEST_CASE("linear: bad arguments are refused with the weight's name") {

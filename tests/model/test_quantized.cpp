@@ -102,6 +102,13 @@ TEST_CASE("a Q4_K_M file takes exactly its tensor bytes on the device") {
   {
     auto m = model::LlamaModel::load(test_device(), path, {.quiet = true});
     CHECK(m->weight_bytes() == tensor_bytes);
+    // Q4_K_M mixes formats within a layer: what shares one (stacked into one matrix) and what does not (kept apart)
+    // both run, and the stacked bytes are still the file's.
+    size_t stacked = 0, apart = 0;
+    for (const auto& l : m->layers())
+      for (const model::StackedLinear* p : {&l.qkv, &l.gate_up}) (p->parts.size() == 1 ? stacked : apart) += 1;
+    MESSAGE("Q4_K_M: " << stacked << " stacked projections, " << apart << " kept apart");
+    CHECK(apart > 0);
     CHECK(test_device().allocated_bytes() - before >= tensor_bytes);
     CHECK(test_device().allocated_bytes() - before - tensor_bytes < 32 * 1024);  // allocation rounding only
   }
@@ -123,7 +130,9 @@ TEST_CASE("compressed-tensors w8a8 with static activation scales equals its floa
                            "logits_w8a8_sim", "greedy_w8a8_sim", 2e-3, kernels::KvType::F32});
   auto m = model::LlamaModel::load(test_device(), data_path("hf-llama/w8a8-static-int8"), {.quiet = true});
   CHECK(m->layers()[1].down.input_scale > 0);
-  CHECK(m->layers()[1].down.input_scale != m->layers()[1].up.input_scale);
+  // gate and up read one input, so calibration gave them one scale and they stack; down has its own.
+  REQUIRE(m->layers()[1].gate_up.parts.size() == 1);
+  CHECK(m->layers()[1].down.input_scale != m->layers()[1].gate_up.parts[0].input_scale);
   CHECK(m->lm_head().type == kernels::WeightType::BF16);  // ignored by the pattern
 }
 
@@ -197,8 +206,10 @@ TEST_CASE("--quantize int8 halves the linear layers and stays near the float32 l
     for (size_t l = 0; l < f->layers().size(); ++l) {
       const auto& a = f->layers()[l];
       const auto& b = q->layers()[l];
-      for (auto [x, y] : {std::pair{&a.q, &b.q}, {&a.k, &b.k}, {&a.v, &b.v}, {&a.o, &b.o}, {&a.gate, &b.gate},
-                          {&a.up, &b.up}, {&a.down, &b.down}}) {
+      const auto xs = a.linears(), ys = b.linears();
+      REQUIRE(xs.size() == ys.size());
+      for (size_t j = 0; j < xs.size(); ++j) {
+        const model::Linear *x = xs[j], *y = ys[j];
         CHECK(y->weight.type == kernels::WeightType::I8);
         float_linear += x->weight.bytes();
         int8_linear += y->weight.bytes();
