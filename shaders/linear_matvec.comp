@@ -7,6 +7,7 @@
 // such as an lm_head is a few thousand workgroups, not one per row. The partial sums meet in shared memory, portable
 // to any subgroup size.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_shader_subgroup_arithmetic : enable
 
 layout(local_size_x_id = 0) in;                // threads per workgroup
 layout(constant_id = 1) const uint ROWS = 1;   // weight rows (outputs) per workgroup: a multiple of threads / LANES
@@ -15,6 +16,9 @@ layout(constant_id = 3) const uint LANES = 1;  // threads that share one output 
 // Float weights whose rows are whole 16-byte units, and x rows that start on 16 bytes: each lane loads 16 bytes of a
 // row at a time (8 elements of f16/bf16, 4 of f32) and the matching x as vec4s. The host checks the alignment.
 layout(constant_id = 4) const bool VEC16 = false;
+// Lane groups that are whole subgroups (LANES = the subgroup size) finish their sums with subgroupAdd: no shared
+// memory and no barrier. Checked against gl_SubgroupSize at run time; the shared-memory path otherwise.
+layout(constant_id = 5) const bool SUBGROUP_SUM = false;
 
 #include "linear_common.glsl"
 
@@ -112,6 +116,14 @@ void main() {
 #endif
   }
 
+  if (SUBGROUP_SUM && gl_SubgroupSize == LANES) {
+    for (uint i = 0u; i < GROUP_ROWS * NUM_M; ++i) {
+      const float sum = subgroupAdd(acc[i]);
+      const uint row = first_row + lane_group * GROUP_ROWS + i / NUM_M;
+      if (lane == 0u && row < pc.n) store_output(i % NUM_M, row, sum);
+    }
+    return;
+  }
   // One barrier, then each sum is finished by one thread: few barriers keep the kernel quick to compile on CPU
   // drivers (lavapipe), and the serial sums (LANES terms) are short next to the k loop.
   for (uint i = 0u; i < GROUP_ROWS * NUM_M; ++i) partial[((lane_group * GROUP_ROWS * NUM_M) + i) * LANES + lane] = acc[i];

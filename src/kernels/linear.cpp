@@ -46,6 +46,16 @@ LinearTuning resolve(const vk::Device& device, LinearTuning t, uint32_t units, c
     throw Error(what + ": matvec_threads " + std::to_string(t.matvec_threads) + " exceeds the device's workgroup size");
   if (!t.matvec_max_m) t.matvec_max_m = kMatvecMaxM;
   if (t.matvec_max_m < 1 || t.matvec_max_m > kMatvecMaxM) throw Error(what + ": matvec_max_m must be 1..8");
+  const auto& caps = device.caps();
+  const bool fixed_subgroup = caps.subgroup_arithmetic && caps.subgroup_size > 0 &&
+                              caps.min_subgroup_size == caps.max_subgroup_size &&
+                              t.matvec_threads % caps.subgroup_size == 0;
+  const bool subgroup_sum = t.matvec_subgroup_sum == LinearTuning::SubgroupSum::On ||
+                            (t.matvec_subgroup_sum == LinearTuning::SubgroupSum::Default && !cpu);
+  if (!t.matvec_lanes && subgroup_sum && fixed_subgroup && !t.matvec_rows) t.matvec_lanes = caps.subgroup_size;
+  t.matvec_subgroup_sum = subgroup_sum && fixed_subgroup && t.matvec_lanes == caps.subgroup_size
+                              ? LinearTuning::SubgroupSum::On
+                              : LinearTuning::SubgroupSum::Off;
   if (!t.matvec_lanes) {
     // Rows given: the lanes that make them a whole number of rows per lane group. Otherwise enough lanes for about
     // four units each: all 64 on long rows (one output per workgroup, N workgroups for wide GPUs to spread), 8 on a
@@ -142,7 +152,8 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
         const bool vec16 = is_float_type(w.type) && uint64_t(k) * weight_type_bytes(w.type) % 16 == 0 &&
                            xw.first_element % 4 == 0 && x_stride % 4 == 0 && !tuning.matvec_no_vec16;
         p = &pipeline(device, "linear_matvec_" + dtype,
-                      {tuning.matvec_threads, tuning.matvec_rows, mb, tuning.matvec_lanes, vec16 ? 1u : 0u});
+                      {tuning.matvec_threads, tuning.matvec_rows, mb, tuning.matvec_lanes, vec16 ? 1u : 0u,
+                       tuning.matvec_subgroup_sum == LinearTuning::SubgroupSum::On ? 1u : 0u});
         g = grid_1d(device, groups_for(chunk.rows, tuning.matvec_rows));
       } else {
         p = &pipeline(device, "linear_matmul_" + dtype);

@@ -32,6 +32,9 @@ struct LinearTuning {
   uint32_t matvec_max_m = 0;    // the largest m that takes the matrix·vector kernel (1..8); larger m the tiled one
   uint32_t matvec_lanes = 0;    // threads that share one output: a divisor of threads (default: from k)
   bool matvec_no_vec16 = false;  // the 4-byte loads even where 16-byte loads are possible (tests both paths)
+  // Finish each row's sum with subgroupAdd where lanes = the device's (fixed) subgroup size. Default: on GPUs with
+  // subgroup arithmetic and one subgroup size; tests turn it on for the CPU device too.
+  enum class SubgroupSum { Default, On, Off } matvec_subgroup_sum = SubgroupSum::Default;
   Defaults defaults = Defaults::ForDevice;
 };
 

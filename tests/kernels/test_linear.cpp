@@ -221,14 +221,19 @@ TEST_CASE("linear: matrix-vector tuning knobs all give the same answers") {
         c.tuning.matvec_no_vec16 = no_vec16;
         bad += run_case(rng, rec, c);
       }
-  // The GPU defaults on this (CPU) device: lanes from k, with short and long rows, float and block formats alike.
-  for (WeightType type : kTypes)
-    for (uint32_t k : {3u, 64u, 192u, 520u, 2000u}) {
-      Case c{type, uint32_t(rng.integer(1, 8)), k, uint32_t(rng.integer(1, 130))};
-      c.bias = rng.integer(-1, 2);
-      c.tuning.defaults = kernels::LinearTuning::Defaults::Gpu;
-      bad += run_case(rng, rec, c);
-    }
+  // The GPU defaults on this (CPU) device, short and long rows: lane groups of one subgroup summed by subgroupAdd
+  // (where the device has subgroup arithmetic and one subgroup size), and lanes from k summed in shared memory.
+  using SubgroupSum = kernels::LinearTuning::SubgroupSum;
+  for (SubgroupSum sum : {SubgroupSum::Default, SubgroupSum::Off})
+    for (WeightType type : kTypes)
+      for (uint32_t k : {3u, 64u, 192u, 520u, 2000u}) {
+        Case c{type, uint32_t(rng.integer(1, 8)), k, uint32_t(rng.integer(1, 130))};
+        c.bias = rng.integer(-1, 2);
+        c.accumulate = rng.integer(0, 1) == 1;
+        c.tuning.defaults = kernels::LinearTuning::Defaults::Gpu;
+        c.tuning.matvec_subgroup_sum = sum;
+        bad += run_case(rng, rec, c);
+      }
   // matvec_max_m = 1: two rows already take the tiled kernel.
   Case c{WeightType::F16, 2, 129, 65};
   c.tuning.matvec_max_m = 1;
