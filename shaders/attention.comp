@@ -13,6 +13,10 @@
 
 layout(local_size_x_id = 0) in;  // keys per chunk
 layout(constant_id = 1) const uint DIMS_PER_INVOCATION = 1;  // ceil(head_dim / workgroup size)
+// Split-K: SPLITS > 1 workgroups share a (query row, head), each over its own range of split_keys keys, and write
+// their unnormalized output with its running max and sum to `partials`; attention_combine.comp merges them. Decode
+// over a long context then keeps a GPU busy with heads × SPLITS workgroups instead of heads.
+layout(constant_id = 2) const uint SPLITS = 1;
 const uint MAX_HEAD_DIM = 256u;
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
@@ -20,6 +24,8 @@ layout(std430, binding = 1) readonly buffer KCache { KV_WORD k_cache[]; };
 layout(std430, binding = 2) readonly buffer VCache { KV_WORD v_cache[]; };
 layout(std430, binding = 3) readonly buffer KvStart { int kv_start[]; };
 layout(std430, binding = 4) writeonly buffer Out { float result[]; };
+// SPLITS > 1: [rows, heads, SPLITS, head_dim + 2] (output, max, sum); otherwise unused (bound to anything).
+layout(std430, binding = 5) writeonly buffer Partials { float partials[]; };
 layout(push_constant) uniform Push {
   uint tokens, past, kv_heads, group_size, head_dim, capacity;  // group_size = heads / kv_heads
   uint q_stride, out_stride;  // floats between rows of q and out
@@ -29,6 +35,8 @@ layout(push_constant) uniform Push {
   uint cache_first;           // where plane first_plane starts in the cache bindings, in elements (even)
   float scale;
   uint past_slot;             // ~0u: past is pc.past; else kv_start[past_slot] holds it (a replayed recording)
+  uint split_keys;            // SPLITS > 1: keys per split (split s takes keys s · split_keys ...)
+  uint partial_first;         // where this dispatch's row 0 starts in the partials binding, in floats
 } pc;
 
 shared float q_shared[MAX_HEAD_DIM];
@@ -40,11 +48,12 @@ shared float weights[gl_WorkGroupSize.x];
 
 void main() {
   const uint wg = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
-  if (wg >= pc.planes * pc.group_size * pc.tokens) return;  // the whole workgroup leaves together
+  if (wg >= pc.planes * pc.group_size * pc.tokens * SPLITS) return;  // the whole workgroup leaves together
   const uint tid = gl_LocalInvocationID.x, size = gl_WorkGroupSize.x;
-  const uint t = wg % pc.tokens;
-  const uint g = (wg / pc.tokens) % pc.group_size;
-  const uint local_plane = wg / (pc.tokens * pc.group_size);
+  const uint split = wg % SPLITS, item = wg / SPLITS;
+  const uint t = item % pc.tokens;
+  const uint g = (item / pc.tokens) % pc.group_size;
+  const uint local_plane = item / (pc.tokens * pc.group_size);
   const uint plane = pc.first_plane + local_plane;
   const uint b = plane / pc.kv_heads, kv_head = plane % pc.kv_heads;
   const uint head = kv_head * pc.group_size + g;
@@ -57,9 +66,13 @@ void main() {
   barrier();
 
   // The visible keys: first_key .. last_key (an empty range when first_key > last_key).
-  const uint first_key = uint(max(kv_start[b], 0));
+  uint first_key = uint(max(kv_start[b], 0));
   const uint past = pc.past_slot == ~0u ? pc.past : uint(kv_start[pc.past_slot]);
-  const uint last_key = past + t;
+  uint last_key = past + t;
+  if (SPLITS > 1u) {  // this split's share of them
+    first_key = max(first_key, split * pc.split_keys);
+    last_key = min(last_key, split * pc.split_keys + pc.split_keys - 1u);
+  }
 
   // Every invocation keeps the running maximum and sum itself: they come from shared values that all invocations
   // read in the same order, so they agree, and no reduction tree (with its barriers) is needed.
@@ -105,6 +118,19 @@ void main() {
     running_sum = running_sum * rescale + chunk_sum;
   }
 
+  if (SPLITS > 1u) {
+    const uint heads = pc.kv_heads * pc.group_size;
+    const uint p = pc.partial_first + ((row * heads + head) * SPLITS + split) * (pc.head_dim + 2u);
+    for (uint k = 0u; k < DIMS_PER_INVOCATION; ++k) {
+      const uint d = tid + k * size;
+      if (d < pc.head_dim) partials[p + d] = acc[k];
+    }
+    if (tid == 0u) {
+      partials[p + pc.head_dim] = running_max;
+      partials[p + pc.head_dim + 1u] = running_sum;  // 0: no key of this split is visible
+    }
+    return;
+  }
   const float inv_sum = running_sum > 0.0 ? 1.0 / running_sum : 0.0;
   for (uint k = 0u; k < DIMS_PER_INVOCATION; ++k) {
     const uint d = tid + k * size;

@@ -106,7 +106,12 @@ struct AttentionPush {
   uint32_t first_plane, planes, first_row, q_first, out_first, cache_first;
   float scale;
   uint32_t past_slot;
+  uint32_t split_keys, partial_first;
 };
+struct CombinePush {
+  uint32_t rows, heads, head_dim, splits, out_stride, out_first, partial_first;
+};
+constexpr uint32_t kCombineGroup = 64;
 
 constexpr uint32_t kPastInPush = ~0u;
 
@@ -153,17 +158,29 @@ void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const A
   }
 }
 
+uint64_t attention_partial_floats(const AttentionShape& shape, uint32_t rows) {
+  return shape.splits > 1 ? uint64_t(rows) * shape.heads * shape.splits * (shape.head_dim + 2) : 0;
+}
+
 void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
                       const vk::Buffer& q, uint32_t q_stride, const vk::Buffer& k_cache, const vk::Buffer& v_cache,
-                      const vk::Buffer& kv_start, const vk::Buffer& out) {
+                      const vk::Buffer& kv_start, const vk::Buffer& out, const vk::Buffer* partials) {
   const char* kernel = "attention";
   check_shape(kernel, shape);
+  const uint32_t splits = shape.splits;
+  if (splits == 0 || splits > shape.capacity)
+    throw Error(std::string(kernel) + ": splits " + std::to_string(splits) + " must be 1 .. the capacity " +
+                std::to_string(shape.capacity));
+  if (splits > 1 && (!partials || partials == &out))
+    throw Error(std::string(kernel) + ": split-K needs a partials buffer of its own");
+  const uint32_t split_keys = (shape.capacity + splits - 1) / splits;
+  const uint64_t partial_row_floats = uint64_t(shape.heads) * splits * (shape.head_dim + 2);
   const uint64_t width = uint64_t(shape.heads) * shape.head_dim;
   check_stride(kernel, "q", q_stride, width);
   const uint32_t out_stride = uint32_t(width);
   const uint32_t group_size = shape.heads / shape.kv_heads;
   const uint32_t dims_per_invocation = (shape.head_dim + kAttentionGroup - 1) / kAttentionGroup;
-  const auto& pipe = pipeline(device, variant(kernel, type), {kAttentionGroup, dims_per_invocation});
+  const auto& pipe = pipeline(device, variant(kernel, type), {kAttentionGroup, dims_per_invocation, splits});
   const vk::Binding starts = kv_start_binding(device, kernel, kv_start, shape);
   for (const PlaneRange& r : plane_ranges(device, kernel, shape, type, std::max(q_stride, out_stride))) {
     const DataWindow qw = row_window(device, kernel, q, shape, r, q_stride, width, false);
@@ -185,9 +202,26 @@ void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const 
                              .out_first = ow.first_word,
                              .cache_first = cache_first_element(kc, type),
                              .scale = shape.scale,
-                             .past_slot = shape.past_at_run_time ? shape.batch : kPastInPush};
-    const Grid grid = grid_1d(device, uint64_t(r.count) * group_size * shape.tokens);
-    rec.dispatch(pipe, {qw.binding, kc.binding, vc.binding, starts, ow.binding}, push, grid.x, grid.y);
+                             .past_slot = shape.past_at_run_time ? shape.batch : kPastInPush,
+                             .split_keys = split_keys,
+                             .partial_first = 0};
+    const Grid grid = grid_1d(device, uint64_t(r.count) * group_size * shape.tokens * splits);
+    if (splits == 1) {
+      rec.dispatch(pipe, {qw.binding, kc.binding, vc.binding, starts, ow.binding, ow.binding}, push, grid.x, grid.y);
+      continue;
+    }
+    // The range's rows of partials, written by the split workgroups, then merged into out.
+    const uint64_t first_row = uint64_t(r.first_sequence) * shape.tokens, rows = uint64_t(r.sequences) * shape.tokens;
+    const DataWindow pw = data_window(device, kernel, *partials, first_row * partial_row_floats * 4,
+                                      (first_row + rows) * partial_row_floats * 4, true);
+    AttentionPush split_push = push;
+    split_push.partial_first = pw.first_word;
+    rec.dispatch(pipe, {qw.binding, kc.binding, vc.binding, starts, ow.binding, pw.binding}, split_push, grid.x, grid.y);
+    const DataWindow pr = data_window(device, kernel, *partials, first_row * partial_row_floats * 4,
+                                      (first_row + rows) * partial_row_floats * 4, false);
+    const CombinePush combine{uint32_t(rows), shape.heads, shape.head_dim, splits, out_stride, ow.first_word, pr.first_word};
+    const Grid cg = grid_1d(device, groups_for(rows * shape.heads * shape.head_dim, kCombineGroup));
+    rec.dispatch(pipeline(device, "attention_combine", {kCombineGroup}), {pr.binding, ow.binding}, combine, cg.x, cg.y);
   }
 }
 

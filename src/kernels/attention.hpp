@@ -22,7 +22,14 @@ struct AttentionShape {
   // serves every decode step (replayed with new ids, positions and past in host-visible buffers). The caller keeps
   // past + tokens within capacity; `past` here is only checked.
   bool past_at_run_time = false;
+  // Split-K: the keys are taken in `splits` ranges of ceil(capacity / splits) slots by as many workgroups per
+  // (query row, head), then combined (record_attention's `partials` holds their results). For decode over long
+  // contexts on GPUs; 1 = one workgroup per (query row, head).
+  uint32_t splits = 1;
 };
+
+// Floats record_attention's `partials` needs for `rows` query rows (0 without splits).
+uint64_t attention_partial_floats(const AttentionShape& shape, uint32_t rows);
 
 // Writes K and V rows (f32 [batch*tokens, kv_heads*head_dim], row strides given, starting at column k_column /
 // v_column of their rows: k and v may sit side by side in one q | k | v buffer) into the cache at slots
@@ -40,6 +47,6 @@ void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const A
 // works in bounded shared memory; a cache larger than one storage binding is processed in several dispatches.
 void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
                       const vk::Buffer& q, uint32_t q_stride, const vk::Buffer& k_cache, const vk::Buffer& v_cache,
-                      const vk::Buffer& kv_start, const vk::Buffer& out);
+                      const vk::Buffer& kv_start, const vk::Buffer& out, const vk::Buffer* partials = nullptr);
 
 }  // namespace inferno::kernels

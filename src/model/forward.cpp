@@ -52,6 +52,9 @@ Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvT
       rec_(model.device(), timestamps),
       decode_rec_(model.device(), timestamps) {
   const auto& h = model.hyper();
+  // Split-K decode attention on GPUs: a few hundred workgroups instead of one per head once the context is long
+  // (about 128 cache slots a split). CPU drivers run workgroups on a few cores and gain nothing from it.
+  if (device_.caps().type != "cpu") attention_splits_ = std::clamp<uint32_t>((capacity + 127) / 128, 1, 32);
   rope_table_ = vk::Buffer(device_, uint64_t(capacity) * h.head_dim * 4, vk::MemoryKind::Device, "rope_table");
   // Each sequence's first unpadded slot, then `past` for the replayed decode recording.
   kv_start_ = vk::Buffer(device_, (uint64_t(batch) + 1) * 4, vk::MemoryKind::Staging, "kv_start");
@@ -66,7 +69,7 @@ uint64_t Forward::scratch_bytes_for(const LlamaHyper& h, uint32_t batch, uint32_
 
 uint64_t Forward::scratch_bytes() const {
   uint64_t total = 0;
-  for (const vk::Buffer* b : {&x_, &xn_, &qkv_, &attn_, &gate_up_, &act_, &last_, &logits_, &ids_, &positions_,
+  for (const vk::Buffer* b : {&x_, &xn_, &qkv_, &attn_, &gate_up_, &act_, &partials_, &last_, &logits_, &ids_, &positions_,
                               &kv_start_, &readback_, &rope_table_, &xq_, &xscale_})
     total += b->allocated_bytes();
   return total;
@@ -180,6 +183,12 @@ std::vector<float> Forward::step(const Step& s) {
   shape.capacity = cache_.capacity();
   shape.scale = float(1.0 / std::sqrt(double(h.head_dim)));
   shape.past_at_run_time = decode;
+  shape.splits = s.tokens <= kMaxSplitTokens ? std::min(attention_splits_, cache_.capacity()) : 1;
+  if (const uint64_t floats = kernels::attention_partial_floats(shape, rows); floats * 4 > partials_.bytes()) {
+    partials_ = vk::Buffer(device_, floats * 4, vk::MemoryKind::Device, "attention_partials");
+    ++buffers_generation_;
+    if (decode) decode_recorded_for_ = ~0ull;
+  }
   const KvType kv = cache_.type();
   const uint32_t qkv = h.qkv_dim();  // floats in a row of q | k | v
   vk::Device& d = device_;
@@ -227,7 +236,7 @@ std::vector<float> Forward::step(const Step& s) {
                          cache_.capacity());
     kernels::record_kv_write(d, rec, kv, shape, qkv_, qkv, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, h.q_dim(),
                              h.q_dim() + h.kv_dim());
-    kernels::record_attention(d, rec, kv, shape, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, attn_);
+    kernels::record_attention(d, rec, kv, shape, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, attn_, &partials_);
     project(attn_, rows, {&l.o}, x_, h.hidden, true);  // the residual add folded into the projection
     // MLP block: gate | up side by side
     kernels::record_rmsnorm(d, rec, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);

@@ -1,6 +1,7 @@
 #pragma once
 // The KV cache and the forward pass. One step = one recorded command buffer = one queue submission: embedding →
 // L × block → final norm → lm_head for the rows asked for, with only those logits copied back to the host.
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -62,6 +63,13 @@ class Forward {
   uint64_t recordings() const { return recordings_; }          // steps recorded, not replayed
   // Decode steps replay one recording (the default); off, every step is recorded afresh (tests compare the two).
   void set_replay_decode(bool on) { replay_decode_ = on; }
+  // Split-K attention for steps of up to kMaxSplitTokens tokens a sequence (decode): key ranges per (row, head).
+  // Chosen from the device and capacity (1 on CPU drivers); tests set it.
+  void set_attention_splits(uint32_t splits) {
+    attention_splits_ = std::max(splits, 1u);
+    decode_recorded_for_ = ~0ull;  // the recorded decode step has the old split
+  }
+  static constexpr uint32_t kMaxSplitTokens = 8;
 
  private:
   void ensure_scratch(uint32_t rows, uint32_t logits_rows);
@@ -82,6 +90,8 @@ class Forward {
   uint32_t scratch_rows_ = 0, logits_rows_ = 0;
   int64_t rope_seq_len_ = -1;  // the seq_len the current table was computed for (dynamic RoPE recomputes)
   vk::Buffer x_, xn_, qkv_, attn_, gate_up_, act_, last_, logits_;
+  vk::Buffer partials_;  // split-K attention's per-split results (decode on GPUs)
+  uint32_t attention_splits_ = 1;
   vk::Buffer ids_, positions_, kv_start_, readback_;  // host-visible
   vk::Buffer rope_table_;
   vk::Buffer xq_, xscale_;  // int8 activations of w8a8 layers (allocated only for such models)

@@ -30,6 +30,7 @@ struct Case {
   uint32_t first_slot = 0;                 // where the first step writes (slots before it are never looked at)
   bool poison_cache = true;                // fill the whole cache with NaN bytes first (small caches only)
   bool past_at_run_time = false;           // past read from kv_start[batch] by the kernels, not the push constants
+  uint32_t splits = 1;                     // split-K attention over this many key ranges
 };
 
 // The host's copy of the cache: slots [first_slot, capacity) of every plane (sequence, kv head), as the cache dtype
@@ -93,7 +94,8 @@ void reference_attention(const Case& c, const kernels::AttentionShape& s, const 
         //  - exp errs by at most 3 + 2|x| ulp (Vulkan specification; 1 ulp = 2u) with |x| ≤ 2 max|score|, in each
         //    weight and in each of the `chunks` rescalings of the running sums, numerator and denominator alike;
         //  - the weighted sum of v takes at most 64 roundings per chunk (64 keys per chunk) and one per rescaling.
-        const double u = kUnitRoundoff, chunks = std::ceil(double(scores.size()) / 64.0);
+        // Split-K adds one rescaling per split (the combine) to the chunks' own.
+        const double u = kUnitRoundoff, chunks = std::ceil(double(scores.size()) / 64.0) + (s.splits > 1 ? s.splits : 0);
         const double score_error = (D + 2) * u * s.scale * max_abs_products;
         const double exp_error = 2 * (chunks + 1) * 2 * (3 + 4 * max_abs_score) * u;
         const double bound = max_abs_v * (2 * score_error + exp_error + (64 + 2 * chunks + 8) * u);
@@ -140,6 +142,7 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
     s.head_dim = D;
     s.capacity = c.capacity;
     s.scale = float(1.0 / std::sqrt(double(D)));
+    s.splits = c.splits;
     if (c.past_at_run_time) {
       // The real past goes to the buffer; the shape holds a wrong one that the kernels must not use.
       s.past_at_run_time = true;
@@ -167,12 +170,15 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
       }
     vk::Buffer qb = device_buffer(q, "q"), kb = device_buffer(k, "k"), vb = device_buffer(v, "v");
     vk::Buffer out(d, uint64_t(rows) * q_width * 4, vk::MemoryKind::Device, "attention out");
+    vk::Buffer partials(d, std::max<uint64_t>(4, kernels::attention_partial_floats(s, rows) * 4),
+                        vk::MemoryKind::Device, "partials");
     vk::Recorder rec(d);
     rec.begin();
     kernels::record_kv_write(d, rec, type, s, kb, kv_stride, vb, kv_stride, k_cache, v_cache, kv_start);
     if (st.attend) {
       poison(rec, out, uint64_t(rows) * q_width);
-      kernels::record_attention(d, rec, type, s, qb, q_stride, k_cache, v_cache, kv_start, out);
+      if (c.splits > 1) poison(rec, partials, kernels::attention_partial_floats(s, rows));
+      kernels::record_attention(d, rec, type, s, qb, q_stride, k_cache, v_cache, kv_start, out, &partials);
     }
     dispatches.push_back(rec.dispatch_count() - (st.attend ? 1 : 0));
     rec.submit_and_wait();
@@ -315,6 +321,17 @@ TEST_CASE("attention matches eager attention over the rounded cache: padding, GQ
       CAPTURE(name);
       CAPTURE(kernels::kv_type_name(type));
       run_case(c, type, rng);
+    }
+  // Split-K: key ranges attended apart and combined, some of them empty (left padding, short contexts), with the
+  // past at run time as the replayed decode step has it.
+  for (uint32_t splits : {2u, 3u, 8u})
+    for (Case c : {cases[0], cases[1], cases[2], cases[5]}) {
+      c.splits = splits;
+      c.past_at_run_time = splits == 3;
+      const std::string name = c.name;
+      CAPTURE(name);
+      CAPTURE(splits);
+      run_case(c, splits == 8 ? KvType::BF16 : KvType::F32, rng);
     }
   // past read by the kernels from kv_start[batch] (the replayed decode recording), on the cases with a batch > 1.
   for (Case c : {cases[0], cases[1], cases[5]}) {
