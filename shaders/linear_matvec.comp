@@ -14,7 +14,8 @@ layout(constant_id = 1) const uint ROWS = 1;   // weight rows (outputs) per work
 layout(constant_id = 2) const uint NUM_M = 1;  // activation rows: the dispatch's m
 layout(constant_id = 3) const uint LANES = 1;  // threads that share one output row: divides the workgroup size
 // Float weights whose rows are whole 16-byte units, and x rows that start on 16 bytes: each lane loads 16 bytes of a
-// row at a time (8 elements of f16/bf16, 4 of f32) and the matching x as vec4s. The host checks the alignment.
+// row at a time (8 elements of f16/bf16, 4 of f32) and the matching x as vec4s. Block formats and int8: x as vec4s
+// (their units are runs of 4 elements at multiples of 4). The host checks the alignment.
 layout(constant_id = 4) const bool VEC16 = false;
 // Lane groups that are whole subgroups (LANES = the subgroup size) finish their sums with subgroupAdd: no shared
 // memory and no barrier. Checked against gl_SubgroupSize at run time; the shared-memory path otherwise.
@@ -56,10 +57,11 @@ void main() {
       for (uint m = 0u; m < NUM_M; ++m) {
         const uint xa = pc.x_offset + m * pc.x_stride + block * QK;
         const uint xl = xa + at.x;
-        float sum = dot(lo, vec4(x[xl], x[xl + 1u], x[xl + 2u], x[xl + 3u]));
+        // Units are runs of 4 at multiples of 4 in the row: with x rows on 16 bytes (VEC16) each run is one vec4.
+        float sum = dot(lo, VEC16 ? x_vec4[xl / 4u] : vec4(x[xl], x[xl + 1u], x[xl + 2u], x[xl + 3u]));
 #if QUNIT_HAS_HI
         const uint xh = xa + at.y;
-        sum += dot(hi, vec4(x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]));
+        sum += dot(hi, VEC16 ? x_vec4[xh / 4u] : vec4(x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]));
 #endif
         acc[r * NUM_M + m] += sum;
       }

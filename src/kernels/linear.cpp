@@ -148,8 +148,9 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
       const vk::Pipeline* p;
       Grid g;
       if (matvec) {
-        // 16-byte loads where float rows are whole 16-byte units and every x row starts on 16 bytes.
-        const bool vec16 = is_float_type(w.type) && uint64_t(k) * weight_type_bytes(w.type) % 16 == 0 &&
+        // 16-byte loads where float rows are whole 16-byte units and every x row starts on 16 bytes (block formats:
+        // x alone).
+        const bool vec16 = (!is_float_type(w.type) || uint64_t(k) * weight_type_bytes(w.type) % 16 == 0) &&
                            xw.first_element % 4 == 0 && x_stride % 4 == 0 && !tuning.matvec_no_vec16;
         p = &pipeline(device, "linear_matvec_" + dtype,
                       {tuning.matvec_threads, tuning.matvec_rows, mb, tuning.matvec_lanes, vec16 ? 1u : 0u,

@@ -234,6 +234,7 @@ struct Case {
   uint32_t rows_per_chunk = 0;  // 0: one chunk
   WeightType scale_type = WeightType::BF16;  // I8 only
   kernels::LinearTuning::Defaults defaults = kernels::LinearTuning::Defaults::ForDevice;  // the matvec's layout
+  bool no_vec16 = false;  // x read as scalars, not vec4s
 };
 
 std::string describe(const Case& c) {
@@ -241,7 +242,7 @@ std::string describe(const Case& c) {
          " n=" + std::to_string(c.n) + " bias=" + (c.bias < 0 ? "none" : kernels::weight_type_name(WeightType(c.bias))) +
          " accumulate=" + std::to_string(c.accumulate) + " rows_per_chunk=" + std::to_string(c.rows_per_chunk) +
          (c.type == WeightType::I8 ? std::string(" scales=") + kernels::weight_type_name(c.scale_type) : "") +
-         (c.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "");
+         (c.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "") + (c.no_vec16 ? " no-vec16" : "");
 }
 
 // record_linear on a quantized matrix against double-precision math on the reference weights. Returns bad elements.
@@ -264,6 +265,7 @@ size_t run_linear_case(Rng& rng, vk::Recorder& rec, const Case& c) {
   if (!c.accumulate) kernels::record_fill(d, rec, yb, 0, y0.size(), std::numeric_limits<float>::quiet_NaN());
   kernels::LinearTuning tuning;
   tuning.defaults = c.defaults;
+  tuning.matvec_no_vec16 = c.no_vec16;
   kernels::record_linear(d, rec, args, tuning);
   rec.submit_and_wait();
   const std::vector<float> y = read_back<float>(yb, y0.size());
@@ -413,6 +415,10 @@ TEST_CASE("linear on block formats: every chunking, bias and accumulation option
         Case c{type, m, ks_for(type).front(), 23, bias, bias == 0, 5};
         bad += run_linear_case(rng, rec, c);
         c.defaults = kernels::LinearTuning::Defaults::Gpu;
+        bad += run_linear_case(rng, rec, c);
+        c.no_vec16 = true;
+        bad += run_linear_case(rng, rec, c);
+        c.defaults = kernels::LinearTuning::Defaults::ForDevice;
         bad += run_linear_case(rng, rec, c);
       }
   CHECK(bad == 0);

@@ -156,8 +156,10 @@ TEST_CASE("replayed decode steps equal freshly recorded ones bit for bit") {
     const model::Step step{.batch = batch, .tokens = tokens, .ids = ids, .positions = positions, .kv_start = kv_start};
     const auto a = replayed.step(step), b = fresh.step(step), c = split.step(step);
     REQUIRE(a.size() == size_t(batch) * vocab);
-    // f32 model, f16 cache: split-K changes only the order of f32 sums and exps, ~1e-6 of the logits' scale.
-    CHECK(relative_max_error(c, b) <= 1e-5);
+    // f32 model, f16 cache: split-K changes only the order of f32 sums and the exps of the softmax (a few 1e-6 of
+    // an attention output), which two random layers and the lm_head amplify to at most 2.2e-5 of the logits' scale
+    // over many seeds; a combine that mis-weights its splits gives 0.2. Bound: 2e-4.
+    CHECK(relative_max_error(c, b) <= 2e-4);
     CHECK(std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) {
       return std::bit_cast<uint32_t>(x) == std::bit_cast<uint32_t>(y);
     }));
