@@ -217,11 +217,11 @@ void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const 
     AttentionPush split_push = push;
     split_push.partial_first = pw.first_word;
     rec.dispatch(pipe, {qw.binding, kc.binding, vc.binding, starts, ow.binding, pw.binding}, split_push, grid.x, grid.y);
-    const DataWindow pr = data_window(device, kernel, *partials, first_row * partial_row_floats * 4,
-                                      (first_row + rows) * partial_row_floats * 4, false);
-    const CombinePush combine{uint32_t(rows), shape.heads, shape.head_dim, splits, out_stride, ow.first_word, pr.first_word};
+    vk::Binding partials_in = pw.binding;  // the same window, read by the combine
+    partials_in.writes = false;
+    const CombinePush combine{uint32_t(rows), shape.heads, shape.head_dim, splits, out_stride, ow.first_word, pw.first_word};
     const Grid cg = grid_1d(device, groups_for(rows * shape.heads * shape.head_dim, kCombineGroup));
-    rec.dispatch(pipeline(device, "attention_combine", {kCombineGroup}), {pr.binding, ow.binding}, combine, cg.x, cg.y);
+    rec.dispatch(pipeline(device, "attention_combine", {kCombineGroup}), {partials_in, ow.binding}, combine, cg.x, cg.y);
   }
 }
 

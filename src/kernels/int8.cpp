@@ -17,7 +17,6 @@ namespace {
 constexpr uint64_t kQuantizePieceBytes = 1u << 20;
 // |q| ≤ 128 on both sides: an int32 dot product of k terms cannot overflow while 128 · 127 · k < 2^31.
 constexpr uint32_t kW8A8MaxK = uint32_t((uint64_t(1) << 31) / (128 * 127));
-constexpr uint32_t kNoBias = 0xffffffffu;
 constexpr uint32_t kMatmulTile = 64;   // TILE in linear_w8a8_matmul.comp
 constexpr uint32_t kMatvecMaxM = 8;
 constexpr uint32_t kThreads = 64;
@@ -207,20 +206,11 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
       W8A8Push push{k_words, chunk.rows, mb, qw.first_element, k_words, yw.first_element + chunk.first_row,
                     uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u, 0, dtype_code(w.row_scales->type),
                     sw.first_element};
-      // Without a bias the kernel still needs a buffer at binding 3: the weights stand in, unread.
-      vk::Binding bias_binding = vk::in(chunk.buffer);
-      if (args.bias) {
-        const uint32_t eb = weight_type_bytes(args.bias->type);
-        const BindingWindow bw = binding_window(device, args.bias->buffer, uint64_t(chunk.first_row) * eb,
-                                                uint64_t(chunk.first_row + chunk.rows) * eb, eb);
-        bias_binding = vk::in(args.bias->buffer, bw.offset, bw.range);
-        push.bias_offset = bw.first_element;
-        push.bias_dtype = dtype_code(args.bias->type);
-      }
+      const vk::Binding bias = bias_binding(device, args.bias, chunk, push.bias_offset, push.bias_dtype);
       const vk::Binding scale_binding = row_scale_binding(device, w, chunk, push.wscale_offset);
       const std::initializer_list<vk::Binding> bindings = {
           vk::in(chunk.buffer), vk::in(*args.xq, qw.offset, qw.range), vk::out(*args.y, yw.offset, yw.range),
-          bias_binding, scale_binding, vk::in(*args.xscale, sw.offset, sw.range)};
+          bias, scale_binding, vk::in(*args.xscale, sw.offset, sw.range)};
       if (matvec) {
         const auto& p = pipeline(device, "linear_w8a8_matvec" + suffix, {kThreads, mb});
         const Grid g = grid_1d(device, chunk.rows);

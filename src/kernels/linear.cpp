@@ -22,7 +22,6 @@ struct LinearPush {
   uint32_t accumulate;
   uint32_t scale_offset, scale_dtype;
 };
-constexpr uint32_t kNoBias = 0xffffffffu;
 constexpr uint32_t kMatmulTile = 64;   // TILE in linear_matmul.comp
 constexpr uint32_t kMatvecMaxM = 8;    // the matvec kernel keeps ROWS × m sums per thread
 
@@ -129,18 +128,9 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
     for (const WeightChunk& chunk : w.chunks) {
       LinearPush push{k, chunk.rows, mb, xw.first_element, uint32_t(x_stride), yw.first_element + chunk.first_row,
                       uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u, 0, 0};
-      // Without a bias the kernel still needs a buffer at binding 3: the weights stand in, unread.
-      vk::Binding bias_binding = vk::in(chunk.buffer);
-      if (args.bias) {
-        const uint32_t eb = weight_type_bytes(args.bias->type);
-        const BindingWindow bw = binding_window(device, args.bias->buffer, uint64_t(chunk.first_row) * eb,
-                                                uint64_t(chunk.first_row + chunk.rows) * eb, eb);
-        bias_binding = vk::in(args.bias->buffer, bw.offset, bw.range);
-        push.bias_offset = bw.first_element;
-        push.bias_dtype = dtype_code(args.bias->type);
-      }
+      const vk::Binding bias = bias_binding(device, args.bias, chunk, push.bias_offset, push.bias_dtype);
       std::vector<vk::Binding> bindings = {vk::in(chunk.buffer), vk::in(*args.x, xw.offset, xw.range),
-                                           vk::out(*args.y, yw.offset, yw.range), bias_binding};
+                                           vk::out(*args.y, yw.offset, yw.range), bias};
       if (w.type == WeightType::I8) {  // the row scales, applied to each whole dot product
         bindings.push_back(row_scale_binding(device, w, chunk, push.scale_offset));
         push.scale_dtype = dtype_code(w.row_scales->type);

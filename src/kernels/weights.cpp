@@ -262,6 +262,21 @@ void check_row_scales(const DeviceMatrix& w, const std::string& what) {
     throw Error(what + ": int8 weights need " + std::to_string(w.rows) + " f32, f16 or bf16 row scales");
 }
 
+vk::Binding bias_binding(const vk::Device& device, const DeviceVector* bias, const WeightChunk& chunk,
+                         uint32_t& first_element, uint32_t& dtype) {
+  if (!bias) {
+    first_element = 0;
+    dtype = kNoBias;
+    return vk::in(chunk.buffer);
+  }
+  const uint32_t eb = weight_type_bytes(bias->type);
+  const BindingWindow window = binding_window(device, bias->buffer, uint64_t(chunk.first_row) * eb,
+                                              uint64_t(chunk.first_row + chunk.rows) * eb, eb);
+  first_element = window.first_element;
+  dtype = dtype_code(bias->type);
+  return vk::in(bias->buffer, window.offset, window.range);
+}
+
 vk::Binding row_scale_binding(const vk::Device& device, const DeviceMatrix& w, const WeightChunk& chunk,
                               uint32_t& first_element) {
   const DeviceVector& scales = *w.row_scales;

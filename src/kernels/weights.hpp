@@ -93,6 +93,13 @@ uint32_t matrix_rows_per_chunk(const vk::Device& device, const std::string& name
 uint32_t dtype_code(WeightType type);
 // Throws naming `what` unless an I8 matrix has one float scale per row (other types pass).
 void check_row_scales(const DeviceMatrix& w, const std::string& what);
+// The push-constant dtype code of "no bias" in the linear kernels (shaders/linear_common.glsl's NO_BIAS).
+inline constexpr uint32_t kNoBias = 0xffffffffu;
+// The binding of the bias entries of one chunk's rows; `first_element` and `dtype` (a DTYPE_* code) are set for the
+// kernel. Without a bias the kernels still declare the binding: the chunk's weights stand in, unread, and `dtype`
+// becomes kNoBias.
+vk::Binding bias_binding(const vk::Device& device, const DeviceVector* bias, const WeightChunk& chunk,
+                         uint32_t& first_element, uint32_t& dtype);
 // The binding of the row scales of one chunk of an I8 matrix; `first_element` is set to the chunk's first scale
 // within the bound range.
 vk::Binding row_scale_binding(const vk::Device& device, const DeviceMatrix& w, const WeightChunk& chunk,

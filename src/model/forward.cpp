@@ -75,7 +75,7 @@ uint64_t Forward::scratch_bytes() const {
   return total;
 }
 
-void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows) {
+void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows, uint64_t attention_partial_floats) {
   const auto& h = model_.hyper();
   if (rows > scratch_rows_) {
     auto f32 = [&](uint64_t floats, const char* name) {
@@ -102,6 +102,10 @@ void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows) {
     logits_ = vk::Buffer(device_, bytes, vk::MemoryKind::Device, "logits");
     readback_ = vk::Buffer(device_, bytes, vk::MemoryKind::Readback, "logits_readback");
     logits_rows_ = logits_rows;
+    ++buffers_generation_;
+  }
+  if (attention_partial_floats * 4 > partials_.bytes()) {
+    partials_ = vk::Buffer(device_, attention_partial_floats * 4, vk::MemoryKind::Device, "attention_partials");
     ++buffers_generation_;
   }
 }
@@ -154,24 +158,10 @@ std::vector<float> Forward::step(const Step& s) {
     max_pos = std::max(max_pos, p);
   }
   const uint32_t out_rows = s.rows == LogitsRows::All ? rows : s.batch;
-  ensure_scratch(rows, out_rows);
-  upload_rope_table(int64_t(max_pos) + 1);
-  std::memcpy(ids_.mapped(), s.ids.data(), rows * 4);
-  std::memcpy(positions_.mapped(), s.positions.data(), rows * 4);
-  std::memcpy(kv_start_.mapped(), s.kv_start.data(), s.batch * 4);
-  const int32_t past = int32_t(past_);
-  std::memcpy(static_cast<std::byte*>(kv_start_.mapped()) + uint64_t(s.batch) * 4, &past, 4);
-
   // A decode step (one new token a sequence, last logits) is recorded once and then replayed: everything that
   // changes from step to step (ids, positions, past) is read from host-visible buffers when the commands run, so the
   // host does no recording at all until scratch buffers are reallocated. Other steps are recorded afresh.
   const bool decode = s.tokens == 1 && s.rows == LogitsRows::Last && replay_decode_;
-  vk::Recorder& rec = decode ? decode_rec_ : rec_;
-  last_rec_ = &rec;
-  if (decode && decode_recorded_for_ == buffers_generation_) {
-    rec.submit_and_wait();
-    return finish_step(s.tokens, out_rows);
-  }
 
   kernels::AttentionShape shape;
   shape.batch = s.batch;
@@ -184,42 +174,48 @@ std::vector<float> Forward::step(const Step& s) {
   shape.scale = float(1.0 / std::sqrt(double(h.head_dim)));
   shape.past_at_run_time = decode;
   shape.splits = s.tokens <= kMaxSplitTokens ? std::min(attention_splits_, cache_.capacity()) : 1;
-  if (const uint64_t floats = kernels::attention_partial_floats(shape, rows); floats * 4 > partials_.bytes()) {
-    partials_ = vk::Buffer(device_, floats * 4, vk::MemoryKind::Device, "attention_partials");
-    ++buffers_generation_;
-    if (decode) decode_recorded_for_ = ~0ull;
+
+  ensure_scratch(rows, out_rows, kernels::attention_partial_floats(shape, rows));
+  upload_rope_table(int64_t(max_pos) + 1);
+  std::memcpy(ids_.mapped(), s.ids.data(), rows * 4);
+  std::memcpy(positions_.mapped(), s.positions.data(), rows * 4);
+  std::memcpy(kv_start_.mapped(), s.kv_start.data(), s.batch * 4);
+  const int32_t past = int32_t(past_);
+  std::memcpy(static_cast<std::byte*>(kv_start_.mapped()) + uint64_t(s.batch) * 4, &past, 4);
+
+  vk::Recorder& rec = decode ? decode_rec_ : rec_;
+  last_rec_ = &rec;
+  if (decode && decode_recorded_for_ == buffers_generation_) {
+    rec.submit_and_wait();
+    return finish_step(s.tokens, out_rows);
   }
+
   const KvType kv = cache_.type();
   const uint32_t qkv = h.qkv_dim();  // floats in a row of q | k | v
   vk::Device& d = device_;
   // A projection of x, its parts side by side in y (rows y_stride floats apart). w8a8 layers read x quantized to
   // int8 (per token, or with the module's static scale); x is quantized once, and again only where a part's static
   // scale differs.
-  auto project = [&](const vk::Buffer& x, uint32_t m, const std::vector<const Linear*>& parts, const vk::Buffer& y,
+  auto project = [&](const vk::Buffer& x, uint32_t m, std::span<const Linear> parts, const vk::Buffer& y,
                      uint32_t y_stride, bool accumulate) {
     std::optional<float> quantized_with;
     uint32_t column = 0;
-    for (const Linear* part : parts) {
-      const kernels::DeviceVector* bias = part->bias ? &*part->bias : nullptr;
-      if (!part->int8_activations) {
-        kernels::record_linear(d, rec, {.weight = &part->weight, .bias = bias, .x = &x, .y = &y, .m = m,
+    for (const Linear& part : parts) {
+      const kernels::DeviceVector* bias = part.bias ? &*part.bias : nullptr;
+      if (!part.int8_activations) {
+        kernels::record_linear(d, rec, {.weight = &part.weight, .bias = bias, .x = &x, .y = &y, .m = m,
                                         .y_stride = y_stride, .y_column = column, .accumulate = accumulate});
       } else {
-        if (quantized_with != part->input_scale) {
-          kernels::record_quantize_rows(d, rec, x, xq_, xscale_, m, part->weight.cols, part->input_scale);
-          quantized_with = part->input_scale;
+        if (quantized_with != part.input_scale) {
+          kernels::record_quantize_rows(d, rec, x, xq_, xscale_, m, part.weight.cols, part.input_scale);
+          quantized_with = part.input_scale;
         }
-        kernels::record_linear_w8a8(d, rec, {.weight = &part->weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
+        kernels::record_linear_w8a8(d, rec, {.weight = &part.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
                                              .y = &y, .m = m, .y_stride = y_stride, .y_column = column,
                                              .accumulate = accumulate});
       }
-      column += part->weight.rows;
+      column += part.weight.rows;
     }
-  };
-  auto parts = [](const StackedLinear& p) {
-    std::vector<const Linear*> out;
-    for (const Linear& part : p.parts) out.push_back(&part);
-    return out;
   };
   auto head = [&](const vk::Buffer& x, uint32_t m) {
     kernels::record_linear(d, rec, {.weight = &model_.lm_head(), .x = &x, .y = &logits_, .m = m});
@@ -231,18 +227,18 @@ std::vector<float> Forward::step(const Step& s) {
     const LayerWeights& l = model_.layers()[i];
     // attention block: q | k | v side by side in one row, RoPE on q and k heads at once (they are adjacent)
     kernels::record_rmsnorm(d, rec, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
-    project(xn_, rows, parts(l.qkv), qkv_, qkv, false);
+    project(xn_, rows, l.qkv.parts, qkv_, qkv, false);
     kernels::record_rope(d, rec, qkv_, rows, h.heads + h.kv_heads, h.head_dim, qkv, positions_, rope_table_,
                          cache_.capacity());
     kernels::record_kv_write(d, rec, kv, shape, qkv_, qkv, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, h.q_dim(),
                              h.q_dim() + h.kv_dim());
     kernels::record_attention(d, rec, kv, shape, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, attn_, &partials_);
-    project(attn_, rows, {&l.o}, x_, h.hidden, true);  // the residual add folded into the projection
+    project(attn_, rows, std::span(&l.o, 1), x_, h.hidden, true);  // the residual add folded into the projection
     // MLP block: gate | up side by side
     kernels::record_rmsnorm(d, rec, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
-    project(xn_, rows, parts(l.gate_up), gate_up_, 2 * h.intermediate, false);
+    project(xn_, rows, l.gate_up.parts, gate_up_, 2 * h.intermediate, false);
     kernels::record_silu_mul(d, rec, gate_up_, act_, rows, h.intermediate);
-    project(act_, rows, {&l.down}, x_, h.hidden, true);
+    project(act_, rows, std::span(&l.down, 1), x_, h.hidden, true);
   }
   if (s.rows == LogitsRows::All) {
     kernels::record_rmsnorm(d, rec, x_, model_.final_norm(), xn_, rows, h.hidden, h.rms_eps);

@@ -72,7 +72,9 @@ class Forward {
   static constexpr uint32_t kMaxSplitTokens = 8;
 
  private:
-  void ensure_scratch(uint32_t rows, uint32_t logits_rows);
+  // Scratch for `rows` token rows, `logits_rows` rows of logits and split-K attention's partials; any reallocation
+  // bumps buffers_generation_ (a replayed recording binds the old buffers).
+  void ensure_scratch(uint32_t rows, uint32_t logits_rows, uint64_t attention_partial_floats);
   void upload_rope_table(int64_t seq_len);
   std::vector<float> finish_step(uint32_t tokens, uint32_t out_rows);  // past advances, the logits come back
 
