@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "gpu_support.hpp"
+#include "stored_weights.hpp"
 #include "kernels/fill.hpp"
 #include "kernels/linear.hpp"
 
@@ -19,29 +20,6 @@ using kernels::WeightType;
 namespace {
 
 constexpr WeightType kTypes[] = {WeightType::F32, WeightType::F16, WeightType::BF16};
-
-// Random values rounded to `type`: the bytes as stored and the values they hold.
-struct Stored {
-  std::vector<std::byte> bytes;
-  std::vector<double> values;
-};
-Stored make_stored(Rng& rng, WeightType type, size_t count) {
-  Stored s;
-  s.bytes.resize(count * kernels::weight_type_bytes(type));
-  s.values.resize(count);
-  for (size_t i = 0; i < count; ++i) {
-    const float f = rng.uniform(-1.f, 1.f);
-    if (type == WeightType::F32) {
-      std::memcpy(&s.bytes[i * 4], &f, 4);
-      s.values[i] = f;
-    } else {
-      const uint16_t h = type == WeightType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
-      std::memcpy(&s.bytes[i * 2], &h, 2);
-      s.values[i] = type == WeightType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
-    }
-  }
-  return s;
-}
 
 struct Case {
   WeightType type = WeightType::F32;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "gpu_support.hpp"
+#include "stored_weights.hpp"
 #include "kernels/embedding.hpp"
 #include "kernels/fill.hpp"
 #include "kernels/int8.hpp"
@@ -169,29 +170,6 @@ std::vector<std::byte> random_bytes(Rng& rng, size_t count) {
   return v;
 }
 
-// Random floats stored in a float dtype: their bytes and values.
-struct Stored {
-  std::vector<std::byte> bytes;
-  std::vector<double> values;
-};
-Stored make_stored(Rng& rng, WeightType type, size_t count, float lo = -1.f, float hi = 1.f) {
-  Stored s;
-  const uint32_t eb = kernels::weight_type_bytes(type);
-  s.bytes.resize(count * eb);
-  s.values.resize(count);
-  for (size_t i = 0; i < count; ++i) {
-    const float f = rng.uniform(lo, hi);
-    if (type == WeightType::F32) {
-      std::memcpy(&s.bytes[i * 4], &f, 4);
-      s.values[i] = f;
-    } else {
-      const uint16_t h = type == WeightType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
-      std::memcpy(&s.bytes[i * 2], &h, 2);
-      s.values[i] = type == WeightType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
-    }
-  }
-  return s;
-}
 
 // A weight matrix of any quantized type with the values the device should see.
 struct QuantMatrix {
