@@ -26,6 +26,20 @@ inline std::filesystem::path data_path(const std::string& rel) { return data_dir
 // Large tokenizer files fetched by tools/fetch-tokenizers.sh (not committed).
 inline std::filesystem::path tokenizer_dir(const std::string& name) { return root_dir() / "third_party/tokenizers" / name; }
 
+// Makes `dir` a complete checkpoint with text in and out: the llama3-vocab-tied-bf16 fixture's weights and the real
+// Llama 3 tokenizer (which has a chat template), linked in. Returns dir.
+inline std::filesystem::path llama3_text_checkpoint(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  const fs::path tok = tokenizer_dir("llama3");
+  REQUIRE_MESSAGE(fs::exists(tok / "tokenizer.json"), "run tools/fetch-tokenizers.sh: " << tok << " is missing");
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "generation_config.json", "model.safetensors"})
+    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(data_path("hf-llama/llama3-vocab-tied-bf16") / f), dir / f);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(tok / f), dir / f);
+  return dir;
+}
+
 // A fresh seed each run unless INFERNO_TEST_SEED fixes one; the seed is attached to every failure message.
 inline uint64_t test_seed() {
   static const uint64_t seed = [] {

@@ -21,15 +21,8 @@ std::string brown_dir() { return (root_dir() / "models/brown-8m-bf16").string();
 
 // The llama3 test checkpoint with the real Llama 3 tokenizer beside it (which has a chat template).
 std::string llama3_dir() {
-  const fs::path dir = fs::temp_directory_path() / ("inferno-test-capi-llama3-" + std::to_string(::getpid()));
-  const fs::path tok = tokenizer_dir("llama3");
-  REQUIRE_MESSAGE(fs::exists(tok / "tokenizer.json"), "run tools/fetch-tokenizers.sh: " << tok << " is missing");
-  fs::create_directories(dir);
-  for (const char* f : {"config.json", "generation_config.json", "model.safetensors"})
-    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(data_path("hf-llama/llama3-vocab-tied-bf16") / f), dir / f);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(tok / f), dir / f);
-  return dir.string();
+  return llama3_text_checkpoint(fs::temp_directory_path() / ("inferno-test-capi-llama3-" + std::to_string(::getpid())))
+      .string();
 }
 
 // One C model and one C++ model of the demo checkpoint for the whole executable (loading is the slow part).

@@ -76,15 +76,7 @@ std::string trim(std::string s) {
 
 // A checkpoint directory with the real Llama 3 tokenizer beside the weights of llama3-vocab-tied-bf16.
 fs::path llama3_text_model() {
-  const fs::path dir = temp_dir() / "llama3-text";
-  const fs::path tok = tokenizer_dir("llama3");
-  REQUIRE_MESSAGE(fs::exists(tok / "tokenizer.json"), "run tools/fetch-tokenizers.sh: " << tok << " is missing");
-  fs::create_directories(dir);
-  for (const char* f : {"config.json", "generation_config.json", "model.safetensors"})
-    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(data_path("hf-llama/llama3-vocab-tied-bf16") / f), dir / f);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(tok / f), dir / f);
-  return dir;
+  return llama3_text_checkpoint(temp_dir() / "llama3-text");
 }
 
 std::string brown() { return quote((root_dir() / "models/brown-8m-bf16").string()); }

@@ -35,15 +35,7 @@ fs::path brown_dir() { return root_dir() / "models/brown-8m-bf16"; }
 
 // The llama3 test checkpoint with the real Llama 3 tokenizer beside it (a model with a chat template).
 fs::path llama3_dir() {
-  const fs::path dir = fs::temp_directory_path() / ("inferno-test-server-llama3-" + std::to_string(::getpid()));
-  const fs::path tok = tokenizer_dir("llama3");
-  REQUIRE_MESSAGE(fs::exists(tok / "tokenizer.json"), "run tools/fetch-tokenizers.sh: " << tok << " is missing");
-  fs::create_directories(dir);
-  for (const char* f : {"config.json", "generation_config.json", "model.safetensors"})
-    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(data_path("hf-llama/llama3-vocab-tied-bf16") / f), dir / f);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(tok / f), dir / f);
-  return dir;
+  return llama3_text_checkpoint(fs::temp_directory_path() / ("inferno-test-server-llama3-" + std::to_string(::getpid())));
 }
 
 constexpr size_t kMaxBody = 64 * 1024;  // small, so that the 413 test sends little
