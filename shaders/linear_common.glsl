@@ -31,19 +31,15 @@ layout(push_constant) uniform Push {
   uint scale_dtype;  // int8 weights: DTYPE_* of the row scales
 } pc;
 
+#include "linear_epilogue.glsl"
+
 // `value` is the dot product of row m of x with row n of the chunk (for int8 weights, with the integers q).
 void store_output(uint m, uint n, float value) {
 #if defined(WEIGHT_I8)
   const uint s = pc.scale_offset + n;
   value *= unpack_element(scale_words[element_word(s, pc.scale_dtype)], s, pc.scale_dtype);
 #endif
-  if (pc.bias_dtype != NO_BIAS) {
-    const uint i = pc.bias_offset + n;
-    value += unpack_element(bias_words[element_word(i, pc.bias_dtype)], i, pc.bias_dtype);
-  }
-  const uint at = pc.y_offset + m * pc.y_stride + n;
-  if (pc.accumulate != 0u) value += y[at];  // never read otherwise: y may hold anything, NaN included
-  y[at] = value;
+  store_biased(m, n, value);
 }
 
 #endif  // LINEAR_COMMON_GLSL

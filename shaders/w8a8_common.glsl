@@ -36,17 +36,13 @@ layout(push_constant) uniform Push {
 ivec4 signed_bytes(int w) { return ivec4(w << 24, w << 16, w << 8, w) >> 24; }
 int dot_bytes(ivec4 a, ivec4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
 
+#include "linear_epilogue.glsl"
+
 void store_w8a8(uint m, uint n, int dot) {
   const uint s = pc.wscale_offset + n;
   const float sw = unpack_element(wscale_words[element_word(s, pc.wscale_dtype)], s, pc.wscale_dtype);
   float value = float(dot) * xscale[pc.xscale_offset + m] * sw;
-  if (pc.bias_dtype != NO_BIAS) {
-    const uint i = pc.bias_offset + n;
-    value += unpack_element(bias_words[element_word(i, pc.bias_dtype)], i, pc.bias_dtype);
-  }
-  const uint at = pc.y_offset + m * pc.y_stride + n;
-  if (pc.accumulate != 0u) value += y[at];  // never read otherwise: y may hold anything, NaN included
-  y[at] = value;
+  store_biased(m, n, value);
 }
 
 #endif  // W8A8_COMMON_GLSL
