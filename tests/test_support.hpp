@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -61,6 +62,16 @@ struct Rng {
     return v;
   }
 };
+
+// A random prompt of Brown-corpus words for the demo model: fresh each run, the seed printed on failure.
+inline std::string random_prompt(Rng& rng) {
+  static const char* words[] = {"the", "jury", "said", "city", "of", "county", "election", "was", "a",
+                                "man", "party", "and", "he", "they", "Fulton", "state", "house", "new"};
+  std::string text = "The";
+  const int n = rng.integer(1, 5);
+  for (int i = 0; i < n; ++i) text += std::string(" ") + words[rng.integer(0, int(std::size(words)) - 1)];
+  return text;
+}
 
 }  // namespace inferno::testing
 

@@ -40,16 +40,6 @@ inferno::Model& brown_cpp() {
   return model;
 }
 
-// A random prompt of Brown-corpus words: fresh each run, the seed printed on failure.
-std::string random_prompt(Rng& rng) {
-  static const char* words[] = {"the", "jury", "said", "city", "of", "county", "election", "was", "a",
-                                "man", "party", "and", "he", "they", "Fulton", "state", "house", "new"};
-  std::string text = "The";
-  const int n = rng.integer(1, 5);
-  for (int i = 0; i < n; ++i) text += std::string(" ") + words[rng.integer(0, int(std::size(words)) - 1)];
-  return text;
-}
-
 std::vector<int32_t> c_tokenize(inferno_model* model, const std::string& text) {
   size_t count = 0;
   inferno_tokenize(model, text.data(), text.size(), 1, nullptr, 0, &count);

@@ -176,15 +176,6 @@ std::string reference_text(inferno::Model& model, const std::vector<int32_t>& pr
   return model.detokenize(session.generate(prompt, options));
 }
 
-std::string random_prompt(Rng& rng) {
-  static const char* words[] = {"the", "jury", "said", "city", "of", "county", "election", "was", "a",
-                                "man", "party", "and", "he", "they", "Fulton", "state", "house", "new"};
-  std::string text = "The";
-  const int n = rng.integer(1, 5);
-  for (int i = 0; i < n; ++i) text += std::string(" ") + words[rng.integer(0, int(std::size(words)) - 1)];
-  return text;
-}
-
 std::string completion_body(const std::string& prompt, int max_tokens, const std::string& extra = "") {
   return "{\"model\":\"brown\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":" + std::to_string(max_tokens) +
          ",\"temperature\":0,\"ignore_eos\":true" + extra + "}";
