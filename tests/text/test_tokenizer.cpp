@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "json_cases.hpp"
 #include "test_support.hpp"
 #include "text/tokenizer.hpp"
 #include "text/tokenizer_regex.hpp"
@@ -26,28 +27,11 @@ using inferno::text::StreamingDecoder;
 using inferno::text::Tokenizer;
 namespace fs = std::filesystem;
 namespace dom = simdjson::dom;
-
-struct JsonFile {
-  simdjson::padded_string text;
-  dom::parser parser;
-  dom::element root;
-};
-
-std::unique_ptr<JsonFile> load_json(const fs::path& path) {
-  auto file = std::make_unique<JsonFile>();
-  REQUIRE_MESSAGE(fs::exists(path), "missing test file " << path.string());
-  REQUIRE_MESSAGE(!simdjson::padded_string::load(path.string()).get(file->text), "cannot read " << path.string());
-  REQUIRE_MESSAGE(!file->parser.parse(file->text).get(file->root), "bad JSON in " << path.string());
-  return file;
-}
-
-std::vector<int32_t> ints(dom::element array) {
-  std::vector<int32_t> out;
-  for (dom::element e : dom::array(array)) out.push_back(int32_t(int64_t(e)));
-  return out;
-}
-
-std::string str(dom::element e) { return std::string(std::string_view(e)); }
+using inferno::testing::error_of;
+using inferno::testing::ints;
+using inferno::testing::JsonFile;
+using inferno::testing::load_json;
+using inferno::testing::str;
 
 // The real tokenizers are fetched, not committed: without them the test must fail loudly, not pass quietly.
 fs::path tokenizer_files(const std::string& name) {
@@ -80,15 +64,6 @@ std::string stream_decode(const Tokenizer& tok, const std::vector<int32_t>& ids,
   text += rest;
   if (pieces) pieces->push_back(std::move(rest));
   return text;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const inferno::Error& e) {
-    return e.what();
-  }
-  return "(no inferno::Error thrown)";
 }
 
 void append_code_point(std::string& s, uint32_t cp) { inferno::text::utf8::append(s, cp); }

@@ -12,6 +12,7 @@
 
 #include "io/gguf.hpp"
 #include "io/gguf_builder.hpp"
+#include "json_cases.hpp"
 #include "test_support.hpp"
 #include "text/tokenizer.hpp"
 #include "text/tokenizer_gguf.hpp"
@@ -28,39 +29,13 @@ using inferno::text::StreamingDecoder;
 using inferno::text::Tokenizer;
 namespace fs = std::filesystem;
 namespace dom = simdjson::dom;
+using inferno::testing::error_of;
+using inferno::testing::ints;
+using inferno::testing::JsonFile;
+using inferno::testing::load_json;
+using inferno::testing::str;
 
 const char* const kMetaspace = "\xE2\x96\x81";
-
-struct JsonFile {
-  simdjson::padded_string text;
-  dom::parser parser;
-  dom::element root;
-};
-
-std::unique_ptr<JsonFile> load_json(const fs::path& path) {
-  auto file = std::make_unique<JsonFile>();
-  REQUIRE_MESSAGE(fs::exists(path), "missing test file " << path.string());
-  REQUIRE_MESSAGE(!simdjson::padded_string::load(path.string()).get(file->text), "cannot read " << path.string());
-  REQUIRE_MESSAGE(!file->parser.parse(file->text).get(file->root), "bad JSON in " << path.string());
-  return file;
-}
-
-std::vector<int32_t> ints(dom::element array) {
-  std::vector<int32_t> out;
-  for (dom::element e : dom::array(array)) out.push_back(int32_t(int64_t(e)));
-  return out;
-}
-
-std::string str(dom::element e) { return std::string(std::string_view(e)); }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const inferno::Error& e) {
-    return e.what();
-  }
-  return "(no inferno::Error thrown)";
-}
 
 void check_error(const std::function<void()>& f, std::initializer_list<std::string> needles) {
   const std::string message = error_of(f);
