@@ -55,7 +55,10 @@ Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvT
   // Split-K decode attention on GPUs: a few hundred workgroups instead of one per head once the context is long
   // (about 128 cache slots a split). CPU drivers run workgroups on a few cores and gain nothing from it.
   if (device_.caps().type != "cpu") attention_splits_ = std::clamp<uint32_t>((capacity + 127) / 128, 1, 32);
-  rope_table_ = vk::Buffer(device_, uint64_t(capacity) * h.head_dim * 4, vk::MemoryKind::Device, "rope_table");
+  // cos/sin per position. Dynamic NTK scaling changes the table with the sequence length as decoding goes on, so
+  // that table lives in host-visible memory, rewritten through its mapping with no submission of its own.
+  rope_table_ = vk::Buffer(device_, uint64_t(capacity) * h.head_dim * 4,
+                           h.rope.type == "dynamic" ? vk::MemoryKind::Staging : vk::MemoryKind::Device, "rope_table");
   // Each sequence's first unpadded slot, then `past` for the replayed decode recording.
   kv_start_ = vk::Buffer(device_, (uint64_t(batch) + 1) * 4, vk::MemoryKind::Staging, "kv_start");
 }
@@ -110,25 +113,38 @@ void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows, uint64_t atten
   }
 }
 
-void Forward::upload_rope_table(int64_t seq_len) {
+void Forward::update_rope_table(std::span<const int32_t> positions, int32_t max_pos) {
   const auto& h = model_.hyper();
-  // Only dynamic NTK scaling depends on the sequence length; every other type is computed once.
-  if (h.rope.type != "dynamic") seq_len = 0;
-  else seq_len = std::max<int64_t>(seq_len, h.max_position_embeddings);
-  if (seq_len == rope_seq_len_) return;
+  const bool dynamic = h.rope.type == "dynamic";
+  // Only dynamic NTK scaling depends on the sequence length (transformers: max(position_ids) + 1, once past
+  // max_position_embeddings); every other type is one table for every position, computed once (seq_len 0).
+  const int64_t seq_len = dynamic ? std::max<int64_t>(int64_t(max_pos) + 1, h.max_position_embeddings) : 0;
+  const bool beyond = dynamic && seq_len > int64_t(h.max_position_embeddings);
+  if (!beyond && seq_len == rope_seq_len_) return;
   RopeFrequencies f = compute_rope_frequencies(h.rope, seq_len);
   for (size_t i = 0; i < h.rope_freq_factors.size() && i < f.inv_freq.size(); ++i) f.inv_freq[i] /= h.rope_freq_factors[i];
   const uint32_t half = h.head_dim / 2, capacity = cache_.capacity();
   if (f.inv_freq.size() != half) throw Error("RoPE: partial rotary embeddings are not supported");
-  std::vector<float> table(size_t(capacity) * half * 2);
-  for (uint32_t pos = 0; pos < capacity; ++pos)
+  auto write_row = [&](float* row, uint32_t pos) {
     for (uint32_t i = 0; i < half; ++i) {
       // transformers: freqs = inv_freq · position in float32, then cos/sin in float32, times attention_scaling.
       const float angle = f.inv_freq[i] * float(pos);
-      table[(size_t(pos) * half + i) * 2] = float(std::cos(double(angle))) * f.attention_scaling;
-      table[(size_t(pos) * half + i) * 2 + 1] = float(std::sin(double(angle))) * f.attention_scaling;
+      row[2 * i] = float(std::cos(double(angle))) * f.attention_scaling;
+      row[2 * i + 1] = float(std::sin(double(angle))) * f.attention_scaling;
     }
-  vk::upload(device_, rope_table_, 0, table.data(), table.size() * 4);
+  };
+  if (beyond) {
+    // Past max_position_embeddings the frequencies change every step: rewrite only the rows this step reads (the
+    // cache keeps earlier keys as they were rotated, as transformers' does). The table is then a mix: mark it so.
+    float* table = static_cast<float*>(rope_table_.mapped());
+    for (int32_t pos : positions) write_row(table + size_t(pos) * half * 2, uint32_t(pos));
+    rope_seq_len_ = -1;
+    return;
+  }
+  std::vector<float> table(size_t(capacity) * half * 2);
+  for (uint32_t pos = 0; pos < capacity; ++pos) write_row(table.data() + size_t(pos) * half * 2, pos);
+  if (dynamic) std::memcpy(rope_table_.mapped(), table.data(), table.size() * 4);
+  else vk::upload(device_, rope_table_, 0, table.data(), table.size() * 4);
   rope_seq_len_ = seq_len;
 }
 
@@ -176,7 +192,7 @@ std::vector<float> Forward::step(const Step& s) {
   shape.splits = s.tokens <= kMaxSplitTokens ? std::min(attention_splits_, cache_.capacity()) : 1;
 
   ensure_scratch(rows, out_rows, kernels::attention_partial_floats(shape, rows));
-  upload_rope_table(int64_t(max_pos) + 1);
+  update_rope_table(s.positions, max_pos);
   std::memcpy(ids_.mapped(), s.ids.data(), rows * 4);
   std::memcpy(positions_.mapped(), s.positions.data(), rows * 4);
   std::memcpy(kv_start_.mapped(), s.kv_start.data(), s.batch * 4);

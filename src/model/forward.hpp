@@ -75,7 +75,9 @@ class Forward {
   // Scratch for `rows` token rows, `logits_rows` rows of logits and split-K attention's partials; any reallocation
   // bumps buffers_generation_ (a replayed recording binds the old buffers).
   void ensure_scratch(uint32_t rows, uint32_t logits_rows, uint64_t attention_partial_floats);
-  void upload_rope_table(int64_t seq_len);
+  // The cos/sin table for a step at these positions (the largest one: max_pos); recomputed only when the
+  // frequencies change (dynamic NTK scaling), never with a submission of its own during decoding.
+  void update_rope_table(std::span<const int32_t> positions, int32_t max_pos);
   std::vector<float> finish_step(uint32_t tokens, uint32_t out_rows);  // past advances, the logits come back
 
   const LlamaModel& model_;

@@ -31,6 +31,9 @@ double tolerance(const Case& c) { return c.f32 ? 1e-4 : 3e-3; }
 const Case kCases[] = {
     {"llama3-gqa-f32", true, 3, true},   {"llama3-tied-bf16", false, 3, true}, {"bias-headdim-f16", false, 3, true},
     {"mha-sharded-bf16", false, 3, true}, {"mqa-yarn-f32", true, 3, true},     {"llama3-vocab-tied-bf16", false, 2, false},
+    // dynamic NTK scaling with max_position_embeddings 16: every prompt + continuation decodes past it, so inv_freq is
+    // recomputed each step from max(position_ids) + 1 (and for the whole 33-token prompt at prefill)
+    {"dynamic-rope-f32", true, 3, true},
 };
 
 std::vector<int32_t> to_i32(const std::vector<int64_t>& v) { return std::vector<int32_t>(v.begin(), v.end()); }
