@@ -13,6 +13,7 @@
 //   void dequant_unit(uint block_byte, uint unit, out vec4 lo, out vec4 hi, out uvec2 at)
 //                                  unit `unit` of the block at byte `block_byte`: elements at.x .. at.x+3 of the block
 //                                  in `lo` and at.y .. at.y+3 in `hi`, chosen so that a unit reads few, whole words
+//   QBLOCK_WORDS, dequant_block    (Q8_0 only) a whole block as its scale and its q packed four to a word
 #ifndef DEQUANT_GLSL
 #define DEQUANT_GLSL
 
@@ -77,6 +78,27 @@ void dequant_unit(uint b, uint unit, out vec4 lo, out vec4 hi, out uvec2 at) {
   lo = d * vec4(signed_bytes(first));
   hi = d * vec4(signed_bytes(second));
   at = uvec2(8u * unit, 8u * unit + 4u);
+}
+// The whole block at byte b: its scale d and its 32 int8 q as 8 words (4 to a word, element 4i in word i's low byte).
+// Nine word reads cover a block at either alignment (blocks alternate between starting on a word and half-way into
+// one), against 14 for its four units read one by one: the one-thread-per-row layout of CPU drivers walks rows a
+// block at a time with this and multiplies by d once a block.
+#define QBLOCK_WORDS 8u
+void dequant_block(uint b, out float d, out uint qs[QBLOCK_WORDS]) {
+  const uint w = b >> 2;
+  const uint first = WEIGHT_WORDS[w];
+  if ((b & 2u) != 0u) {  // d in the high half of the first word, the q word-aligned after it
+    d = unpackHalf2x16(first >> 16).x;
+    for (uint i = 0u; i < 8u; ++i) qs[i] = WEIGHT_WORDS[w + 1u + i];
+  } else {  // d in the low half, each q word straddling two words
+    d = unpackHalf2x16(first).x;
+    uint low = first;
+    for (uint i = 0u; i < 8u; ++i) {
+      const uint high = WEIGHT_WORDS[w + 1u + i];
+      qs[i] = (low >> 16) | (high << 16);
+      low = high;
+    }
+  }
 }
 
 #elif defined(WEIGHT_Q4_0) || defined(WEIGHT_Q4_1)

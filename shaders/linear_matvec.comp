@@ -48,6 +48,27 @@ void main() {
     // Block formats: threads stride over units (8 elements as two runs of 4, or 4 for int8), adjacent threads taking
     // adjacent units of a block, each dequantized in registers once for all NUM_M rows of x.
     const uint blocks_per_row = pc.k / QK;
+#if defined(QBLOCK_WORDS)
+    if (LANES == 1u) {
+      // One thread per row (CPU drivers): whole blocks, each read once, its scale applied once to its dot product.
+      for (uint block = 0u; block < blocks_per_row; ++block) {
+        float d;
+        uint qs[QBLOCK_WORDS];
+        dequant_block((row * blocks_per_row + block) * QBYTES, d, qs);
+        for (uint m = 0u; m < NUM_M; ++m) {
+          const uint xa = pc.x_offset + m * pc.x_stride + block * QK;
+          float sum = 0.0;
+          for (uint i = 0u; i < QBLOCK_WORDS; ++i) {
+            const uint xi = xa + 4u * i;
+            sum += dot(vec4(signed_bytes(qs[i])),
+                       VEC16 ? x_vec4[xi / 4u] : vec4(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]));
+          }
+          acc[r * NUM_M + m] += d * sum;
+        }
+      }
+      continue;
+    }
+#endif
     const uint units = blocks_per_row * QUNITS_PER_BLOCK;
     for (uint u = lane; u < units; u += LANES) {
       const uint block = u / QUNITS_PER_BLOCK;
