@@ -5,6 +5,9 @@
 // in device memory for the whole session. A step processes `tokens` new tokens for each of `batch` sequences
 // (left-padded so they have equal length): rows of Q/K/V are m = b * tokens + t, and token t of every sequence goes
 // to cache slot past + t. Slots < kv_start[b] (left padding) are masked out for sequence b.
+// The padding mask is this one integer a sequence rather than an additive [batch, capacity] float mask: with left
+// padding and a causal mask, transformers' additive mask is -inf exactly on slots before the first unpadded one and
+// after the query, so the integer carries all of it, costs no memory traffic, and cannot drift from the cache.
 #include "vk/recorder.hpp"
 
 namespace inferno::kernels {
