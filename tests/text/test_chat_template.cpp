@@ -1,14 +1,17 @@
 // Chat templates against transformers: every case of tests/data/hf-llama/chat_template_cases.json (the Llama 3 and
-// 3.1 templates of the real tokenizer_config.json files, the Llama 2 and Zephyr templates that the cases carry),
+// 3.1 templates of the real tokenizer_config.json files, the Llama 2 and Zephyr templates that the cases carry; the
+// rendered text tokenized as apply_chat_template(tokenize=True) does),
 // the tokenizer_config.json helpers, the Value API, and errors that name the construct and its line.
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 
 #include "test_support.hpp"
 #include "text/chat_template.hpp"
+#include "text/tokenizer.hpp"
 
 namespace {
 
@@ -33,6 +36,14 @@ std::string tokenizer_config(const std::string& name) {
   fs::path path = inferno::testing::tokenizer_dir(name) / "tokenizer_config.json";
   if (!fs::exists(path)) FAIL("missing " << path.string() << ": run tools/fetch-tokenizers.sh to fetch the tokenizers");
   return read_file(path);
+}
+
+// The tokenizer fetched into third_party/tokenizers under `name`, loaded once.
+const inferno::text::Tokenizer& tokenizer_of(const std::string& name) {
+  static std::map<std::string, inferno::text::Tokenizer> loaded;
+  auto it = loaded.find(name);
+  if (it == loaded.end()) it = loaded.emplace(name, inferno::text::Tokenizer::from_dir(inferno::testing::tokenizer_dir(name))).first;
+  return it->second;
 }
 
 // The message of the inferno::Error that `action` throws, or "(no error)".
@@ -61,7 +72,7 @@ bool contains(const std::string& text, const std::string& part) {
 
 TEST_CASE("every fixture case renders exactly as transformers' apply_chat_template") {
   Value fixture = Value::from_json(read_file(inferno::testing::data_path("hf-llama/chat_template_cases.json")));
-  size_t texts = 0, errors = 0;
+  size_t texts = 0, errors = 0, tokenized = 0;
   for (const char* family : {"llama3", "llama3_1", "llama2", "zephyr"}) {
     const Value* cases = fixture.find(family);
     REQUIRE_MESSAGE(cases, "chat_template_cases.json has no '" << family << "' cases");
@@ -91,13 +102,23 @@ TEST_CASE("every fixture case renders exactly as transformers' apply_chat_templa
         CHECK(raised == error->as_string());
         ++errors;
       } else {
-        CHECK(chat_template.render(messages, add_generation_prompt, special_tokens) == c.find("text")->as_string());
+        const std::string text = chat_template.render(messages, add_generation_prompt, special_tokens);
+        CHECK(text == c.find("text")->as_string());
         ++texts;
+        // apply_chat_template(tokenize=True): the rendered text through the tokenizer with no special tokens added
+        // (the template wrote them), so the special-token markup must come out as single added tokens.
+        if (const Value* ids = c.find("ids")) {
+          std::vector<int32_t> expected;
+          for (const Value& id : ids->as_list()) expected.push_back(int32_t(id.as_int()));
+          CHECK(tokenizer_of(tokenizer ? tokenizer->as_string() : family).encode(text, false) == expected);
+          ++tokenized;
+        }
       }
     }
   }
   CHECK(texts > 0);
   CHECK(errors > 0);
+  CHECK(tokenized == texts);
 }
 
 TEST_CASE("chat_template_from_tokenizer_config") {
