@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "inferno/error.hpp"
@@ -43,7 +44,8 @@ enum class KvDtype { Auto, F32, F16, BF16 };  // Auto: f32 for F32 weights, f16 
 std::optional<KvDtype> parse_kv_dtype(const std::string& name);
 const char* kv_dtype_name(KvDtype);
 
-// What a checkpoint holds, read from its headers and config alone (no device needed).
+// What a checkpoint holds, read from its headers and config alone (no device needed). A checkpoint whose tensors
+// are missing or disagree in shape with its config is refused here, with the error loading it would give.
 struct ModelInfo {
   std::filesystem::path path;
   std::string format;  // "safetensors" or "gguf"
@@ -56,6 +58,10 @@ struct ModelInfo {
   uint64_t params = 0;                              // parameter count
   uint64_t weight_bytes = 0;                        // device bytes the weights take (= their on-disk bytes)
   std::map<std::string, uint64_t> tensor_bytes_by_dtype;
+  // The dtype the weights of each group are stored in (as loaded: "I8" with quantize_int8), several joined by '+'
+  // (a Q4_K_M file keeps some in Q6_K), in the order embedding, attention, mlp, norm, lm_head; a tied lm_head has
+  // the embedding's. Biases are not counted.
+  std::vector<std::pair<std::string, std::string>> dtype_by_group;
   std::vector<std::filesystem::path> shards;
   uint64_t shard_bytes = 0;                         // file sizes
 };

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include "generate/session.hpp"
@@ -222,13 +223,34 @@ ModelInfo inspect_model(const std::filesystem::path& path, bool quantize_int8) {
     info.weight_bytes += t.bytes;
     info.tensor_bytes_by_dtype[std::string(io::dtype_name(t.dtype))] += t.bytes;
   };
+  // Per group, the dtypes its weights are loaded in, once each.
+  auto group_dtypes = [&](const model::FindTensor& find) {
+    std::map<model::TensorGroup, std::set<std::string>> dtypes;
+    for (const model::ExpectedTensor& e : model::expected_tensors(h, gguf)) {
+      if (e.bias) continue;
+      const io::TensorInfo& t = *find(e.name);
+      dtypes[e.group].insert(quantized_linear(t) ? "I8" : std::string(io::dtype_name(t.dtype)));
+    }
+    if (h.tied_embeddings) dtypes[model::TensorGroup::LmHead] = dtypes[model::TensorGroup::Embedding];
+    for (model::TensorGroup g : model::kTensorGroups) {
+      std::string joined;
+      for (const std::string& d : dtypes[g]) joined += (joined.empty() ? "" : "+") + d;
+      info.dtype_by_group.emplace_back(model::tensor_group_name(g), joined);
+    }
+  };
   if (gguf) {
+    const model::FindTensor find = [&](const std::string& n) { return gguf_file->find_tensor(n); };
+    model::check_tensor_shapes(h, true, find, path.string());
     for (const auto& t : gguf_file->tensors()) count(t);
+    group_dtypes(find);
     info.shards = {path};
     info.quantization = "gguf";
   } else {
     io::Checkpoint ckpt(path);
+    const model::FindTensor find = [&](const std::string& n) { return ckpt.find(n); };
+    model::check_tensor_shapes(h, false, find, path.string());
     for (const auto& name : ckpt.tensor_names()) count(ckpt.at(name));
+    group_dtypes(find);
     info.shards = ckpt.shard_paths();
   }
   if (quantize_int8) info.quantization = "int8 (weight-only, on load)";

@@ -81,6 +81,9 @@ int run_info(const InfoArgs& a) {
     j.key("tensor_bytes_by_dtype").begin_object();
     for (const auto& [dtype, bytes] : info.tensor_bytes_by_dtype) j.field(dtype, bytes);
     j.end_object();
+    j.key("dtype_by_group").begin_object();
+    for (const auto& [group, dtype] : info.dtype_by_group) j.field(group, dtype);
+    j.end_object();
     j.key("shards").begin_array();
     for (const auto& s : info.shards) j.value(s.filename().string());
     j.end_array();
@@ -106,6 +109,9 @@ int run_info(const InfoArgs& a) {
               info.quantization.empty() ? "" : ", quantization: ", info.quantization.c_str());
   for (const auto& [dtype, bytes] : info.tensor_bytes_by_dtype)
     std::printf("  %-6s %s\n", dtype.c_str(), mib(bytes).c_str());
+  std::string groups;
+  for (const auto& [group, dtype] : info.dtype_by_group) groups += (groups.empty() ? "" : ", ") + group + " " + dtype;
+  std::printf("dtype by group: %s%s\n", groups.c_str(), info.tied_embeddings ? " (lm_head tied)" : "");
   std::printf("files: %zu shard(s), %s\n", info.shards.size(), mib(info.shard_bytes).c_str());
   std::printf("memory for ctx %u, batch %u (KV %s): weights %s + KV cache %s + activations %s = %s\n", ctx, a.batch,
               a.kv_dtype.c_str(), mib(info.weight_bytes).c_str(), mib(kv_bytes).c_str(), mib(act_bytes).c_str(),

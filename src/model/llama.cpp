@@ -131,20 +131,14 @@ Int8Scheme parse_int8_scheme(const io::LlamaConfig& c, const std::string& source
 // checkpoint or a GGUF file through the two functions it is given.
 class Loader {
  public:
-  using Find = std::function<const io::TensorInfo*(const std::string&)>;
+  using Find = FindTensor;
   using Data = std::function<std::span<const std::byte>(const io::TensorInfo&)>;
   Loader(vk::Device& device, std::string source, Find find, Data data, ProgressBar& progress)
       : device_(device), source_(std::move(source)), find_(std::move(find)), data_(std::move(data)), progress_(progress) {}
 
-  const io::TensorInfo& expect(const std::string& name, std::vector<int64_t> shape) const {
-    const io::TensorInfo* t = find_(name);
-    if (!t) throw Error(source_ + ": tensor '" + name + "' is missing");
-    if (t->shape != shape)
-      throw Error(source_ + ": tensor '" + name + "' has shape " + shape_string(t->shape) + ", the config implies " +
-                  shape_string(shape));
-    return *t;
+  const io::TensorInfo& expect(const std::string& name, const std::vector<int64_t>& shape) const {
+    return expect_tensor(find_, source_, name, shape);
   }
-  bool has(const std::string& name) const { return find_(name) != nullptr; }
   std::span<const std::byte> data(const io::TensorInfo& t) const { return data_(t); }
 
   kernels::DeviceMatrix matrix(const std::string& name, uint32_t rows, uint32_t cols, bool quantize_int8 = false,
@@ -287,6 +281,81 @@ std::string detect_family(const io::LlamaConfig& c) {
   return "Llama (other)";
 }
 
+const char* tensor_group_name(TensorGroup group) {
+  switch (group) {
+    case TensorGroup::Embedding: return "embedding";
+    case TensorGroup::Attention: return "attention";
+    case TensorGroup::Mlp: return "mlp";
+    case TensorGroup::Norm: return "norm";
+    case TensorGroup::LmHead: return "lm_head";
+  }
+  return "?";
+}
+
+namespace {
+
+// The same tensors under Hugging Face's names and llama.cpp's.
+struct TensorNames {
+  const char *embedding, *lm_head, *final_norm, *layer_prefix, *attn_norm, *ffn_norm;
+  const char *q, *k, *v, *o, *gate, *up, *down;
+};
+constexpr TensorNames kHfNames{"model.embed_tokens", "lm_head", "model.norm", "model.layers.",
+                               "input_layernorm", "post_attention_layernorm", "self_attn.q_proj", "self_attn.k_proj",
+                               "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+constexpr TensorNames kGgufNames{"token_embd", "output", "output_norm", "blk.", "attn_norm", "ffn_norm", "attn_q",
+                                 "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+
+}  // namespace
+
+std::vector<ExpectedTensor> expected_tensors(const LlamaHyper& h, bool gguf) {
+  using G = TensorGroup;
+  const TensorNames& n = gguf ? kGgufNames : kHfNames;
+  std::vector<ExpectedTensor> out;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, G group, bool bias = false) {
+    out.push_back({name, std::move(shape), group, bias});
+  };
+  auto linear = [&](const std::string& name, uint32_t rows, uint32_t cols, G group, bool bias) {
+    add(name + ".weight", {rows, cols}, group);
+    if (bias) add(name + ".bias", {rows}, group, true);
+  };
+  // In the loader's order, so that a checkpoint wrong in several places is refused for the same tensor either way.
+  add(std::string(n.embedding) + ".weight", {h.vocab, h.hidden}, G::Embedding);
+  if (!h.tied_embeddings) add(std::string(n.lm_head) + ".weight", {h.vocab, h.hidden}, G::LmHead);
+  add(std::string(n.final_norm) + ".weight", {h.hidden}, G::Norm);
+  for (uint32_t i = 0; i < h.layers; ++i) {
+    const std::string p = n.layer_prefix + std::to_string(i) + ".";
+    add(p + n.attn_norm + ".weight", {h.hidden}, G::Norm);
+    add(p + n.ffn_norm + ".weight", {h.hidden}, G::Norm);
+    linear(p + n.q, h.q_dim(), h.hidden, G::Attention, h.attention_bias);
+    linear(p + n.k, h.kv_dim(), h.hidden, G::Attention, h.attention_bias);
+    linear(p + n.v, h.kv_dim(), h.hidden, G::Attention, h.attention_bias);
+    linear(p + n.o, h.hidden, h.q_dim(), G::Attention, h.attention_bias);
+    linear(p + n.gate, h.intermediate, h.hidden, G::Mlp, h.mlp_bias);
+    linear(p + n.up, h.intermediate, h.hidden, G::Mlp, h.mlp_bias);
+    linear(p + n.down, h.hidden, h.intermediate, G::Mlp, h.mlp_bias);
+  }
+  return out;
+}
+
+const io::TensorInfo& expect_tensor(const FindTensor& find, const std::string& source, const std::string& name,
+                                    const std::vector<int64_t>& shape) {
+  const io::TensorInfo* t = find(name);
+  if (!t) throw Error(source + ": tensor '" + name + "' is missing");
+  if (t->shape != shape)
+    throw Error(source + ": tensor '" + name + "' has shape " + shape_string(t->shape) + ", the config implies " +
+                shape_string(shape));
+  return *t;
+}
+
+void check_tensor_shapes(const LlamaHyper& h, bool gguf, const FindTensor& find, const std::string& source) {
+  for (const ExpectedTensor& e : expected_tensors(h, gguf)) {
+    // A GGUF file without output.weight is tied by definition; a checkpoint says so in its config.
+    if (e.group == TensorGroup::LmHead && !find(e.name))
+      throw Error(source + ": tensor '" + e.name + "' is missing and tie_word_embeddings is false");
+    expect_tensor(find, source, e.name, e.shape);
+  }
+}
+
 io::LlamaConfig llama_config_from_gguf(const io::GgufFile& f) {
   const std::string arch = f.get_string("general.architecture");
   if (arch != "llama")
@@ -407,17 +476,14 @@ void LlamaModel::load_safetensors(LlamaModel& m, const std::filesystem::path& di
     throw Error(source + ": the checkpoint is already quantized; --quantize int8 applies to float checkpoints");
   const LlamaHyper h = m.hyper_ = hyper_from_config(m.config_);
   io::Checkpoint ckpt(dir);
+  const FindTensor find = [&](const std::string& n) { return ckpt.find(n); };
+  check_tensor_shapes(h, false, find, source);  // before uploading anything
   ProgressBar progress("loading", ckpt.total_tensor_bytes(), options.quiet);
-  Loader load(m.device_, source, [&](const std::string& n) { return ckpt.find(n); },
-              [&](const io::TensorInfo& t) { return ckpt.data(t); }, progress);
+  Loader load(m.device_, source, find, [&](const io::TensorInfo& t) { return ckpt.data(t); }, progress);
 
   m.embed_ = load.matrix("model.embed_tokens.weight", h.vocab, h.hidden);
   // transformers ties lm_head to the embedding when asked, whatever the file holds.
-  if (!h.tied_embeddings) {
-    if (!load.has("lm_head.weight"))
-      throw Error(source + ": tensor 'lm_head.weight' is missing and tie_word_embeddings is false");
-    m.lm_head_ = load.matrix("lm_head.weight", h.vocab, h.hidden);
-  }
+  if (!h.tied_embeddings) m.lm_head_ = load.matrix("lm_head.weight", h.vocab, h.hidden);
   m.final_norm_ = load.vector("model.norm.weight", h.hidden);
   for (uint32_t i = 0; i < h.layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -460,9 +526,10 @@ void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, con
   const std::string source = file.string();
   uint64_t total = 0;
   for (const auto& t : gguf.tensors()) total += t.bytes;
+  const FindTensor find = [&](const std::string& n) { return gguf.find_tensor(n); };
+  check_tensor_shapes(h, true, find, source);  // before uploading anything
   ProgressBar progress("loading", total, options.quiet);
-  Loader load(m.device_, source, [&](const std::string& n) { return gguf.find_tensor(n); },
-              [&](const io::TensorInfo& t) { return gguf.data(t); }, progress);
+  Loader load(m.device_, source, find, [&](const io::TensorInfo& t) { return gguf.data(t); }, progress);
 
   if (const io::TensorInfo* f = gguf.find_tensor("rope_freqs.weight")) {
     if (f->dtype != io::DType::F32 || f->elements() != int64_t(h.head_dim / 2))

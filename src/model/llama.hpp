@@ -34,6 +34,32 @@ LlamaHyper hyper_from_config(const io::LlamaConfig& config);
 // "Llama 3.2", "TinyLlama", "DeepSeek-R1-Distill-Llama", ... from what the config says.
 std::string detect_family(const io::LlamaConfig& config);
 
+// What a tensor is for, as `inferno info` reports the dtypes of a checkpoint.
+enum class TensorGroup { Embedding, Attention, Mlp, Norm, LmHead };
+const char* tensor_group_name(TensorGroup group);  // "embedding", "attention", "mlp", "norm", "lm_head"
+inline constexpr TensorGroup kTensorGroups[] = {TensorGroup::Embedding, TensorGroup::Attention, TensorGroup::Mlp,
+                                                TensorGroup::Norm, TensorGroup::LmHead};
+
+struct ExpectedTensor {
+  std::string name;
+  std::vector<int64_t> shape;  // rows first, as safetensors and this engine's GGUF reader give it
+  TensorGroup group;
+  bool bias = false;
+};
+// Every tensor the loader reads for these hyper-parameters (biases when the config has them, lm_head when it is
+// not tied), with the shape the config implies: Hugging Face's names, or llama.cpp's for a GGUF file. Beyond these
+// the loader reads only what a format adds (compressed-tensors scales, GGUF's rope_freqs).
+std::vector<ExpectedTensor> expected_tensors(const LlamaHyper& h, bool gguf);
+
+using FindTensor = std::function<const io::TensorInfo*(const std::string&)>;
+// The tensor `name` of `source` (a checkpoint directory or GGUF file), which must have `shape`; throws naming the
+// tensor when it is missing or shaped otherwise.
+const io::TensorInfo& expect_tensor(const FindTensor& find, const std::string& source, const std::string& name,
+                                    const std::vector<int64_t>& shape);
+// Checks every expected tensor against the headers, before anything is loaded: both the loader and `inferno info`
+// (which reads only headers) refuse a checkpoint that disagrees with its config with the same error.
+void check_tensor_shapes(const LlamaHyper& h, bool gguf, const FindTensor& find, const std::string& source);
+
 // One projection: its weight (float, a ggml block format, or int8 with row scales), its optional bias, and whether
 // its input is quantized to int8 per token first (compressed-tensors w8a8 with dynamic activations).
 struct Linear {
