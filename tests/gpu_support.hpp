@@ -27,6 +27,13 @@ struct ValidationGuard {
   }
 };
 
+// Every allocation the test cases made on the shared device has been freed again. Run last in each GPU suite by
+// the test case of tests/zz_device_leaks.cpp.
+inline void check_no_device_memory_leaked() {
+  CHECK(test_device().live_allocations() == 0);
+  CHECK(test_device().allocated_bytes() == 0);
+}
+
 inline vk::Buffer device_buffer_from(const void* data, uint64_t bytes, const char* name = "test") {
   vk::Buffer b(test_device(), bytes, vk::MemoryKind::Device, name);
   vk::upload(test_device(), b, 0, data, bytes);

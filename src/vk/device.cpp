@@ -139,14 +139,19 @@ int device_preference(const Capabilities& c) {
   return 0;
 }
 
+int preferred_device(const std::vector<Capabilities>& devices) {
+  int chosen = -1;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    if (devices[i].api_version < VK_API_VERSION_1_2) continue;  // inferno needs Vulkan 1.2
+    if (chosen < 0 || device_preference(devices[i]) > device_preference(devices[size_t(chosen)])) chosen = int(i);
+  }
+  return chosen;
+}
+
 DeviceListing list_devices(const Instance& instance) {
   DeviceListing listing;
   for (VkPhysicalDevice pd : instance.physical_devices()) listing.devices.push_back(probe_capabilities(pd));
-  for (size_t i = 0; i < listing.devices.size(); ++i) {
-    if (listing.devices[i].api_version < VK_API_VERSION_1_2) continue;  // inferno needs Vulkan 1.2
-    if (listing.chosen < 0 || device_preference(listing.devices[i]) > device_preference(listing.devices[listing.chosen]))
-      listing.chosen = int(i);
-  }
+  listing.chosen = preferred_device(listing.devices);
   return listing;
 }
 

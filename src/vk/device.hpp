@@ -47,6 +47,9 @@ struct Capabilities {
 Capabilities probe_capabilities(VkPhysicalDevice);
 // Higher is preferred: discrete > integrated > virtual > CPU.
 int device_preference(const Capabilities&);
+// The index a default run takes among these devices: the most preferred that has Vulkan 1.2, the first of equals;
+// -1 when none has 1.2.
+int preferred_device(const std::vector<Capabilities>& devices);
 
 // Listing without opening a device (for `inferno devices` and `inferno info`).
 struct DeviceListing {

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -98,8 +99,37 @@ TEST_CASE("SPIR-V binding count is read from the module") {
   CHECK_THROWS_WITH_AS(kernels::pipeline(test_device(), "no_such_kernel"), doctest::Contains("no_such_kernel"), inferno::Error);
 }
 
-// Runs last (doctest orders test cases by file and line): everything the tests allocated has been freed.
-TEST_CASE("zz: no device memory is leaked") {
-  CHECK(test_device().live_allocations() == 0);
-  CHECK(test_device().allocated_bytes() == 0);
+TEST_CASE("a default run prefers a discrete GPU, then integrated, virtual, CPU, among Vulkan 1.2 devices") {
+  auto device = [](const char* type, uint32_t api = VK_API_VERSION_1_3) {
+    vk::Capabilities c;
+    c.type = type;
+    c.name = type;
+    c.api_version = api;
+    return c;
+  };
+  CHECK(vk::device_preference(device("discrete")) > vk::device_preference(device("integrated")));
+  CHECK(vk::device_preference(device("integrated")) > vk::device_preference(device("virtual")));
+  CHECK(vk::device_preference(device("virtual")) > vk::device_preference(device("cpu")));
+  CHECK(vk::device_preference(device("cpu")) > vk::device_preference(device("other")));
+
+  // Every order of the four kinds: the discrete one is chosen wherever it sits; without it the integrated one, ...
+  std::vector<const char*> kinds = {"cpu", "discrete", "integrated", "virtual"};  // sorted, for next_permutation
+  do {
+    std::vector<vk::Capabilities> devices;
+    for (const char* k : kinds) devices.push_back(device(k));
+    for (const char* want : {"discrete", "integrated", "virtual", "cpu"}) {
+      CAPTURE(want);
+      const int chosen = vk::preferred_device(devices);
+      REQUIRE(chosen >= 0);
+      CHECK(devices[size_t(chosen)].type == want);
+      devices.erase(devices.begin() + chosen);
+    }
+    CHECK(vk::preferred_device(devices) == -1);  // none left
+  } while (std::next_permutation(kinds.begin(), kinds.end(), [](const char* a, const char* b) { return std::strcmp(a, b) < 0; }));
+
+  // A device without Vulkan 1.2 is passed over however it ranks; of equals the first is taken.
+  CHECK(vk::preferred_device({device("cpu"), device("discrete", VK_API_VERSION_1_1)}) == 0);
+  CHECK(vk::preferred_device({device("discrete", VK_API_VERSION_1_0)}) == -1);
+  CHECK(vk::preferred_device({device("integrated"), device("cpu"), device("integrated")}) == 0);
+  CHECK(vk::preferred_device({}) == -1);
 }
