@@ -3,11 +3,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 
+#include "io/checkpoint.hpp"
 #include "io/safetensors.hpp"
 #include "test_support.hpp"
 
@@ -81,6 +83,39 @@ fs::path llama3_text_model() {
 
 std::string brown() { return quote((root_dir() / "models/brown-8m-bf16").string()); }
 
+// max |Δ| / max |ref|, as the parity tests and CONTRACT.md compare logits.
+double relative_max_error(const std::vector<float>& got, const std::vector<float>& ref) {
+  REQUIRE(got.size() == ref.size());
+  double max_ref = 0, max_diff = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    max_ref = std::max(max_ref, std::fabs(double(ref[i])));
+    const double d = std::fabs(double(got[i]) - double(ref[i]));
+    if (std::isnan(d)) return INFINITY;
+    max_diff = std::max(max_diff, d);
+  }
+  return max_diff / max_ref;
+}
+
+// The checkpoint directories of tests/data/hf-llama that come with transformers' references, sorted.
+std::vector<std::string> hf_fixtures() {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(data_path("hf-llama")))
+    if (fs::exists(e.path() / "config.json") && fs::exists(e.path() / "reference.safetensors"))
+      names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// stderr holds exactly one line, the error, and it names `culprit`.
+void check_one_error_line(const Run& r, const std::string& culprit) {
+  INFO("stderr: " << r.err);
+  CHECK(r.status == 1);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK((!r.err.empty() && r.err.back() == '\n'));
+  CHECK(r.err.find(culprit) != std::string::npos);
+  CHECK(r.out.empty());
+}
+
 }  // namespace
 
 TEST_CASE("devices lists the chosen device") {
@@ -96,6 +131,8 @@ TEST_CASE("info describes a checkpoint, in text and JSON") {
   REQUIRE(text.status == 0);
   CHECK(text.out.find("layers: 3") != std::string::npos);
   CHECK(text.out.find("3 shard(s)") != std::string::npos);
+  CHECK(text.out.find("dtype by group: embedding BF16, attention BF16, mlp BF16, norm BF16, lm_head BF16\n") !=
+        std::string::npos);
 
   const Run r = run_inferno("info --json --ctx 100 -m " + fixture("llama3-gqa-f32"));
   REQUIRE(r.status == 0);
@@ -122,14 +159,38 @@ TEST_CASE("info describes a checkpoint, in text and JSON") {
 }
 
 TEST_CASE("info describes every fixture checkpoint as its config.json says") {
-  for (const char* name : {"llama3-gqa-f32", "llama3-tied-bf16", "bias-headdim-f16", "mha-sharded-bf16", "mqa-yarn-f32",
-                           "w8a8-int8", "llama3-vocab-tied-bf16"}) {
+  struct Expected {
+    const char* name;
+    const char* family;        // the 512-token test models are no known family; the 128k-vocabulary one is 3.2
+    const char* quantization;  // config.json's quantization_config.quant_method
+    const char* weights;       // the dtype of every tensor group but the compressed-tensors linear layers
+    const char* linear;        // the dtype of the attention and MLP projections
+  };
+  const Expected fixtures[] = {
+      {"llama3-gqa-f32", "Llama (other)", "", "F32", "F32"},
+      {"llama3-tied-bf16", "Llama (other)", "", "BF16", "BF16"},
+      {"bias-headdim-f16", "Llama (other)", "", "F16", "F16"},
+      {"mha-sharded-bf16", "Llama (other)", "", "BF16", "BF16"},
+      {"mqa-yarn-f32", "Llama (other)", "", "F32", "F32"},
+      {"dynamic-rope-f32", "Llama (other)", "", "F32", "F32"},
+      {"w8a8-int8", "Llama (other)", "compressed-tensors", "BF16", "I8"},
+      {"w8a8-static-int8", "Llama (other)", "compressed-tensors", "BF16", "I8"},
+      {"llama3-vocab-tied-bf16", "Llama 3.2", "", "BF16", "BF16"},
+  };
+  for (const Expected& e : fixtures) {
+    const std::string name = e.name;
     CAPTURE(name);
     simdjson::dom::parser cp, ip;
     simdjson::dom::element config = cp.load(data_path(std::string("hf-llama/") + name + "/config.json").string());
     const Run r = run_inferno("info --json -m " + fixture(name));
     REQUIRE(r.status == 0);
     simdjson::dom::element j = ip.parse(r.out);
+    CHECK(std::string_view(j["family"]) == e.family);
+    CHECK(std::string_view(j["quantization"]) == e.quantization);
+    simdjson::dom::object groups = j["dtype_by_group"];
+    CHECK(groups.size() == 5);
+    for (const char* group : {"embedding", "norm", "lm_head"}) CHECK(std::string_view(groups[group]) == e.weights);
+    for (const char* group : {"attention", "mlp"}) CHECK(std::string_view(groups[group]) == e.linear);
     const uint64_t hidden = uint64_t(config["hidden_size"]), heads = uint64_t(config["num_attention_heads"]);
     CHECK(uint64_t(j["layers"]) == uint64_t(config["num_hidden_layers"]));
     CHECK(uint64_t(j["hidden_size"]) == hidden);
@@ -164,13 +225,7 @@ TEST_CASE("logits --out writes transformers' logits [T, V]") {
   REQUIRE(r.status == 0);
   io::SafetensorsFile got(out);
   CHECK(got.at("logits").shape == std::vector<int64_t>{int64_t(ids.size()), 512});
-  const auto a = got.read_f32("logits"), b = ref.read_f32("prompt1.logits_f32");
-  double max_ref = 0, max_diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    max_ref = std::max(max_ref, std::fabs(double(b[i])));
-    max_diff = std::max(max_diff, std::fabs(double(a[i]) - b[i]));
-  }
-  CHECK(max_diff / max_ref <= 1e-4);  // F32 checkpoint: the parity tolerance
+  CHECK(relative_max_error(got.read_f32("logits"), ref.read_f32("prompt1.logits_f32")) <= 1e-4);  // F32: parity's bound
 }
 
 TEST_CASE("generate --print-ids prints exactly one line of the greedy ids, for one prompt and a batch") {
@@ -312,6 +367,13 @@ TEST_CASE("a GGUF file runs like a checkpoint directory: its own tokenizer, info
   CHECK(std::string_view(j["tokenizer"]) == "llama");
   CHECK(uint64_t(j["layers"]) == 6);
   CHECK(uint64_t(j["tensor_bytes_by_dtype"]["Q8_0"]) > 0);
+  // Q4_K_M keeps some projections (attn_v, ffn_down) and output.weight in Q6_K: a group of two dtypes shows both.
+  const Run mixed = run_inferno("info --json -m " + quote(data_path("gguf/tiny-k-q4_k_m/model.gguf").string()));
+  REQUIRE(mixed.status == 0);
+  simdjson::dom::element m = parser.parse(mixed.out);
+  CHECK(std::string_view(m["dtype_by_group"]["attention"]) == "Q4_K+Q6_K");
+  CHECK(std::string_view(m["dtype_by_group"]["norm"]) == "F32");
+  CHECK(std::string_view(m["dtype_by_group"]["lm_head"]) == "Q6_K");
   const Run bad = run_inferno("info -m " + quote(data_path("hf-llama/llama3-gqa-f32/config.json").string()));
   CHECK(bad.status == 1);
 }
@@ -347,4 +409,128 @@ TEST_CASE("errors: one line naming the culprit, exit 1; bad usage exits 2") {
   const Run utf8 = run_inferno("tokenize -m " + brown() + " " + quote("bad \xff\xfe text"));
   CHECK(utf8.status == 1);
   CHECK(utf8.err.find("UTF-8") != std::string::npos);
+}
+
+TEST_CASE("broken model files: generate and info exit 1 with one stderr line naming the file or tensor") {
+  const fs::path dir = temp_dir() / "broken";
+  fs::remove_all(dir);
+  const fs::path truncated = dir / "truncated", wrong_shape = dir / "wrong-shape", bad_gguf = dir / "bad-magic.gguf";
+  const fs::path fixture_dir = data_path("hf-llama/llama3-gqa-f32");
+  fs::create_directories(truncated);
+  fs::create_directories(wrong_shape);
+
+  // (a) the weights cut short: the header promises more bytes than the file has
+  fs::copy_file(fixture_dir / "config.json", truncated / "config.json");
+  fs::copy_file(fixture_dir / "model.safetensors", truncated / "model.safetensors");
+  fs::resize_file(truncated / "model.safetensors", fs::file_size(truncated / "model.safetensors") - 100);
+  // (b) config.json's intermediate_size (160) disagrees with the MLP weights
+  std::string config = slurp(fixture_dir / "config.json");
+  const size_t at = config.find("\"intermediate_size\": 160");
+  REQUIRE(at != std::string::npos);
+  std::ofstream(wrong_shape / "config.json") << config.replace(at, 24, "\"intermediate_size\": 128");
+  fs::create_symlink(fs::absolute(fixture_dir / "model.safetensors"), wrong_shape / "model.safetensors");
+  // (c) a GGUF file whose magic is not "GGUF"
+  std::string gguf = slurp(data_path("gguf/float/llama3-gqa-f32.gguf"));
+  gguf.replace(0, 4, "GGUX");
+  std::ofstream(bad_gguf, std::ios::binary) << gguf;
+
+  struct Case {
+    fs::path model;
+    std::vector<std::string> culprits;  // each must appear in the error
+  };
+  const Case cases[] = {
+      {truncated, {(truncated / "model.safetensors").string()}},
+      {wrong_shape, {"model.layers.0.mlp.gate_proj.weight", "[160, 64]", "[128, 64]"}},
+      {bad_gguf, {bad_gguf.string()}},
+  };
+  for (const Case& c : cases) {
+    for (const std::string command : {"info", "generate --ids 1,2 -n 2 --greedy --ignore-eos --print-ids"}) {
+      CAPTURE(c.model);
+      CAPTURE(command);
+      const Run r = run_inferno(command + " -m " + quote(c.model.string()));
+      for (const std::string& culprit : c.culprits) check_one_error_line(r, culprit);
+    }
+  }
+  // The same wrong-shape copy with the original config.json runs: the error comes from the edit alone.
+  fs::copy_file(fixture_dir / "config.json", wrong_shape / "config.json", fs::copy_options::overwrite_existing);
+  CHECK(run_inferno("info -m " + quote(wrong_shape.string())).status == 0);
+}
+
+// Every reference fixture through the command line, with the flags outside tools pass: logits against transformers'
+// float32 logits at the parity tolerances, and greedy ids with an f32 cache exactly. The shortest prompt of at least
+// two tokens keeps this quick. The w8a8 fixtures' references simulate int8 in float32 (see tests/model/
+// test_quantized.cpp): their own keys and bound, with the f32 cache that bound needs.
+TEST_CASE("logits and generate with --kv-dtype f32 --ctx --device on every fixture equal the references") {
+  const std::vector<std::string> names = hf_fixtures();
+  REQUIRE(names.size() >= 8);
+  for (const std::string& name : names) {
+    CAPTURE(name);
+    const fs::path dir = data_path("hf-llama/" + name);
+    io::SafetensorsFile ref(dir / "reference.safetensors");
+    const bool w8a8 = ref.find("prompt0.logits_w8a8_sim") != nullptr;
+    const std::string logits_key = w8a8 ? "logits_w8a8_sim" : "logits_f32", greedy_key = w8a8 ? "greedy_w8a8_sim" : "greedy_f32";
+    const bool f32 = io::Checkpoint(dir).at("model.embed_tokens.weight").dtype == io::DType::F32;
+    const double tolerance = w8a8 ? 2e-3 : f32 ? 1e-4 : 3e-3;
+
+    std::string key;
+    int64_t shortest = 0;
+    for (int p = 0; ref.find("prompt" + std::to_string(p) + ".input_ids"); ++p) {
+      const std::string k = "prompt" + std::to_string(p);
+      const int64_t len = ref.at(k + ".input_ids").shape.at(0);
+      if (len >= 2 && (key.empty() || len < shortest)) key = k, shortest = len;
+    }
+    REQUIRE(!key.empty());
+    CAPTURE(key);
+    const auto ids = ref.read_i64(key + ".input_ids");
+    const auto want_logits = ref.read_f32(key + "." + logits_key);  // every position, or the last only
+    const int64_t tokens = int64_t(ids.size()), vocab = ref.at(key + "." + logits_key).shape.at(1);
+
+    const fs::path out = temp_dir() / "fixture-logits.safetensors";
+    fs::remove(out);
+    const Run l = run_inferno("logits --quiet -m " + quote(dir.string()) + " --ids " + join(ids, ",") + " --out " +
+                              quote(out.string()) + " --kv-dtype f32 --ctx " + std::to_string(tokens) + " --device 0");
+    INFO("logits stderr: " << l.err);
+    REQUIRE(l.status == 0);
+    io::SafetensorsFile got(out);
+    CHECK(got.at("logits").shape == std::vector<int64_t>{tokens, vocab});
+    auto got_logits = got.read_f32("logits");
+    got_logits.erase(got_logits.begin(), got_logits.end() - long(std::min(want_logits.size(), got_logits.size())));
+    const double err = relative_max_error(got_logits, want_logits);
+    MESSAGE(name << " " << key << ": max|Δ|/max|ref| = " << err);
+    CHECK(err <= tolerance);
+
+    const auto want_ids = ref.read_i64(key + "." + greedy_key);
+    const size_t n = want_ids.size();
+    const Run g = run_inferno("generate --quiet -m " + quote(dir.string()) + " --ids " + join(ids, ",") + " -n " +
+                              std::to_string(n) + " --greedy --ignore-eos --print-ids --kv-dtype f32 --ctx " +
+                              std::to_string(ids.size() + n) + " --device 0");
+    INFO("generate stderr: " << g.err);
+    REQUIRE(g.status == 0);
+    CHECK(g.out == join(want_ids, " ") + "\n");
+  }
+}
+
+TEST_CASE("--ctx and --device: too small a context and a missing device exit 1; a context past the model's warns") {
+  const std::string model = fixture("llama3-gqa-f32");  // max_position_embeddings 256
+  // one prompt token and 4 new ones need 5 positions
+  const std::string generate = "generate --quiet -m " + model + " --ids 77 -n 4 --greedy --ignore-eos --print-ids";
+  const Run fits = run_inferno(generate + " --ctx 5");
+  CHECK(fits.status == 0);
+  CHECK(std::count(fits.out.begin(), fits.out.end(), ' ') == 3);
+
+  const Run small = run_inferno(generate + " --ctx 4");
+  check_one_error_line(small, "context");
+  CHECK(small.err.find("--ctx 4") != std::string::npos);
+  const Run small_logits = run_inferno("logits --quiet -m " + model + " --ids 1,2,3 --ctx 2 --out " +
+                                       quote((temp_dir() / "unused.safetensors").string()));
+  check_one_error_line(small_logits, "context");
+
+  check_one_error_line(run_inferno(generate + " --device 99"), "--device 99");
+
+  const Run past = run_inferno(generate + " --ctx 300");
+  CHECK(past.status == 0);
+  CHECK(past.out == fits.out);
+  CHECK(past.err.find("warning") != std::string::npos);
+  CHECK(past.err.find("max_position_embeddings 256") != std::string::npos);
+  CHECK(fits.err.find("warning") == std::string::npos);
 }
