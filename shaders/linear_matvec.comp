@@ -41,6 +41,37 @@ void main() {
   float acc[GROUP_ROWS * NUM_M];
   for (uint i = 0u; i < GROUP_ROWS * NUM_M; ++i) acc[i] = 0.0;
 
+#if defined(QBLOCK_WORDS)
+  // One thread per row group (CPU drivers, LANES = 1): whole blocks, each read once with its scale applied once to
+  // its dot product, the thread's rows side by side so that each run of x is loaded once for all of them. Rows past
+  // the end repeat the last one (their sums are never stored), which keeps the threads in step.
+  if (LANES == 1u) {
+    const uint blocks_per_row = pc.k / QK;
+    const uint first = first_row + lane_group * GROUP_ROWS;
+    for (uint block = 0u; block < blocks_per_row; ++block) {
+      float d[GROUP_ROWS];
+      uint qs[GROUP_ROWS * QBLOCK_WORDS];
+      for (uint r = 0u; r < GROUP_ROWS; ++r) {
+        uint row_qs[QBLOCK_WORDS];
+        dequant_block((min(first + r, pc.n - 1u) * blocks_per_row + block) * QBYTES, d[r], row_qs);
+        for (uint i = 0u; i < QBLOCK_WORDS; ++i) qs[r * QBLOCK_WORDS + i] = row_qs[i];
+      }
+      for (uint m = 0u; m < NUM_M; ++m) {
+        const uint xa = pc.x_offset + m * pc.x_stride + block * QK;
+        vec4 xs[QBLOCK_WORDS];
+        for (uint i = 0u; i < QBLOCK_WORDS; ++i) {
+          const uint xi = xa + 4u * i;
+          xs[i] = VEC16 ? x_vec4[xi / 4u] : vec4(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]);
+        }
+        for (uint r = 0u; r < GROUP_ROWS; ++r) {
+          float sum = 0.0;
+          for (uint i = 0u; i < QBLOCK_WORDS; ++i) sum += dot(vec4(signed_bytes(qs[r * QBLOCK_WORDS + i])), xs[i]);
+          acc[r * NUM_M + m] += d[r] * sum;
+        }
+      }
+    }
+  } else
+#endif
   for (uint r = 0u; r < GROUP_ROWS; ++r) {
     const uint row = first_row + lane_group * GROUP_ROWS + r;
     if (row >= pc.n) break;
@@ -48,27 +79,6 @@ void main() {
     // Block formats: threads stride over units (8 elements as two runs of 4, or 4 for int8), adjacent threads taking
     // adjacent units of a block, each dequantized in registers once for all NUM_M rows of x.
     const uint blocks_per_row = pc.k / QK;
-#if defined(QBLOCK_WORDS)
-    if (LANES == 1u) {
-      // One thread per row (CPU drivers): whole blocks, each read once, its scale applied once to its dot product.
-      for (uint block = 0u; block < blocks_per_row; ++block) {
-        float d;
-        uint qs[QBLOCK_WORDS];
-        dequant_block((row * blocks_per_row + block) * QBYTES, d, qs);
-        for (uint m = 0u; m < NUM_M; ++m) {
-          const uint xa = pc.x_offset + m * pc.x_stride + block * QK;
-          float sum = 0.0;
-          for (uint i = 0u; i < QBLOCK_WORDS; ++i) {
-            const uint xi = xa + 4u * i;
-            sum += dot(vec4(signed_bytes(qs[i])),
-                       VEC16 ? x_vec4[xi / 4u] : vec4(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]));
-          }
-          acc[r * NUM_M + m] += d * sum;
-        }
-      }
-      continue;
-    }
-#endif
     const uint units = blocks_per_row * QUNITS_PER_BLOCK;
     for (uint u = lane; u < units; u += LANES) {
       const uint block = u / QUNITS_PER_BLOCK;
