@@ -363,6 +363,13 @@ SamplingOptions default_sampling(const Model& model) {
   return s;
 }
 
+int default_max_new_tokens(const Model& model, size_t prompt_tokens, int fallback) {
+  const auto& g = model.impl().generation;
+  if (g && g->max_new_tokens) return int(*g->max_new_tokens);
+  if (g && g->max_length) return int(std::max<int64_t>(*g->max_length - int64_t(prompt_tokens), 0));
+  return fallback;
+}
+
 // ---- Tokenizer (no weights) ----
 struct Tokenizer::Impl {
   std::filesystem::path dir;

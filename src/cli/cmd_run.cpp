@@ -1,4 +1,5 @@
 // `inferno logits`, `inferno generate`, `inferno perplexity`: commands that run the model.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +12,9 @@
 namespace inferno::cli {
 
 namespace {
+
+// -n when neither the flag nor generation_config.json gives a length (transformers would stop at 20 in all).
+constexpr int kDefaultMaxNewTokens = 64;
 
 struct LogitsArgs {
   ModelArgs model;
@@ -53,7 +57,7 @@ std::vector<std::vector<int32_t>> parse_id_lists(const std::string& text, const 
 
 GenerateOptions generate_options(const GenerateArgs& a, const Model& model) {
   GenerateOptions o;
-  o.max_new_tokens = a.max_new_tokens >= 0 ? a.max_new_tokens : 64;
+  o.max_new_tokens = a.max_new_tokens;  // -1: set in run_generate once the prompt length is known
   o.ignore_eos = a.ignore_eos;
   SamplingOptions& s = o.sampling;
   s = default_sampling(model);
@@ -100,7 +104,7 @@ int run_generate(const GenerateArgs& a) {
   if (a.ids.empty() == a.prompt.empty()) throw UsageError("generate: give exactly one of --ids and -p/--prompt");
   if ((a.chat || !a.system.empty()) && a.prompt.empty()) throw UsageError("generate: --chat and --system need -p");
   Model model = load_model(a.model);
-  const GenerateOptions options = generate_options(a, model);
+  GenerateOptions options = generate_options(a, model);
 
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& s : a.ids) prompts.push_back(parse_ids(s, "--ids"));
@@ -114,6 +118,13 @@ int run_generate(const GenerateArgs& a) {
     } else {
       prompts.push_back(model.tokenize(a.prompt, true));
     }
+  }
+
+  if (options.max_new_tokens < 0) {
+    // No -n: generation_config.json's max_new_tokens or max_length, as transformers' generate reads them.
+    size_t longest = 0;
+    for (const auto& p : prompts) longest = std::max(longest, p.size());
+    options.max_new_tokens = default_max_new_tokens(model, longest, kDefaultMaxNewTokens);
   }
 
   if (prompts.size() > 1) {  // a batch: ids only
@@ -223,7 +234,7 @@ void add_run_commands(CLI::App& app, Action& action) {
     add_model_args(*cmd, a->model);
     cmd->add_option("--ids", a->ids, "prompt token ids, comma-separated; repeat for a batch of sequences");
     cmd->add_option("-p,--prompt", a->prompt, "prompt text");
-    cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "tokens to generate at most (default 64)");
+    cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "tokens to generate at most (default: generation_config.json's max_new_tokens or max_length, else 64)");
     cmd->add_flag("--chat", a->chat, "wrap the prompt in the model's chat template");
     cmd->add_option("--system", a->system, "system message (with --chat)");
     cmd->add_flag("--print-ids", a->print_ids, "print the new token ids on one line instead of text");

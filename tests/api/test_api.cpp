@@ -1,5 +1,6 @@
 // The public C++ API (include/inferno/inferno.hpp) as an embedding program uses it.
 #include <cmath>
+#include <fstream>
 
 #include "inferno/inferno.hpp"
 #include "test_support.hpp"
@@ -80,4 +81,43 @@ TEST_CASE("errors cross the API as inferno::Error naming the culprit") {
   CHECK_THROWS_WITH_AS(inferno::Model::load("/nonexistent/dir", {.quiet = true}), doctest::Contains("/nonexistent/dir"),
                        inferno::Error);
   CHECK_THROWS_WITH_AS(inferno::Tokenizer::load(brown()).encode("\xc3\x28"), doctest::Contains("UTF-8"), inferno::Error);
+}
+
+TEST_CASE("generation_config.json gives the sampling and length defaults, as generate reads them") {
+  // The demo model with generation_config.json rewritten (the other files linked): each variant in its own folder.
+  const auto seed = test_seed();
+  INFERNO_SEED_INFO();
+  inferno::testing::Rng rng;
+  const int top_k = int(rng.integer(2, 40)), max_new = int(rng.integer(1, 30)), max_length = int(rng.integer(20, 60));
+  auto checkpoint = [&](const std::string& name, const std::string& generation_config) {
+    const auto dir = std::filesystem::temp_directory_path() / ("inferno_api_genconfig_" + std::to_string(seed) + name);
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"})
+      std::filesystem::create_symlink(brown() / f, dir / f);
+    std::ofstream(dir / "generation_config.json") << generation_config;
+    return dir;
+  };
+  const auto both = checkpoint("both", R"({"do_sample": true, "top_k": )" + std::to_string(top_k) +
+                                           R"(, "temperature": 0.7, "max_new_tokens": )" + std::to_string(max_new) +
+                                           R"(, "max_length": 999})");
+  const auto length_only = checkpoint("length", R"({"max_length": )" + std::to_string(max_length) + "}");
+  {
+    inferno::Model model = inferno::Model::load(both, {.quiet = true});
+    const inferno::SamplingOptions s = inferno::default_sampling(model);
+    CHECK(s.do_sample);
+    CHECK(s.top_k == top_k);
+    CHECK(s.temperature == doctest::Approx(0.7f));
+    CHECK(inferno::default_max_new_tokens(model, 5, 64) == max_new);  // max_new_tokens wins over max_length
+  }
+  {
+    inferno::Model model = inferno::Model::load(length_only, {.quiet = true});
+    CHECK(!inferno::default_sampling(model).do_sample);
+    CHECK(inferno::default_max_new_tokens(model, 7, 64) == max_length - 7);  // max_length counts the prompt
+    CHECK(inferno::default_max_new_tokens(model, size_t(max_length) + 3, 64) == 0);
+  }
+  inferno::Model plain = inferno::Model::load(brown(), {.quiet = true});
+  CHECK(inferno::default_max_new_tokens(plain, 7, 64) == 64);
+  std::filesystem::remove_all(both);
+  std::filesystem::remove_all(length_only);
 }
