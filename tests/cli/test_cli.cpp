@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "io/checkpoint.hpp"
@@ -104,6 +106,19 @@ std::vector<std::string> hf_fixtures() {
       names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
+}
+
+// The number that `pattern`'s first group captures at its first match in `text`, or -1 when it does not match.
+double number_in(const std::string& text, const std::string& pattern) {
+  std::smatch m;
+  if (!std::regex_search(text, m, std::regex(pattern))) return -1;
+  return std::stod(m[1].str());
+}
+
+// Tokens in one line of `inferno tokenize` output.
+long count_ids(const std::string& line) {
+  REQUIRE(!trim(line).empty());
+  return long(std::count(line.begin(), line.end(), ' ')) + 1;
 }
 
 // stderr holds exactly one line, the error, and it names `culprit`.
@@ -264,6 +279,66 @@ TEST_CASE("text in, text out on the real Llama 3 vocabulary") {
   }
 }
 
+TEST_CASE("generate --chat --system prefills the chat template's rendering of the two messages") {
+  const fs::path dir = llama3_text_model();
+  const std::string model = quote(dir.string()), system = "You are terse.", user = "Name a colour.";
+  const fs::path messages = temp_dir() / "chat-messages.json";
+  std::ofstream(messages) << R"([{"role": "system", "content": ")" << system << R"("}, {"role": "user", "content": ")"
+                          << user << R"("}])";
+  const Run tmpl = run_inferno("template -m " + model + " --messages " + quote(messages.string()) + " --add-generation-prompt");
+  REQUIRE(tmpl.status == 0);
+  CHECK(tmpl.out.find(system) != std::string::npos);
+  const Run t = run_inferno("tokenize --no-special -m " + model + " " + quote(tmpl.out));
+  REQUIRE(t.status == 0);
+  const std::string generate = "generate -m " + model + " -p " + quote(user) + " -n 8 --greedy --ignore-eos --kv-dtype f32";
+  const Run chat = run_inferno(generate + " --chat --system " + quote(system));
+  REQUIRE(chat.status == 0);
+  INFO("stderr: " << chat.err);
+  CHECK(number_in(chat.err, R"(prompt tokens: (\d+) )") == count_ids(t.out));
+  const Run plain = run_inferno(generate);
+  REQUIRE(plain.status == 0);
+  CHECK(number_in(plain.err, R"(prompt tokens: (\d+) )") < count_ids(t.out));
+  CHECK(plain.out != chat.out);
+}
+
+TEST_CASE("template prints apply_chat_template's text exactly; a raise_exception exits 1 with its message") {
+  simdjson::dom::parser parser;
+  simdjson::dom::element cases = parser.load(data_path("hf-llama/chat_template_cases.json").string());
+  const fs::path messages = temp_dir() / "template-messages.json";
+  // Llama 3 (its template always ends with the assistant's header) and 3.1 (only when asked): the tokenizer's own
+  // template; the one- and the four-message case of each.
+  for (const char* family : {"llama3", "llama3_1"}) {
+    for (auto c : simdjson::dom::array(cases[family])) {
+      const std::string msgs = simdjson::minify(c["messages"]);
+      if (msgs.find("\"system\"") != std::string::npos && !bool(c["add_generation_prompt"])) continue;
+      if (msgs.find("\"system\"") == std::string::npos && bool(c["add_generation_prompt"])) continue;
+      CAPTURE(family);
+      CAPTURE(msgs);
+      std::ofstream(messages) << msgs;
+      const Run r = run_inferno("template -m " + quote(tokenizer_dir(family).string()) + " --messages " +
+                                quote(messages.string()) + (bool(c["add_generation_prompt"]) ? " --add-generation-prompt" : ""));
+      INFO("stderr: " << r.err);
+      CHECK(r.status == 0);
+      CHECK(r.out == std::string_view(c["text"]));
+    }
+  }
+  // The Llama 2 template given with --template raises on two user turns in a row.
+  size_t raised = 0;
+  for (auto c : simdjson::dom::array(cases["llama2"])) {
+    std::string_view error;
+    if (c["error"].get(error) != simdjson::SUCCESS) continue;
+    const fs::path tmpl = temp_dir() / "llama2.jinja";
+    std::ofstream(tmpl) << std::string_view(c["chat_template"]);
+    std::ofstream(messages) << simdjson::minify(c["messages"]);
+    const Run r = run_inferno("template -m " + quote(tokenizer_dir(std::string(std::string_view(c["tokenizer"]))).string()) +
+                              " --template " + quote(tmpl.string()) + " --messages " + quote(messages.string()));
+    check_one_error_line(r, std::string(error));
+    ++raised;
+    break;
+  }
+  CHECK(raised == 1);
+}
+
 TEST_CASE("the bundled demo model reproduces its greedy reference and its perplexity") {
   simdjson::dom::parser parser;
   simdjson::dom::element ref = parser.load((root_dir() / "models/brown-8m-bf16/reference.json").string());
@@ -294,6 +369,75 @@ TEST_CASE("the bundled demo model reproduces its greedy reference and its perple
   const double ppl = std::stod(p.out.substr(pos + 12));
   const double want = double(ref["heldout_perplexity_f32_first_windows"]["8"]["perplexity"]);
   CHECK(std::fabs(ppl - want) / want <= 0.005);
+}
+
+TEST_CASE("generate -p reports its statistics on stderr and keeps stdout for the text") {
+  INFERNO_SEED_INFO();
+  Rng rng(41);
+  const std::string prompt = random_prompt(rng);
+  CAPTURE(prompt);
+  const Run t = run_inferno("tokenize -m " + brown() + " " + quote(prompt));
+  REQUIRE(t.status == 0);
+  const Run g = run_inferno("generate -m " + brown() + " -p " + quote(prompt) + " -n 8 --greedy --ignore-eos");
+  REQUIRE(g.status == 0);
+  INFO("stderr: " << g.err);
+  INFO("stdout: " << g.out);
+  CHECK(number_in(g.err, R"(prompt tokens: (\d+) )") == count_ids(t.out));  // the prompt as `tokenize` splits it
+  CHECK(number_in(g.err, R"(new tokens: (\d+))") == 8);
+  CHECK(number_in(g.err, R"(prefill: ([0-9.]+) tok/s)") > 0);
+  CHECK(number_in(g.err, R"(decode: ([0-9.]+) tok/s)") > 0);
+  CHECK(number_in(g.err, R"(time to first token: ([0-9.]+) ms)") > 0);
+  // stdout: the continuation only, then one newline
+  CHECK(!trim(g.out).empty());
+  CHECK(g.out.back() == '\n');
+  for (const char* stat : {"prompt tokens", "new tokens", "prefill", "decode", "tok/s", "time to first token", "reused"})
+    CHECK(g.out.find(stat) == std::string::npos);
+}
+
+// transformers' stop strings keep the stop string in the output; so does `--stop`: the text ends right after it.
+TEST_CASE("generate --stop ends the greedy text right after the first occurrence of the stop string") {
+  INFERNO_SEED_INFO();
+  Rng rng(42);
+  const std::string prompt = random_prompt(rng);
+  CAPTURE(prompt);
+  const std::string cmd = "generate --quiet -m " + brown() + " -p " + quote(prompt) + " -n 30 --greedy --ignore-eos";
+  const Run full = run_inferno(cmd);
+  REQUIRE(full.status == 0);
+  const std::string text = full.out.substr(0, full.out.size() - 1);  // without the final newline
+  CAPTURE(text);
+  // Words of the text, from the middle on first: the stop string is one whose first occurrence is a whole word with
+  // a space after it (the demo tokenizer's tokens start at spaces, so a token ends right where the word does) and
+  // more text after that.
+  std::vector<std::pair<size_t, size_t>> words;  // (start, length)
+  for (size_t i = 0; i < text.size();) {
+    const size_t a = text.find_first_not_of(" \n", i);
+    if (a == std::string::npos) break;
+    const size_t b = std::min(text.find_first_of(" \n", a), text.size());
+    words.emplace_back(a, b - a);
+    i = b;
+  }
+  std::rotate(words.begin(), words.begin() + long(words.size() / 2), words.end());
+  std::string stop;
+  size_t at = 0;
+  for (const auto& [start, length] : words) {
+    const std::string w = text.substr(start, length);
+    const size_t p = text.find(w);
+    const bool whole = (p == 0 || text[p - 1] == ' ' || text[p - 1] == '\n') && p + length < text.size() &&
+                       text[p + length] == ' ' && trim(text.substr(p + length)).size() > 0;
+    if (w.size() >= 2 && std::all_of(w.begin(), w.end(), [](unsigned char c) { return std::isalpha(c); }) && whole) {
+      stop = w, at = p;
+      break;
+    }
+  }
+  REQUIRE_MESSAGE(!stop.empty(), "no word of the greedy text to stop at");
+  CAPTURE(stop);
+  const Run r = run_inferno(cmd + " --stop " + quote(stop));
+  REQUIRE(r.status == 0);
+  CHECK(r.out == text.substr(0, at + stop.size()) + "\n");  // the stop string printed, nothing after it
+  CHECK(text.rfind(r.out.substr(0, r.out.size() - 1), 0) == 0);  // a prefix of the full greedy text
+  const double made = number_in(r.err, R"(new tokens: (\d+))");
+  CHECK(made >= 1);
+  CHECK(made < 30);  // generation itself stopped, not only the printing
 }
 
 TEST_CASE("bench reports speed against the measured bandwidth, in CONTRACT.md's JSON") {
@@ -383,11 +527,18 @@ TEST_CASE("chat keeps the KV cache across turns") {
   const Run r = run_inferno("chat --quiet -m " + quote(dir.string()) + " -n 4 --greedy", "Hello there\nAnd again\n");
   REQUIRE(r.status == 0);
   CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 2);  // one reply line per turn
-  // the second turn's prompt starts with the whole first exchange: those tokens come from the cache
-  const auto second = r.err.rfind("new prompt tokens");
-  REQUIRE(second != std::string::npos);
-  CHECK(r.err.find(" reused", second) != std::string::npos);
-  CHECK(r.err.find(", 0 reused", second) == std::string::npos);
+  // one "[N new prompt tokens, R reused; ...]" line per turn
+  const std::regex turn_line(R"(\[(\d+) new prompt tokens, (\d+) reused)");
+  std::vector<std::pair<int, int>> turns;  // (prefilled, reused)
+  for (std::sregex_iterator it(r.err.begin(), r.err.end(), turn_line), end; it != end; ++it)
+    turns.emplace_back(std::stoi((*it)[1].str()), std::stoi((*it)[2].str()));
+  INFO("stderr: " << r.err);
+  REQUIRE(turns.size() == 2);
+  CHECK(turns[0].second == 0);  // a fresh cache
+  CHECK(turns[0].first > 0);
+  // the second turn's prompt starts with the whole first turn's prompt: at least those tokens come from the cache
+  CHECK(turns[1].second >= turns[0].first);
+  CHECK(turns[1].first > 0);
 }
 
 TEST_CASE("errors: one line naming the culprit, exit 1; bad usage exits 2") {
