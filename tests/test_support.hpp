@@ -2,11 +2,14 @@
 // Shared test helpers: where the test data lives, and seeded random data whose seed is printed on failure.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <iterator>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -71,6 +74,19 @@ inline std::string random_prompt(Rng& rng) {
   const int n = rng.integer(1, 5);
   for (int i = 0; i < n; ++i) text += std::string(" ") + words[rng.integer(0, int(std::size(words)) - 1)];
   return text;
+}
+
+// max |Δ| / max |ref|: how the parity tests and CONTRACT.md compare logits (a NaN anywhere is infinitely far).
+inline double relative_max_error(std::span<const float> got, std::span<const float> ref) {
+  REQUIRE(got.size() == ref.size());
+  double max_ref = 0, max_diff = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    max_ref = std::max(max_ref, std::fabs(double(ref[i])));
+    const double d = std::fabs(double(got[i]) - double(ref[i]));
+    if (std::isnan(d)) return INFINITY;
+    max_diff = std::max(max_diff, d);
+  }
+  return max_diff / max_ref;
 }
 
 }  // namespace inferno::testing

@@ -85,19 +85,6 @@ fs::path llama3_text_model() {
 
 std::string brown() { return quote((root_dir() / "models/brown-8m-bf16").string()); }
 
-// max |Δ| / max |ref|, as the parity tests and CONTRACT.md compare logits.
-double relative_max_error(const std::vector<float>& got, const std::vector<float>& ref) {
-  REQUIRE(got.size() == ref.size());
-  double max_ref = 0, max_diff = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    max_ref = std::max(max_ref, std::fabs(double(ref[i])));
-    const double d = std::fabs(double(got[i]) - double(ref[i]));
-    if (std::isnan(d)) return INFINITY;
-    max_diff = std::max(max_diff, d);
-  }
-  return max_diff / max_ref;
-}
-
 // The checkpoint directories of tests/data/hf-llama that come with transformers' references, sorted.
 std::vector<std::string> hf_fixtures() {
   std::vector<std::string> names;

@@ -38,18 +38,6 @@ const Case kCases[] = {
 
 std::vector<int32_t> to_i32(const std::vector<int64_t>& v) { return std::vector<int32_t>(v.begin(), v.end()); }
 
-double relative_max_error(std::span<const float> got, std::span<const float> ref) {
-  REQUIRE(got.size() == ref.size());
-  double max_ref = 0, max_diff = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    max_ref = std::max(max_ref, std::fabs(double(ref[i])));
-    const double d = std::fabs(double(got[i]) - double(ref[i]));
-    if (std::isnan(d)) return INFINITY;
-    max_diff = std::max(max_diff, d);
-  }
-  return max_diff / max_ref;
-}
-
 std::unique_ptr<model::LlamaModel> load(const Case& c) {
   return model::LlamaModel::load(test_device(), data_path(std::string("hf-llama/") + c.name), {.quiet = true});
 }
