@@ -3,6 +3,12 @@
 // slots past + t (past from the push constants, or from kv_start[past_slot] when the recording is replayed step after
 // step), rounding to the cache dtype (round to nearest even, as PyTorch's .to(dtype) does). One invocation
 // per pair of elements; the dispatch covers the planes [first_plane, first_plane + planes) of the cache.
+//
+// With -DROPE (kv_write_rope_*), the same dispatch also applies RoPE (rope.comp's rotation, table and NaN for a
+// position outside it): K is rotated on its way into the cache (its rows stay as they were) and the plane's query
+// heads (group_size of them per KV head) are rotated in place in the q rows, so that a layer needs no RoPE dispatch
+// of its own. Each invocation computes its two cache elements independently (element e < d/2 pairs with e + d/2, the
+// others with e − d/2), which suits any even head_dim.
 #extension GL_GOOGLE_include_directive : require
 #include "kv_cache.glsl"
 
@@ -20,23 +26,79 @@ layout(push_constant) uniform Push {
   uint k_first, v_first;      // where that row starts in the k and v bindings, in floats
   uint cache_first;           // where plane first_plane starts in the cache bindings, in elements (even)
   uint past_slot;             // ~0u: past is pc.past; else kv_start[past_slot] holds it (a replayed recording)
+#if defined(ROPE)
+  uint group_size;            // query heads per KV head
+  uint q_stride, q_first;     // floats between q rows; where row first_row starts in the q binding
+  uint positions_first;       // where row first_row's position is in the positions binding
+  uint table_positions;       // rows of the cos/sin table
+#endif
 } pc;
+
+#if defined(ROPE)
+layout(std430, binding = 5) buffer Q { float q[]; };
+layout(std430, binding = 6) readonly buffer Positions { int positions[]; };
+layout(std430, binding = 7) readonly buffer Table { vec2 cos_sin[]; };
+
+// Element e of a head whose first element is x[first], rotated by the table row at `table_row` (rotate_half pairs).
+float rotated_k(uint first, uint e, uint table_row) {
+  const uint half_dim = pc.head_dim / 2u;
+  if (e < half_dim) {
+    const vec2 cs = cos_sin[table_row + e];
+    return k[first + e] * cs.x - k[first + e + half_dim] * cs.y;
+  }
+  const vec2 cs = cos_sin[table_row + e - half_dim];
+  return k[first + e] * cs.x + k[first + e - half_dim] * cs.y;
+}
+#endif
 
 void main() {
   const uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
   const uint index = group * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
   const uint pairs = pc.head_dim / 2u;
-  if (index >= pc.planes * pc.tokens * pairs) return;
-  const uint d = 2u * (index % pairs);
-  const uint t = (index / pairs) % pc.tokens;
-  const uint local_plane = index / (pairs * pc.tokens);
+#if defined(ROPE)
+  // Per (plane, token): `pairs` invocations for the cache, then group_size · pairs for the query heads.
+  const uint per_token = pairs * (1u + pc.group_size);
+#else
+  const uint per_token = pairs;
+#endif
+  if (index >= pc.planes * pc.tokens * per_token) return;
+  const uint j = index % per_token;
+  const uint t = (index / per_token) % pc.tokens;
+  const uint local_plane = index / (per_token * pc.tokens);
   const uint plane = pc.first_plane + local_plane;
   const uint b = plane / pc.kv_heads, kv_head = plane % pc.kv_heads;
   const uint row = b * pc.tokens + t - pc.first_row;
+#if defined(ROPE)
+  const int position = positions[pc.positions_first + row];
+  const bool in_table = position >= 0 && uint(position) < pc.table_positions;
+  const uint table_row = in_table ? uint(position) * pairs : 0u;
+  if (j >= pairs) {  // a query pair (i, i + d/2), in place, as rope.comp turns it
+    const uint head = kv_head * pc.group_size + (j - pairs) / pairs, i = (j - pairs) % pairs;
+    const uint first = pc.q_first + row * pc.q_stride + head * pc.head_dim + i;
+    if (!in_table) {
+      q[first] = quiet_nan();
+      q[first + pairs] = quiet_nan();
+      return;
+    }
+    const vec2 cs = cos_sin[table_row + i];
+    const float a = q[first], c = q[first + pairs];
+    q[first] = a * cs.x - c * cs.y;
+    q[first + pairs] = c * cs.x + a * cs.y;
+    return;
+  }
+#endif
+  const uint d = 2u * j;
   const uint column = kv_head * pc.head_dim + d;
   const uint ki = pc.k_first + row * pc.k_stride + column, vi = pc.v_first + row * pc.v_stride + column;
   const uint past = pc.past_slot == ~0u ? pc.past : uint(kv_start[pc.past_slot]);
   const uint slot = pc.cache_first + (local_plane * pc.capacity + past + t) * pc.head_dim + d;
-  KV_STORE_PAIR(k_cache, slot, vec2(k[ki], k[ki + 1u]));
+#if defined(ROPE)
+  const uint head_first = ki - d;
+  const vec2 k_pair = in_table ? vec2(rotated_k(head_first, d, table_row), rotated_k(head_first, d + 1u, table_row))
+                               : vec2(quiet_nan());
+#else
+  const vec2 k_pair = vec2(k[ki], k[ki + 1u]);
+#endif
+  KV_STORE_PAIR(k_cache, slot, k_pair);
   KV_STORE_PAIR(v_cache, slot, vec2(v[vi], v[vi + 1u]));
 }

@@ -101,6 +101,10 @@ struct KvWritePush {
   uint32_t first_plane, planes, first_row, k_first, v_first, cache_first;
   uint32_t past_slot;
 };
+struct KvWriteRopePush {  // kv_write.comp with -DROPE
+  KvWritePush write;
+  uint32_t group_size, q_stride, q_first, positions_first, table_positions;
+};
 struct AttentionPush {
   uint32_t tokens, past, kv_heads, group_size, head_dim, capacity, q_stride, out_stride;
   uint32_t first_plane, planes, first_row, q_first, out_first, cache_first;
@@ -126,15 +130,22 @@ vk::Binding kv_start_binding(const vk::Device& device, const char* kernel, const
 void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
                      const vk::Buffer& k, uint32_t k_stride, const vk::Buffer& v, uint32_t v_stride,
                      const vk::Buffer& k_cache, const vk::Buffer& v_cache, const vk::Buffer& kv_start,
-                     uint32_t k_column, uint32_t v_column) {
-  const char* kernel = "kv_write";
+                     uint32_t k_column, uint32_t v_column, const KvWriteRope* rope) {
+  const char* kernel = rope ? "kv_write_rope" : "kv_write";
   check_shape(kernel, shape);
   const uint64_t width = uint64_t(shape.kv_heads) * shape.head_dim;
   check_stride(kernel, "k", k_stride, k_column + width);
   check_stride(kernel, "v", v_stride, v_column + width);
+  const uint64_t q_width = uint64_t(shape.heads) * shape.head_dim;
+  if (rope) {
+    check_stride(kernel, "q", rope->q_stride, rope->q_column + q_width);
+    if (rope->table_positions == 0) throw Error(std::string(kernel) + ": the cos/sin table '" +
+                                                rope->cos_sin_table.name() + "' is empty");
+  }
   const auto& pipe = pipeline(device, variant(kernel, type), {kWriteGroup});
   const vk::Binding starts = kv_start_binding(device, kernel, kv_start, shape);
-  for (const PlaneRange& r : plane_ranges(device, kernel, shape, type, std::max(k_stride, v_stride))) {
+  const uint32_t widest = std::max({k_stride, v_stride, rope ? rope->q_stride : 0u});
+  for (const PlaneRange& r : plane_ranges(device, kernel, shape, type, widest)) {
     const DataWindow kw = row_window(device, kernel, k, shape, r, k_stride, width, false, k_column);
     const DataWindow vw = row_window(device, kernel, v, shape, r, v_stride, width, false, v_column);
     const DataWindow kc = cache_window(device, kernel, k_cache, shape, type, r, true);
@@ -153,8 +164,25 @@ void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const A
                            .v_first = vw.first_word,
                            .cache_first = cache_first_element(kc, type),
                            .past_slot = shape.past_at_run_time ? shape.batch : kPastInPush};
-    const Grid grid = grid_1d(device, groups_for(uint64_t(r.count) * shape.tokens * (shape.head_dim / 2), kWriteGroup));
-    rec.dispatch(pipe, {kw.binding, vw.binding, kc.binding, vc.binding, starts}, push, grid.x, grid.y);
+    const uint64_t pairs = uint64_t(r.count) * shape.tokens * (shape.head_dim / 2);
+    if (!rope) {
+      const Grid grid = grid_1d(device, groups_for(pairs, kWriteGroup));
+      rec.dispatch(pipe, {kw.binding, vw.binding, kc.binding, vc.binding, starts}, push, grid.x, grid.y);
+      continue;
+    }
+    // The query heads of this range's planes: every query head is turned by exactly one of the dispatches.
+    const uint32_t group_size = shape.heads / shape.kv_heads;
+    const DataWindow qw = row_window(device, kernel, rope->q, shape, r, rope->q_stride, q_width, true, rope->q_column);
+    const uint64_t first_row = uint64_t(r.first_sequence) * shape.tokens;
+    const DataWindow pw = data_window(device, kernel, rope->positions, first_row * 4,
+                                      (first_row + uint64_t(r.sequences) * shape.tokens) * 4, false);
+    const DataWindow tw = data_window(device, kernel, rope->cos_sin_table, 0,
+                                      uint64_t(rope->table_positions) * (shape.head_dim / 2) * 2 * 4, false);
+    const KvWriteRopePush rope_push{push, group_size, rope->q_stride, qw.first_word, pw.first_word,
+                                    rope->table_positions};
+    const Grid grid = grid_1d(device, groups_for(pairs * (1 + group_size), kWriteGroup));
+    rec.dispatch(pipe, {kw.binding, vw.binding, kc.binding, vc.binding, starts, qw.binding, pw.binding, tw.binding},
+                 rope_push, grid.x, grid.y);
   }
 }
 

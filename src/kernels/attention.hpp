@@ -37,10 +37,21 @@ uint64_t attention_partial_floats(const AttentionShape& shape, uint32_t rows);
 // Writes K and V rows (f32 [batch*tokens, kv_heads*head_dim], row strides given, starting at column k_column /
 // v_column of their rows: k and v may sit side by side in one q | k | v buffer) into the cache at slots
 // past..past+tokens-1. kv_start (int32 [batch], [batch + 1] with past_at_run_time) is read only for the run-time past.
+// RoPE applied by the KV write itself (one dispatch for a layer's rotation and cache write): K is rotated on its way
+// into the cache, its rows left as they were, and the query heads (shape.heads of them, f32 rows of q_stride floats
+// from column q_column) are rotated in place, exactly as record_rope turns them (rope.hpp: the table, positions and
+// NaN for a position outside the table).
+struct KvWriteRope {
+  const vk::Buffer& q;
+  uint32_t q_stride, q_column;
+  const vk::Buffer& positions;      // int32 [batch * tokens]
+  const vk::Buffer& cos_sin_table;  // [table_positions, head_dim / 2] of (cos, sin)
+  uint32_t table_positions;
+};
 void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const AttentionShape& shape,
                      const vk::Buffer& k, uint32_t k_stride, const vk::Buffer& v, uint32_t v_stride,
                      const vk::Buffer& k_cache, const vk::Buffer& v_cache, const vk::Buffer& kv_start,
-                     uint32_t k_column = 0, uint32_t v_column = 0);
+                     uint32_t k_column = 0, uint32_t v_column = 0, const KvWriteRope* rope = nullptr);
 
 // out[m, h*head_dim + d] = softmax_j(q·k_j · scale, j ≤ past + t, j ≥ kv_start[b]) · v_j, f32 throughout.
 // q: f32 [batch*tokens, heads*head_dim] (row stride q_stride), kv_start: int32 [batch] (then past, with

@@ -10,7 +10,6 @@
 #include "kernels/int8.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/norm.hpp"
-#include "kernels/rope.hpp"
 #include "util/error.hpp"
 
 namespace inferno::model {
@@ -239,15 +238,15 @@ std::vector<float> Forward::step(const Step& s) {
 
   rec.begin();
   kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
+  const kernels::KvWriteRope rope{qkv_, qkv, 0, positions_, rope_table_, cache_.capacity()};
   for (uint32_t i = 0; i < h.layers; ++i) {
     const LayerWeights& l = model_.layers()[i];
-    // attention block: q | k | v side by side in one row, RoPE on q and k heads at once (they are adjacent)
+    // attention block: q | k | v side by side in one row
     kernels::record_rmsnorm(d, rec, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
     project(xn_, rows, l.qkv.parts, qkv_, qkv, false);
-    kernels::record_rope(d, rec, qkv_, rows, h.heads + h.kv_heads, h.head_dim, qkv, positions_, rope_table_,
-                         cache_.capacity());
+    // RoPE on q and k within the cache write: k rotated on its way into the cache, q in place.
     kernels::record_kv_write(d, rec, kv, shape, qkv_, qkv, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, h.q_dim(),
-                             h.q_dim() + h.kv_dim());
+                             h.q_dim() + h.kv_dim(), &rope);
     kernels::record_attention(d, rec, kv, shape, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, attn_, &partials_);
     project(attn_, rows, std::span(&l.o, 1), x_, h.hidden, true);  // the residual add folded into the projection
     // MLP block: gate | up side by side

@@ -6,6 +6,7 @@
 #include <bit>
 
 #include "kernels/attention.hpp"
+#include "kernels/rope.hpp"
 #include "ops_support.hpp"
 
 using namespace inferno;
@@ -363,6 +364,133 @@ TEST_CASE("attention and kv_write split a cache larger than one binding") {
     // Split: more than one kv_write and one attention dispatch.
     for (uint64_t n : run_case(c, type, rng)) CHECK(n > 2);
   }
+}
+
+// The fused path (kv_write_rope) against the two kernels it replaces, run on the same device: record_rope over the
+// q and k heads of q | k | v rows, then record_kv_write. Both compute each rotated element with the same f32
+// expression, so the q rows and both caches must agree bit for bit (any NaN matching any NaN), including the NaN of a
+// position outside the table.
+struct RopeWriteCase {
+  uint32_t batch, tokens, heads, kv_heads, head_dim, capacity, past, padding;
+  bool past_at_run_time;
+};
+
+void check_kv_write_rope(const RopeWriteCase& c, KvType type, Rng& rng, bool out_of_table) {
+  vk::Device& d = test_device();
+  kernels::AttentionShape s;
+  s.batch = c.batch;
+  s.tokens = c.tokens;
+  s.past = c.past;
+  s.heads = c.heads;
+  s.kv_heads = c.kv_heads;
+  s.head_dim = c.head_dim;
+  s.capacity = c.capacity;
+  s.past_at_run_time = c.past_at_run_time;
+  const uint32_t rows = c.batch * c.tokens, q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
+  const uint32_t stride = q_dim + 2 * kv_dim + c.padding, half = c.head_dim / 2;
+  const uint32_t table_positions = c.past + c.tokens + uint32_t(rng.integer(0, 3));
+  std::vector<float> qkv(size_t(rows) * stride), table(size_t(table_positions) * half * 2);
+  for (float& x : qkv) x = rng.uniform(-4.f, 4.f);
+  for (float& x : table) x = rng.uniform(-1.f, 1.f);
+  std::vector<int32_t> positions(rows), kv_start(c.batch + 1, 0);
+  for (int32_t& p : positions) p = rng.integer(0, int(table_positions) - 1);
+  if (out_of_table) positions[size_t(rng.integer(0, int(rows) - 1))] = int32_t(table_positions);
+  kv_start[c.batch] = int32_t(c.past);
+  const vk::Buffer positions_b = device_buffer(positions, "positions"), table_b = device_buffer(table, "cos_sin"),
+                   starts = device_buffer(kv_start, "kv_start");
+  const uint64_t cache_bytes = uint64_t(c.batch) * c.kv_heads * c.capacity * c.head_dim * kernels::kv_type_bytes(type);
+  struct Path {
+    vk::Buffer qkv, k_cache, v_cache;
+  };
+  auto make_path = [&](const char* name) {
+    return Path{device_buffer(qkv, name), vk::Buffer(d, cache_bytes, vk::MemoryKind::Device, "k cache"),
+                vk::Buffer(d, cache_bytes, vk::MemoryKind::Device, "v cache")};
+  };
+  Path separate = make_path("qkv separate"), fused = make_path("qkv fused");
+  vk::Recorder rec(d);
+  rec.begin();
+  // NaN everywhere first, a binding's worth at a time (the split case's caches exceed one).
+  const uint64_t chunk = d.caps().max_storage_buffer_range / 4;
+  for (const Path* p : {&separate, &fused})
+    for (const vk::Buffer* cache : {&p->k_cache, &p->v_cache})
+      for (uint64_t first = 0; first < cache_bytes / 4; first += chunk)
+        kernels::record_fill(d, rec, *cache, first, std::min(chunk, cache_bytes / 4 - first), kNaN);
+  kernels::record_rope(d, rec, separate.qkv, rows, c.heads + c.kv_heads, c.head_dim, stride, positions_b, table_b,
+                       table_positions);
+  kernels::record_kv_write(d, rec, type, s, separate.qkv, stride, separate.qkv, stride, separate.k_cache,
+                           separate.v_cache, starts, q_dim, q_dim + kv_dim);
+  const kernels::KvWriteRope rope{fused.qkv, stride, 0, positions_b, table_b, table_positions};
+  kernels::record_kv_write(d, rec, type, s, fused.qkv, stride, fused.qkv, stride, fused.k_cache, fused.v_cache,
+                           starts, q_dim, q_dim + kv_dim, &rope);
+  rec.submit_and_wait();
+  auto same = [](float a, float b) {
+    return (std::isnan(a) && std::isnan(b)) || std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+  };
+  // q: the rotated query heads; k and v columns of the rows are the fused path's input and stay as they were.
+  const auto q_separate = read_back<float>(separate.qkv, qkv.size()), q_fused = read_back<float>(fused.qkv, qkv.size());
+  size_t bad = 0;
+  for (uint32_t r = 0; r < rows; ++r)
+    for (uint32_t i = 0; i < stride; ++i) {
+      const size_t at = size_t(r) * stride + i;
+      const float want = i < q_dim ? q_separate[at] : qkv[at];
+      if (!same(q_fused[at], want) && bad++ < 3)
+        FAIL_CHECK("row " << r << " column " << i << ": " << q_fused[at] << ", the separate kernels give " << want);
+    }
+  // The caches word by word: f32 as floats, 16-bit caches as their bits (a NaN of either path matches any NaN).
+  const uint16_t nan_above = type == KvType::F16 ? 0x7c00 : 0x7f80;
+  for (int which = 0; which < 2; ++which) {
+    const vk::Buffer& a_cache = which ? separate.v_cache : separate.k_cache;
+    const vk::Buffer& b_cache = which ? fused.v_cache : fused.k_cache;
+    if (type == KvType::F32) {
+      const auto a = read_back<float>(a_cache, cache_bytes / 4), b = read_back<float>(b_cache, cache_bytes / 4);
+      for (size_t i = 0; i < a.size(); ++i)
+        if (!same(a[i], b[i]) && bad++ < 3)
+          FAIL_CHECK((which ? "v" : "k") << " cache [" << i << "] = " << b[i] << " instead of " << a[i]);
+    } else {
+      const auto a = read_back<uint16_t>(a_cache, cache_bytes / 2), b = read_back<uint16_t>(b_cache, cache_bytes / 2);
+      for (size_t i = 0; i < a.size(); ++i) {
+        const bool both_nan = (a[i] & 0x7fff) > nan_above && (b[i] & 0x7fff) > nan_above;
+        if (a[i] != b[i] && !both_nan && bad++ < 3)
+          FAIL_CHECK((which ? "v" : "k") << " cache word " << i << " = " << b[i] << " instead of " << a[i]);
+      }
+    }
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("kv_write with RoPE equals rope then kv_write: GQA/MQA/MHA, odd head_dim / 2, batches, run-time past") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(404);
+  const RopeWriteCase cases[] = {
+      {1, 1, 4, 1, 64, 40, 17, 0, true},   // decode, MQA, replayed (past read at run time)
+      {2, 3, 6, 2, 10, 16, 5, 3, false},   // GQA 3, head_dim 10 (d/2 odd), padded rows
+      {3, 5, 2, 2, 6, 9, 0, 1, false},     // MHA, head_dim 6, prefill from slot 0
+      {2, 1, 8, 4, 128, 70, 63, 0, true},  // decode over a batch
+  };
+  for (const RopeWriteCase& c : cases)
+    for (KvType type : kAllTypes) {
+      CAPTURE(kernels::kv_type_name(type));
+      CAPTURE(c.heads);
+      CAPTURE(c.head_dim);
+      check_kv_write_rope(c, type, rng, rng.integer(0, 1) == 1);
+    }
+}
+
+TEST_CASE("kv_write with RoPE turns every query head once when the cache is split over several bindings") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  const vk::Device& d = test_device();
+  // As in the split test above: in f32 a sequence's 4 planes do not fit one binding, so its query heads are turned
+  // by two dispatches, each taking the heads of its own KV heads.
+  const uint32_t head_dim = 128, kv_heads = 4;
+  const uint32_t capacity = uint32_t(d.caps().max_storage_buffer_range / (kv_heads * head_dim * 4)) + 1000;
+  if (uint64_t(capacity) * head_dim * kv_heads * 2 * 4 > (uint64_t(1) << 30)) {
+    MESSAGE("maxStorageBufferRange is " << d.caps().max_storage_buffer_range << " bytes: skipping the split test");
+    return;
+  }
+  Rng rng(405);
+  check_kv_write_rope({1, 2, 8, kv_heads, head_dim, capacity, capacity - 2, 0, false}, KvType::F32, rng, false);
 }
 
 TEST_CASE("kv_write and attention refuse inconsistent shapes, naming what is wrong") {
