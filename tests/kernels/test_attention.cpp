@@ -343,22 +343,29 @@ TEST_CASE("attention matches eager attention over the rounded cache: padding, GQ
   }
 }
 
+// Caches that need several bindings: head_dim 128, 4 kv heads, and a capacity at which an f32 plane (one sequence's
+// kv head) takes a quarter of a binding and a little more, so a sequence's planes are split 3 + 1; in f16 a sequence
+// fits, two do not. 0 (and a message) where that would take more than 1 GiB.
+constexpr uint32_t kSplitHeadDim = 128, kSplitKvHeads = 4;
+uint32_t split_capacity() {
+  const vk::Device& d = test_device();
+  const uint32_t capacity = uint32_t(d.caps().max_storage_buffer_range / (kSplitKvHeads * kSplitHeadDim * 4)) + 1000;
+  if (uint64_t(capacity) * kSplitHeadDim * kSplitKvHeads * 2 * 4 > (uint64_t(1) << 30)) {
+    MESSAGE("maxStorageBufferRange is " << d.caps().max_storage_buffer_range << " bytes: skipping the split test");
+    return 0;
+  }
+  return capacity;
+}
+
 TEST_CASE("attention and kv_write split a cache larger than one binding") {
   INFERNO_SEED_INFO();
   ValidationGuard guard;
-  const vk::Device& d = test_device();
-  // head_dim 128, 4 kv heads: in f32 a plane (one sequence's kv head) takes a quarter of a binding and a little more,
-  // so a sequence's planes are split 3 + 1; in f16 a sequence fits, two do not.
-  const uint32_t head_dim = 128, kv_heads = 4;
-  const uint32_t capacity = uint32_t(d.caps().max_storage_buffer_range / (kv_heads * head_dim * 4)) + 1000;
-  if (uint64_t(capacity) * head_dim * kv_heads * 2 * 4 > (uint64_t(1) << 30)) {
-    MESSAGE("maxStorageBufferRange is " << d.caps().max_storage_buffer_range << " bytes: skipping the split test");
-    return;
-  }
+  const uint32_t capacity = split_capacity();
+  if (!capacity) return;
   Rng rng(402);
   const uint32_t past = capacity - 8;
-  Case c{"split", 2, 8,    kv_heads, head_dim, capacity, {int32_t(past), int32_t(past + 1)}, {{4, true}, {1, true}},
-         0,       0, past, false};
+  Case c{"split", 2, 8, kSplitKvHeads, kSplitHeadDim, capacity, {int32_t(past), int32_t(past + 1)},
+         {{4, true}, {1, true}}, 0, 0, past, false};
   for (KvType type : {KvType::F32, KvType::F16}) {
     CAPTURE(kernels::kv_type_name(type));
     // Split: more than one kv_write and one attention dispatch.
@@ -480,17 +487,12 @@ TEST_CASE("kv_write with RoPE equals rope then kv_write: GQA/MQA/MHA, odd head_d
 TEST_CASE("kv_write with RoPE turns every query head once when the cache is split over several bindings") {
   INFERNO_SEED_INFO();
   ValidationGuard guard;
-  const vk::Device& d = test_device();
-  // As in the split test above: in f32 a sequence's 4 planes do not fit one binding, so its query heads are turned
-  // by two dispatches, each taking the heads of its own KV heads.
-  const uint32_t head_dim = 128, kv_heads = 4;
-  const uint32_t capacity = uint32_t(d.caps().max_storage_buffer_range / (kv_heads * head_dim * 4)) + 1000;
-  if (uint64_t(capacity) * head_dim * kv_heads * 2 * 4 > (uint64_t(1) << 30)) {
-    MESSAGE("maxStorageBufferRange is " << d.caps().max_storage_buffer_range << " bytes: skipping the split test");
-    return;
-  }
+  // In f32 a sequence's 4 planes do not fit one binding, so its query heads are turned by two dispatches, each
+  // taking the heads of its own KV heads.
+  const uint32_t capacity = split_capacity();
+  if (!capacity) return;
   Rng rng(405);
-  check_kv_write_rope({1, 2, 8, kv_heads, head_dim, capacity, capacity - 2, 0, false}, KvType::F32, rng, false);
+  check_kv_write_rope({1, 2, 8, kSplitKvHeads, kSplitHeadDim, capacity, capacity - 2, 0, false}, KvType::F32, rng, false);
 }
 
 TEST_CASE("kv_write and attention refuse inconsistent shapes, naming what is wrong") {
