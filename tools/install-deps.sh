@@ -23,7 +23,7 @@ PKGS=(build-essential pkg-config meson ninja-build git ca-certificates
 
 missing=()
 for p in "${PKGS[@]}" mesa-vulkan-drivers; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 mesa_ok=1
 if [ ${#BACKPORTS[@]} -gt 0 ]; then

@@ -52,9 +52,12 @@ mkdir "$work/examples"
 cp "$root/examples/simple.c" "$root/examples/simple.cpp" "$root/examples/Makefile" "$work/examples/"
 make -s -C "$work/examples" all static CFLAGS="-O2 -Wall -Wextra -Werror" CXXFLAGS="-O2 -Wall -Wextra -Werror" ||
   fail "the examples do not build against the installed inferno"
-ldd "$work/examples/simple" | grep -q "$libdir/libinferno.so" ||
-  fail "simple does not load the installed libinferno.so: $(ldd "$work/examples/simple" | grep inferno)"
-if ldd "$work/examples/simple-static" | grep -q libinferno; then fail "simple-static still needs libinferno.so"; fi
+# ldd's output is taken whole before it is searched: `ldd | grep -q` under pipefail fails whenever grep's early exit
+# makes ldd die of SIGPIPE.
+loads=$(ldd "$work/examples/simple")
+grep -q "$libdir/libinferno.so" <<<"$loads" ||
+  fail "simple does not load the installed libinferno.so: $(grep inferno <<<"$loads")"
+if grep -q libinferno <<<"$(ldd "$work/examples/simple-static")"; then fail "simple-static still needs libinferno.so"; fi
 
 model="$root/models/brown-8m-bf16"
 prompt="The jury said"
