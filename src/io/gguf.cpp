@@ -411,13 +411,18 @@ void GgufFile::parse() {
            std::to_string(kMaxGgufDimensions) + ")");
     std::vector<uint64_t> ne(n_dims);
     std::string ne_text = "[";
-    uint64_t elements = 1;
+    uint64_t elements = 1, nonzero_product = 1;
     bool too_many = false;
     for (uint32_t d = 0; d < n_dims; ++d) {
       ne[d] = r.scalar<uint64_t>(what);
       ne_text += (d ? ", " : "") + std::to_string(ne[d]);
-      // Elements must fit int64 (ggml's ne and TensorInfo::elements) as well as uint64.
-      if (__builtin_mul_overflow(elements, ne[d], &elements) || elements > uint64_t(INT64_MAX)) too_many = true;
+      // Elements must fit int64 (ggml's ne and TensorInfo::elements) as well as uint64, and so must the product of
+      // the non-zero dimensions: TensorInfo::elements multiplies them in the other order (rows first), where a zero
+      // coming last would not stop an overflow before it.
+      elements *= ne[d];  // wraps only when nonzero_product overflows too, which is refused
+      if (ne[d] != 0 && (__builtin_mul_overflow(nonzero_product, ne[d], &nonzero_product) ||
+                         nonzero_product > uint64_t(INT64_MAX)))
+        too_many = true;
     }
     ne_text += "]";
     if (too_many) fail(what + ": dimensions " + ne_text + " hold too many elements");

@@ -664,6 +664,11 @@ TEST_CASE("broken GGUF headers are refused, naming the file and the key or tenso
     b = valid_builder(rng);
     b.tensor("blk.0.attn_q.weight", {~uint64_t(0)}, kGgmlF32, {});
     check_error_mentions([&] { open_builder(b); }, {"'blk.0.attn_q.weight'", "too many elements"});
+    // A zero dimension first keeps ggml's product at 0, but the other dimensions multiplied rows first would
+    // overflow (found by fuzzing): refused all the same.
+    b = valid_builder(rng);
+    b.tensor("blk.0.attn_q.weight", {0, (uint64_t(1) << 62) + 1, 2}, kGgmlF32, {});
+    check_error_mentions([&] { open_builder(b); }, {"'blk.0.attn_q.weight'", "too many elements"});
 
     for (size_t dims : {size_t(0), size_t(5)}) {
       b = valid_builder(rng);
