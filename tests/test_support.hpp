@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iterator>
 #include <random>
 #include <span>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,33 @@ inline std::filesystem::path llama3_text_checkpoint(const std::filesystem::path&
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
     if (!fs::exists(dir / f)) fs::create_symlink(fs::absolute(tok / f), dir / f);
   return dir;
+}
+
+// The whole file as text; fails the test when it cannot be read.
+inline std::string read_text(const std::filesystem::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  REQUIRE_MESSAGE(file, "cannot read " << path.string());
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// `text` with its one occurrence of `from` replaced by `to` (fails the test unless `from` occurs exactly once).
+inline std::string replace_once(std::string text, const std::string& from, const std::string& to) {
+  const size_t at = text.find(from);
+  REQUIRE_MESSAGE(at != std::string::npos, from);
+  REQUIRE_MESSAGE(text.find(from, at + 1) == std::string::npos, from);
+  return text.replace(at, from.size(), to);
+}
+
+// Makes `dir` a checkpoint of `weights_dir`'s model.safetensors (linked) under another config.json: the same
+// weights with an edited config, for the checks that refuse a checkpoint whose tensors disagree with it.
+inline void link_weights_with_config(const std::filesystem::path& dir, const std::filesystem::path& weights_dir,
+                                     const std::string& config_json) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json", std::ios::binary | std::ios::trunc) << config_json;
+  fs::create_symlink(fs::absolute(weights_dir / "model.safetensors"), dir / "model.safetensors");
 }
 
 // A fresh seed each run unless INFERNO_TEST_SEED fixes one; the seed is attached to every failure message.

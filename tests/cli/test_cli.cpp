@@ -28,13 +28,6 @@ struct Run {
   std::string out, err;
 };
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 fs::path temp_dir() {
   static const fs::path dir = [] {
     fs::path d = fs::temp_directory_path() / ("inferno-cli-" + std::to_string(getpid()));
@@ -54,8 +47,8 @@ Run run_inferno(const std::string& args, const std::string& stdin_text = "") {
   const int raw = std::system(cmd.c_str());
   Run r;
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.out = slurp(out);
-  r.err = slurp(err);
+  r.out = read_text(out);
+  r.err = read_text(err);
   return r;
 }
 
@@ -565,20 +558,17 @@ TEST_CASE("broken model files: generate and info exit 1 with one stderr line nam
   const fs::path truncated = dir / "truncated", wrong_shape = dir / "wrong-shape", bad_gguf = dir / "bad-magic.gguf";
   const fs::path fixture_dir = data_path("hf-llama/llama3-gqa-f32");
   fs::create_directories(truncated);
-  fs::create_directories(wrong_shape);
 
   // (a) the weights cut short: the header promises more bytes than the file has
   fs::copy_file(fixture_dir / "config.json", truncated / "config.json");
   fs::copy_file(fixture_dir / "model.safetensors", truncated / "model.safetensors");
   fs::resize_file(truncated / "model.safetensors", fs::file_size(truncated / "model.safetensors") - 100);
   // (b) config.json's intermediate_size (160) disagrees with the MLP weights
-  std::string config = slurp(fixture_dir / "config.json");
-  const size_t at = config.find("\"intermediate_size\": 160");
-  REQUIRE(at != std::string::npos);
-  std::ofstream(wrong_shape / "config.json") << config.replace(at, 24, "\"intermediate_size\": 128");
-  fs::create_symlink(fs::absolute(fixture_dir / "model.safetensors"), wrong_shape / "model.safetensors");
+  link_weights_with_config(wrong_shape, fixture_dir,
+                           replace_once(read_text(fixture_dir / "config.json"), "\"intermediate_size\": 160",
+                                        "\"intermediate_size\": 128"));
   // (c) a GGUF file whose magic is not "GGUF"
-  std::string gguf = slurp(data_path("gguf/float/llama3-gqa-f32.gguf"));
+  std::string gguf = read_text(data_path("gguf/float/llama3-gqa-f32.gguf"));
   gguf.replace(0, 4, "GGUX");
   std::ofstream(bad_gguf, std::ios::binary) << gguf;
 

@@ -32,19 +32,6 @@ const std::string kLlama32Rope =
     ", \"rope_theta\": 500000.0, \"max_position_embeddings\": 131072, \"rope_scaling\": {\"rope_type\": \"llama3\", "
     "\"factor\": 32.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}";
 
-std::string text_of(const std::filesystem::path& path) {
-  const auto bytes = read_file(path);
-  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
-}
-
-// `text` with its one occurrence of `from` replaced by `to`.
-std::string replace_once(std::string text, const std::string& from, const std::string& to) {
-  const size_t at = text.find(from);
-  REQUIRE_MESSAGE(at != std::string::npos, from);
-  REQUIRE_MESSAGE(text.find(from, at + 1) == std::string::npos, from);
-  return text.replace(at, from.size(), to);
-}
-
 // The F32 fixture's layout (llama3-gqa-f32): hidden 64, intermediate 160, 4 heads and 2 KV heads of 16, 2 layers.
 const char* const kFixture = "hf-llama/llama3-gqa-f32";
 
@@ -119,7 +106,7 @@ TEST_CASE("a checkpoint whose tensor shapes disagree with config.json is refused
   INFERNO_SEED_INFO();
   Rng rng(41);
   const std::filesystem::path fixture = data_path(kFixture);
-  const std::string config = text_of(fixture / "config.json");
+  const std::string config = read_text(fixture / "config.json");
   int intermediate = 160;
   while (intermediate == 160) intermediate = rng.integer(1, 1024);
   struct Case {
@@ -135,14 +122,12 @@ TEST_CASE("a checkpoint whose tensor shapes disagree with config.json is refused
   for (const Case& c : cases) {
     CAPTURE(c.to);
     TempDir dir;
-    write_file(dir / "config.json", replace_once(config, c.from, c.to));
-    std::filesystem::create_symlink(std::filesystem::absolute(fixture / "model.safetensors"), dir / "model.safetensors");
+    link_weights_with_config(dir.path(), fixture, replace_once(config, c.from, c.to));
     expect_load_error(dir.path(), {dir.path().string(), "'" + c.tensor + "'", c.stored, c.implied});
   }
   // The untouched copy loads: the errors above come from the edit alone.
   TempDir dir;
-  write_file(dir / "config.json", config);
-  std::filesystem::create_symlink(std::filesystem::absolute(fixture / "model.safetensors"), dir / "model.safetensors");
+  link_weights_with_config(dir.path(), fixture, config);
   CHECK_NOTHROW(model::LlamaModel::load(test_device(), dir.path(), {.quiet = true}));
 }
 

@@ -16,6 +16,7 @@
 namespace {
 
 namespace fs = std::filesystem;
+using inferno::testing::read_text;
 using inferno::text::chat_template_from_tokenizer_config;
 using inferno::text::ChatTemplate;
 using inferno::text::Dict;
@@ -23,19 +24,11 @@ using inferno::text::special_tokens_from_tokenizer_config;
 using inferno::text::TemplateRaise;
 using inferno::text::Value;
 
-std::string read_file(const fs::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  REQUIRE_MESSAGE(file, "cannot read " << path.string());
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 // tokenizer_config.json of a tokenizer fetched into third_party/tokenizers.
 std::string tokenizer_config(const std::string& name) {
   fs::path path = inferno::testing::tokenizer_dir(name) / "tokenizer_config.json";
   if (!fs::exists(path)) FAIL("missing " << path.string() << ": run tools/fetch-tokenizers.sh to fetch the tokenizers");
-  return read_file(path);
+  return read_text(path);
 }
 
 // The tokenizer fetched into third_party/tokenizers under `name`, loaded once.
@@ -71,7 +64,7 @@ bool contains(const std::string& text, const std::string& part) {
 }  // namespace
 
 TEST_CASE("every fixture case renders exactly as transformers' apply_chat_template") {
-  Value fixture = Value::from_json(read_file(inferno::testing::data_path("hf-llama/chat_template_cases.json")));
+  Value fixture = Value::from_json(read_text(inferno::testing::data_path("hf-llama/chat_template_cases.json")));
   size_t texts = 0, errors = 0, tokenized = 0;
   for (const char* family : {"llama3", "llama3_1", "llama2", "zephyr"}) {
     const Value* cases = fixture.find(family);
