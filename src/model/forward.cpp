@@ -142,8 +142,7 @@ void Forward::update_rope_table(std::span<const int32_t> positions, int32_t max_
   }
   std::vector<float> table(size_t(capacity) * half * 2);
   for (uint32_t pos = 0; pos < capacity; ++pos) write_row(table.data() + size_t(pos) * half * 2, pos);
-  if (dynamic) std::memcpy(rope_table_.mapped(), table.data(), table.size() * 4);
-  else vk::upload(device_, rope_table_, 0, table.data(), table.size() * 4);
+  vk::upload(device_, rope_table_, 0, table.data(), table.size() * 4);  // through the mapping where there is one
   rope_seq_len_ = seq_len;
 }
 

@@ -401,12 +401,6 @@ io::LlamaConfig llama_config_from_gguf(const io::GgufFile& f) {
   return c;
 }
 
-uint32_t StackedLinear::rows() const {
-  uint32_t total = 0;
-  for (const Linear& p : parts) total += p.weight.rows;
-  return total;
-}
-
 StackedLinear stack_linears(vk::Device& device, const std::string& name, std::vector<Linear> parts) {
   std::vector<const kernels::DeviceMatrix*> weights;
   bool same = true;

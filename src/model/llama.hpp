@@ -75,7 +75,6 @@ struct Linear {
 // writing its own columns.
 struct StackedLinear {
   std::vector<Linear> parts;
-  uint32_t rows() const;  // all parts' outputs together
 };
 // The parts stacked into one Linear when they can be, as they are otherwise.
 StackedLinear stack_linears(vk::Device& device, const std::string& name, std::vector<Linear> parts);
