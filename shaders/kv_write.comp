@@ -35,6 +35,8 @@ layout(push_constant) uniform Push {
 } pc;
 
 #if defined(ROPE)
+#include "rope_turn.glsl"
+
 layout(std430, binding = 5) buffer Q { float q[]; };
 layout(std430, binding = 6) readonly buffer Positions { int positions[]; };
 layout(std430, binding = 7) readonly buffer Table { vec2 cos_sin[]; };
@@ -42,12 +44,9 @@ layout(std430, binding = 7) readonly buffer Table { vec2 cos_sin[]; };
 // Element e of a head whose first element is x[first], rotated by the table row at `table_row` (rotate_half pairs).
 float rotated_k(uint first, uint e, uint table_row) {
   const uint half_dim = pc.head_dim / 2u;
-  if (e < half_dim) {
-    const vec2 cs = cos_sin[table_row + e];
-    return k[first + e] * cs.x - k[first + e + half_dim] * cs.y;
-  }
-  const vec2 cs = cos_sin[table_row + e - half_dim];
-  return k[first + e] * cs.x + k[first + e - half_dim] * cs.y;
+  if (e < half_dim) return rope_turn(k[first + e], k[first + e + half_dim], cos_sin[table_row + e]).x;
+  const uint i = e - half_dim;
+  return rope_turn(k[first + i], k[first + e], cos_sin[table_row + i]).y;
 }
 #endif
 
@@ -80,10 +79,9 @@ void main() {
       q[first + pairs] = quiet_nan();
       return;
     }
-    const vec2 cs = cos_sin[table_row + i];
-    const float a = q[first], c = q[first + pairs];
-    q[first] = a * cs.x - c * cs.y;
-    q[first + pairs] = c * cs.x + a * cs.y;
+    const vec2 turned = rope_turn(q[first], q[first + pairs], cos_sin[table_row + i]);
+    q[first] = turned.x;
+    q[first + pairs] = turned.y;
     return;
   }
 #endif

@@ -27,6 +27,10 @@ layout(constant_id = 5) const bool SUBGROUP_SUM = false;
 layout(std430, binding = 0) readonly buffer Weights16 { uvec4 weight_vec16[]; };
 layout(std430, binding = 1) readonly buffer X16 { vec4 x_vec4[]; };
 
+// Elements xi .. xi+3 of x: one vec4 load where x rows start on 16 bytes and xi is a multiple of 4 (VEC16), else
+// four floats.
+vec4 x_run(uint xi) { return VEC16 ? x_vec4[xi / 4u] : vec4(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]); }
+
 const uint GROUPS = gl_WorkGroupSize.x / LANES;  // lane groups per workgroup
 const uint GROUP_ROWS = ROWS / GROUPS;           // rows each lane group computes
 
@@ -59,10 +63,7 @@ void main() {
       for (uint m = 0u; m < NUM_M; ++m) {
         const uint xa = pc.x_offset + m * pc.x_stride + block * QK;
         vec4 xs[QBLOCK_WORDS];
-        for (uint i = 0u; i < QBLOCK_WORDS; ++i) {
-          const uint xi = xa + 4u * i;
-          xs[i] = VEC16 ? x_vec4[xi / 4u] : vec4(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]);
-        }
+        for (uint i = 0u; i < QBLOCK_WORDS; ++i) xs[i] = x_run(xa + 4u * i);
         for (uint r = 0u; r < GROUP_ROWS; ++r) {
           float sum = 0.0;
           for (uint i = 0u; i < QBLOCK_WORDS; ++i) sum += dot(vec4(signed_bytes(qs[r * QBLOCK_WORDS + i])), xs[i]);
@@ -89,10 +90,10 @@ void main() {
         const uint xa = pc.x_offset + m * pc.x_stride + block * QK;
         const uint xl = xa + at.x;
         // Units are runs of 4 at multiples of 4 in the row: with x rows on 16 bytes (VEC16) each run is one vec4.
-        float sum = dot(lo, VEC16 ? x_vec4[xl / 4u] : vec4(x[xl], x[xl + 1u], x[xl + 2u], x[xl + 3u]));
+        float sum = dot(lo, x_run(xl));
 #if QUNIT_HAS_HI
         const uint xh = xa + at.y;
-        sum += dot(hi, VEC16 ? x_vec4[xh / 4u] : vec4(x[xh], x[xh + 1u], x[xh + 2u], x[xh + 3u]));
+        sum += dot(hi, x_run(xh));
 #endif
         acc[r * NUM_M + m] += sum;
       }

@@ -7,6 +7,7 @@
 // or a read past the table.
 #extension GL_GOOGLE_include_directive : require
 #include "dtype_load.glsl"
+#include "rope_turn.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) buffer X { float x[]; };
@@ -34,8 +35,7 @@ void main() {
     x[first + half_dim] = quiet_nan();
     return;
   }
-  const vec2 cs = cos_sin[uint(position) * half_dim + i];
-  const float a = x[first], b = x[first + half_dim];
-  x[first] = a * cs.x - b * cs.y;
-  x[first + half_dim] = b * cs.x + a * cs.y;
+  const vec2 turned = rope_turn(x[first], x[first + half_dim], cos_sin[uint(position) * half_dim + i]);
+  x[first] = turned.x;
+  x[first + half_dim] = turned.y;
 }
