@@ -31,6 +31,7 @@ struct DeviceInfo {
   bool chosen = false;              // what a run without --device takes
   bool float16 = false, int8 = false, storage_16bit = false, storage_8bit = false, bfloat16 = false;
   bool cooperative_matrix = false, integer_dot_product = false;
+  std::vector<std::string> cooperative_matrix_shapes;  // "16x16x16 f16*f16+f32->f32", ...
   uint32_t subgroup_size = 0, min_subgroup_size = 0, max_subgroup_size = 0;
   bool subgroup_arithmetic = false;
   uint64_t max_storage_buffer_range = 0, max_allocation_bytes = 0;

@@ -43,6 +43,7 @@ DeviceInfo to_device_info(const vk::Capabilities& c, int index, bool chosen) {
   d.storage_8bit = c.storage_8bit;
   d.bfloat16 = c.bfloat16;
   d.cooperative_matrix = c.cooperative_matrix;
+  d.cooperative_matrix_shapes = c.coopmat_shapes;
   d.integer_dot_product = c.integer_dot_product;
   d.subgroup_size = c.subgroup_size;
   d.min_subgroup_size = c.min_subgroup_size;

@@ -39,6 +39,11 @@ int run_devices() {
                 yes(d.int8), yes(d.storage_16bit), yes(d.storage_8bit));
     std::printf("  bfloat16 %s, cooperative matrix %s, integer dot product %s, timestamps %s\n", yes(d.bfloat16),
                 yes(d.cooperative_matrix), yes(d.integer_dot_product), yes(d.timestamps));
+    if (!d.cooperative_matrix_shapes.empty()) {
+      std::string shapes;
+      for (const auto& s : d.cooperative_matrix_shapes) shapes += (shapes.empty() ? "" : ", ") + s;
+      std::printf("  cooperative matrix shapes: %s\n", shapes.c_str());
+    }
   }
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -77,7 +78,45 @@ LinearTuning resolve(const vk::Device& device, LinearTuning t, uint32_t units, c
   return t;
 }
 
+// Why matrix cores cannot run `type` here, or "" when they can.
+std::string coopmat_unavailable(const vk::Device& device, WeightType type) {
+  const auto& caps = device.caps();
+  if (type == WeightType::F32) return "F32 weights keep f32 products";
+  if (!has_shader("linear_matmul_coopmat_" + std::string(weight_type_name(type))))
+    return "this build's glslc could not compile cooperative-matrix kernels";
+  if (!caps.coopmat_f16_shape[0]) return "the device offers no f16 cooperative matrices with f32 sums";
+  if (caps.min_subgroup_size != caps.max_subgroup_size && !caps.subgroup_size_control)
+    return "the device's subgroup size varies and cannot be fixed";
+  return "";
+}
+
+LinearTuning::Matmul matmul_kernel(const vk::Device& device, WeightType type, LinearTuning::Matmul asked) {
+  using Matmul = LinearTuning::Matmul;
+  if (asked == Matmul::Default) {
+    const char* env = std::getenv("INFERNO_MATMUL");
+    const std::string choice = env ? env : "";
+    if (choice == "tiled") return Matmul::Tiled;
+    if (choice == "coopmat") {
+      // Asked for by name: F32 weights still keep f32 products, but a device or build without matrix cores is an
+      // error rather than a quiet fallback (a benchmark or test would measure the wrong kernel).
+      if (type == WeightType::F32) return Matmul::Tiled;
+      if (const std::string why = coopmat_unavailable(device, type); !why.empty())
+        throw Error("INFERNO_MATMUL=coopmat: " + why);
+      return Matmul::CoopMat;
+    }
+    if (!choice.empty() && choice != "auto")
+      throw Error("INFERNO_MATMUL=" + choice + ": expected tiled, coopmat or auto");
+    return device.caps().type != "cpu" && coopmat_unavailable(device, type).empty() ? Matmul::CoopMat : Matmul::Tiled;
+  }
+  return asked;
+}
+
 }  // namespace
+
+bool linear_uses_coopmat(const vk::Device& device, WeightType type, const LinearTuning& tuning) {
+  return matmul_kernel(device, type, tuning.matmul) == LinearTuning::Matmul::CoopMat &&
+         coopmat_unavailable(device, type).empty();
+}
 
 void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args) {
   record_linear(device, rec, args, LinearTuning{});
@@ -120,6 +159,22 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
                 rows_per_binding(device, args.max_binding_bytes, y_stride * 4, (y_column + n) * 4, what + " y")});
   const bool matvec = m <= tuning.matvec_max_m;
   const std::string dtype = weight_type_name(w.type);
+  const bool coopmat = !matvec && matmul_kernel(device, w.type, tuning.matmul) == LinearTuning::Matmul::CoopMat;
+  if (coopmat) {
+    if (const std::string why = coopmat_unavailable(device, w.type); !why.empty())
+      throw Error(what + ": cooperative-matrix kernel asked for, but " + why);
+  }
+  // linear_matmul_coopmat.comp: 4 subgroups, each 2 × 2 fragments; the tile is 4 fragments a side.
+  const auto& caps = device.caps();
+  const uint32_t fm = caps.coopmat_f16_shape[0], fn = caps.coopmat_f16_shape[1], fk = caps.coopmat_f16_shape[2];
+  const uint32_t tile_m = coopmat ? 4 * fm : kMatmulTile, tile_n = coopmat ? 4 * fn : kMatmulTile;
+  if (coopmat) {
+    const uint64_t depth = 2 * fk + 8;  // staged slice: KSTEPS fragment depths and 8 halves of padding
+    const uint64_t shared = (uint64_t(tile_m) + tile_n) * depth * 2 + uint64_t(tile_m) * (tile_n + 4) * 4;
+    if (shared > caps.max_compute_shared_memory)
+      throw Error(what + ": the cooperative-matrix tile needs " + std::to_string(shared) +
+                  " bytes of shared memory, the device has " + std::to_string(caps.max_compute_shared_memory));
+  }
   for (uint32_t m0 = 0; m0 < m; m0 += block) {
     const uint32_t mb = std::min(block, m - m0);
     const BindingWindow xw = binding_window(device, *args.x, m0 * x_stride * 4, ((m0 + mb - 1) * x_stride + k) * 4, 4);
@@ -146,6 +201,10 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
                       {tuning.matvec_threads, tuning.matvec_rows, mb, tuning.matvec_lanes, vec16 ? 1u : 0u,
                        tuning.matvec_subgroup_sum == LinearTuning::SubgroupSum::On ? 1u : 0u});
         g = grid_1d(device, groups_for(chunk.rows, tuning.matvec_rows));
+      } else if (coopmat) {
+        const uint32_t subgroup = caps.subgroup_size;
+        p = &pipeline(device, "linear_matmul_coopmat_" + dtype, {4 * subgroup, fm, fn, fk}, subgroup);
+        g = grid_1d(device, uint64_t(groups_for(chunk.rows, tile_n)) * groups_for(mb, tile_m));
       } else {
         p = &pipeline(device, "linear_matmul_" + dtype);
         g = grid_1d(device, uint64_t(groups_for(chunk.rows, kMatmulTile)) * groups_for(mb, kMatmulTile));

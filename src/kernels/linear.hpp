@@ -1,7 +1,7 @@
 #pragma once
 // y = x · Wᵀ (+ b): x [M, K] f32 activations, W [N, K] in its own dtype (HF layout), y [M, N] f32, f32 accumulation.
 // Small M (decode) uses a matrix·vector kernel that reads each weight row once for all M rows; larger M (prefill)
-// a tiled matrix·matrix kernel. Any sizes for float weights; block formats (Q8_0 ... Q6_K) and int8 weights (with
+// a tiled matrix·matrix kernel, on matrix cores where the device has them (LinearTuning::matmul). Any sizes for float weights; block formats (Q8_0 ... Q6_K) and int8 weights (with
 // their row scales: weight-only, x stays f32) are dequantized in registers, their K a whole number of blocks.
 // Int8 activations (w8a8) are in kernels/int8.hpp.
 #include "kernels/weights.hpp"
@@ -35,8 +35,18 @@ struct LinearTuning {
   // Finish each row's sum with subgroupAdd where lanes = the device's (fixed) subgroup size. Default: on GPUs with
   // subgroup arithmetic and one subgroup size; tests turn it on for the CPU device too.
   enum class SubgroupSum { Default, On, Off } matvec_subgroup_sum = SubgroupSum::Default;
+  // The matrix·matrix kernel (m > matvec_max_m). CoopMat: matrix cores (VK_KHR_cooperative_matrix, f16 operands, f32
+  // sums) for every weight type but F32; asking for it where the build or the device lacks it is an error. Default:
+  // CoopMat on GPUs that have it for non-F32 weights, else Tiled; the environment variable INFERNO_MATMUL=tiled or
+  // =coopmat overrides the default (for benchmarks and for testing on CPU drivers; coopmat where the device or build
+  // has none is an error).
+  enum class Matmul { Default, Tiled, CoopMat } matmul = Matmul::Default;
   Defaults defaults = Defaults::ForDevice;
 };
+
+// Whether record_linear would run m > matvec_max_m rows of this weight type on matrix cores with this tuning (no
+// error where CoopMat is asked for and unavailable: false).
+bool linear_uses_coopmat(const vk::Device& device, WeightType type, const LinearTuning& tuning = {});
 
 void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args);
 void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args, const LinearTuning& tuning);

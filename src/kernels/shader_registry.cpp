@@ -23,11 +23,12 @@ Grid grid_1d(const vk::Device& device, uint64_t groups) {
 
 bool has_shader(std::string_view name) { return find_shader(name) != nullptr; }
 
-const vk::Pipeline& pipeline(vk::Device& device, std::string_view name, std::span<const uint32_t> spec_constants) {
+const vk::Pipeline& pipeline(vk::Device& device, std::string_view name, std::span<const uint32_t> spec_constants,
+                             uint32_t required_subgroup_size) {
   const ShaderBlob* blob = find_shader(name);
   if (!blob) throw Error("shader variant '" + std::string(name) + "' is not in this build");
   return device.pipelines().get(std::string(name), std::span<const uint32_t>(blob->words, blob->word_count),
-                                spec_constants);
+                                spec_constants, required_subgroup_size);
 }
 
 }  // namespace inferno::kernels

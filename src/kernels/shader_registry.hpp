@@ -20,9 +20,12 @@ std::span<const ShaderBlob> all_shaders();
 const ShaderBlob* find_shader(std::string_view name);
 bool has_shader(std::string_view name);
 // The pipeline of a variant with its specialization constants, made once per device. Throws naming the variant.
-const vk::Pipeline& pipeline(vk::Device& device, std::string_view name, std::span<const uint32_t> spec_constants = {});
-inline const vk::Pipeline& pipeline(vk::Device& device, std::string_view name, std::initializer_list<uint32_t> spec) {
-  return pipeline(device, name, std::span<const uint32_t>(spec.begin(), spec.size()));
+// required_subgroup_size: 0 = any (see vk::Pipeline).
+const vk::Pipeline& pipeline(vk::Device& device, std::string_view name, std::span<const uint32_t> spec_constants = {},
+                             uint32_t required_subgroup_size = 0);
+inline const vk::Pipeline& pipeline(vk::Device& device, std::string_view name, std::initializer_list<uint32_t> spec,
+                                    uint32_t required_subgroup_size = 0) {
+  return pipeline(device, name, std::span<const uint32_t>(spec.begin(), spec.size()), required_subgroup_size);
 }
 
 // A 1-D run of `groups` workgroups laid out as x*y within the device's per-dimension limit; shaders flatten it as

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "vk/check.hpp"
+#include "vk/cooperative_matrix.hpp"
 
 namespace inferno::vk {
 
@@ -51,9 +52,52 @@ uint32_t compute_queue_family(VkPhysicalDevice pd, bool* has_timestamps) {
   return uint32_t(best);
 }
 
+const char* component_name(VkComponentTypeKHR t) {
+  switch (t) {
+    case VK_COMPONENT_TYPE_FLOAT16_KHR: return "f16";
+    case VK_COMPONENT_TYPE_FLOAT32_KHR: return "f32";
+    case VK_COMPONENT_TYPE_FLOAT64_KHR: return "f64";
+    case VK_COMPONENT_TYPE_SINT8_KHR: return "i8";
+    case VK_COMPONENT_TYPE_SINT32_KHR: return "i32";
+    case VK_COMPONENT_TYPE_UINT8_KHR: return "u8";
+    default: return int(t) == 1000141000 ? "bf16" : "other";  // VK_COMPONENT_TYPE_BFLOAT16_KHR
+  }
+}
+
+// The shapes VK_KHR_cooperative_matrix offers, through the instance (the entry point is an extension's).
+void probe_cooperative_matrix(VkInstance instance, VkPhysicalDevice pd, Capabilities& c) {
+  auto get = reinterpret_cast<PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR>(
+      vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR"));
+  if (!get) return;
+  uint32_t n = 0;
+  if (get(pd, &n, nullptr) != VK_SUCCESS || n == 0) return;
+  std::vector<VkCooperativeMatrixPropertiesKHR> props(n, {VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR});
+  if (get(pd, &n, props.data()) != VK_SUCCESS) return;
+  props.resize(n);
+  for (const auto& p : props) {
+    c.coopmat_shapes.push_back(std::to_string(p.MSize) + "x" + std::to_string(p.NSize) + "x" + std::to_string(p.KSize) +
+                               " " + component_name(p.AType) + "*" + component_name(p.BType) + "+" +
+                               component_name(p.CType) + "->" + component_name(p.ResultType) +
+                               (p.scope == VK_SCOPE_SUBGROUP_KHR ? "" : " (not subgroup scope)"));
+    if (p.AType != VK_COMPONENT_TYPE_FLOAT16_KHR || p.BType != VK_COMPONENT_TYPE_FLOAT16_KHR ||
+        p.CType != VK_COMPONENT_TYPE_FLOAT32_KHR || p.ResultType != VK_COMPONENT_TYPE_FLOAT32_KHR ||
+        p.scope != VK_SCOPE_SUBGROUP_KHR || p.MSize > 64 || p.NSize > 64 || p.KSize > 64)
+      continue;
+    uint32_t* best = c.coopmat_f16_shape;
+    const auto volume = [](uint32_t m, uint32_t n, uint32_t k) { return uint64_t(m) * n * k; };
+    const bool square16 = p.MSize == 16 && p.NSize == 16 && p.KSize == 16;
+    const bool best16 = best[0] == 16 && best[1] == 16 && best[2] == 16;
+    if (!best16 && (square16 || volume(p.MSize, p.NSize, p.KSize) > volume(best[0], best[1], best[2]))) {
+      best[0] = p.MSize;
+      best[1] = p.NSize;
+      best[2] = p.KSize;
+    }
+  }
+}
+
 }  // namespace
 
-Capabilities probe_capabilities(VkPhysicalDevice pd) {
+Capabilities probe_capabilities(VkInstance instance, VkPhysicalDevice pd) {
   Capabilities c;
   const auto ext = device_extensions(pd);
 
@@ -109,6 +153,8 @@ Capabilities probe_capabilities(VkPhysicalDevice pd) {
     c.integer_dot_accelerated = dot.integerDotProduct4x8BitPackedSignedAccelerated;
   }
   c.cooperative_matrix = ext.count("VK_KHR_cooperative_matrix") > 0;
+  if (c.cooperative_matrix) probe_cooperative_matrix(instance, pd, c);
+  c.vulkan_memory_model = f12.vulkanMemoryModel;
   c.bfloat16 = ext.count("VK_KHR_shader_bfloat16") > 0;
 
   bool timestamps = false;
@@ -150,7 +196,7 @@ int preferred_device(const std::vector<Capabilities>& devices) {
 
 DeviceListing list_devices(const Instance& instance) {
   DeviceListing listing;
-  for (VkPhysicalDevice pd : instance.physical_devices()) listing.devices.push_back(probe_capabilities(pd));
+  for (VkPhysicalDevice pd : instance.physical_devices()) listing.devices.push_back(probe_capabilities(instance.handle(), pd));
   listing.chosen = preferred_device(listing.devices);
   return listing;
 }
@@ -167,7 +213,7 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   }
   index_ = index;
   physical_ = physicals[size_t(index)];
-  caps_ = probe_capabilities(physical_);
+  caps_ = probe_capabilities(instance_->handle(), physical_);
   if (caps_.api_version < VK_API_VERSION_1_2)
     throw Error("Vulkan: device " + std::to_string(index) + " (" + caps_.name + ") supports only Vulkan " +
                 std::to_string(VK_API_VERSION_MAJOR(caps_.api_version)) + "." +
@@ -201,6 +247,18 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   }
   const auto ext = device_extensions(physical_);
   if (ext.count(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  // Cooperative matrices (the matrix-core prefill kernel) need the extension, its feature, f16 arithmetic and the
+  // Vulkan memory model, which SPIR-V's cooperative-matrix loads and stores are declared under.
+  VkPhysicalDeviceCooperativeMatrixFeaturesKHR coopmat{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR};
+  f12.vulkanMemoryModel = caps_.vulkan_memory_model;
+  if (caps_.coopmat_f16_shape[0] && caps_.float16 && caps_.vulkan_memory_model) {
+    extensions.push_back(VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME);
+    coopmat.cooperativeMatrix = VK_TRUE;
+    coopmat.pNext = features.pNext;
+    features.pNext = &coopmat;
+  } else {
+    std::fill(std::begin(caps_.coopmat_f16_shape), std::end(caps_.coopmat_f16_shape), 0u);  // this object can't run them
+  }
 
   VkDeviceCreateInfo di{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &features};
   di.queueCreateInfoCount = 1;

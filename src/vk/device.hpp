@@ -27,8 +27,14 @@ struct Capabilities {
   bool storage_8bit = false;
   bool bfloat16 = false;         // VK_KHR_shader_bfloat16
   bool cooperative_matrix = false;  // VK_KHR_cooperative_matrix
+  // The fragment shape (M, N, K) of f16 · f16 + f32 -> f32 cooperative matrices at subgroup scope that the
+  // matrix-core prefill kernel (linear_matmul_coopmat.comp) uses: 16×16×16 where offered, else the largest offered;
+  // all 0 when there is none, or when this device object cannot run them.
+  uint32_t coopmat_f16_shape[3] = {0, 0, 0};
+  std::vector<std::string> coopmat_shapes;  // every shape offered, "MxNxK A*B+C->R scope" (for `inferno devices`)
   bool integer_dot_product = false;  // VK_KHR_shader_integer_dot_product (core in 1.3)
   bool integer_dot_accelerated = false;  // 4x8-bit packed signed dot product is accelerated
+  bool vulkan_memory_model = false;  // Vulkan 1.2's vulkanMemoryModel feature
   bool subgroup_size_control = false;
   uint32_t subgroup_size = 0, min_subgroup_size = 0, max_subgroup_size = 0;
   bool subgroup_arithmetic = false, subgroup_shuffle = false;
@@ -44,7 +50,7 @@ struct Capabilities {
   std::vector<uint64_t> heap_sizes;
 };
 
-Capabilities probe_capabilities(VkPhysicalDevice);
+Capabilities probe_capabilities(VkInstance, VkPhysicalDevice);
 // Higher is preferred: discrete > integrated > virtual > CPU.
 int device_preference(const Capabilities&);
 // The index a default run takes among these devices: the most preferred that has Vulkan 1.2, the first of equals;

@@ -25,7 +25,7 @@ uint32_t spirv_binding_count(std::span<const uint32_t> spirv) {
 }
 
 Pipeline::Pipeline(Device& device, std::string name, std::span<const uint32_t> spirv,
-                   std::span<const uint32_t> spec_constants)
+                   std::span<const uint32_t> spec_constants, uint32_t required_subgroup_size)
     : device_(device), name_(std::move(name)) {
   binding_count_ = spirv_binding_count(spirv);
   VkDevice d = device.handle();
@@ -59,6 +59,23 @@ Pipeline::Pipeline(Device& device, std::string name, std::span<const uint32_t> s
   ci.stage.module = module_;
   ci.stage.pName = "main";
   ci.stage.pSpecializationInfo = entries.empty() ? nullptr : &si;
+  VkPipelineShaderStageRequiredSubgroupSizeCreateInfo subgroup{
+      VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO};
+  if (required_subgroup_size) {
+    const auto& caps = device.caps();
+    if (required_subgroup_size < caps.min_subgroup_size || required_subgroup_size > caps.max_subgroup_size)
+      throw Error(name_ + ": subgroup size " + std::to_string(required_subgroup_size) + " is outside the device's " +
+                  std::to_string(caps.min_subgroup_size) + ".." + std::to_string(caps.max_subgroup_size));
+    // A device with one subgroup size always runs full subgroups of it; others are told, where they can be.
+    if (caps.min_subgroup_size != caps.max_subgroup_size) {
+      if (!caps.subgroup_size_control)
+        throw Error(name_ + ": needs subgroups of " + std::to_string(required_subgroup_size) +
+                    " and the device cannot be asked for them (no subgroupSizeControl)");
+      subgroup.requiredSubgroupSize = required_subgroup_size;
+      ci.stage.pNext = &subgroup;
+      ci.stage.flags |= VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT;
+    }
+  }
   ci.layout = layout_;
   check(vkCreateComputePipelines(d, device.pipeline_cache(), 1, &ci, nullptr, &pipeline_),
         ("vkCreateComputePipelines(" + name_ + ")").c_str());
@@ -73,12 +90,15 @@ Pipeline::~Pipeline() {
 }
 
 const Pipeline& PipelineCache::get(const std::string& name, std::span<const uint32_t> spirv,
-                                   std::span<const uint32_t> spec_constants) {
+                                   std::span<const uint32_t> spec_constants, uint32_t required_subgroup_size) {
   std::lock_guard lock(mutex_);
-  auto key = std::make_pair(name, std::vector<uint32_t>(spec_constants.begin(), spec_constants.end()));
+  auto key = std::make_tuple(name, std::vector<uint32_t>(spec_constants.begin(), spec_constants.end()),
+                             required_subgroup_size);
   auto it = pipelines_.find(key);
   if (it == pipelines_.end())
-    it = pipelines_.emplace(key, std::make_unique<Pipeline>(device_, name, spirv, spec_constants)).first;
+    it = pipelines_
+             .emplace(key, std::make_unique<Pipeline>(device_, name, spirv, spec_constants, required_subgroup_size))
+             .first;
   return *it->second;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // A compute pipeline made from SPIR-V: every binding of set 0 is a storage buffer (counted from the SPIR-V itself),
-// push constants up to kPushConstantBytes, specialization constants 0..n-1 as 32-bit values.
+// push constants up to kPushConstantBytes, specialization constants 0..n-1 as 32-bit values, and optionally a required
+// subgroup size (full subgroups: kernels whose subgroups cooperate, such as cooperative matrices, count on it).
 #include <vulkan/vulkan.h>
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace inferno::vk {
@@ -19,7 +21,8 @@ inline constexpr uint32_t kPushConstantBytes = 128;
 
 class Pipeline {
  public:
-  Pipeline(Device& device, std::string name, std::span<const uint32_t> spirv, std::span<const uint32_t> spec_constants);
+  Pipeline(Device& device, std::string name, std::span<const uint32_t> spirv, std::span<const uint32_t> spec_constants,
+           uint32_t required_subgroup_size = 0);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -43,17 +46,18 @@ class Pipeline {
 // The highest `Binding` decoration in descriptor set 0, plus one: how many buffers the shader takes.
 uint32_t spirv_binding_count(std::span<const uint32_t> spirv);
 
-// Pipelines of one device, made once per (name, specialization constants) and kept.
+// Pipelines of one device, made once per (name, specialization constants, subgroup size) and kept.
 class PipelineCache {
  public:
   explicit PipelineCache(Device& device) : device_(device) {}
-  const Pipeline& get(const std::string& name, std::span<const uint32_t> spirv, std::span<const uint32_t> spec_constants);
+  const Pipeline& get(const std::string& name, std::span<const uint32_t> spirv, std::span<const uint32_t> spec_constants,
+                      uint32_t required_subgroup_size = 0);
   size_t size() const { return pipelines_.size(); }
 
  private:
   Device& device_;
   std::mutex mutex_;
-  std::map<std::pair<std::string, std::vector<uint32_t>>, std::unique_ptr<Pipeline>> pipelines_;
+  std::map<std::tuple<std::string, std::vector<uint32_t>, uint32_t>, std::unique_ptr<Pipeline>> pipelines_;
 };
 
 }  // namespace inferno::vk

@@ -8,6 +8,7 @@
 #include <string>
 #include <tuple>
 
+#include "coopmat_support.hpp"
 #include "gpu_support.hpp"
 #include "stored_weights.hpp"
 #include "kernels/fill.hpp"
@@ -39,7 +40,8 @@ std::string describe(const Case& c) {
          " y_pad=" + std::to_string(c.y_pad) + " rows_per_chunk=" + std::to_string(c.rows_per_chunk) +
          " rows_per_block=" + std::to_string(c.rows_per_block) +
          " matvec_threads=" + std::to_string(c.tuning.matvec_threads) + " matvec_rows=" + std::to_string(c.tuning.matvec_rows) +
-         " matvec_max_m=" + std::to_string(c.tuning.matvec_max_m);
+         " matvec_max_m=" + std::to_string(c.tuning.matvec_max_m) +
+         (c.tuning.matmul == kernels::LinearTuning::Matmul::CoopMat ? " coopmat" : "");
 }
 
 // Runs one case on the device and checks every element of y, padding included. Returns the number of bad elements.
@@ -85,6 +87,9 @@ size_t run_case(Rng& rng, vk::Recorder& rec, const Case& c) {
   rec.submit_and_wait();
   const std::vector<float> y = read_back<float>(yb, y_count);
 
+  // Matrix cores take the rows past the matrix·vector kernel's reach.
+  const uint32_t matvec_max_m = c.tuning.matvec_max_m ? c.tuning.matvec_max_m : 8;
+  const bool coopmat = c.m > matvec_max_m && kernels::linear_uses_coopmat(d, c.type, c.tuning);
   size_t bad = 0;
   for (uint32_t m = 0; m < c.m; ++m) {
     for (uint32_t n = 0; n < ys; ++n) {
@@ -95,11 +100,12 @@ size_t run_case(Rng& rng, vk::Recorder& rec, const Case& c) {
         if (!same && bad++ < 5) FAIL_CHECK(describe(c) << ": padding y[" << m << "][" << n << "] was written");
         continue;
       }
-      double exact = 0, magnitude = 0;
+      double exact = 0, magnitude = 0, operands = 0;
       for (uint32_t k = 0; k < c.k; ++k) {
         const double term = double(x[size_t(m) * xs + k]) * w.values[size_t(n) * c.k + k];
         exact += term;
         magnitude += std::fabs(term);
+        operands += std::fabs(x[size_t(m) * xs + k]) + std::fabs(w.values[size_t(n) * c.k + k]);
       }
       if (c.bias >= 0) exact += b.values[n], magnitude += std::fabs(b.values[n]);
       if (c.accumulate) exact += y0[at], magnitude += std::fabs(y0[at]);
@@ -107,7 +113,8 @@ size_t run_case(Rng& rng, vk::Recorder& rec, const Case& c) {
       // f32 errs by at most (K+1)·u·Σ|term| with u = 2^-24 (the standard bound for recursive summation; trees and
       // fma only tighten it). So (K+3)·u·Σ|term| cannot fail a correct kernel, while a term lost or read from the
       // wrong place (typical size Σ|term|/K) exceeds it by a factor of ~(1/(K²u)) ≥ 16 for K ≤ 1000.
-      const double tolerance = (c.k + 3) * std::ldexp(1.0, -24) * magnitude + 1e-30;
+      const double tolerance = coopmat ? f16_product_tolerance(c.k, magnitude, operands)
+                                       : (c.k + 3) * std::ldexp(1.0, -24) * magnitude + 1e-30;
       if (!(std::fabs(y[at] - exact) <= tolerance) && bad++ < 5)
         FAIL_CHECK(describe(c) << ": y[" << m << "][" << n << "] = " << y[at] << ", expected " << exact << " ± "
                                << tolerance);
@@ -162,6 +169,41 @@ TEST_CASE("linear: every chunking, blocking and bias option on a fixed odd shape
           bad += run_case(rng, rec, c);
         }
   CHECK(bad == 0);
+}
+
+TEST_CASE("linear on matrix cores (cooperative matrices): f16 and bf16 weights, odd sizes, every option") {
+  if (!coopmat_available(WeightType::BF16)) return;
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(104);
+  vk::Recorder rec(test_device());
+  const uint64_t memory_before = test_device().allocated_bytes();
+  size_t cases = 0, bad = 0;
+  for (WeightType type : {WeightType::F16, WeightType::BF16})
+    for (uint32_t m : {9u, 33u, 70u, 129u})
+      for (uint32_t k : {1u, 3u, 17u, 64u, 257u, 500u})
+        for (uint32_t n : {1u, 5u, 63u, 130u, 511u}) {
+          Case c{type, m, k, n};
+          c.tuning.matmul = kernels::LinearTuning::Matmul::CoopMat;
+          c.bias = rng.integer(-1, 2);
+          c.accumulate = rng.integer(0, 1) == 1;
+          if (rng.integer(0, 1)) c.x_pad = uint32_t(rng.integer(1, 5));
+          if (rng.integer(0, 1)) c.y_pad = uint32_t(rng.integer(1, 5));
+          if (n >= 5 && rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, n / 3 - 1);
+          if (rng.integer(0, 3) == 0) c.rows_per_block = uint32_t(rng.integer(9, int(m)));
+          bad += run_case(rng, rec, c);
+          ++cases;
+        }
+  CHECK(cases == 2 * 4 * 6 * 5);
+  CHECK(bad == 0);
+  CHECK(test_device().allocated_bytes() == memory_before);
+  // F32 weights keep f32 products: asking for matrix cores there is refused by name.
+  CHECK_FALSE(kernels::linear_uses_coopmat(test_device(), WeightType::F32,
+                                           kernels::LinearTuning{.matmul = kernels::LinearTuning::Matmul::CoopMat}));
+  Case f32{WeightType::F32, 20, 16, 16};
+  f32.tuning.matmul = kernels::LinearTuning::Matmul::CoopMat;
+  CHECK_THROWS_WITH_AS(run_case(rng, rec, f32), doctest::Contains("linear 'w': cooperative-matrix kernel asked for"),
+                       Error);
 }
 
 TEST_CASE("linear: matrix-vector tuning knobs all give the same answers") {

@@ -10,6 +10,7 @@
 #include <limits>
 #include <string>
 
+#include "coopmat_support.hpp"
 #include "gpu_support.hpp"
 #include "stored_weights.hpp"
 #include "kernels/embedding.hpp"
@@ -213,6 +214,7 @@ struct Case {
   WeightType scale_type = WeightType::BF16;  // I8 only
   kernels::LinearTuning::Defaults defaults = kernels::LinearTuning::Defaults::ForDevice;  // the matvec's layout
   bool no_vec16 = false;  // x read as scalars, not vec4s
+  bool coopmat = false;   // m > 8 on matrix cores
 };
 
 std::string describe(const Case& c) {
@@ -220,7 +222,8 @@ std::string describe(const Case& c) {
          " n=" + std::to_string(c.n) + " bias=" + (c.bias < 0 ? "none" : kernels::weight_type_name(WeightType(c.bias))) +
          " accumulate=" + std::to_string(c.accumulate) + " rows_per_chunk=" + std::to_string(c.rows_per_chunk) +
          (c.type == WeightType::I8 ? std::string(" scales=") + kernels::weight_type_name(c.scale_type) : "") +
-         (c.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "") + (c.no_vec16 ? " no-vec16" : "");
+         (c.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "") + (c.no_vec16 ? " no-vec16" : "") +
+         (c.coopmat ? " coopmat" : "");
 }
 
 // record_linear on a quantized matrix against double-precision math on the reference weights. Returns bad elements.
@@ -244,6 +247,7 @@ size_t run_linear_case(Rng& rng, vk::Recorder& rec, const Case& c) {
   kernels::LinearTuning tuning;
   tuning.defaults = c.defaults;
   tuning.matvec_no_vec16 = c.no_vec16;
+  tuning.matmul = c.coopmat ? kernels::LinearTuning::Matmul::CoopMat : kernels::LinearTuning::Matmul::Tiled;
   kernels::record_linear(d, rec, args, tuning);
   rec.submit_and_wait();
   const std::vector<float> y = read_back<float>(yb, y0.size());
@@ -251,11 +255,12 @@ size_t run_linear_case(Rng& rng, vk::Recorder& rec, const Case& c) {
   size_t bad = 0;
   for (uint32_t m = 0; m < c.m; ++m)
     for (uint32_t n = 0; n < c.n; ++n) {
-      double exact = 0, magnitude = 0;
+      double exact = 0, magnitude = 0, operands = 0;
       for (uint32_t k = 0; k < c.k; ++k) {
         const size_t wi = size_t(n) * c.k + k;
         exact += double(x[size_t(m) * c.k + k]) * w.reference.values[wi];
         magnitude += std::fabs(x[size_t(m) * c.k + k]) * w.reference.magnitude[wi];
+        operands += std::fabs(x[size_t(m) * c.k + k]) + w.reference.magnitude[wi];
       }
       if (c.bias >= 0) exact += b.values[n], magnitude += std::fabs(b.values[n]);
       const size_t at = size_t(m) * c.n + n;
@@ -265,7 +270,9 @@ size_t run_linear_case(Rng& rng, vk::Recorder& rec, const Case& c) {
       // f32 products (u each) and any order of summing K+2 terms ((K+1)·u·Σ|term|, the recursive-summation bound).
       // (K+4)·u·Σ|x|·(|scale·q| + |min|) covers all of it; a lost, doubled or misplaced term (typically Σ/K) exceeds
       // it many times over for K ≤ 512.
-      const double tolerance = (c.k + 4) * kU * magnitude + 1e-30;
+      // On matrix cores the dequantized weight is rounded to f16 as well (for I8 the integer q, exactly, with the
+      // row scale applied to the f32 sum): f16_product_tolerance, plus the f32 rounding of the weight above.
+      const double tolerance = (c.k + 4) * kU * magnitude + (c.coopmat && c.m > 8 ? f16_product_tolerance(c.k, magnitude, operands) : 1e-30);
       if (!(std::fabs(y[at] - exact) <= tolerance) && bad++ < 5)
         FAIL_CHECK(describe(c) << ": y[" << m << "][" << n << "] = " << y[at] << ", expected " << exact << " ± "
                                << tolerance);
@@ -400,6 +407,33 @@ TEST_CASE("linear on block formats: every chunking, bias and accumulation option
         bad += run_linear_case(rng, rec, c);
       }
   CHECK(bad == 0);
+}
+
+TEST_CASE("linear on matrix cores for every block format and int8: against double math on the dequantized weights") {
+  if (!coopmat_available(WeightType::Q8_0)) return;
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(305);
+  vk::Recorder rec(test_device());
+  const uint64_t memory_before = test_device().allocated_bytes();
+  size_t bad = 0, cases = 0;
+  std::vector<WeightType> types(std::begin(kBlockTypes), std::end(kBlockTypes));
+  types.push_back(WeightType::I8);
+  for (WeightType type : types)
+    for (uint32_t k : type == WeightType::I8 ? std::vector<uint32_t>{4, 36, 260} : ks_for(type))
+      for (uint32_t m : {9u, 40u, 77u}) {
+        Case c{type, m, k, uint32_t(rng.integer(1, 40)) * 2 + 1};  // odd N
+        c.coopmat = true;
+        c.bias = rng.integer(-1, 2);
+        c.accumulate = rng.integer(0, 1) == 1;
+        if (rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, c.n / 3 - 1);
+        if (type == WeightType::I8) c.scale_type = WeightType(rng.integer(0, 2));
+        bad += run_linear_case(rng, rec, c);
+        ++cases;
+      }
+  CHECK(cases == (5 * 4 + 3 * 2 + 3) * 3);
+  CHECK(bad == 0);
+  CHECK(test_device().allocated_bytes() == memory_before);
 }
 
 TEST_CASE("int8 weight-only linear: y = x · (q · s)ᵀ for every scale dtype") {
