@@ -1,5 +1,5 @@
 // `inferno bench`: prefill and decode speed against the device's measured read bandwidth (the decode roofline),
-// with a per-kernel breakdown of a decode step from GPU timestamps.
+// with per-kernel breakdowns of a decode step and of the prefill from GPU timestamps.
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -60,25 +60,33 @@ int run_bench(const BenchArgs& a) {
     for (uint32_t r = 1; r <= a.repeats; ++r) run(r);
     kv = session.kv_dtype();
   }
-  // One more short run with GPU timestamps for the per-kernel breakdown of a decode step.
-  std::map<std::string, double> kernel_ns;
-  double total_ns = 0;
-  {
+  // Short runs with GPU timestamps for the per-kernel breakdowns: the last recording of a one-token generation is the
+  // prefill, of a two-token one a decode step.
+  struct Breakdown {
+    std::vector<std::pair<double, std::string>> shares;  // percent of the step's kernel time, largest first
+    double total_ns = 0;
+  };
+  auto breakdown = [&](int new_tokens) {
     SessionOptions ts = so;
     ts.timestamps = true;
     Session session(model, ts);
-    GenerateOptions two = options;
-    two.max_new_tokens = 2;
-    if (a.batch == 1) session.generate(prompt, two);
-    else session.generate_batch(std::vector<std::vector<int32_t>>(a.batch, prompt), two);
+    GenerateOptions short_run = options;
+    short_run.max_new_tokens = new_tokens;
+    if (a.batch == 1) session.generate(prompt, short_run);
+    else session.generate_batch(std::vector<std::vector<int32_t>>(a.batch, prompt), short_run);
+    std::map<std::string, double> kernel_ns;
+    Breakdown b;
     for (const auto& t : session.last_kernel_times()) {
       kernel_ns[t.name] += t.ns;
-      total_ns += t.ns;
+      b.total_ns += t.ns;
     }
-  }
-  std::vector<std::pair<double, std::string>> shares;
-  for (const auto& [name, ns] : kernel_ns) shares.push_back({total_ns > 0 ? 100.0 * ns / total_ns : 0, name});
-  std::sort(shares.rbegin(), shares.rend());
+    for (const auto& [name, ns] : kernel_ns) b.shares.push_back({b.total_ns > 0 ? 100.0 * ns / b.total_ns : 0, name});
+    std::sort(b.shares.rbegin(), b.shares.rend());
+    return b;
+  };
+  const Breakdown prefill_kernels = breakdown(1), decode_kernels = breakdown(2);
+  const auto& shares = decode_kernels.shares;
+  const double total_ns = decode_kernels.total_ns;
 
   // Bytes one decode step reads: every weight once, plus the KV cache at the average context of the decode.
   const uint32_t kv_bytes = kv == KvDtype::F32 ? 4 : 2;
@@ -103,6 +111,11 @@ int run_bench(const BenchArgs& a) {
     j.key("kernels").begin_array();
     for (const auto& [share, name] : shares) j.begin_object().field("name", name).field("share_pct", share).end_object();
     j.end_array();
+    j.field("prefill_kernel_ms", prefill_kernels.total_ns / 1e6);
+    j.key("prefill_kernels").begin_array();
+    for (const auto& [share, name] : prefill_kernels.shares)
+      j.begin_object().field("name", name).field("share_pct", share).end_object();
+    j.end_array();
     j.end_object();
     std::printf("%s\n", j.str().c_str());
     return 0;
@@ -121,6 +134,12 @@ int run_bench(const BenchArgs& a) {
     std::printf("decode step by kernel (GPU time):\n");
     for (size_t i = 0; i < std::min<size_t>(shares.size(), 10); ++i)
       std::printf("  %5.1f %%  %s\n", shares[i].first, shares[i].second.c_str());
+  }
+  if (!prefill_kernels.shares.empty()) {
+    std::printf("prefill of %u tokens: %.2f ms in kernels; by kernel (GPU time):\n", a.prompt_tokens,
+                prefill_kernels.total_ns / 1e6);
+    for (size_t i = 0; i < std::min<size_t>(prefill_kernels.shares.size(), 6); ++i)
+      std::printf("  %5.1f %%  %s\n", prefill_kernels.shares[i].first, prefill_kernels.shares[i].second.c_str());
   }
   return 0;
 }
