@@ -116,6 +116,20 @@ struct CombinePush {
   uint32_t rows, heads, head_dim, splits, out_stride, out_first, partial_first;
 };
 constexpr uint32_t kCombineGroup = 64;
+constexpr uint32_t kPrefillGroup = 64;  // attention_prefill.comp's workgroup
+
+// attention_prefill.comp's tile: BR query rows and BC keys a chunk, smaller for wide heads so that its shared memory
+// (q, k and v tiles in f32, the chunk's weights) stays within 32 KB, the least a device offers.
+struct PrefillTile {
+  uint32_t rows, keys;
+};
+PrefillTile prefill_tile(uint32_t head_dim) { return head_dim <= 128 ? PrefillTile{16, 16} : PrefillTile{8, 8}; }
+
+bool use_tiles(const AttentionShape& s) {
+  if (s.kernel == AttentionShape::Kernel::Rows) return false;
+  if (s.kernel == AttentionShape::Kernel::Tiles) return true;
+  return s.splits == 1 && s.tokens > 1;
+}
 
 constexpr uint32_t kPastInPush = ~0u;
 
@@ -186,6 +200,10 @@ void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const A
   }
 }
 
+uint32_t attention_chunk_keys(const AttentionShape& shape) {
+  return use_tiles(shape) ? prefill_tile(shape.head_dim).keys : kAttentionGroup;
+}
+
 uint64_t attention_partial_floats(const AttentionShape& shape, uint32_t rows) {
   return shape.splits > 1 ? uint64_t(rows) * shape.heads * shape.splits * (shape.head_dim + 2) : 0;
 }
@@ -207,8 +225,15 @@ void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const 
   check_stride(kernel, "q", q_stride, width);
   const uint32_t out_stride = uint32_t(width);
   const uint32_t group_size = shape.heads / shape.kv_heads;
+  const bool tiles = use_tiles(shape);
+  if (tiles && splits > 1) throw Error(std::string(kernel) + ": the tiled kernel does not split keys");
+  const PrefillTile tile = prefill_tile(shape.head_dim);
   const uint32_t dims_per_invocation = (shape.head_dim + kAttentionGroup - 1) / kAttentionGroup;
-  const auto& pipe = pipeline(device, variant(kernel, type), {kAttentionGroup, dims_per_invocation, splits});
+  const auto& pipe =
+      tiles ? pipeline(device, variant("attention_prefill", type),
+                       {kPrefillGroup, tile.rows, tile.keys, shape.head_dim,
+                        (tile.rows * shape.head_dim + kPrefillGroup - 1) / kPrefillGroup})
+            : pipeline(device, variant(kernel, type), {kAttentionGroup, dims_per_invocation, splits});
   const vk::Binding starts = kv_start_binding(device, kernel, kv_start, shape);
   for (const PlaneRange& r : plane_ranges(device, kernel, shape, type, std::max(q_stride, out_stride))) {
     const DataWindow qw = row_window(device, kernel, q, shape, r, q_stride, width, false);
@@ -233,6 +258,11 @@ void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const 
                              .past_slot = shape.past_at_run_time ? shape.batch : kPastInPush,
                              .split_keys = split_keys,
                              .partial_first = 0};
+    if (tiles) {
+      const Grid grid = grid_1d(device, uint64_t(r.count) * group_size * groups_for(shape.tokens, tile.rows));
+      rec.dispatch(pipe, {qw.binding, kc.binding, vc.binding, starts, ow.binding}, push, grid.x, grid.y);
+      continue;
+    }
     const Grid grid = grid_1d(device, uint64_t(r.count) * group_size * shape.tokens * splits);
     if (splits == 1) {
       rec.dispatch(pipe, {qw.binding, kc.binding, vc.binding, starts, ow.binding, ow.binding}, push, grid.x, grid.y);

@@ -29,7 +29,15 @@ struct AttentionShape {
   // (query row, head), then combined (record_attention's `partials` holds their results). For decode over long
   // contexts on GPUs; 1 = one workgroup per (query row, head).
   uint32_t splits = 1;
+  // Rows: one workgroup per (query row, head) (attention.comp; the only kernel with splits > 1). Tiles: one per
+  // (tile of consecutive query rows, head), each chunk of keys read once for the whole tile (attention_prefill.comp).
+  // Auto: Tiles for several query rows a sequence without splits, Rows otherwise.
+  enum class Kernel { Auto, Rows, Tiles } kernel = Kernel::Auto;
 };
+
+// Keys a chunk of the online softmax takes in the kernel record_attention picks for this shape (its rounding error
+// grows with the number of chunks; the tests' tolerance uses it).
+uint32_t attention_chunk_keys(const AttentionShape& shape);
 
 // Floats record_attention's `partials` needs for `rows` query rows (0 without splits).
 uint64_t attention_partial_floats(const AttentionShape& shape, uint32_t rows);

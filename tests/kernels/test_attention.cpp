@@ -32,6 +32,7 @@ struct Case {
   bool poison_cache = true;                // fill the whole cache with NaN bytes first (small caches only)
   bool past_at_run_time = false;           // past read from kv_start[batch] by the kernels, not the push constants
   uint32_t splits = 1;                     // split-K attention over this many key ranges
+  kernels::AttentionShape::Kernel kernel = kernels::AttentionShape::Kernel::Auto;
 };
 
 // The host's copy of the cache: slots [first_slot, capacity) of every plane (sequence, kv head), as the cache dtype
@@ -94,12 +95,14 @@ void reference_attention(const Case& c, const kernels::AttentionShape& s, const 
         //    softmax weight moves by twice its scores' error, relatively;
         //  - exp errs by at most 3 + 2|x| ulp (Vulkan specification; 1 ulp = 2u) with |x| ≤ 2 max|score|, in each
         //    weight and in each of the `chunks` rescalings of the running sums, numerator and denominator alike;
-        //  - the weighted sum of v takes at most 64 roundings per chunk (64 keys per chunk) and one per rescaling.
+        //  - the weighted sum of v takes at most `keys` roundings per chunk (the kernel's keys per chunk) and one per
+        //    rescaling; the tiled kernel's chunks start at the first visible key, as the row kernel's do.
         // Split-K adds one rescaling per split (the combine) to the chunks' own.
-        const double u = kUnitRoundoff, chunks = std::ceil(double(scores.size()) / 64.0) + (s.splits > 1 ? s.splits : 0);
+        const double keys = kernels::attention_chunk_keys(s);
+        const double u = kUnitRoundoff, chunks = std::ceil(double(scores.size()) / keys) + (s.splits > 1 ? s.splits : 0);
         const double score_error = (D + 2) * u * s.scale * max_abs_products;
         const double exp_error = 2 * (chunks + 1) * 2 * (3 + 4 * max_abs_score) * u;
-        const double bound = max_abs_v * (2 * score_error + exp_error + (64 + 2 * chunks + 8) * u);
+        const double bound = max_abs_v * (2 * score_error + exp_error + (keys + 2 * chunks + 8) * u);
         for (uint32_t d = 0; d < D; ++d) tolerance[row * c.heads * D + size_t(h) * D + d] = bound;
       }
 }
@@ -144,6 +147,7 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
     s.capacity = c.capacity;
     s.scale = float(1.0 / std::sqrt(double(D)));
     s.splits = c.splits;
+    s.kernel = c.kernel;
     if (c.past_at_run_time) {
       // The real past goes to the buffer; the shape holds a wrong one that the kernels must not use.
       s.past_at_run_time = true;
@@ -316,13 +320,18 @@ TEST_CASE("attention matches eager attention over the rounded cache: padding, GQ
       // A long context: 700 cached tokens (11 chunks) written without attending, then decode over them.
       {"long context", 2, 4, 2, 64, 720, {0, 37}, {{700, false}, {2, true}, {1, true}}, 4, 0},
   };
-  for (const Case& c : cases)
-    for (KvType type : kAllTypes) {
-      const std::string name = c.name;
-      CAPTURE(name);
-      CAPTURE(kernels::kv_type_name(type));
-      run_case(c, type, rng);
-    }
+  // Each case with both kernels: one workgroup per query row, and tiles of query rows (the default for prefill).
+  using Kernel = kernels::AttentionShape::Kernel;
+  for (Case c : cases)
+    for (Kernel kernel : {Kernel::Rows, Kernel::Tiles})
+      for (KvType type : kAllTypes) {
+        c.kernel = kernel;
+        const std::string name = c.name;
+        CAPTURE(name);
+        CAPTURE(kernels::kv_type_name(type));
+        CAPTURE(kernel == Kernel::Tiles);
+        run_case(c, type, rng);
+      }
   // Split-K: key ranges attended apart and combined, some of them empty (left padding, short contexts), with the
   // past at run time as the replayed decode step has it.
   for (uint32_t splits : {2u, 3u, 8u})
@@ -335,12 +344,14 @@ TEST_CASE("attention matches eager attention over the rounded cache: padding, GQ
       run_case(c, splits == 8 ? KvType::BF16 : KvType::F32, rng);
     }
   // past read by the kernels from kv_start[batch] (the replayed decode recording), on the cases with a batch > 1.
-  for (Case c : {cases[0], cases[1], cases[5]}) {
-    c.past_at_run_time = true;
-    const std::string name = c.name;
-    CAPTURE(name);
-    run_case(c, KvType::F16, rng);
-  }
+  for (Case c : {cases[0], cases[1], cases[5]})
+    for (Kernel kernel : {Kernel::Rows, Kernel::Tiles}) {
+      c.past_at_run_time = true;
+      c.kernel = kernel;
+      const std::string name = c.name;
+      CAPTURE(name);
+      run_case(c, KvType::F16, rng);
+    }
 }
 
 // Caches that need several bindings: head_dim 128, 4 kv heads, and a capacity at which an f32 plane (one sequence's
