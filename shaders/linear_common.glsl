@@ -29,6 +29,7 @@ layout(push_constant) uniform Push {
   uint accumulate;   // nonzero: y += result instead of y = result
   uint scale_offset; // int8 weights: element of the chunk's first row scale within the bound range
   uint scale_dtype;  // int8 weights: DTYPE_* of the row scales
+  float norm_eps;    // NORM_FOLD (linear_matvec.comp): RMSNorm's epsilon
 } pc;
 
 #include "linear_epilogue.glsl"

@@ -22,9 +22,10 @@ struct LinearPush {
   uint32_t bias_offset, bias_dtype;
   uint32_t accumulate;
   uint32_t scale_offset, scale_dtype;
+  float norm_eps;
 };
 constexpr uint32_t kMatmulTile = 64;   // TILE in linear_matmul.comp
-constexpr uint32_t kMatvecMaxM = 8;    // the matvec kernel keeps ROWS × m sums per thread
+constexpr uint32_t kMatvecMaxM = kMatvecMaxRows;  // the matvec kernel keeps ROWS × m sums per thread
 
 // The largest divisor of `threads` that is at most `limit` (at least 1).
 uint32_t divisor_at_most(uint32_t threads, uint32_t limit) {
@@ -158,6 +159,15 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
       std::min({m, rows_per_binding(device, args.max_binding_bytes, x_stride * 4, uint64_t(k) * 4, what + " x"),
                 rows_per_binding(device, args.max_binding_bytes, y_stride * 4, (y_column + n) * 4, what + " y")});
   const bool matvec = m <= tuning.matvec_max_m;
+  if (args.norm) {
+    if (!matvec)
+      throw Error(what + ": RMSNorm is folded only into the matrix·vector kernel (m ≤ " +
+                  std::to_string(tuning.matvec_max_m) + "), not m = " + std::to_string(m));
+    if (args.norm->size != k)
+      throw Error(what + ": norm '" + args.norm->name + "' has " + std::to_string(args.norm->size) +
+                  " elements, not k = " + std::to_string(k));
+    if (!is_float_type(args.norm->type)) throw Error(what + ": norm '" + args.norm->name + "' is not a float vector");
+  }
   const std::string dtype = weight_type_name(w.type);
   const bool coopmat = !matvec && matmul_kernel(device, w.type, tuning.matmul) == LinearTuning::Matmul::CoopMat;
   if (coopmat) {
@@ -182,13 +192,17 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
                                             ((m0 + mb - 1) * y_stride + y_column + n) * 4, 4);
     for (const WeightChunk& chunk : w.chunks) {
       LinearPush push{k, chunk.rows, mb, xw.first_element, uint32_t(x_stride), yw.first_element + chunk.first_row,
-                      uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u, 0, 0};
+                      uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u, 0, 0, args.norm_eps};
       const vk::Binding bias = bias_binding(device, args.bias, chunk, push.bias_offset, push.bias_dtype);
       std::vector<vk::Binding> bindings = {vk::in(chunk.buffer), vk::in(*args.x, xw.offset, xw.range),
                                            vk::out(*args.y, yw.offset, yw.range), bias};
       if (w.type == WeightType::I8) {  // the row scales, applied to each whole dot product
         bindings.push_back(row_scale_binding(device, w, chunk, push.scale_offset));
         push.scale_dtype = dtype_code(w.row_scales->type);
+      }
+      if (args.norm) {  // binding 5 (4 holds the row scales of int8 weights, and is unread otherwise)
+        if (bindings.size() == 4) bindings.push_back(vk::in(chunk.buffer));
+        bindings.push_back(vk::in(args.norm->buffer));
       }
       const vk::Pipeline* p;
       Grid g;
@@ -197,9 +211,10 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
         // x alone).
         const bool vec16 = (!is_float_type(w.type) || uint64_t(k) * weight_type_bytes(w.type) % 16 == 0) &&
                            xw.first_element % 4 == 0 && x_stride % 4 == 0 && !tuning.matvec_no_vec16;
-        p = &pipeline(device, "linear_matvec_" + dtype,
+        p = &pipeline(device, (args.norm ? "linear_matvec_norm_" : "linear_matvec_") + dtype,
                       {tuning.matvec_threads, tuning.matvec_rows, mb, tuning.matvec_lanes, vec16 ? 1u : 0u,
-                       tuning.matvec_subgroup_sum == LinearTuning::SubgroupSum::On ? 1u : 0u});
+                       tuning.matvec_subgroup_sum == LinearTuning::SubgroupSum::On ? 1u : 0u,
+                       args.norm ? dtype_code(args.norm->type) : 0u});
         g = grid_1d(device, groups_for(chunk.rows, tuning.matvec_rows));
       } else if (coopmat) {
         const uint32_t subgroup = caps.subgroup_size;

@@ -9,6 +9,9 @@
 
 namespace inferno::kernels {
 
+// The most activation rows the matrix·vector kernel takes by default (LinearTuning::matvec_max_m).
+inline constexpr uint32_t kMatvecMaxRows = 8;
+
 struct LinearArgs {
   const DeviceMatrix* weight = nullptr;
   const DeviceVector* bias = nullptr;  // optional; same dtype as the weight not required
@@ -19,6 +22,11 @@ struct LinearArgs {
   uint32_t y_stride = 0;  // 0 = N
   uint32_t y_column = 0;  // the first column of y written: projections side by side in one output (q | k | v)
   bool accumulate = false;  // y += x·Wᵀ (+ b) instead of y = ... (residual add folded into the projection)
+  // RMSNorm folded into the projection: x is the hidden state before the norm, and y = (RMSNorm(x) · norm) · Wᵀ with
+  // LlamaRMSNorm's mean(x²) + eps, up to f32 rounding. Only on the matrix·vector path (m ≤ matvec_max_m): one pass
+  // over x instead of a norm kernel, a barrier and a pass over its output. norm has K elements.
+  const DeviceVector* norm = nullptr;
+  float norm_eps = 0;
   // The largest range bound for x or y at once; 0 = the device's maxStorageBufferRange. Larger activations are
   // processed in blocks of rows. Tests pass a small value to force the blocking.
   uint64_t max_binding_bytes = 0;

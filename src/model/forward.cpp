@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -54,6 +55,11 @@ Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvT
   // Split-K decode attention on GPUs: a few hundred workgroups instead of one per head once the context is long
   // (about 128 cache slots a split). CPU drivers run workgroups on a few cores and gain nothing from it.
   if (device_.caps().type != "cpu") attention_splits_ = std::clamp<uint32_t>((capacity + 127) / 128, 1, 32);
+  if (const char* env = std::getenv("INFERNO_NORM_FOLD")) {
+    const std::string v = env;
+    if (v != "0" && v != "1") throw Error("INFERNO_NORM_FOLD=" + v + ": expected 0 or 1");
+    fold_norms_ = v == "1";
+  }
   // cos/sin per position. Dynamic NTK scaling changes the table with the sequence length as decoding goes on, so
   // that table lives in host-visible memory, rewritten through its mapping with no submission of its own.
   rope_table_ = vk::Buffer(device_, uint64_t(capacity) * h.head_dim * 4,
@@ -211,14 +217,15 @@ std::vector<float> Forward::step(const Step& s) {
   // int8 (per token, or with the module's static scale); x is quantized once, and again only where a part's static
   // scale differs.
   auto project = [&](const vk::Buffer& x, uint32_t m, std::span<const Linear> parts, const vk::Buffer& y,
-                     uint32_t y_stride, bool accumulate) {
+                     uint32_t y_stride, bool accumulate, const kernels::DeviceVector* norm = nullptr) {
     std::optional<float> quantized_with;
     uint32_t column = 0;
     for (const Linear& part : parts) {
       const kernels::DeviceVector* bias = part.bias ? &*part.bias : nullptr;
       if (!part.int8_activations) {
         kernels::record_linear(d, rec, {.weight = &part.weight, .bias = bias, .x = &x, .y = &y, .m = m,
-                                        .y_stride = y_stride, .y_column = column, .accumulate = accumulate});
+                                        .y_stride = y_stride, .y_column = column, .accumulate = accumulate,
+                                        .norm = norm, .norm_eps = h.rms_eps});
       } else {
         if (quantized_with != part.input_scale) {
           kernels::record_quantize_rows(d, rec, x, xq_, xscale_, m, part.weight.cols, part.input_scale);
@@ -231,8 +238,21 @@ std::vector<float> Forward::step(const Step& s) {
       column += part.weight.rows;
     }
   };
+  // A projection of the norm of x: the norm folded into it where it can be (a few rows, no int8 activations),
+  // else the norm kernel into xn_ first.
+  auto project_normed = [&](const vk::Buffer& x, uint32_t m, const kernels::DeviceVector& norm,
+                            std::span<const Linear> parts, const vk::Buffer& y, uint32_t y_stride) {
+    const bool fold = fold_norms_ && m <= kernels::kMatvecMaxRows &&
+                      std::none_of(parts.begin(), parts.end(), [](const Linear& p) { return p.int8_activations; });
+    if (fold) return project(x, m, parts, y, y_stride, false, &norm);
+    kernels::record_rmsnorm(d, rec, x, norm, xn_, m, h.hidden, h.rms_eps);
+    project(xn_, m, parts, y, y_stride, false);
+  };
   auto head = [&](const vk::Buffer& x, uint32_t m) {
-    kernels::record_linear(d, rec, {.weight = &model_.lm_head(), .x = &x, .y = &logits_, .m = m});
+    const bool fold = fold_norms_ && m <= kernels::kMatvecMaxRows;
+    if (!fold) kernels::record_rmsnorm(d, rec, x, model_.final_norm(), x, m, h.hidden, h.rms_eps);
+    kernels::record_linear(d, rec, {.weight = &model_.lm_head(), .x = &x, .y = &logits_, .m = m,
+                                    .norm = fold ? &model_.final_norm() : nullptr, .norm_eps = h.rms_eps});
   };
 
   rec.begin();
@@ -241,28 +261,24 @@ std::vector<float> Forward::step(const Step& s) {
   for (uint32_t i = 0; i < h.layers; ++i) {
     const LayerWeights& l = model_.layers()[i];
     // attention block: q | k | v side by side in one row
-    kernels::record_rmsnorm(d, rec, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
-    project(xn_, rows, l.qkv.parts, qkv_, qkv, false);
+    project_normed(x_, rows, l.attn_norm, l.qkv.parts, qkv_, qkv);
     // RoPE on q and k within the cache write: k rotated on its way into the cache, q in place.
     kernels::record_kv_write(d, rec, kv, shape, qkv_, qkv, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, h.q_dim(),
                              h.q_dim() + h.kv_dim(), &rope);
     kernels::record_attention(d, rec, kv, shape, qkv_, qkv, cache_.k(i), cache_.v(i), kv_start_, attn_, &partials_);
     project(attn_, rows, std::span(&l.o, 1), x_, h.hidden, true);  // the residual add folded into the projection
     // MLP block: gate | up side by side
-    kernels::record_rmsnorm(d, rec, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
-    project(xn_, rows, l.gate_up.parts, gate_up_, 2 * h.intermediate, false);
+    project_normed(x_, rows, l.ffn_norm, l.gate_up.parts, gate_up_, 2 * h.intermediate);
     kernels::record_silu_mul(d, rec, gate_up_, act_, rows, h.intermediate);
     project(act_, rows, std::span(&l.down, 1), x_, h.hidden, true);
   }
   if (s.rows == LogitsRows::All) {
-    kernels::record_rmsnorm(d, rec, x_, model_.final_norm(), xn_, rows, h.hidden, h.rms_eps);
-    head(xn_, rows);
+    head(x_, rows);  // (the hidden states are not needed after this: normed in place where not folded)
   } else {
     // Only each sequence's last token: gather those rows, then norm and project just them.
     for (uint32_t b = 0; b < s.batch; ++b)
       rec.copy(x_, (uint64_t(b) * s.tokens + s.tokens - 1) * h.hidden * 4, last_, uint64_t(b) * h.hidden * 4,
                 uint64_t(h.hidden) * 4);
-    kernels::record_rmsnorm(d, rec, last_, model_.final_norm(), last_, s.batch, h.hidden, h.rms_eps);
     head(last_, s.batch);
   }
   rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);

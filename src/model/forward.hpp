@@ -70,6 +70,15 @@ class Forward {
     decode_recorded_for_ = ~0ull;  // the recorded decode step has the old split
   }
   static constexpr uint32_t kMaxSplitTokens = 8;
+  // RMSNorm folded into the projection after it (kernels::LinearArgs::norm) in steps of a few rows (decode): two
+  // dispatches and barriers fewer a layer, for more arithmetic per weight in the projection. Off by default: on
+  // lavapipe, whose matrix·vector kernel is bound by arithmetic, it costs 28 % of decode speed (TinyLlama shapes,
+  // 4 layers); on a GPU it is to be measured (INFERNO_NORM_FOLD=1 turns it on, =0 off).
+  void set_fold_norms(bool on) {
+    fold_norms_ = on;
+    decode_recorded_for_ = ~0ull;
+  }
+  bool fold_norms() const { return fold_norms_; }
 
  private:
   // Scratch for `rows` token rows, `logits_rows` rows of logits and split-K attention's partials; any reallocation
@@ -96,6 +105,7 @@ class Forward {
   vk::Buffer x_, xn_, qkv_, attn_, gate_up_, act_, last_, logits_;
   vk::Buffer partials_;  // split-K attention's per-split results (decode on GPUs)
   uint32_t attention_splits_ = 1;
+  bool fold_norms_ = false;
   vk::Buffer ids_, positions_, kv_start_, readback_;  // host-visible
   vk::Buffer rope_table_;
   vk::Buffer xq_, xscale_;  // int8 activations of w8a8 layers (allocated only for such models)

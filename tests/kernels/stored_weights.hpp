@@ -1,6 +1,7 @@
 #pragma once
 // Random values rounded to a float dtype, for the linear and quantized-weight tests: the bytes as stored and the
 // values they hold (what a correct kernel reads).
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 #include <vector>
@@ -32,6 +33,28 @@ inline Stored make_stored(Rng& rng, kernels::WeightType type, size_t count, floa
     }
   }
   return s;
+}
+
+// RMSNorm folded into a projection (LinearArgs::norm): each activation row's 1 / sqrt(mean(x²) + eps) in double,
+// for m rows of k values, x_stride floats apart; eps < 0: no norm (all ones).
+inline std::vector<double> folded_norm_scales(const std::vector<float>& x, uint32_t m, uint32_t x_stride, uint32_t k,
+                                              double eps) {
+  std::vector<double> scales(m, 1.0);
+  if (eps < 0) return scales;
+  for (uint32_t r = 0; r < m; ++r) {
+    double squares = 0;
+    for (uint32_t i = 0; i < k; ++i) squares += double(x[size_t(r) * x_stride + i]) * x[size_t(r) * x_stride + i];
+    scales[r] = 1.0 / std::sqrt(squares / k + eps);
+  }
+  return scales;
+}
+
+// Its tolerance on top of the dot product's: x·g is one more f32 rounding a term, and the row's scale errs by the sum
+// of K squares ((K+1)·u, relative), the division, the epsilon, inversesqrt (2 ulp) and the final multiply, halved by
+// the square root: in all at most (2K + 16)·u·Σ|term| with u = 2^-24. A norm weight or scale left out, or squares
+// counted twice, is off by far more.
+inline double folded_norm_tolerance(uint32_t k, double magnitude) {
+  return (2.0 * k + 16) * std::ldexp(1.0, -24) * magnitude + 1e-30;
 }
 
 }  // namespace inferno::testing

@@ -31,6 +31,7 @@ struct Case {
   uint32_t rows_per_chunk = 0;     // 0: one chunk
   uint32_t rows_per_block = 0;     // 0: x and y bound whole
   kernels::LinearTuning tuning;
+  int norm = -1;  // RMSNorm folded in: -1 none, else the WeightType of its weight
 };
 
 std::string describe(const Case& c) {
@@ -41,7 +42,9 @@ std::string describe(const Case& c) {
          " rows_per_block=" + std::to_string(c.rows_per_block) +
          " matvec_threads=" + std::to_string(c.tuning.matvec_threads) + " matvec_rows=" + std::to_string(c.tuning.matvec_rows) +
          " matvec_max_m=" + std::to_string(c.tuning.matvec_max_m) +
-         (c.tuning.matmul == kernels::LinearTuning::Matmul::CoopMat ? " coopmat" : "");
+         (c.tuning.matmul == kernels::LinearTuning::Matmul::CoopMat ? " coopmat" : "") +
+         (c.norm >= 0 ? std::string(" norm=") + kernels::weight_type_name(WeightType(c.norm)) : "") +
+         (c.tuning.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "");
 }
 
 // Runs one case on the device and checks every element of y, padding included. Returns the number of bad elements.
@@ -77,6 +80,15 @@ size_t run_case(Rng& rng, vk::Recorder& rec, const Case& c) {
   args.x_stride = c.x_pad ? xs : 0;
   args.y_stride = c.y_pad ? ys : 0;
   args.accumulate = c.accumulate;
+  Stored g;
+  kernels::DeviceVector norm;
+  if (c.norm >= 0) {
+    g = make_stored(rng, WeightType(c.norm), c.k);
+    norm = kernels::upload_vector(d, "norm", WeightType(c.norm), c.k, g.bytes);
+    args.norm = &norm;
+    args.norm_eps = 1e-5f;
+  }
+  const std::vector<double> inv_rms = folded_norm_scales(x, c.m, xs, c.k, c.norm >= 0 ? args.norm_eps : -1);
   if (c.rows_per_block)  // room for that many rows of x and of y, plus an alignment's worth of slack
     args.max_binding_bytes = 4 * std::max<uint64_t>(uint64_t(c.rows_per_block - 1) * xs + c.k,
                                                     uint64_t(c.rows_per_block - 1) * ys + c.n) +
@@ -102,7 +114,8 @@ size_t run_case(Rng& rng, vk::Recorder& rec, const Case& c) {
       }
       double exact = 0, magnitude = 0, operands = 0;
       for (uint32_t k = 0; k < c.k; ++k) {
-        const double term = double(x[size_t(m) * xs + k]) * w.values[size_t(n) * c.k + k];
+        const double xk = c.norm >= 0 ? x[size_t(m) * xs + k] * g.values[k] * inv_rms[m] : x[size_t(m) * xs + k];
+        const double term = xk * w.values[size_t(n) * c.k + k];
         exact += term;
         magnitude += std::fabs(term);
         operands += std::fabs(x[size_t(m) * xs + k]) + std::fabs(w.values[size_t(n) * c.k + k]);
@@ -113,8 +126,9 @@ size_t run_case(Rng& rng, vk::Recorder& rec, const Case& c) {
       // f32 errs by at most (K+1)·u·Σ|term| with u = 2^-24 (the standard bound for recursive summation; trees and
       // fma only tighten it). So (K+3)·u·Σ|term| cannot fail a correct kernel, while a term lost or read from the
       // wrong place (typical size Σ|term|/K) exceeds it by a factor of ~(1/(K²u)) ≥ 16 for K ≤ 1000.
-      const double tolerance = coopmat ? f16_product_tolerance(c.k, magnitude, operands)
-                                       : (c.k + 3) * std::ldexp(1.0, -24) * magnitude + 1e-30;
+      const double tolerance = coopmat       ? f16_product_tolerance(c.k, magnitude, operands)
+                               : c.norm >= 0 ? folded_norm_tolerance(c.k, magnitude)
+                                             : (c.k + 3) * std::ldexp(1.0, -24) * magnitude + 1e-30;
       if (!(std::fabs(y[at] - exact) <= tolerance) && bad++ < 5)
         FAIL_CHECK(describe(c) << ": y[" << m << "][" << n << "] = " << y[at] << ", expected " << exact << " ± "
                                << tolerance);
@@ -204,6 +218,39 @@ TEST_CASE("linear on matrix cores (cooperative matrices): f16 and bf16 weights, 
   f32.tuning.matmul = kernels::LinearTuning::Matmul::CoopMat;
   CHECK_THROWS_WITH_AS(run_case(rng, rec, f32), doctest::Contains("linear 'w': cooperative-matrix kernel asked for"),
                        Error);
+}
+
+TEST_CASE("linear with RMSNorm folded in: every float dtype and norm dtype, CPU and GPU layouts, odd sizes") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(105);
+  vk::Recorder rec(test_device());
+  size_t bad = 0, cases = 0;
+  for (WeightType type : kTypes)
+    for (uint32_t m : {1u, 2u, 5u, 8u})
+      for (uint32_t k : {1u, 3u, 17u, 64u, 257u, 1000u})
+        for (auto defaults : {kernels::LinearTuning::Defaults::Cpu, kernels::LinearTuning::Defaults::Gpu}) {
+          Case c{type, m, k, uint32_t(rng.integer(1, 70))};
+          c.norm = rng.integer(0, 2);
+          c.tuning.defaults = defaults;
+          c.bias = rng.integer(-1, 2);
+          c.accumulate = rng.integer(0, 1) == 1;
+          if (rng.integer(0, 1)) c.x_pad = uint32_t(rng.integer(1, 5));
+          if (rng.integer(0, 2) == 0) c.tuning.matvec_no_vec16 = true;
+          if (c.n >= 5 && rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, c.n / 3 - 1);
+          // Several rows a thread (CPU layout) or a workgroup (GPU layout): x read once a row, squares counted once.
+          if (rng.integer(0, 1)) c.tuning.matvec_rows = defaults == kernels::LinearTuning::Defaults::Cpu ? 32 : 8;
+          if (defaults == kernels::LinearTuning::Defaults::Gpu && rng.integer(0, 1))
+            c.tuning.matvec_subgroup_sum = kernels::LinearTuning::SubgroupSum::On;
+          bad += run_case(rng, rec, c);
+          ++cases;
+        }
+  CHECK(cases == 3 * 4 * 6 * 2);
+  CHECK(bad == 0);
+  // Only the matrix·vector kernel folds the norm; a norm of the wrong length is refused by name.
+  Case too_many{WeightType::BF16, 9, 16, 16};
+  too_many.norm = 2;
+  CHECK_THROWS_WITH_AS(run_case(rng, rec, too_many), doctest::Contains("RMSNorm is folded only into"), Error);
 }
 
 TEST_CASE("linear: matrix-vector tuning knobs all give the same answers") {

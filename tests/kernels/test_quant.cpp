@@ -215,6 +215,7 @@ struct Case {
   kernels::LinearTuning::Defaults defaults = kernels::LinearTuning::Defaults::ForDevice;  // the matvec's layout
   bool no_vec16 = false;  // x read as scalars, not vec4s
   bool coopmat = false;   // m > 8 on matrix cores
+  int norm = -1;          // RMSNorm folded in: -1 none, else the WeightType of its weight
 };
 
 std::string describe(const Case& c) {
@@ -223,7 +224,8 @@ std::string describe(const Case& c) {
          " accumulate=" + std::to_string(c.accumulate) + " rows_per_chunk=" + std::to_string(c.rows_per_chunk) +
          (c.type == WeightType::I8 ? std::string(" scales=") + kernels::weight_type_name(c.scale_type) : "") +
          (c.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "") + (c.no_vec16 ? " no-vec16" : "") +
-         (c.coopmat ? " coopmat" : "");
+         (c.coopmat ? " coopmat" : "") +
+         (c.norm >= 0 ? std::string(" norm=") + kernels::weight_type_name(WeightType(c.norm)) : "");
 }
 
 // record_linear on a quantized matrix against double-precision math on the reference weights. Returns bad elements.
@@ -242,6 +244,15 @@ size_t run_linear_case(Rng& rng, vk::Recorder& rec, const Case& c) {
   const vk::Buffer yb = device_buffer(y0, "y");
   kernels::LinearArgs args{&w.device, c.bias >= 0 ? &bias : nullptr, &xb, &yb, c.m};
   args.accumulate = c.accumulate;
+  Stored g;
+  kernels::DeviceVector norm;
+  if (c.norm >= 0) {
+    g = make_stored(rng, WeightType(c.norm), c.k);
+    norm = kernels::upload_vector(d, "norm", WeightType(c.norm), c.k, g.bytes);
+    args.norm = &norm;
+    args.norm_eps = 1e-6f;
+  }
+  const std::vector<double> inv_rms = folded_norm_scales(x, c.m, c.k, c.k, c.norm >= 0 ? args.norm_eps : -1);
   rec.begin();
   if (!c.accumulate) kernels::record_fill(d, rec, yb, 0, y0.size(), std::numeric_limits<float>::quiet_NaN());
   kernels::LinearTuning tuning;
@@ -258,8 +269,9 @@ size_t run_linear_case(Rng& rng, vk::Recorder& rec, const Case& c) {
       double exact = 0, magnitude = 0, operands = 0;
       for (uint32_t k = 0; k < c.k; ++k) {
         const size_t wi = size_t(n) * c.k + k;
-        exact += double(x[size_t(m) * c.k + k]) * w.reference.values[wi];
-        magnitude += std::fabs(x[size_t(m) * c.k + k]) * w.reference.magnitude[wi];
+        const double xk = c.norm >= 0 ? x[size_t(m) * c.k + k] * g.values[k] * inv_rms[m] : x[size_t(m) * c.k + k];
+        exact += xk * w.reference.values[wi];
+        magnitude += std::fabs(xk) * w.reference.magnitude[wi];
         operands += std::fabs(x[size_t(m) * c.k + k]) + w.reference.magnitude[wi];
       }
       if (c.bias >= 0) exact += b.values[n], magnitude += std::fabs(b.values[n]);
@@ -272,7 +284,10 @@ size_t run_linear_case(Rng& rng, vk::Recorder& rec, const Case& c) {
       // it many times over for K ≤ 512.
       // On matrix cores the dequantized weight is rounded to f16 as well (for I8 the integer q, exactly, with the
       // row scale applied to the f32 sum): f16_product_tolerance, plus the f32 rounding of the weight above.
-      const double tolerance = (c.k + 4) * kU * magnitude + (c.coopmat && c.m > 8 ? f16_product_tolerance(c.k, magnitude, operands) : 1e-30);
+      const double tolerance = (c.k + 4) * kU * magnitude +
+                               (c.coopmat && c.m > 8 ? f16_product_tolerance(c.k, magnitude, operands)
+                                : c.norm >= 0        ? folded_norm_tolerance(c.k, magnitude)
+                                                     : 1e-30);
       if (!(std::fabs(y[at] - exact) <= tolerance) && bad++ < 5)
         FAIL_CHECK(describe(c) << ": y[" << m << "][" << n << "] = " << y[at] << ", expected " << exact << " ± "
                                << tolerance);
@@ -434,6 +449,31 @@ TEST_CASE("linear on matrix cores for every block format and int8: against doubl
   CHECK(cases == (5 * 4 + 3 * 2 + 3) * 3);
   CHECK(bad == 0);
   CHECK(test_device().allocated_bytes() == memory_before);
+}
+
+TEST_CASE("linear on block formats and int8 with RMSNorm folded in: CPU and GPU layouts") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(306);
+  vk::Recorder rec(test_device());
+  size_t bad = 0, cases = 0;
+  std::vector<WeightType> types(std::begin(kBlockTypes), std::end(kBlockTypes));
+  types.push_back(WeightType::I8);
+  for (WeightType type : types)
+    for (uint32_t m : {1u, 3u, 8u})
+      for (auto defaults : {kernels::LinearTuning::Defaults::Cpu, kernels::LinearTuning::Defaults::Gpu}) {
+        const uint32_t k = type == WeightType::I8 ? 36 : ks_for(type).back();
+        Case c{type, m, k, uint32_t(rng.integer(1, 40)) * 2 + 1};
+        c.norm = rng.integer(0, 2);
+        c.defaults = defaults;
+        c.bias = rng.integer(-1, 2);
+        c.no_vec16 = rng.integer(0, 2) == 0;
+        if (rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, c.n / 3 - 1);
+        bad += run_linear_case(rng, rec, c);
+        ++cases;
+      }
+  CHECK(cases == 9 * 3 * 2);
+  CHECK(bad == 0);
 }
 
 TEST_CASE("int8 weight-only linear: y = x · (q · s)ᵀ for every scale dtype") {

@@ -8,6 +8,7 @@
 #include "gpu_support.hpp"
 #include "io/checkpoint.hpp"
 #include "io/safetensors.hpp"
+#include "kernels/linear.hpp"
 #include "model/forward.hpp"
 #include "model/llama.hpp"
 
@@ -139,9 +140,11 @@ TEST_CASE("replayed decode steps equal freshly recorded ones bit for bit") {
   auto m = load(c);
   const uint32_t vocab = m->hyper().vocab, batch = 2;
   model::Forward replayed(*m, batch, 64, kernels::KvType::F16), fresh(*m, batch, 64, kernels::KvType::F16),
-      split(*m, batch, 64, kernels::KvType::F16);
+      split(*m, batch, 64, kernels::KvType::F16), folded(*m, batch, 64, kernels::KvType::F16);
   fresh.set_replay_decode(false);
+  fresh.set_fold_norms(false);
   split.set_attention_splits(5);  // split-K attention (GPUs' decode), replayed too: another order of the same sums
+  folded.set_fold_norms(true);    // RMSNorm inside the projections of steps of up to 8 rows
   Rng rng(405);
   INFERNO_SEED_INFO();
   const std::vector<int32_t> kv_start = {0, 2};
@@ -153,12 +156,18 @@ TEST_CASE("replayed decode steps equal freshly recorded ones bit for bit") {
         positions[b * tokens + t] = std::max<int32_t>(int32_t(replayed.past() + t) - kv_start[b], 1);
       }
     const model::Step step{.batch = batch, .tokens = tokens, .ids = ids, .positions = positions, .kv_start = kv_start};
-    const auto a = replayed.step(step), b = fresh.step(step), c = split.step(step);
+    const auto a = replayed.step(step), b = fresh.step(step), c = split.step(step), f = folded.step(step);
     REQUIRE(a.size() == size_t(batch) * vocab);
     // f32 model, f16 cache: split-K changes only the order of f32 sums and the exps of the softmax (a few 1e-6 of
     // an attention output), which two random layers and the lm_head amplify to at most 2.2e-5 of the logits' scale
     // over many seeds; a combine that mis-weights its splits gives 0.2. Bound: 2e-4.
     CHECK(relative_max_error(c, b) <= 2e-4);
+    // The folded norm rounds (x·g)·w·inv_rms where the norm kernel rounds ((x·inv_rms)·g)·w, and sums the squares in
+    // another order: f32 roundings again, under the same bound (a norm weight left out moves the logits by ~1).
+    CHECK(relative_max_error(f, b) <= 2e-4);
+    // Two norm kernels a layer fewer where the rows are few enough to fold, and the final one (last rows only).
+    const uint64_t saved = (batch * tokens <= kernels::kMatvecMaxRows ? 2 * m->hyper().layers : 0) + 1;
+    CHECK(folded.recorder().dispatch_count() + saved == fresh.recorder().dispatch_count());
     CHECK(std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) {
       return std::bit_cast<uint32_t>(x) == std::bit_cast<uint32_t>(y);
     }));
@@ -170,6 +179,7 @@ TEST_CASE("replayed decode steps equal freshly recorded ones bit for bit") {
   replayed.rewind(3);
   fresh.rewind(3);
   split.rewind(3);
+  folded.rewind(3);
   for (int i = 0; i < 3; ++i) run_both(1);
   CHECK(replayed.recordings() == 2);  // a rewind changes only past, which the recording reads at run time
   run_both(9);                        // more rows than before: new scratch buffers
