@@ -26,6 +26,11 @@ namespace {
 
 constexpr WeightType kBlockTypes[] = {WeightType::Q8_0, WeightType::Q4_0, WeightType::Q4_1, WeightType::Q5_0,
                                       WeightType::Q5_1, WeightType::Q4_K, WeightType::Q5_K, WeightType::Q6_K};
+std::vector<WeightType> block_types_and_i8() {
+  std::vector<WeightType> types(std::begin(kBlockTypes), std::end(kBlockTypes));
+  types.push_back(WeightType::I8);
+  return types;
+}
 constexpr double kU = 1.0 / 16777216.0;  // 2^-24: the unit roundoff of f32
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -432,9 +437,7 @@ TEST_CASE("linear on matrix cores for every block format and int8: against doubl
   vk::Recorder rec(test_device());
   const uint64_t memory_before = test_device().allocated_bytes();
   size_t bad = 0, cases = 0;
-  std::vector<WeightType> types(std::begin(kBlockTypes), std::end(kBlockTypes));
-  types.push_back(WeightType::I8);
-  for (WeightType type : types)
+  for (WeightType type : block_types_and_i8())
     for (uint32_t k : type == WeightType::I8 ? std::vector<uint32_t>{4, 36, 260} : ks_for(type))
       for (uint32_t m : {9u, 40u, 77u}) {
         Case c{type, m, k, uint32_t(rng.integer(1, 40)) * 2 + 1};  // odd N
@@ -457,9 +460,7 @@ TEST_CASE("linear on block formats and int8 with RMSNorm folded in: CPU and GPU 
   Rng rng(306);
   vk::Recorder rec(test_device());
   size_t bad = 0, cases = 0;
-  std::vector<WeightType> types(std::begin(kBlockTypes), std::end(kBlockTypes));
-  types.push_back(WeightType::I8);
-  for (WeightType type : types)
+  for (WeightType type : block_types_and_i8())
     for (uint32_t m : {1u, 3u, 8u})
       for (auto defaults : {kernels::LinearTuning::Defaults::Cpu, kernels::LinearTuning::Defaults::Gpu}) {
         const uint32_t k = type == WeightType::I8 ? 36 : ks_for(type).back();
@@ -511,9 +512,7 @@ TEST_CASE("embedding gathers dequantized rows from quantized tables, bit-exact")
   vk::Device& d = test_device();
   Rng rng(305);
   vk::Recorder rec(d);
-  std::vector<WeightType> types(std::begin(kBlockTypes), std::end(kBlockTypes));
-  types.push_back(WeightType::I8);
-  for (WeightType type : types) {
+  for (WeightType type : block_types_and_i8()) {
     const uint32_t hidden = type == WeightType::I8 ? 36 : ks_for(type)[ks_for(type).size() > 2 ? 1 : 0];
     const uint32_t per_chunk = uint32_t(rng.integer(2, 9));
     const uint32_t vocab = per_chunk * 3 + uint32_t(rng.integer(1, int(per_chunk) - 1));
