@@ -1,6 +1,7 @@
 // `inferno bench`: prefill and decode speed against the device's measured read bandwidth (the decode roofline),
 // with per-kernel breakdowns of a decode step and of the prefill from GPU timestamps.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -28,7 +29,10 @@ int run_bench(const BenchArgs& a) {
   if (a.prompt_tokens < 1) throw UsageError("bench: -p must be at least 1");
   ModelArgs margs = a.model;
   margs.quiet = margs.quiet || a.json;
+  // Loading: weights from the (memory-mapped) files to the device; from the page cache when they were read before.
+  const auto load_start = std::chrono::steady_clock::now();
   Model model = load_model(margs);
+  const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   const ModelInfo& info = model.info();
   const Bandwidth bw = measure_bandwidth(model);
 
@@ -103,6 +107,8 @@ int run_bench(const BenchArgs& a) {
     j.begin_object();
     j.field("device", model.device().name).field("model", info.path.string()).field("bandwidth_gb_per_s", bandwidth_gbps);
     j.field("weight_bytes", info.weight_bytes).field("batch", a.batch).field("kv_dtype", kv_dtype_name(kv));
+    j.key("load").begin_object().field("seconds", load_seconds).field("gb_per_s", info.weight_bytes / 1e9 / load_seconds);
+    j.end_object();
     j.key("prefill").begin_object().field("tokens", a.prompt_tokens).field("tok_per_s", prefill_tps).end_object();
     j.key("decode").begin_object().field("tokens", a.gen_tokens).field("tok_per_s", decode_tps).field("gb_per_s", gbps);
     j.field("roofline_pct", roofline_pct).field("roofline_tok_per_s", bw.bytes_per_second / bytes_per_step * a.batch);
@@ -123,6 +129,7 @@ int run_bench(const BenchArgs& a) {
   std::printf("device: %s\n", model.device().name.c_str());
   std::printf("model: %s (%.1f MB of weights), KV %s, batch %u\n", info.path.string().c_str(), info.weight_bytes / 1e6,
               kv_dtype_name(kv), a.batch);
+  std::printf("load: %.2f s, %.2f GB/s of weights\n", load_seconds, info.weight_bytes / 1e9 / load_seconds);
   std::printf("read bandwidth: %.1f GB/s (%s)\n", bandwidth_gbps, bw.gpu_timed ? "GPU timestamps" : "wall clock");
   std::printf("prefill: %u tokens, %.1f tok/s (median of %u)\n", a.prompt_tokens, prefill_tps, a.repeats);
   std::printf("decode: %u tokens, %.1f tok/s, %.1f GB/s = %.1f %% of the roofline (%.1f tok/s)\n", a.gen_tokens, decode_tps,

@@ -140,13 +140,81 @@ void upload(Device& device, Buffer& dst, uint64_t dst_offset, const void* src, u
     std::memcpy(static_cast<char*>(dst.mapped()) + dst_offset, src, bytes);
     return;
   }
-  Buffer staging(device, std::min(bytes, kStagingBytes), MemoryKind::Staging, "staging");
-  for (uint64_t done = 0; done < bytes;) {
-    const uint64_t n = std::min(bytes - done, kStagingBytes);
-    std::memcpy(staging.mapped(), static_cast<const char*>(src) + done, n);
-    copy_once(device, staging.handle(), 0, dst.handle(), dst_offset + done, n);
+  upload_staged(device, dst, dst_offset, src, bytes);
+}
+
+void upload_staged(Device& device, Buffer& dst, uint64_t dst_offset, const void* src, uint64_t bytes) {
+  check_range(dst, dst_offset, bytes, "upload");
+  if (bytes == 0) return;
+  std::lock_guard lock(device.staging_mutex());
+  device.staging().upload(dst.handle(), dst_offset, src, bytes);
+}
+
+StagingRing::StagingRing(Device& device) : device_(device) {
+  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  ai.commandPool = device.command_pool();
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 2;
+  {
+    std::lock_guard lock(device.queue_mutex());  // command pools are externally synchronised
+    check(vkAllocateCommandBuffers(device.handle(), &ai, commands_), "vkAllocateCommandBuffers");
+  }
+  for (int i = 0; i < 2; ++i) {
+    VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    check(vkCreateFence(device.handle(), &fi, nullptr, &fences_[i]), "vkCreateFence");
+    slots_[i] = Buffer(device, kSlotBytes, MemoryKind::Staging, "staging ring " + std::to_string(i));
+    device.note_allocation(-int64_t(slots_[i].allocated_bytes()), -1);  // the device's own, not an inferno buffer
+  }
+}
+
+StagingRing::~StagingRing() {
+  for (int i = 0; i < 2; ++i) {
+    if (pending_[i]) vkWaitForFences(device_.handle(), 1, &fences_[i], VK_TRUE, UINT64_MAX);
+    device_.note_allocation(int64_t(slots_[i].allocated_bytes()), 1);  // balances the release that follows
+    slots_[i] = Buffer();
+    vkDestroyFence(device_.handle(), fences_[i], nullptr);
+  }
+  std::lock_guard lock(device_.queue_mutex());
+  vkFreeCommandBuffers(device_.handle(), device_.command_pool(), 2, commands_);
+}
+
+void StagingRing::wait(int slot) {
+  if (!pending_[slot]) return;
+  // A generous bound: a hung copy becomes an error rather than a hang forever.
+  const VkResult r = vkWaitForFences(device_.handle(), 1, &fences_[slot], VK_TRUE, uint64_t(600) * 1000000000ull);
+  if (r == VK_TIMEOUT) throw Error("Vulkan: an upload did not finish within 600 s");
+  check(r, "vkWaitForFences");
+  check(vkResetFences(device_.handle(), 1, &fences_[slot]), "vkResetFences");
+  pending_[slot] = false;
+}
+
+void StagingRing::upload(VkBuffer dst, uint64_t dst_offset, const void* src, uint64_t bytes) {
+  int slot = 0;
+  for (uint64_t done = 0; done < bytes; slot ^= 1) {
+    const uint64_t n = std::min(bytes - done, kSlotBytes);
+    wait(slot);  // its previous copy is done: the host may overwrite it while the other slot's copy runs
+    std::memcpy(slots_[slot].mapped(), static_cast<const char*>(src) + done, n);
+    VkCommandBuffer cb = commands_[slot];
+    check(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer");
+    VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    vkBeginCommandBuffer(cb, &bi);
+    // Earlier compute work may still be reading what we overwrite (or writing it).
+    VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    mb.dstAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                         VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+    VkBufferCopy region{0, dst_offset + done, n};
+    vkCmdCopyBuffer(cb, slots_[slot].handle(), dst, 1, &region);
+    vkEndCommandBuffer(cb);
+    device_.submit(cb, fences_[slot]);
+    pending_[slot] = true;
     done += n;
   }
+  // Synchronous for the caller: src may go away, and later work sees the bytes.
+  wait(0);
+  wait(1);
 }
 
 void download(Device& device, const Buffer& src, uint64_t src_offset, void* dst, uint64_t bytes) {

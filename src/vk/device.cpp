@@ -4,6 +4,7 @@
 #include <cstring>
 #include <set>
 
+#include "vk/buffer.hpp"
 #include "vk/check.hpp"
 #include "vk/cooperative_matrix.hpp"
 
@@ -287,6 +288,7 @@ void Device::wait_idle() {
 Device::~Device() {
   if (!device_) return;
   vkDeviceWaitIdle(device_);
+  staging_.reset();
   pipelines_.reset();
   vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
   vkDestroyFence(device_, fence_, nullptr);
@@ -305,6 +307,20 @@ uint32_t Device::memory_type(uint32_t type_bits, VkMemoryPropertyFlags required,
   }
   if (best < 0) throw Error("Vulkan: no suitable memory type on device " + caps_.name);
   return uint32_t(best);
+}
+
+StagingRing& Device::staging() {
+  if (!staging_) staging_ = std::make_unique<StagingRing>(*this);
+  return *staging_;
+}
+
+void Device::submit(VkCommandBuffer cb, VkFence fence) {
+  std::lock_guard lock(queue_mutex_);
+  VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &cb;
+  check(vkQueueSubmit(queue_, 1, &si, fence), "vkQueueSubmit");
+  submissions_++;
 }
 
 void Device::submit_and_wait(VkCommandBuffer cb) {

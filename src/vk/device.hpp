@@ -15,6 +15,8 @@
 
 namespace inferno::vk {
 
+class StagingRing;
+
 struct Capabilities {
   std::string name;
   std::string type;  // "discrete", "integrated", "virtual", "cpu", "other"
@@ -98,6 +100,11 @@ class Device {
   void submit_and_wait(VkCommandBuffer cb);
   void wait_idle();
   std::mutex& queue_mutex() { return queue_mutex_; }
+  // Submits without waiting; `fence` is signalled when the work is done.
+  void submit(VkCommandBuffer cb, VkFence fence);
+  // The staging ring of uploads to memory the host cannot see (made on first use), and the lock its users hold.
+  StagingRing& staging();
+  std::mutex& staging_mutex() { return staging_mutex_; }
   PipelineCache& pipelines() { return *pipelines_; }
 
  private:
@@ -115,6 +122,8 @@ class Device {
   std::atomic<uint64_t> allocated_bytes_{0}, live_allocations_{0}, submissions_{0};
   std::mutex queue_mutex_;
   std::unique_ptr<PipelineCache> pipelines_;
+  std::mutex staging_mutex_;
+  std::unique_ptr<StagingRing> staging_;
 };
 
 }  // namespace inferno::vk
