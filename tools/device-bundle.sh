@@ -12,7 +12,7 @@ out="$root/.device"
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib"
 programs=(src/cli/inferno tools/inferno-make-checkpoint tests/kernels/test_kernels_linear tests/kernels/test_kernels_quant
-          tests/kernels/test_kernels_ops tests/model/test_parity)
+          tests/kernels/test_kernels_ops tests/model/test_parity tests/model/test_quantized)
 for p in "${programs[@]}"; do
   [ -x "$build/$p" ] || { echo "device-bundle: $build/$p is missing (build it first)" >&2; exit 1; }
   strip -o "$out/bin/$(basename "$p")" "$build/$p"

@@ -3,8 +3,9 @@
 # the repository root on the device machine, with .device/ carried (tools/device-bundle.sh). Writes its log and the
 # benchmarks' JSON to $OUT (or ./device-out). Steps:
 #   1. the device as inferno sees it (cooperative-matrix shapes, subgroup sizes);
-#   2. the kernel suites with the cooperative-matrix and packed int8 kernels required (a skip would fail), and the
-#      parity suite with every prefill projection on matrix cores, and again with RMSNorm folded into decode;
+#   2. the kernel suites with the cooperative-matrix and packed int8 kernels required (a skip would fail), the
+#      parity suite with every prefill projection on matrix cores, and again with RMSNorm folded into decode, and
+#      the quantized-model suite with the defaults;
 #   3. inferno bench on random-weight Llama-3.2-1B (BF16 and w8a8) checkpoints: the default kernels, the tiled
 #      prefill kernel instead of matrix cores, and RMSNorm folded (the A/B for the defaults); Llama-3.1-8B BF16 too
 #      unless DEVICE_CHECK_8B=0.
@@ -36,6 +37,7 @@ run kernels_quant env INFERNO_EXPECT_COOPMAT=1 INFERNO_EXPECT_PACKED_DOT=1 $bin/
 run kernels_ops $bin/test_kernels_ops
 run parity_coopmat env INFERNO_MATMUL=coopmat $bin/test_parity
 run parity_norm_fold env INFERNO_NORM_FOLD=1 $bin/test_parity
+run quantized $bin/test_quantized  # the defaults: w8a8 on int8 matrix cores, block formats on the tiled kernel
 
 models=/tmp/inferno-device-models
 mkdir -p "$models"

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/linear.hpp"
 #include "kernels/shader_registry.hpp"
 #include "util/error.hpp"
 #include "util/half.hpp"
@@ -150,6 +151,12 @@ void record_quantize_rows(vk::Device& device, vk::Recorder& rec, const vk::Buffe
   }
 }
 
+bool w8a8_coopmat_available(const vk::Device& device) {
+  const auto& caps = device.caps();
+  return has_shader("linear_w8a8_matmul_coopmat") && caps.coopmat_i8_shape[0] != 0 &&
+         (caps.min_subgroup_size == caps.max_subgroup_size || caps.subgroup_size_control);
+}
+
 bool w8a8_packed_dot_available(const vk::Device& device) {
   return has_shader("linear_w8a8_matvec_dot") && has_shader("linear_w8a8_matmul_dot") &&
          device.caps().integer_dot_product && device.caps().api_version >= VK_API_VERSION_1_3;
@@ -196,6 +203,27 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
   const bool packed = args.kernels == W8A8Kernels::PackedDot ||
                       (args.kernels == W8A8Kernels::Auto && available && device.caps().integer_dot_accelerated);
   const std::string suffix = packed ? "_dot" : "";
+  const bool coopmat_here = w8a8_coopmat_available(device);
+  // INFERNO_MATMUL steers the default as it does record_linear's (coopmat where there is none: an error).
+  W8A8Kernels asked = args.kernels;
+  if (asked == W8A8Kernels::Auto && !matvec) {
+    if (matmul_override() == MatmulOverride::CoopMat) asked = W8A8Kernels::CoopMat;
+    if (matmul_override() == MatmulOverride::Tiled) asked = packed ? W8A8Kernels::PackedDot : W8A8Kernels::Plain;
+  }
+  if (asked == W8A8Kernels::CoopMat && !coopmat_here)
+    throw Error(what + ": int8 cooperative matrices are not available (" +
+                (has_shader("linear_w8a8_matmul_coopmat") ? "the device offers none with int32 sums"
+                                                          : "this build's glslc could not compile them") + ")");
+  const bool coopmat = !matvec && (asked == W8A8Kernels::CoopMat ||
+                                   (asked == W8A8Kernels::Auto && coopmat_here && device.caps().type != "cpu"));
+  const auto& caps = device.caps();
+  const uint32_t fm = caps.coopmat_i8_shape[0], fn = caps.coopmat_i8_shape[1], fk = caps.coopmat_i8_shape[2];
+  if (coopmat) {  // linear_w8a8_matmul_coopmat.comp's shared memory: two slices of int8, the tile of int32 sums
+    const uint64_t shared = uint64_t(4 * fm + 4 * fn) * (2 * fk + 16) + uint64_t(4 * fm) * (4 * fn + 4) * 4;
+    if (shared > caps.max_compute_shared_memory)
+      throw Error(what + ": the int8 cooperative-matrix tile needs " + std::to_string(shared) +
+                  " bytes of shared memory, the device has " + std::to_string(caps.max_compute_shared_memory));
+  }
   for (uint32_t m0 = 0; m0 < m; m0 += block) {
     const uint32_t mb = std::min(block, m - m0);
     const BindingWindow qw = binding_window(device, *args.xq, uint64_t(m0) * k_words * 4, uint64_t(m0 + mb) * k_words * 4, 4);
@@ -214,6 +242,11 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
       if (matvec) {
         const auto& p = pipeline(device, "linear_w8a8_matvec" + suffix, {kThreads, mb});
         const Grid g = grid_1d(device, chunk.rows);
+        rec.dispatch(p, bindings, push, g.x, g.y);
+      } else if (coopmat) {
+        const auto& p = pipeline(device, "linear_w8a8_matmul_coopmat", {4 * caps.subgroup_size, fm, fn, fk},
+                                 caps.subgroup_size);
+        const Grid g = grid_1d(device, uint64_t(groups_for(chunk.rows, 4 * fn)) * groups_for(mb, 4 * fm));
         rec.dispatch(p, bindings, push, g.x, g.y);
       } else {
         const auto& p = pipeline(device, "linear_w8a8_matmul" + suffix);

@@ -38,10 +38,12 @@ void record_quantize_rows(vk::Device& device, vk::Recorder& rec, const vk::Buffe
                           const vk::Buffer& xscale, uint32_t m, uint32_t k, float static_scale = 0,
                           uint64_t max_binding_bytes = 0);
 
-// Which integer dot-product kernels record_linear_w8a8 runs. Auto: the packed 4×8-bit dot-product kernels where
-// w8a8_packed_dot_available and the device reports them accelerated, the plain ones elsewhere (lavapipe emulates
-// them: its packed matrix·matrix kernel measured 2× slower than the plain one). Both give the same bits.
-enum class W8A8Kernels { Auto, Plain, PackedDot };
+// Which integer dot-product kernels record_linear_w8a8 runs. Auto: for M > 8 the matrix-core kernel on GPUs where
+// w8a8_coopmat_available; otherwise the packed 4×8-bit dot-product kernels where w8a8_packed_dot_available and the
+// device reports them accelerated, the plain ones elsewhere (lavapipe emulates them: its packed matrix·matrix kernel
+// measured 2× slower than the plain one). CoopMat: matrix cores for M > 8 (an error where unavailable), the plain
+// matrix·vector kernel for M ≤ 8. All give the same bits (the sums are exact int32).
+enum class W8A8Kernels { Auto, Plain, PackedDot, CoopMat };
 
 struct W8A8Args {
   const DeviceMatrix* weight = nullptr;  // I8 [N, K] with row scales
@@ -63,5 +65,8 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
 // Whether the packed dot-product kernels can run on this device: the build has them (a glslc with
 // GL_EXT_integer_dot_product) and the device exposes shaderIntegerDotProduct (Vulkan 1.3).
 bool w8a8_packed_dot_available(const vk::Device& device);
+// Whether the int8 cooperative-matrix kernel can run here: the build has it and the device offers int8 · int8 + int32
+// cooperative matrices at subgroup scope (VK_KHR_cooperative_matrix) with shaderInt8.
+bool w8a8_coopmat_available(const vk::Device& device);
 
 }  // namespace inferno::kernels

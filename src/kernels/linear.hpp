@@ -45,12 +45,17 @@ struct LinearTuning {
   enum class SubgroupSum { Default, On, Off } matvec_subgroup_sum = SubgroupSum::Default;
   // The matrix·matrix kernel (m > matvec_max_m). CoopMat: matrix cores (VK_KHR_cooperative_matrix, f16 operands, f32
   // sums) for every weight type but F32; asking for it where the build or the device lacks it is an error. Default:
-  // CoopMat on GPUs that have it for non-F32 weights, else Tiled; the environment variable INFERNO_MATMUL=tiled or
+  // CoopMat on GPUs that have it for F16 and BF16 weights (exact in f16), else Tiled; INFERNO_MATMUL=tiled or
   // =coopmat overrides the default (for benchmarks and for testing on CPU drivers; coopmat where the device or build
   // has none is an error).
   enum class Matmul { Default, Tiled, CoopMat } matmul = Matmul::Default;
   Defaults defaults = Defaults::ForDevice;
 };
+
+// INFERNO_MATMUL, read once: whether the matrix·matrix kernels' default is overridden (tiled or coopmat; unset or
+// auto: no). Anything else is an error naming the variable. record_linear and record_linear_w8a8 follow it.
+enum class MatmulOverride { None, Tiled, CoopMat };
+MatmulOverride matmul_override();
 
 // Whether record_linear would run m > matvec_max_m rows of this weight type on matrix cores with this tuning (no
 // error where CoopMat is asked for and unavailable: false).

@@ -61,6 +61,11 @@ const char* component_name(VkComponentTypeKHR t) {
     case VK_COMPONENT_TYPE_SINT8_KHR: return "i8";
     case VK_COMPONENT_TYPE_SINT32_KHR: return "i32";
     case VK_COMPONENT_TYPE_UINT8_KHR: return "u8";
+    case VkComponentTypeKHR(4): return "i16";
+    case VkComponentTypeKHR(6): return "i64";
+    case VkComponentTypeKHR(8): return "u16";
+    case VkComponentTypeKHR(9): return "u32";
+    case VkComponentTypeKHR(10): return "u64";
     default: return int(t) == 1000141000 ? "bf16" : "other";  // VK_COMPONENT_TYPE_BFLOAT16_KHR
   }
 }
@@ -80,15 +85,20 @@ void probe_cooperative_matrix(VkInstance instance, VkPhysicalDevice pd, Capabili
                                " " + component_name(p.AType) + "*" + component_name(p.BType) + "+" +
                                component_name(p.CType) + "->" + component_name(p.ResultType) +
                                (p.scope == VK_SCOPE_SUBGROUP_KHR ? "" : " (not subgroup scope)"));
-    if (p.AType != VK_COMPONENT_TYPE_FLOAT16_KHR || p.BType != VK_COMPONENT_TYPE_FLOAT16_KHR ||
-        p.CType != VK_COMPONENT_TYPE_FLOAT32_KHR || p.ResultType != VK_COMPONENT_TYPE_FLOAT32_KHR ||
-        p.scope != VK_SCOPE_SUBGROUP_KHR || p.MSize > 64 || p.NSize > 64 || p.KSize > 64)
-      continue;
-    uint32_t* best = c.coopmat_f16_shape;
+    if (p.scope != VK_SCOPE_SUBGROUP_KHR || p.MSize > 64 || p.NSize > 64 || p.KSize > 64) continue;
+    const bool f16 = p.AType == VK_COMPONENT_TYPE_FLOAT16_KHR && p.BType == VK_COMPONENT_TYPE_FLOAT16_KHR &&
+                     p.CType == VK_COMPONENT_TYPE_FLOAT32_KHR && p.ResultType == VK_COMPONENT_TYPE_FLOAT32_KHR;
+    const bool i8 = p.AType == VK_COMPONENT_TYPE_SINT8_KHR && p.BType == VK_COMPONENT_TYPE_SINT8_KHR &&
+                    p.CType == VK_COMPONENT_TYPE_SINT32_KHR && p.ResultType == VK_COMPONENT_TYPE_SINT32_KHR &&
+                    !p.saturatingAccumulation;
+    if (!f16 && !i8) continue;
+    // 16×16 fragments where offered (the kernels' tiles are 4 fragments a side), else the largest.
+    uint32_t* best = f16 ? c.coopmat_f16_shape : c.coopmat_i8_shape;
     const auto volume = [](uint32_t m, uint32_t n, uint32_t k) { return uint64_t(m) * n * k; };
-    const bool square16 = p.MSize == 16 && p.NSize == 16 && p.KSize == 16;
-    const bool best16 = best[0] == 16 && best[1] == 16 && best[2] == 16;
-    if (!best16 && (square16 || volume(p.MSize, p.NSize, p.KSize) > volume(best[0], best[1], best[2]))) {
+    const bool square16 = p.MSize == 16 && p.NSize == 16;
+    const bool best16 = best[0] == 16 && best[1] == 16;
+    if ((square16 && (!best16 || p.KSize > best[2])) ||
+        (!best16 && volume(p.MSize, p.NSize, p.KSize) > volume(best[0], best[1], best[2]))) {
       best[0] = p.MSize;
       best[1] = p.NSize;
       best[2] = p.KSize;
@@ -252,13 +262,16 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   // Vulkan memory model, which SPIR-V's cooperative-matrix loads and stores are declared under.
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR coopmat{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR};
   f12.vulkanMemoryModel = caps_.vulkan_memory_model;
-  if (caps_.coopmat_f16_shape[0] && caps_.float16 && caps_.vulkan_memory_model) {
+  if (!caps_.float16) std::fill(std::begin(caps_.coopmat_f16_shape), std::end(caps_.coopmat_f16_shape), 0u);
+  if (!caps_.int8) std::fill(std::begin(caps_.coopmat_i8_shape), std::end(caps_.coopmat_i8_shape), 0u);
+  if ((caps_.coopmat_f16_shape[0] || caps_.coopmat_i8_shape[0]) && caps_.vulkan_memory_model) {
     extensions.push_back(VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME);
     coopmat.cooperativeMatrix = VK_TRUE;
     coopmat.pNext = features.pNext;
     features.pNext = &coopmat;
-  } else {
-    std::fill(std::begin(caps_.coopmat_f16_shape), std::end(caps_.coopmat_f16_shape), 0u);  // this object can't run them
+  } else {  // what this device object can run
+    std::fill(std::begin(caps_.coopmat_f16_shape), std::end(caps_.coopmat_f16_shape), 0u);
+    std::fill(std::begin(caps_.coopmat_i8_shape), std::end(caps_.coopmat_i8_shape), 0u);
   }
 
   VkDeviceCreateInfo di{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &features};

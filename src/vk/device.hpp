@@ -33,6 +33,9 @@ struct Capabilities {
   // matrix-core prefill kernel (linear_matmul_coopmat.comp) uses: 16×16×16 where offered, else the largest offered;
   // all 0 when there is none, or when this device object cannot run them.
   uint32_t coopmat_f16_shape[3] = {0, 0, 0};
+  // Likewise for int8 · int8 + int32 -> int32 (the w8a8 prefill kernel, linear_w8a8_matmul_coopmat.comp); it also
+  // needs shaderInt8.
+  uint32_t coopmat_i8_shape[3] = {0, 0, 0};
   std::vector<std::string> coopmat_shapes;  // every shape offered, "MxNxK A*B+C->R scope" (for `inferno devices`)
   bool integer_dot_product = false;  // VK_KHR_shader_integer_dot_product (core in 1.3)
   bool integer_dot_accelerated = false;  // 4x8-bit packed signed dot product is accelerated

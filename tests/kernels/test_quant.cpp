@@ -770,6 +770,7 @@ struct W8A8Case {
   bool accumulate = false;
   uint32_t rows_per_chunk = 0, rows_per_block = 0, y_pad = 0;
   bool packed = false;
+  bool coopmat = false;  // the int8 cooperative-matrix kernel for m > 8
 };
 
 // Runs record_linear_w8a8 on random int8 operands (every byte pattern, -128 included) and returns y with the inputs.
@@ -800,7 +801,9 @@ W8A8Run run_w8a8(Rng& rng, vk::Recorder& rec, const W8A8Case& c) {
   kernels::W8A8Args args{&run.w.device, c.bias >= 0 ? &bias : nullptr, &qb, &sb, &yb, c.m};
   args.y_stride = c.y_pad ? ys : 0;
   args.accumulate = c.accumulate;
-  args.kernels = c.packed ? kernels::W8A8Kernels::PackedDot : kernels::W8A8Kernels::Plain;
+  args.kernels = c.coopmat  ? kernels::W8A8Kernels::CoopMat
+                 : c.packed ? kernels::W8A8Kernels::PackedDot
+                            : kernels::W8A8Kernels::Plain;
   if (c.rows_per_block)  // room for that many rows of xq and of y, plus an alignment's worth of slack
     args.max_binding_bytes = std::max<uint64_t>(uint64_t(c.rows_per_block - 1) * ys * 4 + c.n * 4,
                                                 uint64_t(c.rows_per_block) * c.k) +
@@ -817,7 +820,8 @@ std::string describe(const W8A8Case& c) {
   return "m=" + std::to_string(c.m) + " k=" + std::to_string(c.k) + " n=" + std::to_string(c.n) +
          " bias=" + std::to_string(c.bias) + " accumulate=" + std::to_string(c.accumulate) +
          " rows_per_chunk=" + std::to_string(c.rows_per_chunk) + " rows_per_block=" + std::to_string(c.rows_per_block) +
-         " y_pad=" + std::to_string(c.y_pad) + " packed=" + std::to_string(c.packed);
+         " y_pad=" + std::to_string(c.y_pad) + " packed=" + std::to_string(c.packed) +
+         " coopmat=" + std::to_string(c.coopmat);
 }
 
 size_t check_w8a8(const W8A8Case& c, const W8A8Run& run) {
@@ -958,6 +962,42 @@ TEST_CASE("w8a8: the packed 4x8-bit dot product kernels give the plain kernels' 
       for (size_t i = 0; i < plain.y.size(); ++i)
         if (std::bit_cast<uint32_t>(plain.y[i]) != std::bit_cast<uint32_t>(packed.y[i]) && bad++ < 5)
           FAIL_CHECK(describe(c) << ": y[" << i << "] packed " << packed.y[i] << " vs plain " << plain.y[i]);
+    }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("w8a8 on matrix cores (int8 cooperative matrices) gives the plain kernels' bits") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  vk::Device& d = test_device();
+  Rng rng(311);
+  vk::Recorder rec(d);
+  if (!kernels::w8a8_coopmat_available(d)) {
+    REQUIRE_MESSAGE(std::getenv("INFERNO_EXPECT_COOPMAT") == nullptr,
+                    "INFERNO_EXPECT_COOPMAT is set but the int8 cooperative-matrix kernel is not available");
+    MESSAGE("int8 cooperative matrices not available on " << d.caps().name << ": skipped");
+    W8A8Case c{20, 8, 3};
+    c.coopmat = true;
+    CHECK_THROWS_WITH_AS(run_w8a8(rng, rec, c), doctest::Contains("not available"), Error);
+    return;
+  }
+  size_t bad = 0;
+  for (uint32_t m : {9u, 33u, 70u, 129u})
+    for (uint32_t k : {4u, 36u, 132u, 1024u}) {
+      W8A8Case c{m, k, uint32_t(rng.integer(1, 80)) * 2 + 1};
+      c.bias = rng.integer(-1, 2);
+      c.accumulate = rng.integer(0, 1) == 1;
+      if (rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, c.n / 3 - 1);
+      const uint64_t seed = uint64_t(rng.integer(0, 1 << 30));
+      Rng a(seed), b(seed);  // the same operands for both runs
+      const W8A8Run plain = run_w8a8(a, rec, c);
+      c.coopmat = true;
+      const W8A8Run matrix_cores = run_w8a8(b, rec, c);
+      bad += check_w8a8(c, matrix_cores);
+      for (size_t i = 0; i < plain.y.size(); ++i)
+        if (std::bit_cast<uint32_t>(plain.y[i]) != std::bit_cast<uint32_t>(matrix_cores.y[i]) && bad++ < 5)
+          FAIL_CHECK(describe(c) << ": y[" << i << "] on matrix cores " << matrix_cores.y[i] << " vs plain "
+                                 << plain.y[i]);
     }
   CHECK(bad == 0);
 }
