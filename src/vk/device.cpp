@@ -54,19 +54,21 @@ uint32_t compute_queue_family(VkPhysicalDevice pd, bool* has_timestamps) {
 }
 
 const char* component_name(VkComponentTypeKHR t) {
-  switch (t) {
-    case VK_COMPONENT_TYPE_FLOAT16_KHR: return "f16";
-    case VK_COMPONENT_TYPE_FLOAT32_KHR: return "f32";
-    case VK_COMPONENT_TYPE_FLOAT64_KHR: return "f64";
-    case VK_COMPONENT_TYPE_SINT8_KHR: return "i8";
-    case VK_COMPONENT_TYPE_SINT32_KHR: return "i32";
-    case VK_COMPONENT_TYPE_UINT8_KHR: return "u8";
-    case VkComponentTypeKHR(4): return "i16";
-    case VkComponentTypeKHR(6): return "i64";
-    case VkComponentTypeKHR(8): return "u16";
-    case VkComponentTypeKHR(9): return "u32";
-    case VkComponentTypeKHR(10): return "u64";
-    default: return int(t) == 1000141000 ? "bf16" : "other";  // VK_COMPONENT_TYPE_BFLOAT16_KHR
+  // By value (the registry's), so that headers with or without the newer types (bfloat16) agree.
+  switch (int(t)) {
+    case 0: return "f16";
+    case 1: return "f32";
+    case 2: return "f64";
+    case 3: return "i8";
+    case 4: return "i16";
+    case 5: return "i32";
+    case 6: return "i64";
+    case 7: return "u8";
+    case 8: return "u16";
+    case 9: return "u32";
+    case 10: return "u64";
+    case 1000141000: return "bf16";
+    default: return "other";
   }
 }
 
