@@ -929,6 +929,19 @@ TEST_CASE("w8a8: activations quantized on the device, then the integer linear, m
   }
 }
 
+// Runs `plain` (the plain kernels) and `other` (another kernel choice) on the same random operands: the sums are exact
+// int32, so every output must have the same bits; `other` is also checked against double math. Returns bad elements.
+size_t same_bits_as_plain(Rng& rng, vk::Recorder& rec, const W8A8Case& plain, const W8A8Case& other) {
+  const uint64_t seed = uint64_t(rng.integer(0, 1 << 30));
+  Rng a(seed), b(seed);  // the same operands for both runs
+  const W8A8Run want = run_w8a8(a, rec, plain), got = run_w8a8(b, rec, other);
+  size_t bad = check_w8a8(other, got);
+  for (size_t i = 0; i < want.y.size(); ++i)
+    if (std::bit_cast<uint32_t>(want.y[i]) != std::bit_cast<uint32_t>(got.y[i]) && bad++ < 5)
+      FAIL_CHECK(describe(other) << ": y[" << i << "] = " << got.y[i] << ", the plain kernels give " << want.y[i]);
+  return bad;
+}
+
 TEST_CASE("w8a8: the packed 4x8-bit dot product kernels give the plain kernels' bits") {
   INFERNO_SEED_INFO();
   ValidationGuard guard;
@@ -952,16 +965,9 @@ TEST_CASE("w8a8: the packed 4x8-bit dot product kernels give the plain kernels' 
       W8A8Case c{m, k, uint32_t(rng.integer(1, 40)) * 2 + 1};
       c.bias = rng.integer(-1, 2);
       c.accumulate = rng.integer(0, 1) == 1;
-      const uint64_t seed = uint64_t(rng.integer(0, 1 << 30));
-      Rng a(seed), b(seed);  // the same operands for both runs
-      c.packed = false;
-      const W8A8Run plain = run_w8a8(a, rec, c);
-      c.packed = true;
-      const W8A8Run packed = run_w8a8(b, rec, c);
-      bad += check_w8a8(c, packed);
-      for (size_t i = 0; i < plain.y.size(); ++i)
-        if (std::bit_cast<uint32_t>(plain.y[i]) != std::bit_cast<uint32_t>(packed.y[i]) && bad++ < 5)
-          FAIL_CHECK(describe(c) << ": y[" << i << "] packed " << packed.y[i] << " vs plain " << plain.y[i]);
+      W8A8Case packed = c;
+      packed.packed = true;
+      bad += same_bits_as_plain(rng, rec, c, packed);
     }
   CHECK(bad == 0);
 }
@@ -988,16 +994,9 @@ TEST_CASE("w8a8 on matrix cores (int8 cooperative matrices) gives the plain kern
       c.bias = rng.integer(-1, 2);
       c.accumulate = rng.integer(0, 1) == 1;
       if (rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, c.n / 3 - 1);
-      const uint64_t seed = uint64_t(rng.integer(0, 1 << 30));
-      Rng a(seed), b(seed);  // the same operands for both runs
-      const W8A8Run plain = run_w8a8(a, rec, c);
-      c.coopmat = true;
-      const W8A8Run matrix_cores = run_w8a8(b, rec, c);
-      bad += check_w8a8(c, matrix_cores);
-      for (size_t i = 0; i < plain.y.size(); ++i)
-        if (std::bit_cast<uint32_t>(plain.y[i]) != std::bit_cast<uint32_t>(matrix_cores.y[i]) && bad++ < 5)
-          FAIL_CHECK(describe(c) << ": y[" << i << "] on matrix cores " << matrix_cores.y[i] << " vs plain "
-                                 << plain.y[i]);
+      W8A8Case matrix_cores = c;
+      matrix_cores.coopmat = true;
+      bad += same_bits_as_plain(rng, rec, c, matrix_cores);
     }
   CHECK(bad == 0);
 }
