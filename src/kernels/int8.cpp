@@ -152,9 +152,7 @@ void record_quantize_rows(vk::Device& device, vk::Recorder& rec, const vk::Buffe
 }
 
 bool w8a8_coopmat_available(const vk::Device& device) {
-  const auto& caps = device.caps();
-  return has_shader("linear_w8a8_matmul_coopmat") && caps.coopmat_i8_shape[0] != 0 &&
-         (caps.min_subgroup_size == caps.max_subgroup_size || caps.subgroup_size_control);
+  return has_shader("linear_w8a8_matmul_coopmat") && device.caps().coopmat_i8_shape[0] != 0;
 }
 
 bool w8a8_packed_dot_available(const vk::Device& device) {
@@ -207,8 +205,9 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
   // INFERNO_MATMUL steers the default as it does record_linear's (coopmat where there is none: an error).
   W8A8Kernels asked = args.kernels;
   if (asked == W8A8Kernels::Auto && !matvec) {
-    if (matmul_override() == MatmulOverride::CoopMat) asked = W8A8Kernels::CoopMat;
-    if (matmul_override() == MatmulOverride::Tiled) asked = packed ? W8A8Kernels::PackedDot : W8A8Kernels::Plain;
+    const MatmulOverride override = matmul_override();
+    if (override == MatmulOverride::CoopMat) asked = W8A8Kernels::CoopMat;
+    if (override == MatmulOverride::Tiled) asked = packed ? W8A8Kernels::PackedDot : W8A8Kernels::Plain;
   }
   if (asked == W8A8Kernels::CoopMat && !coopmat_here)
     throw Error(what + ": int8 cooperative matrices are not available (" +

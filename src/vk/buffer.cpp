@@ -102,6 +102,23 @@ void check_range(const Buffer& b, uint64_t offset, uint64_t bytes, const char* w
                 " runs past the end of buffer '" + b.name() + "' (" + std::to_string(b.bytes()) + " bytes)");
 }
 
+// Records into `cb` (begun here, ended here) a copy that comes after any earlier compute work or copy: that work may
+// still be writing what we read, or reading what we overwrite.
+void record_copy(VkCommandBuffer cb, VkBuffer src, uint64_t src_offset, VkBuffer dst, uint64_t dst_offset,
+                 uint64_t bytes) {
+  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  vkBeginCommandBuffer(cb, &bi);
+  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  mb.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                       VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  VkBufferCopy region{src_offset, dst_offset, bytes};
+  vkCmdCopyBuffer(cb, src, dst, 1, &region);
+  vkEndCommandBuffer(cb);
+}
+
 // Records one copy into a one-shot command buffer and waits for it.
 void copy_once(Device& device, VkBuffer src, uint64_t src_offset, VkBuffer dst, uint64_t dst_offset, uint64_t bytes) {
   VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
@@ -113,18 +130,7 @@ void copy_once(Device& device, VkBuffer src, uint64_t src_offset, VkBuffer dst, 
     std::lock_guard lock(device.queue_mutex());  // command pools are externally synchronised
     check(vkAllocateCommandBuffers(device.handle(), &ai, &cb), "vkAllocateCommandBuffers");
   }
-  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-  vkBeginCommandBuffer(cb, &bi);
-  // Earlier compute work may still be writing what we read, or reading what we overwrite.
-  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-  mb.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                       VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
-  VkBufferCopy region{src_offset, dst_offset, bytes};
-  vkCmdCopyBuffer(cb, src, dst, 1, &region);
-  vkEndCommandBuffer(cb);
+  record_copy(cb, src, src_offset, dst, dst_offset, bytes);
   device.submit_and_wait(cb);
   std::lock_guard lock(device.queue_mutex());
   vkFreeCommandBuffers(device.handle(), device.command_pool(), 1, &cb);
@@ -180,10 +186,7 @@ StagingRing::~StagingRing() {
 
 void StagingRing::wait(int slot) {
   if (!pending_[slot]) return;
-  // A generous bound: a hung copy becomes an error rather than a hang forever.
-  const VkResult r = vkWaitForFences(device_.handle(), 1, &fences_[slot], VK_TRUE, uint64_t(600) * 1000000000ull);
-  if (r == VK_TIMEOUT) throw Error("Vulkan: an upload did not finish within 600 s");
-  check(r, "vkWaitForFences");
+  device_.wait_for(fences_[slot]);
   check(vkResetFences(device_.handle(), 1, &fences_[slot]), "vkResetFences");
   pending_[slot] = false;
 }
@@ -196,18 +199,7 @@ void StagingRing::upload(VkBuffer dst, uint64_t dst_offset, const void* src, uin
     std::memcpy(slots_[slot].mapped(), static_cast<const char*>(src) + done, n);
     VkCommandBuffer cb = commands_[slot];
     check(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer");
-    VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-    bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-    vkBeginCommandBuffer(cb, &bi);
-    // Earlier compute work may still be reading what we overwrite (or writing it).
-    VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-    mb.dstAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
-    VkBufferCopy region{0, dst_offset + done, n};
-    vkCmdCopyBuffer(cb, slots_[slot].handle(), dst, 1, &region);
-    vkEndCommandBuffer(cb);
+    record_copy(cb, slots_[slot].handle(), 0, dst, dst_offset + done, n);
     device_.submit(cb, fences_[slot]);
     pending_[slot] = true;
     done += n;

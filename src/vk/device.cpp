@@ -266,7 +266,10 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   f12.vulkanMemoryModel = caps_.vulkan_memory_model;
   if (!caps_.float16) std::fill(std::begin(caps_.coopmat_f16_shape), std::end(caps_.coopmat_f16_shape), 0u);
   if (!caps_.int8) std::fill(std::begin(caps_.coopmat_i8_shape), std::end(caps_.coopmat_i8_shape), 0u);
-  if ((caps_.coopmat_f16_shape[0] || caps_.coopmat_i8_shape[0]) && caps_.vulkan_memory_model) {
+  // The kernels' subgroups each own fragments: their size must be the one the pipeline is made for, fixed by the
+  // device or asked of it.
+  const bool subgroup_fixed = caps_.min_subgroup_size == caps_.max_subgroup_size || caps_.subgroup_size_control;
+  if ((caps_.coopmat_f16_shape[0] || caps_.coopmat_i8_shape[0]) && caps_.vulkan_memory_model && subgroup_fixed) {
     extensions.push_back(VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME);
     coopmat.cooperativeMatrix = VK_TRUE;
     coopmat.pNext = features.pNext;
@@ -329,8 +332,7 @@ StagingRing& Device::staging() {
   return *staging_;
 }
 
-void Device::submit(VkCommandBuffer cb, VkFence fence) {
-  std::lock_guard lock(queue_mutex_);
+void Device::submit_locked(VkCommandBuffer cb, VkFence fence) {
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cb;
@@ -338,18 +340,23 @@ void Device::submit(VkCommandBuffer cb, VkFence fence) {
   submissions_++;
 }
 
-void Device::submit_and_wait(VkCommandBuffer cb) {
+void Device::submit(VkCommandBuffer cb, VkFence fence) {
   std::lock_guard lock(queue_mutex_);
-  VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
-  si.commandBufferCount = 1;
-  si.pCommandBuffers = &cb;
-  check(vkResetFences(device_, 1, &fence_), "vkResetFences");
-  check(vkQueueSubmit(queue_, 1, &si, fence_), "vkQueueSubmit");
-  submissions_++;
+  submit_locked(cb, fence);
+}
+
+void Device::wait_for(VkFence fence) {
   // A generous bound: a hung GPU job becomes an error rather than a hang forever.
-  const VkResult r = vkWaitForFences(device_, 1, &fence_, VK_TRUE, uint64_t(600) * 1000000000ull);
+  const VkResult r = vkWaitForFences(device_, 1, &fence, VK_TRUE, uint64_t(600) * 1000000000ull);
   if (r == VK_TIMEOUT) throw Error("Vulkan: a GPU job did not finish within 600 s");
   check(r, "vkWaitForFences");
+}
+
+void Device::submit_and_wait(VkCommandBuffer cb) {
+  std::lock_guard lock(queue_mutex_);
+  check(vkResetFences(device_, 1, &fence_), "vkResetFences");
+  submit_locked(cb, fence_);
+  wait_for(fence_);
 }
 
 }  // namespace inferno::vk

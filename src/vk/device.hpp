@@ -31,7 +31,8 @@ struct Capabilities {
   bool cooperative_matrix = false;  // VK_KHR_cooperative_matrix
   // The fragment shape (M, N, K) of f16 · f16 + f32 -> f32 cooperative matrices at subgroup scope that the
   // matrix-core prefill kernel (linear_matmul_coopmat.comp) uses: 16×16×16 where offered, else the largest offered;
-  // all 0 when there is none, or when this device object cannot run them.
+  // all 0 when there is none, or when this device object cannot run them (no f16 arithmetic, no Vulkan memory
+  // model, or a subgroup size that varies and cannot be fixed).
   uint32_t coopmat_f16_shape[3] = {0, 0, 0};
   // Likewise for int8 · int8 + int32 -> int32 (the w8a8 prefill kernel, linear_w8a8_matmul_coopmat.comp); it also
   // needs shaderInt8.
@@ -105,6 +106,8 @@ class Device {
   std::mutex& queue_mutex() { return queue_mutex_; }
   // Submits without waiting; `fence` is signalled when the work is done.
   void submit(VkCommandBuffer cb, VkFence fence);
+  // Waits for a fence, at most 600 s (then an error: a hung job is not waited for forever).
+  void wait_for(VkFence fence);
   // The staging ring of uploads to memory the host cannot see (made on first use), and the lock its users hold.
   StagingRing& staging();
   std::mutex& staging_mutex() { return staging_mutex_; }
@@ -125,6 +128,7 @@ class Device {
   std::atomic<uint64_t> allocated_bytes_{0}, live_allocations_{0}, submissions_{0};
   std::mutex queue_mutex_;
   std::unique_ptr<PipelineCache> pipelines_;
+  void submit_locked(VkCommandBuffer cb, VkFence fence);  // queue_mutex_ held
   std::mutex staging_mutex_;
   std::unique_ptr<StagingRing> staging_;
 };
