@@ -9,7 +9,6 @@
 // (see kv_cache.glsl): workgroups walk t fastest, then the query heads of one kv head, then the planes, so that
 // neighbouring workgroups read the same keys.
 #extension GL_GOOGLE_include_directive : require
-#include "kv_cache.glsl"
 
 layout(local_size_x_id = 0) in;  // keys per chunk
 layout(constant_id = 1) const uint DIMS_PER_INVOCATION = 1;  // ceil(head_dim / workgroup size)
@@ -19,25 +18,9 @@ layout(constant_id = 1) const uint DIMS_PER_INVOCATION = 1;  // ceil(head_dim / 
 layout(constant_id = 2) const uint SPLITS = 1;
 const uint MAX_HEAD_DIM = 256u;
 
-layout(std430, binding = 0) readonly buffer Q { float q[]; };
-layout(std430, binding = 1) readonly buffer KCache { KV_WORD k_cache[]; };
-layout(std430, binding = 2) readonly buffer VCache { KV_WORD v_cache[]; };
-layout(std430, binding = 3) readonly buffer KvStart { int kv_start[]; };
-layout(std430, binding = 4) writeonly buffer Out { float result[]; };
+#include "attention_common.glsl"
 // SPLITS > 1: [rows, heads, SPLITS, head_dim + 2] (output, max, sum); otherwise unused (bound to anything).
 layout(std430, binding = 5) writeonly buffer Partials { float partials[]; };
-layout(push_constant) uniform Push {
-  uint tokens, past, kv_heads, group_size, head_dim, capacity;  // group_size = heads / kv_heads
-  uint q_stride, out_stride;  // floats between rows of q and out
-  uint first_plane, planes;   // the planes of this dispatch, as b · kv_heads + kv_head
-  uint first_row;             // the row the q and out bindings start at (b0 · tokens)
-  uint q_first, out_first;    // where that row starts in the q and out bindings, in floats
-  uint cache_first;           // where plane first_plane starts in the cache bindings, in elements (even)
-  float scale;
-  uint past_slot;             // ~0u: past is pc.past; else kv_start[past_slot] holds it (a replayed recording)
-  uint split_keys;            // SPLITS > 1: keys per split (split s takes keys s · split_keys ...)
-  uint partial_first;         // where this dispatch's row 0 starts in the partials binding, in floats
-} pc;
 
 shared float q_shared[MAX_HEAD_DIM];
 // This chunk's scores and weights exp(score − running max). Two arrays, so that two barriers per chunk suffice: the

@@ -9,7 +9,6 @@
 // The workgroup owns BR × head_dim outputs, OUTPUTS_PER_INVOCATION each (o = tid + i · workgroup size), so every
 // invocation's outputs stay in registers across the chunks.
 #extension GL_GOOGLE_include_directive : require
-#include "kv_cache.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint BR = 16;        // query rows (tokens) per workgroup
@@ -18,23 +17,7 @@ layout(constant_id = 3) const uint HEAD_DIM = 64;  // the model's head_dim (the 
 layout(constant_id = 4) const uint OUTPUTS_PER_INVOCATION = 16;  // ceil(BR · HEAD_DIM / workgroup size)
 const uint MAX_OUTPUTS = 64u;  // the host keeps OUTPUTS_PER_INVOCATION at or below it
 
-layout(std430, binding = 0) readonly buffer Q { float q[]; };
-layout(std430, binding = 1) readonly buffer KCache { KV_WORD k_cache[]; };
-layout(std430, binding = 2) readonly buffer VCache { KV_WORD v_cache[]; };
-layout(std430, binding = 3) readonly buffer KvStart { int kv_start[]; };
-layout(std430, binding = 4) writeonly buffer Out { float result[]; };
-layout(push_constant) uniform Push {  // attention.comp's, field for field (split_keys, partial_first unused)
-  uint tokens, past, kv_heads, group_size, head_dim, capacity;
-  uint q_stride, out_stride;
-  uint first_plane, planes;
-  uint first_row;
-  uint q_first, out_first;
-  uint cache_first;
-  float scale;
-  uint past_slot;
-  uint split_keys;
-  uint partial_first;
-} pc;
+#include "attention_common.glsl"
 
 shared float q_tile[BR * HEAD_DIM];
 shared float k_tile[BC * HEAD_DIM];
