@@ -225,13 +225,11 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
                        tuning.matvec_subgroup_sum == LinearTuning::SubgroupSum::On ? 1u : 0u,
                        args.norm ? dtype_code(args.norm->type) : 0u});
         g = grid_1d(device, groups_for(chunk.rows, tuning.matvec_rows));
-      } else if (coopmat) {
-        const uint32_t subgroup = caps.subgroup_size;
-        p = &pipeline(device, "linear_matmul_coopmat_" + dtype, {4 * subgroup, fm, fn, fk}, subgroup);
-        g = grid_1d(device, uint64_t(groups_for(chunk.rows, tile_n)) * groups_for(mb, tile_m));
       } else {
-        p = &pipeline(device, "linear_matmul_" + dtype);
-        g = grid_1d(device, uint64_t(groups_for(chunk.rows, kMatmulTile)) * groups_for(mb, kMatmulTile));
+        const uint32_t subgroup = caps.subgroup_size;
+        p = coopmat ? &pipeline(device, "linear_matmul_coopmat_" + dtype, {4 * subgroup, fm, fn, fk}, subgroup)
+                    : &pipeline(device, "linear_matmul_" + dtype);
+        g = grid_1d(device, uint64_t(groups_for(chunk.rows, tile_n)) * groups_for(mb, tile_m));
       }
       rec.dispatch(*p, bindings, &push, sizeof(push), g.x, g.y);
     }
