@@ -26,6 +26,8 @@ struct Shape {
   bool tied;
   double theta;
   std::string rope_json;  // the rope_scaling object, or "null"
+  std::string name_or_path = "";  // config.json's _name_or_path (the family `inferno info` names)
+  bool headers_only = false;      // sparse shards: real headers, the tensors' bytes left as holes
 };
 
 const std::map<std::string, Shape> kPresets = {
@@ -34,6 +36,10 @@ const std::map<std::string, Shape> kPresets = {
     {"llama-3.1-8b", {4096, 14336, 32, 32, 8, 128, 128256, 131072, false, 500000,
                       R"({"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192})"}},
     {"tinyllama-1.1b", {2048, 5632, 22, 32, 4, 64, 32000, 2048, false, 10000, "null"}},
+    // 141 GB of BF16: written as headers over sparse files (the data reads as zeros), for planning and refusals.
+    {"deepseek-r1-distill-llama-70b", {8192, 28672, 80, 64, 8, 128, 128256, 131072, false, 500000,
+                      R"({"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192})",
+                      "deepseek-ai/DeepSeek-R1-Distill-Llama-70B", true}},
 };
 
 // xorshift64*: fast enough for billions of weights; uniform in [-a, a] with a = 0.02·√3 (std 0.02, as HF's init).
@@ -56,7 +62,9 @@ struct Tensor {
 
 std::string config_json(const Shape& s, const std::string& dtype, bool w8a8) {
   std::ostringstream c;
-  c << "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+  c << "{\n";
+  if (!s.name_or_path.empty()) c << "  \"_name_or_path\": \"" << s.name_or_path << "\",\n";
+  c << "  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
     << "  \"hidden_size\": " << s.hidden << ",\n  \"intermediate_size\": " << s.intermediate << ",\n"
     << "  \"num_hidden_layers\": " << s.layers << ",\n  \"num_attention_heads\": " << s.heads << ",\n"
     << "  \"num_key_value_heads\": " << s.kv_heads << ",\n  \"head_dim\": " << s.head_dim << ",\n"
@@ -81,13 +89,14 @@ int main(int argc, char** argv) {
   CLI::App app{"inferno-make-checkpoint: a random-weight Llama checkpoint with real shapes"};
   std::string preset, config_file, out, dtype = "bf16";
   int64_t layers = 0;
-  bool w8a8 = false;
+  bool w8a8 = false, headers_only = false;
   double shard_gb = 5.0;
   uint64_t seed = 1;
-  app.add_option("--preset", preset, "llama-3.2-1b, llama-3.1-8b or tinyllama-1.1b");
+  app.add_option("--preset", preset, "llama-3.2-1b, llama-3.1-8b, tinyllama-1.1b or deepseek-r1-distill-llama-70b (headers only)");
   app.add_option("--config", config_file, "take the shapes from this config.json instead");
   app.add_option("--dtype", dtype, "bf16, f16 or f32")->check(CLI::IsMember({"bf16", "f16", "f32"}));
   app.add_flag("--w8a8", w8a8, "compressed-tensors INT8 weights (per-channel scales) and dynamic per-token activations");
+  app.add_flag("--headers-only", headers_only, "sparse shards: real headers, the tensors' bytes left unwritten (read as zeros)");
   app.add_option("--layers", layers, "override the number of layers (quick tests)");
   app.add_option("--shard-gb", shard_gb, "largest shard in GB (default 5, as transformers)");
   app.add_option("--seed", seed, "random seed");
@@ -105,10 +114,11 @@ int main(int argc, char** argv) {
            c.head_dim, c.vocab_size, c.max_position_embeddings, c.tie_word_embeddings, c.rope.theta, "null"};
     } else {
       auto it = kPresets.find(preset);
-      if (it == kPresets.end()) throw Error("give --preset (llama-3.2-1b, llama-3.1-8b, tinyllama-1.1b) or --config");
+      if (it == kPresets.end()) throw Error("give --preset (llama-3.2-1b, llama-3.1-8b, tinyllama-1.1b, deepseek-r1-distill-llama-70b) or --config");
       s = it->second;
     }
     if (layers > 0) s.layers = layers;
+    headers_only = headers_only || s.headers_only;
     const io::DType float_type = dtype == "f32" ? io::DType::F32 : dtype == "f16" ? io::DType::F16 : io::DType::BF16;
     const std::string torch_dtype = dtype == "f32" ? "float32" : dtype == "f16" ? "float16" : "bfloat16";
 
@@ -172,9 +182,10 @@ int main(int argc, char** argv) {
         w.name = t->name;
         w.shape = t->shape;
         w.dtype = t->kind == Tensor::Int8 ? io::DType::I8 : t->kind == Tensor::Scale ? io::DType::BF16 : float_type;
+        w.hole = headers_only;
         const auto kind = t->kind;
         const auto type = w.dtype;
-        w.produce = [&rng, kind, type](std::span<std::byte> bytes) {
+        if (!w.hole) w.produce = [&rng, kind, type](std::span<std::byte> bytes) {
           if (kind == Tensor::Int8) {
             for (auto& b : bytes) b = std::byte(uint8_t(int8_t(std::lround(rng.next() / 0.0346410162f * 127.0f))));
             return;

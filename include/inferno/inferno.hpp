@@ -65,6 +65,10 @@ struct ModelInfo {
   std::vector<std::pair<std::string, std::string>> dtype_by_group;
   std::vector<std::filesystem::path> shards;
   uint64_t shard_bytes = 0;                         // file sizes
+  // weight_bytes by where the weights go when layers are split over devices: each layer's, the embedding (with any
+  // tensor of no layer), the final norm + lm_head (a tied lm_head: 0, the embedding serves).
+  std::vector<uint64_t> layer_bytes;
+  uint64_t embedding_bytes = 0, head_bytes = 0;
 };
 // quantize_int8: the footprint `--quantize int8` gives (float linear layers as int8 + one f32 scale per row).
 ModelInfo inspect_model(const std::filesystem::path& path, bool quantize_int8 = false);
@@ -80,6 +84,14 @@ struct Cancelled : Error {
 
 struct ModelOptions {
   int device = -1;     // -1: the preferred device
+  // Several devices: the model's layers split over them (`--devices 0,1`), `split` layers each (empty: planned from
+  // each device's free memory). Overrides `device`.
+  std::vector<int> devices;
+  std::vector<uint32_t> split;
+  // The context, batch and KV dtype the sessions will use, for the check that the model fits before any weight is
+  // read (ctx 0: weights and activations only; a session's KV cache is then checked when it is made).
+  uint32_t ctx = 0, batch = 1;
+  KvDtype kv_dtype = KvDtype::Auto;
   bool quiet = false;  // no loading bar
   bool validation = false;  // Vulkan validation layer (slow; for debugging)
   bool quantize_int8 = false;  // float linear layers to int8 with per-row scales while loading (half the memory)
@@ -154,6 +166,44 @@ class TextStream {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// ---- several devices: where the layers go and whether they fit ----
+struct DevicePlan {
+  int index = 0;                     // the Vulkan device (or the position in PlanOptions::device_memory)
+  std::string name;
+  uint64_t available_bytes = 0;      // the device's memory budget, or the size given
+  uint32_t first_layer = 0, last_layer = 0;  // layers [first, last)
+  bool embedding = false, lm_head = false;   // lm_head: the final norm and lm_head
+  uint64_t weight_bytes = 0, kv_cache_bytes = 0, activation_bytes = 0, total_bytes = 0;
+  bool fits = false;
+};
+struct PlanOptions {
+  std::vector<int> devices;            // empty: the preferred device
+  std::vector<uint32_t> split;         // layers per device; empty: auto
+  std::vector<uint64_t> device_memory; // plan for devices of these sizes instead of the machine's own
+  uint32_t ctx = 0;                    // 0: min(max_position_embeddings, 4096)
+  uint32_t batch = 1;
+  KvDtype kv_dtype = KvDtype::Auto;
+  bool quantize_int8 = false;
+};
+struct SplitPlan {
+  uint32_t ctx = 0, batch = 1;
+  KvDtype kv_dtype = KvDtype::Auto;    // as resolved: f32 or f16 for Auto
+  bool auto_split = true;
+  std::vector<DevicePlan> devices;
+  bool fits = false;
+  uint64_t transfer_bytes_per_token = 0;  // the f32 hidden state crossing each device boundary, per token
+  // When it does not fit: the options that would, each tried alone ("--ctx 8192", "--kv-dtype f16",
+  // "--quantize int8", "--split 30,50", "--devices 0,1,2").
+  std::vector<std::string> suggestions;
+};
+// Plans from the checkpoint's headers alone (no weight is read, no device opened).
+SplitPlan plan_devices(const std::filesystem::path& path, const PlanOptions& options);
+// "auto" → {}; "40,40" → {40, 40}; "80G,80G" (K, M, G, T: powers of 1024) → bytes. Errors name the flag.
+std::vector<uint32_t> parse_split(const std::string& text);
+std::vector<uint64_t> parse_memory_sizes(const std::string& text);
+// One line: which device does not fit, the bytes it needs and has, and what would fit.
+std::string plan_refusal(const SplitPlan& plan);
 
 // ---- generation ----
 struct SamplingOptions {  // transformers' GenerationConfig semantics and defaults

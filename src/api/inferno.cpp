@@ -2,6 +2,7 @@
 #include "inferno/inferno.hpp"
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -139,6 +140,24 @@ struct TextAssets {
   }
 };
 
+// The layer a tensor belongs to ("model.layers.N." or GGUF's "blk.N."), -1 for none.
+int layer_of(const std::string& name) {
+  for (const char* prefix : {"model.layers.", "blk."}) {
+    const size_t n = std::strlen(prefix);
+    if (name.compare(0, n, prefix) != 0) continue;
+    const size_t dot = name.find('.', n);
+    if (dot == std::string::npos || dot == n || dot - n > 6) return -1;
+    if (name.find_first_not_of("0123456789", n) != dot) return -1;
+    return std::stoi(name.substr(n, dot - n));
+  }
+  return -1;
+}
+
+bool is_head_tensor(const std::string& name) {
+  return name == "lm_head.weight" || name == "model.norm.weight" || name == "output.weight" || name == "output_norm.weight" ||
+         name.rfind("lm_head.", 0) == 0;
+}
+
 text::Value messages_value(const std::vector<ChatMessage>& messages) {
   std::string json = "[";
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -146,6 +165,21 @@ text::Value messages_value(const std::vector<ChatMessage>& messages) {
     json += (i ? "," : "") + std::string("{\"role\":") + quote(messages[i].role) + ",\"content\":" + quote(messages[i].content) + "}";
   }
   return text::Value::from_json(json + "]");
+}
+
+// Refuses, before any weight is read, a model that does not fit on its devices: one line naming the device, the
+// bytes needed and available, and what would fit.
+void check_plan_fits(const std::filesystem::path& path, const ModelOptions& options) {
+  PlanOptions p;
+  p.devices = options.devices;
+  if (p.devices.empty() && options.device >= 0) p.devices = {options.device};
+  p.split = options.split;
+  p.ctx = options.ctx ? options.ctx : 1;  // no context asked for yet: weights and activations
+  p.batch = options.batch;
+  p.kv_dtype = options.kv_dtype;
+  p.quantize_int8 = options.quantize_int8;
+  const SplitPlan plan = plan_devices(path, p);
+  if (!plan.fits) throw Error(path.string() + ": " + plan_refusal(plan));
 }
 
 }  // namespace
@@ -211,18 +245,19 @@ ModelInfo inspect_model(const std::filesystem::path& path, bool quantize_int8) {
     return n.find("embed") == std::string::npos && n.find("token_embd") == std::string::npos && n != "lm_head.weight" &&
            n != "output.weight";
   };
+  info.layer_bytes.assign(h.layers, 0);
   auto count = [&](const io::TensorInfo& t) {
     if (c.tie_word_embeddings && t.name == "lm_head.weight") return;  // tied: the embedding serves, not loaded
     if (t.name == "rope_freqs.weight") return;                       // folded into the RoPE table
     info.params += uint64_t(t.elements());
-    if (quantized_linear(t)) {
-      const uint64_t bytes = uint64_t(t.elements()) + uint64_t(t.shape[0]) * 4;
-      info.weight_bytes += bytes;
-      info.tensor_bytes_by_dtype["I8"] += bytes;
-      return;
-    }
-    info.weight_bytes += t.bytes;
-    info.tensor_bytes_by_dtype[std::string(io::dtype_name(t.dtype))] += t.bytes;
+    const bool quantized = quantized_linear(t);
+    const uint64_t bytes = quantized ? uint64_t(t.elements()) + uint64_t(t.shape[0]) * 4 : t.bytes;
+    info.weight_bytes += bytes;
+    info.tensor_bytes_by_dtype[quantized ? std::string("I8") : std::string(io::dtype_name(t.dtype))] += bytes;
+    const int layer = layer_of(t.name);
+    if (layer >= 0 && uint32_t(layer) < h.layers) info.layer_bytes[size_t(layer)] += bytes;
+    else if (is_head_tensor(t.name)) info.head_bytes += bytes;
+    else info.embedding_bytes += bytes;
   };
   // Per group, the dtypes its weights are loaded in, once each.
   auto group_dtypes = [&](const model::FindTensor& find) {
@@ -299,9 +334,12 @@ Model Model::load(const std::filesystem::path& path, const ModelOptions& options
   progress(0.0f);
   auto impl = std::make_unique<Impl>();
   impl->info = inspect_model(path, options.quantize_int8);
+  check_plan_fits(path, options);
+  if (options.devices.size() > 1) throw Error("--devices: a model split over several devices cannot be loaded yet");
+  const int device = options.devices.empty() ? options.device : options.devices[0];
   impl->instance = std::make_shared<vk::Instance>(vk::InstanceOptions{.validation = options.validation});
-  impl->device = std::make_unique<vk::Device>(impl->instance, options.device);
-  impl->device_info = to_device_info(impl->device->caps(), impl->device->index(), options.device < 0);
+  impl->device = std::make_unique<vk::Device>(impl->instance, device);
+  impl->device_info = to_device_info(impl->device->caps(), impl->device->index(), device < 0);
   progress(0.05f);
   impl->llama = model::LlamaModel::load(*impl->device, path, {.quiet = options.quiet, .quantize_int8 = options.quantize_int8});
   progress(0.95f);

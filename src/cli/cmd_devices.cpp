@@ -1,5 +1,7 @@
 // `inferno devices` and `inferno info`.
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "util/json_writer.hpp"
@@ -54,7 +56,63 @@ struct InfoArgs {
   std::string kv_dtype = "auto";
   std::string quantize = "none";
   bool json = false;
+  std::string devices, split = "auto", device_memory;
 };
+
+// "layers 0-39 (40)", "no layers"
+std::string layer_range(const DevicePlan& d) {
+  if (d.first_layer == d.last_layer) return "no layers";
+  return "layers " + std::to_string(d.first_layer) + "-" + std::to_string(d.last_layer - 1) + " (" +
+         std::to_string(d.last_layer - d.first_layer) + ")";
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& i : items) s += (s.empty() ? "" : ", ") + i;
+  return s;
+}
+
+void print_plan(const SplitPlan& plan) {
+  std::string split;
+  for (const auto& d : plan.devices) split += (split.empty() ? "" : ",") + std::to_string(d.last_layer - d.first_layer);
+  std::printf("plan for ctx %u, batch %u, KV %s: split %s%s over %zu device(s)\n", plan.ctx, plan.batch,
+              kv_dtype_name(plan.kv_dtype), split.c_str(), plan.auto_split ? " (auto)" : "", plan.devices.size());
+  for (const auto& d : plan.devices) {
+    std::string extra;
+    if (d.embedding) extra += " + embedding";
+    if (d.lm_head) extra += " + final norm, lm_head";
+    std::printf("  device %d %s: %s%s: weights %s + KV %s + activations %s = %s of %s -> %s\n", d.index, d.name.c_str(),
+                layer_range(d).c_str(), extra.c_str(), gib(d.weight_bytes).c_str(), gib(d.kv_cache_bytes).c_str(),
+                gib(d.activation_bytes).c_str(), gib(d.total_bytes).c_str(), gib(d.available_bytes).c_str(),
+                d.fits ? "fits" : "does NOT fit");
+  }
+  if (plan.devices.size() > 1)
+    std::printf("  hidden state across each of %zu boundaries: %llu bytes per token (f32)\n", plan.devices.size() - 1,
+                (unsigned long long)plan.transfer_bytes_per_token);
+  if (plan.fits) std::printf("plan: fits\n");
+  else if (plan.suggestions.empty()) std::printf("plan: does NOT fit; no single change of --ctx, --kv-dtype, --quantize or --split fits\n");
+  else std::printf("plan: does NOT fit; would fit: %s\n", joined(plan.suggestions).c_str());
+}
+
+void plan_json(JsonWriter& j, const SplitPlan& plan) {
+  j.key("plan").begin_object();
+  j.field("ctx", plan.ctx).field("batch", plan.batch).field("kv_dtype", std::string(kv_dtype_name(plan.kv_dtype)));
+  j.field("auto_split", plan.auto_split).field("fits", plan.fits);
+  j.field("transfer_bytes_per_token", plan.transfer_bytes_per_token);
+  j.key("devices").begin_array();
+  for (const auto& d : plan.devices) {
+    j.begin_object().field("index", d.index).field("name", d.name).field("available_bytes", d.available_bytes);
+    j.field("first_layer", d.first_layer).field("last_layer", d.last_layer).field("layers", d.last_layer - d.first_layer);
+    j.field("embedding", d.embedding).field("lm_head", d.lm_head).field("weight_bytes", d.weight_bytes);
+    j.field("kv_cache_bytes", d.kv_cache_bytes).field("activation_bytes", d.activation_bytes);
+    j.field("total_bytes", d.total_bytes).field("fits", d.fits).end_object();
+  }
+  j.end_array();
+  j.key("suggestions").begin_array();
+  for (const auto& s : plan.suggestions) j.value(s);
+  j.end_array();
+  j.end_object();
+}
 
 int run_info(const InfoArgs& a) {
   const ModelInfo info = inspect_model(a.path, a.quantize == "int8");
@@ -70,6 +128,25 @@ int run_info(const InfoArgs& a) {
   } catch (const Error&) {
     // No Vulkan at all: still describe the model.
   }
+  // The plan: on the devices named (or the preferred one), or on devices of the sizes given.
+  PlanOptions po;
+  po.devices = parse_devices(a.devices);
+  po.split = parse_split_flag(a.split);
+  try {
+    if (!a.device_memory.empty()) po.device_memory = parse_memory_sizes(a.device_memory);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+  const size_t planned = !po.device_memory.empty() ? po.device_memory.size() : std::max<size_t>(po.devices.size(), 1);
+  if (!po.split.empty() && po.split.size() != planned)
+    throw UsageError("--split gives " + std::to_string(po.split.size()) + " layer counts for " + std::to_string(planned) +
+                     " device(s)");
+  po.ctx = ctx;
+  po.batch = a.batch;
+  po.kv_dtype = kv;
+  po.quantize_int8 = a.quantize == "int8";
+  std::optional<SplitPlan> plan;
+  if (!devices.empty() || !po.device_memory.empty()) plan = plan_devices(a.path, po);
   if (a.json) {
     JsonWriter j;
     j.begin_object();
@@ -96,6 +173,11 @@ int run_info(const InfoArgs& a) {
     for (const auto& d : devices)
       j.begin_object().field("name", d.name).field("memory_bytes", d.memory_bytes).field("fits", total <= d.budget_bytes).end_object();
     j.end_array();
+    j.key("layer_bytes").begin_array();
+    for (uint64_t b : info.layer_bytes) j.value(b);
+    j.end_array();
+    j.field("embedding_bytes", info.embedding_bytes).field("head_bytes", info.head_bytes);
+    if (plan) plan_json(j, *plan);
     j.end_object();
     std::printf("%s\n", j.str().c_str());
     return 0;
@@ -124,6 +206,7 @@ int run_info(const InfoArgs& a) {
   for (const auto& d : devices)
     std::printf("  device %d %s: %s available -> %s\n", d.index, d.name.c_str(), gib(d.budget_bytes).c_str(),
                 total <= d.budget_bytes ? "fits" : "does NOT fit");
+  if (plan) print_plan(*plan);
   return 0;
 }
 
@@ -143,6 +226,10 @@ void add_device_commands(CLI::App& app, Action& action) {
   info->add_option("--quantize", args->quantize, "show the footprint with float linear layers quantized: int8")
       ->check(CLI::IsMember({"none", "int8"}));
   info->add_flag("--json", args->json, "machine-readable output");
+  info->add_option("--devices", args->devices, "plan the layers split over these Vulkan devices, e.g. 0,1");
+  info->add_option("--split", args->split, "layers per device: auto (from each device's free memory) or N1,N2,...");
+  info->add_option("--device-memory", args->device_memory,
+                   "plan for devices of these sizes instead of this machine's, e.g. 80G,80G (K, M, G, T: powers of 1024)");
   info->callback([&action, args] { action = [args] { return run_info(*args); }; });
 }
 

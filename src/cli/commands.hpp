@@ -22,12 +22,16 @@ struct ModelArgs {
   bool quiet = false;
   bool validation = false;
   std::string quantize = "none";
+  std::string devices, split = "auto";  // --devices 0,1 --split auto|N1,N2
 };
 void add_model_args(CLI::App& cmd, ModelArgs& args);
 Model load_model(const ModelArgs& args);
 SessionOptions session_options(const ModelArgs& args, uint32_t batch = 1);
 // "1,2,3" (also spaces) → ids; an empty or malformed list is a usage error naming the flag.
 std::vector<int32_t> parse_ids(const std::string& text, const char* flag);
+// --devices "0,1" (empty: none given) and --split "auto|N1,N2"; bad lists are usage errors.
+std::vector<int> parse_devices(const std::string& text);
+std::vector<uint32_t> parse_split_flag(const std::string& text);
 
 void add_device_commands(CLI::App& app, Action& action);  // devices, info
 void add_run_commands(CLI::App& app, Action& action);     // logits, generate, perplexity

@@ -1,5 +1,6 @@
 // inferno: Llama inference on Vulkan. Results go to stdout; progress, statistics and warnings to stderr; errors are
 // one line on stderr with exit status 1 (2 for bad usage).
+#include <algorithm>
 #include <cstdio>
 
 #include "cli/commands.hpp"
@@ -16,6 +17,23 @@ void add_model_args(CLI::App& cmd, ModelArgs& a) {
   cmd.add_flag("--validation", a.validation, "enable the Vulkan validation layer (slow)");
   cmd.add_option("--quantize", a.quantize, "quantize float linear layers while loading: int8 (weight-only, per-row scales)")
       ->check(CLI::IsMember({"none", "int8"}));
+  cmd.add_option("--devices", a.devices, "split the model's layers over these Vulkan devices, e.g. 0,1");
+  cmd.add_option("--split", a.split, "layers per device with --devices: auto (from each device's free memory) or N1,N2,...");
+}
+
+std::vector<int> parse_devices(const std::string& text) {
+  std::vector<int> devices;
+  if (text.empty()) return devices;
+  for (int32_t d : parse_ids(text, "--devices")) devices.push_back(int(d));
+  return devices;
+}
+
+std::vector<uint32_t> parse_split_flag(const std::string& text) {
+  try {
+    return parse_split(text);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
 }
 
 Model load_model(const ModelArgs& a) {
@@ -24,6 +42,14 @@ Model load_model(const ModelArgs& a) {
   options.quiet = a.quiet;
   options.validation = a.validation;
   options.quantize_int8 = a.quantize == "int8";
+  options.devices = parse_devices(a.devices);
+  if (!options.devices.empty() && a.device >= 0) throw UsageError("give --device or --devices, not both");
+  options.split = parse_split_flag(a.split);
+  if (!options.split.empty() && options.split.size() != std::max<size_t>(options.devices.size(), 1))
+    throw UsageError("--split gives " + std::to_string(options.split.size()) + " layer counts for " +
+                     std::to_string(std::max<size_t>(options.devices.size(), 1)) + " device(s)");
+  options.ctx = a.ctx;
+  options.kv_dtype = *parse_kv_dtype(a.kv_dtype);
   return Model::load(a.path, options);
 }
 

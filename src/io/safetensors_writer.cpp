@@ -87,7 +87,7 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     shape += "]";
     uint64_t expected_bytes = 0;
     if (__builtin_mul_overflow(elements, uint64_t(dtype_size(tensor.dtype)), &expected_bytes) ||
-        (!tensor.produce && expected_bytes != tensor.bytes.size()))
+        (!tensor.produce && !tensor.hole && expected_bytes != tensor.bytes.size()))
       fail(where + "shape " + shape + " of " + std::string(dtype_name(tensor.dtype)) + " needs " +
            std::to_string(elements) + " elements but " + std::to_string(tensor.bytes.size()) + " bytes were given");
     header += (header.size() > 1 ? "," : "") + json_quote(tensor.name, where + "name") + ":{\"dtype\":\"" +
@@ -112,7 +112,19 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   for (int i = 0; i < 8; ++i) length_le[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
   write(length_le, sizeof length_le);
   write(header.data(), header.size());
+  uint64_t holes = 0;  // bytes skipped since the last write
   for (const TensorToWrite& tensor : tensors) {
+    if (tensor.hole) {
+      uint64_t bytes = dtype_size(tensor.dtype);
+      for (int64_t dim : tensor.shape) bytes *= uint64_t(dim);
+      holes += bytes;
+      continue;
+    }
+    if (holes) {
+      if (fseeko(partial.file, off_t(holes), SEEK_CUR) != 0)
+        fail(partial.path.string() + ": seek failed: " + std::strerror(errno));
+      holes = 0;
+    }
     if (!tensor.produce) {
       write(tensor.bytes.data(), tensor.bytes.size());
       continue;
@@ -122,6 +134,12 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     std::vector<std::byte> buffer(bytes);
     tensor.produce(buffer);
     write(buffer.data(), buffer.size());
+  }
+  if (holes) {
+    // A hole at the end: the file gets its full length without a byte written there.
+    if (std::fflush(partial.file) != 0 || ftello(partial.file) < 0 ||
+        ftruncate(fileno(partial.file), ftello(partial.file) + off_t(holes)) != 0)
+      fail(partial.path.string() + ": cannot extend the file: " + std::strerror(errno));
   }
   const int close_status = std::fclose(partial.file);
   partial.file = nullptr;

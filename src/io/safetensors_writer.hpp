@@ -22,6 +22,9 @@ struct TensorToWrite {
   // Instead of `bytes`: fills the tensor's bytes when it is written, so that a large checkpoint can be made one tensor
   // at a time (the random-checkpoint maker) without ever holding all of it.
   std::function<void(std::span<std::byte>)> produce;
+  // Instead of either: leave the bytes unwritten, a hole of the file that reads as zeros and takes no disk space on
+  // file systems with sparse files (headers of a real checkpoint's size, for planning without the weights).
+  bool hole = false;
 };
 
 // Throws inferno::Error naming the file or the tensor on a bad tensor (size mismatch, duplicate or reserved name,
