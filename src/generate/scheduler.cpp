@@ -263,8 +263,18 @@ void Scheduler::run_until_idle() {
   }
 }
 
-BatchEngine::BatchEngine(const model::LlamaModel& model, model::PagedKvCache& cache, SchedulerOptions options)
-    : scheduler_(model, cache, options), thread_([this] { loop(); }) {}
+BatchEngine::BatchEngine(const model::LlamaModel& model, model::PagedKvCache& cache, SchedulerOptions options,
+                         std::recursive_mutex* device_lock)
+    : scheduler_(model, cache, options), device_lock_(device_lock), thread_([this] { loop(); }) {}
+
+void BatchEngine::cancel(uint64_t id) {
+  scheduler_.cancel(id);
+  {
+    std::lock_guard lock(mutex_);
+    ++pending_;  // a queued request may end now
+  }
+  wake_.notify_all();
+}
 
 BatchEngine::~BatchEngine() {
   {
@@ -292,7 +302,14 @@ void BatchEngine::loop() {
       if (stopping_) return;
       pending_ = 0;
     }
-    if (scheduler_.step()) continue;
+    bool stepped;
+    if (device_lock_) {
+      std::lock_guard device(*device_lock_);
+      stepped = scheduler_.step();
+    } else {
+      stepped = scheduler_.step();
+    }
+    if (stepped) continue;
     std::unique_lock lock(mutex_);
     wake_.wait(lock, [&] { return stopping_ || pending_ > 0; });
   }

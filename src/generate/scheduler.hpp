@@ -101,18 +101,21 @@ class Scheduler {
 // A scheduler stepped by a thread of its own: requests from any thread, tokens through their callbacks.
 class BatchEngine {
  public:
-  BatchEngine(const model::LlamaModel& model, model::PagedKvCache& cache, SchedulerOptions options);
+  // device_lock (optional): held around every step, for devices whose other users take it too.
+  BatchEngine(const model::LlamaModel& model, model::PagedKvCache& cache, SchedulerOptions options,
+              std::recursive_mutex* device_lock = nullptr);
   ~BatchEngine();  // stops the thread; what is queued or running ends as cancelled
   BatchEngine(const BatchEngine&) = delete;
   BatchEngine& operator=(const BatchEngine&) = delete;
 
   uint64_t submit(BatchRequest request);
-  void cancel(uint64_t id) { scheduler_.cancel(id); }
+  void cancel(uint64_t id);
   Scheduler& scheduler() { return scheduler_; }
 
  private:
   void loop();
   Scheduler scheduler_;
+  std::recursive_mutex* device_lock_;
   std::mutex mutex_;
   std::condition_variable wake_;
   uint64_t pending_ = 0;  // submissions not yet seen by the loop
