@@ -292,4 +292,60 @@ struct TensorF32 {
 };
 void write_safetensors_f32(const std::filesystem::path& path, const std::vector<TensorF32>& tensors);
 
+// ---- many requests at once (continuous batching) ----
+// One engine per model serves many conversations together: every step decodes a token for each running request and
+// prefills others in chunks, over one paged KV cache shared by all of them, whose blocks of earlier prompts are
+// reused by later ones that begin the same way. Requests come from any thread; their tokens come back through the
+// callbacks, from the engine's own thread.
+struct EngineOptions {
+  uint32_t parallel = 8;          // requests decoded together; more wait in a queue
+  uint32_t ctx = 0;               // the longest a request may grow; 0: max_position_embeddings, at most 4096
+  uint64_t kv_budget_bytes = 0;   // the KV pool; 0: room for `parallel` requests of `ctx` tokens
+  uint32_t batch_tokens = 512;    // rows of one step: decode rows plus prefill chunks
+  KvDtype kv_dtype = KvDtype::Auto;
+  bool prefix_cache = true;
+};
+
+struct EngineResult {
+  std::vector<int32_t> tokens;
+  std::string finish_reason;  // "stop" (eos, or on_token returned false), "length", "cancelled" or "error"
+  std::string error;          // finish_reason "error": why
+  int prompt_tokens = 0, cached_tokens = 0;  // cached: prompt tokens whose K/V came from the prefix cache
+  double first_token_seconds = 0, seconds = 0;  // from submission
+};
+
+struct EngineRequest {
+  std::vector<int32_t> prompt;
+  GenerateOptions options;
+  std::function<bool(int32_t)> on_token;  // may return false to stop
+  std::function<void(const EngineResult&)> on_finish;  // called once
+};
+
+class Engine {
+ public:
+  Engine(Model& model, const EngineOptions& options = {});
+  ~Engine();  // what is queued or running ends as cancelled
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  uint64_t submit(EngineRequest request);  // returns the id cancel takes
+  void cancel(uint64_t id);
+  // Submits and waits for the result (on_token as in EngineRequest).
+  EngineResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
+                        const std::function<bool(int32_t)>& on_token = {});
+  uint32_t parallel() const;
+  uint32_t ctx() const;
+  KvDtype kv_dtype() const;
+  uint32_t kv_blocks() const;            // blocks of kv_block_tokens() tokens in the pool
+  uint32_t kv_block_tokens() const;
+  uint64_t kv_pool_bytes() const;
+  size_t running() const;                // requests in the batch
+  size_t waiting() const;                // requests queued behind them
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace inferno

@@ -1,5 +1,6 @@
 // The C++ API over the engine's rooms: devices (vk), models (model + io), text (text), generation (generate).
 #include "inferno/inferno.hpp"
+#include "api/model_access.hpp"
 
 #include <cstdio>
 #include <cstring>
@@ -571,3 +572,8 @@ void write_safetensors_f32(const std::filesystem::path& path, const std::vector<
 }
 
 }  // namespace inferno
+
+namespace inferno::api {
+const model::LlamaModel& llama_of(const Model& model) { return *model.impl().llama; }
+std::recursive_mutex& device_lock_of(const Model& model) { return model.impl().device_work; }
+}  // namespace inferno::api

@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include "cli/commands.hpp"
 #include "util/json_writer.hpp"
@@ -17,6 +19,8 @@ struct BenchArgs {
   ModelArgs model;
   uint32_t prompt_tokens = 512, gen_tokens = 128, batch = 1, repeats = 3;
   bool json = false;
+  std::string concurrency;  // "1,4,8,16": the load test instead of the single-stream measurement
+  uint32_t batch_tokens = 512;
 };
 
 double median(std::vector<double> v) {
@@ -24,7 +28,96 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(p * double(v.size() - 1) + 0.5))];
+}
+
+// The load test: at each level C, C clients each send `repeats` requests of -p random prompt tokens and -n new tokens
+// one after another (a client sends its next request when the previous one ends) to one in-process engine with
+// --parallel C. Reports aggregate output tok/s, time to first token and time per output token.
+int run_concurrency(const BenchArgs& a) {
+  const auto levels = parse_ids(a.concurrency, "--concurrency");
+  for (int32_t c : levels)
+    if (c < 1 || c > 1024) throw UsageError("bench: --concurrency levels must be from 1 to 1024");
+  ModelArgs margs = a.model;
+  margs.quiet = margs.quiet || a.json;
+  Model model = load_model(margs);
+  const ModelInfo& info = model.info();
+  SessionOptions so = session_options(margs);
+  std::mt19937 rng(1234);
+  struct Level {
+    int clients;
+    double tok_per_s, ttft_median, ttft_p95, tpot_median;
+  };
+  std::vector<Level> rows;
+  for (int32_t clients : levels) {
+    EngineOptions eo;
+    eo.parallel = uint32_t(clients);
+    eo.ctx = so.ctx ? so.ctx : a.prompt_tokens + a.gen_tokens;
+    eo.kv_dtype = so.kv_dtype;
+    eo.batch_tokens = a.batch_tokens;
+    eo.prefix_cache = false;  // random prompts share nothing; this measures batching alone
+    Engine engine(model, eo);
+    GenerateOptions options;
+    options.max_new_tokens = int(a.gen_tokens);
+    options.ignore_eos = true;
+    auto prompt = [&] {
+      std::vector<int32_t> p(a.prompt_tokens);
+      for (auto& id : p) id = int32_t(rng() % info.vocab_size);
+      return p;
+    };
+    engine.generate(prompt(), options);  // warm-up: pipelines compiled, memory touched
+    std::vector<std::vector<int32_t>> prompts(size_t(clients) * a.repeats);
+    for (auto& p : prompts) p = prompt();
+    std::mutex mutex;
+    std::vector<double> ttft, tpot;
+    uint64_t generated = 0;
+    std::string failure;
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    for (int32_t c = 0; c < clients; ++c)
+      threads.emplace_back([&, c] {
+        for (uint32_t r = 0; r < a.repeats; ++r) {
+          const EngineResult res = engine.generate(prompts[size_t(c) * a.repeats + r], options);
+          std::lock_guard lock(mutex);
+          if (!res.error.empty()) failure = res.error;
+          generated += res.tokens.size();
+          ttft.push_back(res.first_token_seconds);
+          if (res.tokens.size() > 1) tpot.push_back((res.seconds - res.first_token_seconds) / double(res.tokens.size() - 1));
+        }
+      });
+    for (auto& t : threads) t.join();
+    if (!failure.empty()) throw Error("bench: " + failure);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rows.push_back({clients, double(generated) / wall, median(ttft), percentile(ttft, 0.95), median(tpot)});
+  }
+  if (a.json) {
+    JsonWriter j;
+    j.begin_object();
+    j.field("device", model.device().name).field("model", info.path.string());
+    j.field("prompt_tokens", a.prompt_tokens).field("gen_tokens", a.gen_tokens).field("requests_per_client", a.repeats);
+    j.key("levels").begin_array();
+    for (const Level& l : rows)
+      j.begin_object().field("concurrency", l.clients).field("tok_per_s", l.tok_per_s).field("ttft_median_s", l.ttft_median)
+          .field("ttft_p95_s", l.ttft_p95).field("tpot_median_s", l.tpot_median).end_object();
+    j.end_array();
+    j.end_object();
+    std::printf("%s\n", j.str().c_str());
+    return 0;
+  }
+  std::printf("device: %s\nmodel: %s; %u prompt + %u new tokens a request, %u requests a client\n",
+              model.device().name.c_str(), info.path.string().c_str(), a.prompt_tokens, a.gen_tokens, a.repeats);
+  std::printf("%11s  %10s  %11s  %11s  %10s  %9s\n", "concurrency", "tok/s", "TTFT med s", "TTFT p95 s", "TPOT ms",
+              "vs 1");
+  for (const Level& l : rows)
+    std::printf("%11d  %10.1f  %11.3f  %11.3f  %10.1f  %8.2fx\n", l.clients, l.tok_per_s, l.ttft_median, l.ttft_p95,
+                1e3 * l.tpot_median, l.tok_per_s / rows.front().tok_per_s);
+  return 0;
+}
+
 int run_bench(const BenchArgs& a) {
+  if (!a.concurrency.empty()) return run_concurrency(a);
   if (a.gen_tokens < 2) throw UsageError("bench: -n must be at least 2 (decode speed needs two tokens)");
   if (a.prompt_tokens < 1) throw UsageError("bench: -p must be at least 1");
   ModelArgs margs = a.model;
@@ -162,6 +255,11 @@ void add_bench_command(CLI::App& app, Action& action) {
   cmd->add_option("--batch", a->batch, "sequences decoded together (default 1)")->check(CLI::PositiveNumber);
   cmd->add_option("--repeats", a->repeats, "timed repeats; the median is reported (default 3)")->check(CLI::PositiveNumber);
   cmd->add_flag("--json", a->json, "machine-readable output");
+  cmd->add_option("--concurrency", a->concurrency,
+                  "load test: clients at once, e.g. 1,4,8,16 (each sends --repeats requests of -p + -n tokens to one "
+                  "in-process engine)");
+  cmd->add_option("--batch-tokens", a->batch_tokens, "load test: rows of one engine step (default 512)")
+      ->check(CLI::PositiveNumber);
   cmd->callback([&action, a] { action = [a] { return run_bench(*a); }; });
 }
 

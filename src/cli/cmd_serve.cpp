@@ -84,6 +84,13 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_option("--max-queue", a->server.max_queued, "requests that may wait for the model; more get 503 (default 64)");
   cmd->add_option("--default-max-tokens", a->server.default_chat_max_tokens,
                   "chat tokens to generate when a request gives no max_tokens (default 1024)");
+  cmd->add_option("--parallel", a->server.parallel, "requests decoded together; more wait in the queue (default 8)")
+      ->check(CLI::Range(1u, 1024u));
+  cmd->add_option("--kv-budget", a->server.kv_budget_bytes,
+                  "bytes of the shared KV cache (default: --parallel × --ctx tokens)")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-tokens", a->server.batch_tokens,
+                  "tokens one engine step runs: a decode row per request plus prompt chunks (default 512)")
+      ->check(CLI::Range(1u, 65536u));
   cmd->add_flag("--log", a->server.log, "one line per request on stderr");
   cmd->callback([&action, a] { action = [a] { return run_serve(*a); }; });
 }

@@ -35,93 +35,87 @@ Generation::Update Generation::next(std::chrono::milliseconds timeout) {
   return update;
 }
 
-void Generation::run(Model& model, const SessionOptions& session_options) noexcept {
-  GenerationOutcome outcome;
-  outcome.prompt_tokens = int(request_.prompt.size());
-  if (cancelled_) {
-    outcome.finish_reason = "cancelled";
-    finish(std::move(outcome));
-    return;
-  }
-  try {
-    Session session(model, session_options);
-    TextStream stream(model);
-    StopMatcher stop(request_.stop);
-    const auto on_token = [&](int32_t token) {
-      if (cancelled_) return false;
-      post(stop.push(stream.push(token)));
-      return !stop.stopped() && !cancelled_;
-    };
-    const std::vector<int32_t> out = session.generate(request_.prompt, request_.options, on_token);
-    if (!stop.stopped()) post(stop.push(stream.finish()));
-    if (!stop.stopped()) post(stop.finish());
-
-    const std::vector<int32_t> eos = request_.options.eos_ids ? *request_.options.eos_ids : model.eos_ids();
-    const bool ended_at_eos = !request_.options.ignore_eos && !out.empty() &&
-                              std::find(eos.begin(), eos.end(), out.back()) != eos.end();
-    outcome.completion_tokens = int(out.size());
-    if (stop.stopped() || ended_at_eos) outcome.finish_reason = "stop";
-    else if (cancelled_) outcome.finish_reason = "cancelled";
-    else outcome.finish_reason = "length";
-  } catch (const std::exception& e) {
-    outcome.finish_reason = "error";
-    outcome.error = e.what();
-  } catch (...) {
-    outcome.finish_reason = "error";
-    outcome.error = "unknown failure";
-  }
-  finish(std::move(outcome));
-}
-
-ModelWorker::ModelWorker(Model& model, SessionOptions session_options, size_t max_queued)
-    : model_(model), session_options_(session_options), max_queued_(max_queued), thread_([this] { loop(); }) {}
-
-ModelWorker::~ModelWorker() {
-  cancel_all();
+void Generation::cancel() {
+  cancelled_ = true;
+  std::function<void()> engine_cancel;
   {
     std::lock_guard lock(mutex_);
-    stopping_ = true;
+    engine_cancel = engine_cancel_;
   }
-  wake_.notify_all();
-  thread_.join();
+  if (engine_cancel) engine_cancel();
 }
+
+void Generation::start(Engine& engine, Model& model, std::shared_ptr<Generation> self,
+                       std::atomic<uint64_t>& cancelled_count) noexcept {
+  Generation& g = *self;
+  try {
+    auto stream = std::make_shared<TextStream>(model);
+    auto stop = std::make_shared<StopMatcher>(g.request_.stop);
+    EngineRequest r{.prompt = g.request_.prompt, .options = g.request_.options, .on_token = {}, .on_finish = {}};
+    r.on_token = [self, stream, stop](int32_t token) {
+      if (self->cancelled_) return false;
+      self->post(stop->push(stream->push(token)));
+      return !stop->stopped() && !self->cancelled_;
+    };
+    r.on_finish = [self, stream, stop, &cancelled_count](const EngineResult& res) {
+      GenerationOutcome outcome;
+      outcome.prompt_tokens = res.prompt_tokens;
+      outcome.cached_tokens = res.cached_tokens;
+      outcome.completion_tokens = int(res.tokens.size());
+      try {
+        if (!stop->stopped()) self->post(stop->push(stream->finish()));
+        if (!stop->stopped()) self->post(stop->finish());
+      } catch (const std::exception& e) {
+        outcome.error = e.what();
+      }
+      if (res.finish_reason == "error") outcome.error = res.error;
+      if (outcome.error) outcome.finish_reason = "error";
+      else if (stop->stopped()) outcome.finish_reason = "stop";
+      else if (self->cancelled_ || res.finish_reason == "cancelled") outcome.finish_reason = "cancelled";
+      else outcome.finish_reason = res.finish_reason;
+      if (outcome.finish_reason == "cancelled") ++cancelled_count;
+      {
+        std::lock_guard lock(self->mutex_);
+        self->engine_cancel_ = nullptr;
+      }
+      self->finish(std::move(outcome));
+    };
+    const uint64_t id = engine.submit(std::move(r));
+    {
+      std::lock_guard lock(g.mutex_);
+      if (!g.finished_) g.engine_cancel_ = [&engine, id] { engine.cancel(id); };
+    }
+    if (g.cancelled_) g.cancel();  // cancelled before the engine knew it
+  } catch (const std::exception& e) {
+    g.finish({.finish_reason = "error", .prompt_tokens = int(g.request_.prompt.size()), .error = e.what()});
+  }
+}
+
+ModelWorker::ModelWorker(Model& model, EngineOptions engine_options, size_t max_queued)
+    : model_(model), max_queued_(max_queued), engine_(model, engine_options) {}
+
+ModelWorker::~ModelWorker() { cancel_all(); }
 
 bool ModelWorker::submit(std::shared_ptr<Generation> generation) {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ || queue_.size() >= max_queued_) return false;
-    queue_.push_back(std::move(generation));
+    if (stopping_ || engine_.waiting() >= max_queued_) return false;
+    std::erase_if(active_, [](const std::weak_ptr<Generation>& g) { return g.expired(); });
+    active_.push_back(generation);
   }
-  wake_.notify_one();
+  Generation::start(engine_, model_, std::move(generation), cancelled_count_);
   return true;
 }
 
 void ModelWorker::cancel_all() {
-  std::deque<std::shared_ptr<Generation>> waiting;
+  std::vector<std::weak_ptr<Generation>> active;
   {
     std::lock_guard lock(mutex_);
-    waiting.swap(queue_);
-    if (running_) running_->cancel();
+    stopping_ = true;
+    active.swap(active_);
   }
-  for (auto& g : waiting) g->abandon("the server is stopping");
-}
-
-void ModelWorker::loop() {
-  for (;;) {
-    std::shared_ptr<Generation> job;
-    {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_ && queue_.empty()) return;
-      job = queue_.front();
-      queue_.pop_front();
-      running_ = job;
-    }
-    job->run(model_, session_options_);
-    if (job->outcome().finish_reason == "cancelled") ++cancelled_count_;
-    std::lock_guard lock(mutex_);
-    running_.reset();
-  }
+  for (auto& weak : active)
+    if (auto g = weak.lock()) g->cancel();
 }
 
 }  // namespace inferno::server

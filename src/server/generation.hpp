@@ -1,9 +1,10 @@
 #pragma once
-// Generations of the server: each request becomes a Generation, queued on the model's one worker thread, which
-// runs them one at a time in arrival order, each on a fresh Session (never two on one KV cache, and each answer
-// is what the request would get alone). The HTTP thread that made the request waits on the Generation for its
-// text as it comes, and cancels it when the client goes away.
+// Generations of the server: each request becomes a Generation, submitted to the model's batching engine, which
+// runs up to --parallel of them together over one paged KV cache and queues the rest in arrival order (a greedy
+// answer is what the request would get alone). The HTTP thread that made the request waits on the Generation for
+// its text as it comes, and cancels it when the client goes away.
 #include <atomic>
+#include <functional>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -28,6 +29,7 @@ struct GenerationRequest {
 struct GenerationOutcome {
   std::string finish_reason;  // "stop" (eos or a stop string), "length", or "cancelled"
   int prompt_tokens = 0, completion_tokens = 0;
+  int cached_tokens = 0;  // prompt tokens whose K/V came from the prefix cache
   std::optional<std::string> error;  // the engine failed: its message
 };
 
@@ -35,8 +37,10 @@ class Generation {
  public:
   explicit Generation(GenerationRequest request) : request_(std::move(request)) {}
 
-  // Worker side: runs the generation on a fresh session, posting text as it becomes final. Never throws.
-  void run(Model& model, const SessionOptions& session_options) noexcept;
+  // Worker side: submits the generation to the engine; its text is posted as it becomes final. `self` is this
+  // generation, kept alive by the engine until it ends. Never throws.
+  static void start(Engine& engine, Model& model, std::shared_ptr<Generation> self,
+                    std::atomic<uint64_t>& cancelled_count) noexcept;
   // Ends a generation that will never run (the server is stopping).
   void abandon(const std::string& why);
 
@@ -48,7 +52,7 @@ class Generation {
   };
   Update next(std::chrono::milliseconds timeout);
   // Stops the generation at its next token (or before it starts).
-  void cancel() { cancelled_ = true; }
+  void cancel();
   bool cancelled() const { return cancelled_; }
   // Valid once next() has said done.
   const GenerationOutcome& outcome() const { return outcome_; }
@@ -59,6 +63,7 @@ class Generation {
 
   GenerationRequest request_;
   std::atomic<bool> cancelled_{false};
+  std::function<void()> engine_cancel_;  // set while the engine holds the generation
   std::mutex mutex_;
   std::condition_variable changed_;
   std::string pending_;
@@ -66,33 +71,28 @@ class Generation {
   GenerationOutcome outcome_;
 };
 
-// One thread per model that runs queued generations in order.
+// The model's batching engine and the generations it holds.
 class ModelWorker {
  public:
-  ModelWorker(Model& model, SessionOptions session_options, size_t max_queued);
+  ModelWorker(Model& model, EngineOptions engine_options, size_t max_queued);
   ~ModelWorker();  // cancels what runs, abandons what waits, joins
   ModelWorker(const ModelWorker&) = delete;
   ModelWorker& operator=(const ModelWorker&) = delete;
 
-  // Queues a generation; false when max_queued are already waiting.
+  // Submits a generation; false when max_queued are already waiting for a place in the batch.
   bool submit(std::shared_ptr<Generation> generation);
-  // Cancels the running generation and abandons the queued ones (the server is stopping).
+  // Cancels every generation, running or queued (the server is stopping).
   void cancel_all();
   uint64_t cancelled_count() const { return cancelled_count_; }  // generations cut short by cancel()
 
  private:
-  void loop();
-
   Model& model_;
-  SessionOptions session_options_;
   size_t max_queued_;
   std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::shared_ptr<Generation>> queue_;
-  std::shared_ptr<Generation> running_;
+  std::vector<std::weak_ptr<Generation>> active_;
   bool stopping_ = false;
   std::atomic<uint64_t> cancelled_count_{0};
-  std::thread thread_;
+  Engine engine_;  // last: destroyed (its thread joined) before what its callbacks touch
 };
 
 }  // namespace inferno::server

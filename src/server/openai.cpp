@@ -276,6 +276,7 @@ void usage_field(JsonWriter& j, const Usage& usage) {
   j.field("prompt_tokens", usage.prompt_tokens)
       .field("completion_tokens", usage.completion_tokens)
       .field("total_tokens", usage.prompt_tokens + usage.completion_tokens);
+  j.key("prompt_tokens_details").begin_object().field("cached_tokens", usage.cached_tokens).end_object();
   j.end_object();
 }
 

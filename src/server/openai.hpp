@@ -57,6 +57,7 @@ struct ResponseHead {
 };
 struct Usage {
   int prompt_tokens = 0, completion_tokens = 0;
+  int cached_tokens = 0;  // usage.prompt_tokens_details.cached_tokens: prompt tokens from the prefix cache
 };
 std::string completion_json(const ResponseHead& head, const std::string& text, const std::string& finish_reason,
                             const Usage& usage);

@@ -54,9 +54,18 @@ struct Server::Impl {
   std::atomic<uint64_t> next_id{0};
   std::atomic<bool> serving{false}, stop_requested{false};
 
-  Impl(Model& m, ServerOptions o) : model(m), options(std::move(o)), worker(m, options.session, options.max_queued) {}
+  Impl(Model& m, ServerOptions o)
+      : model(m), options(std::move(o)), worker(m, engine_options(m, options), options.max_queued) {}
 
-  uint32_t context_limit() const { return options.session.ctx ? options.session.ctx : model.info().max_position_embeddings; }
+  static EngineOptions engine_options(const Model& m, const ServerOptions& o) {
+    return {.parallel = o.parallel, .ctx = context_limit(m, o), .kv_budget_bytes = o.kv_budget_bytes,
+            .batch_tokens = o.batch_tokens, .kv_dtype = o.session.kv_dtype};
+  }
+  static uint32_t context_limit(const Model& m, const ServerOptions& o) {
+    return o.session.ctx ? o.session.ctx : std::min<uint32_t>(m.info().max_position_embeddings, 4096);
+  }
+
+  uint32_t context_limit() const { return context_limit(model, options); }
 
   // The prompt's ids and the generation options of a checked request; ApiError for what the model cannot do.
   GenerationRequest prepare(const CompletionRequest& r) const {
@@ -162,7 +171,7 @@ struct Server::Impl {
     }
     const GenerationOutcome& outcome = generation->outcome();
     if (const auto error = outcome_error(outcome)) return send_error(res, *error);
-    res.set_content(completion_json(head, text, outcome.finish_reason, {outcome.prompt_tokens, outcome.completion_tokens}),
+    res.set_content(completion_json(head, text, outcome.finish_reason, {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}),
                     "application/json");
   }
 
@@ -201,7 +210,7 @@ struct Server::Impl {
       if (!send(error->to_json())) return false;
     } else {
       if (!send(chunk_json(head, "", false, outcome.finish_reason))) return false;
-      if (include_usage && !send(usage_chunk_json(head, {outcome.prompt_tokens, outcome.completion_tokens}))) return false;
+      if (include_usage && !send(usage_chunk_json(head, {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}))) return false;
     }
     static const std::string done = "data: [DONE]\n\n";
     if (!sink.write(done.data(), done.size())) return false;

@@ -2,8 +2,8 @@
 // inferno's local HTTP server, compatible with OpenAI's API (see openai.hpp for the fields it reads):
 //   POST /v1/completions, POST /v1/chat/completions  (JSON, or server-sent events with "stream": true)
 //   GET /v1/models, GET /health
-// Requests are queued on one worker thread for the model and run one at a time, each on its own session; a
-// streaming client that disconnects cancels its generation. Errors are JSON in OpenAI's error shape.
+// Requests go to one batching engine for the model, which runs up to `parallel` of them together and queues the
+// rest; a streaming client that disconnects cancels its generation. Errors are JSON in OpenAI's error shape.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,7 +16,10 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                    // 0: any free port (bind() says which)
   std::string model_name;             // what /v1/models lists and responses name; default: the directory's name
-  SessionOptions session;             // each request's session (ctx 0: sized per request)
+  SessionOptions session;             // ctx (0: max_position_embeddings, at most 4096) and KV dtype
+  uint32_t parallel = 8;              // requests decoded together (--parallel)
+  uint64_t kv_budget_bytes = 0;       // the KV pool (--kv-budget); 0: parallel × ctx tokens
+  uint32_t batch_tokens = 512;        // rows of one engine step (--batch-tokens)
   size_t max_body_bytes = 1 << 20;    // larger request bodies get 413
   size_t max_queued = 64;             // requests waiting for the model beyond this get 503
   int default_max_tokens = 16;        // /v1/completions without max_tokens (OpenAI's default)

@@ -1,0 +1,118 @@
+// inferno::Engine: the public face of continuous batching (generate/scheduler.hpp).
+#include <algorithm>
+#include <future>
+
+#include "api/model_access.hpp"
+#include "generate/scheduler.hpp"
+#include "model/forward.hpp"
+#include "util/error.hpp"
+
+namespace inferno {
+
+namespace {
+
+kernels::KvType engine_kv_type(KvDtype d, const model::LlamaModel& m) {
+  switch (d) {
+    case KvDtype::F32: return kernels::KvType::F32;
+    case KvDtype::F16: return kernels::KvType::F16;
+    case KvDtype::BF16: return kernels::KvType::BF16;
+    case KvDtype::Auto: break;
+  }
+  return model::default_kv_type(m);
+}
+
+EngineResult to_result(const gen::RequestResult& r) {
+  return {r.tokens, gen::finish_reason_name(r.reason), r.error, r.prompt_tokens, r.cached_tokens,
+          r.first_token_seconds, r.seconds};
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  Model& model;
+  uint32_t ctx = 0;
+  kernels::KvType kv_type;
+  std::unique_ptr<model::PagedKvCache> pool;
+  std::unique_ptr<gen::BatchEngine> engine;
+
+  gen::GenerateOptions engine_options(const GenerateOptions& o) const {
+    gen::GenerateOptions g;
+    g.max_new_tokens = o.max_new_tokens;
+    g.ignore_eos = o.ignore_eos;
+    const SamplingOptions& s = o.sampling;
+    g.sampling = {.do_sample = s.do_sample, .temperature = s.temperature, .top_k = s.top_k, .top_p = s.top_p,
+                  .min_p = s.min_p, .typical_p = s.typical_p, .repetition_penalty = s.repetition_penalty,
+                  .no_repeat_ngram_size = s.no_repeat_ngram_size, .bad_words_ids = s.bad_words_ids,
+                  .suppress_tokens = s.suppress_tokens, .min_length = s.min_length, .min_new_tokens = s.min_new_tokens,
+                  .eos_ids = o.eos_ids ? *o.eos_ids : model.eos_ids(), .seed = s.seed};
+    return g;
+  }
+};
+
+Engine::Engine(Model& model, const EngineOptions& o) : impl_(std::make_unique<Impl>(Impl{model, 0, {}, {}, {}})) {
+  const model::LlamaModel& llama = api::llama_of(model);
+  const auto& h = llama.hyper();
+  if (o.parallel == 0) throw Error("--parallel must be at least 1");
+  impl_->ctx = o.ctx ? o.ctx : std::min<uint32_t>(h.max_position_embeddings, 4096);
+  impl_->kv_type = engine_kv_type(o.kv_dtype, llama);
+  const uint32_t bs = model::PagedKvCache::kDefaultBlockSize;
+  const uint64_t per_block = model::PagedKvCache::bytes_per_block(h, bs, impl_->kv_type);
+  uint64_t blocks = o.kv_budget_bytes ? o.kv_budget_bytes / per_block
+                                      : uint64_t(o.parallel) * ((uint64_t(impl_->ctx) + bs - 1) / bs);
+  if (blocks == 0)
+    throw Error("--kv-budget " + std::to_string(o.kv_budget_bytes) + " bytes is less than one KV block (" +
+                std::to_string(per_block) + " bytes of " + std::to_string(bs) + " tokens)");
+  if (blocks > UINT32_MAX) throw Error("--kv-budget: too many KV blocks");
+  std::lock_guard lock(api::device_lock_of(model));
+  impl_->pool = std::make_unique<model::PagedKvCache>(llama.device(), h, uint32_t(blocks), bs, impl_->kv_type);
+  impl_->engine = std::make_unique<gen::BatchEngine>(
+      llama, *impl_->pool,
+      gen::SchedulerOptions{.max_sequences = o.parallel, .batch_tokens = std::max(o.batch_tokens, o.parallel),
+                            .max_context = impl_->ctx, .prefix_cache = o.prefix_cache},
+      &api::device_lock_of(model));
+}
+
+Engine::~Engine() {
+  impl_->engine.reset();  // joins the stepping thread; what was left ends as cancelled
+  std::lock_guard lock(api::device_lock_of(impl_->model));
+  impl_->pool.reset();
+}
+
+uint64_t Engine::submit(EngineRequest request) {
+  if (request.options.max_new_tokens < 0) throw Error("max_new_tokens must not be negative");
+  gen::BatchRequest r{.prompt = std::move(request.prompt), .options = impl_->engine_options(request.options),
+                      .on_token = std::move(request.on_token), .on_finish = {}};
+  r.on_finish = [done = std::move(request.on_finish)](const gen::RequestResult& result) {
+    if (done) done(to_result(result));
+  };
+  return impl_->engine->submit(std::move(r));
+}
+
+void Engine::cancel(uint64_t id) { impl_->engine->cancel(id); }
+
+EngineResult Engine::generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
+                              const std::function<bool(int32_t)>& on_token) {
+  std::promise<EngineResult> result;
+  auto future = result.get_future();
+  submit({.prompt = prompt, .options = options, .on_token = on_token,
+          .on_finish = [&result](const EngineResult& r) { result.set_value(r); }});
+  return future.get();
+}
+
+uint32_t Engine::parallel() const { return impl_->engine->scheduler().options().max_sequences; }
+uint32_t Engine::ctx() const { return impl_->ctx; }
+KvDtype Engine::kv_dtype() const {
+  switch (impl_->kv_type) {
+    case kernels::KvType::F32: return KvDtype::F32;
+    case kernels::KvType::F16: return KvDtype::F16;
+    case kernels::KvType::BF16: return KvDtype::BF16;
+  }
+  return KvDtype::F32;
+}
+uint32_t Engine::kv_blocks() const { return impl_->pool->blocks(); }
+uint32_t Engine::kv_block_tokens() const { return impl_->pool->block_size(); }
+uint64_t Engine::kv_pool_bytes() const { return impl_->pool->bytes(); }
+size_t Engine::running() const { return impl_->engine->scheduler().running(); }
+size_t Engine::waiting() const { return impl_->engine->scheduler().waiting(); }
+
+}  // namespace inferno

@@ -1,0 +1,199 @@
+#include "model/paged_forward.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <optional>
+
+#include "kernels/attention_paged.hpp"
+#include "kernels/elementwise.hpp"
+#include "kernels/embedding.hpp"
+#include "kernels/int8.hpp"
+#include "kernels/linear.hpp"
+#include "kernels/norm.hpp"
+#include "model/rope.hpp"
+#include "util/error.hpp"
+
+namespace inferno::model {
+
+PagedForward::PagedForward(const LlamaModel& model, PagedKvCache& cache, uint32_t max_context)
+    : model_(model), device_(model.device()), cache_(cache), max_context_(max_context), rec_(model.device()) {
+  const auto& h = model.hyper();
+  if (max_context == 0) throw Error("paged forward: the context must be positive");
+  // Per-sequence lengths would need a table per sequence once dynamic NTK scaling changes the frequencies.
+  if (h.rope.type == "dynamic")
+    throw Error("dynamic NTK RoPE scaling is not supported by the batched engine (each sequence would need its own "
+                "frequencies)");
+  RopeFrequencies f = compute_rope_frequencies(h.rope, 0);
+  for (size_t i = 0; i < h.rope_freq_factors.size() && i < f.inv_freq.size(); ++i) f.inv_freq[i] /= h.rope_freq_factors[i];
+  const uint32_t half = h.head_dim / 2;
+  if (f.inv_freq.size() != half) throw Error("RoPE: partial rotary embeddings are not supported");
+  // The same table Forward computes (transformers: inv_freq · position in float32, cos/sin in float32).
+  std::vector<float> table(size_t(max_context) * half * 2);
+  for (uint32_t pos = 0; pos < max_context; ++pos)
+    for (uint32_t i = 0; i < half; ++i) {
+      const float angle = f.inv_freq[i] * float(pos);
+      table[(size_t(pos) * half + i) * 2] = float(std::cos(double(angle))) * f.attention_scaling;
+      table[(size_t(pos) * half + i) * 2 + 1] = float(std::sin(double(angle))) * f.attention_scaling;
+    }
+  rope_table_ = vk::Buffer(device_, table.size() * 4, vk::MemoryKind::Device, "rope_table");
+  vk::upload(device_, rope_table_, 0, table.data(), table.size() * 4);
+  if (device_.caps().type != "cpu") attention_splits_ = 0;  // chosen per step from the longest sequence
+}
+
+uint64_t PagedForward::scratch_bytes() const {
+  uint64_t total = 0;
+  for (const vk::Buffer* b : {&x_, &xn_, &qkv_, &attn_, &gate_up_, &act_, &partials_, &last_, &logits_, &ids_,
+                              &positions_, &paging_, &readback_, &rope_table_, &xq_, &xscale_})
+    total += b->allocated_bytes();
+  return total;
+}
+
+void PagedForward::ensure_scratch(uint32_t rows, uint32_t logits_rows, uint32_t paging_words, uint64_t partial_floats) {
+  const auto& h = model_.hyper();
+  auto f32 = [&](uint64_t floats, const char* name) { return vk::Buffer(device_, floats * 4, vk::MemoryKind::Device, name); };
+  if (rows > scratch_rows_) {
+    x_ = f32(uint64_t(rows) * h.hidden, "hidden");
+    xn_ = f32(uint64_t(rows) * h.hidden, "hidden_normed");
+    qkv_ = f32(uint64_t(rows) * h.qkv_dim(), "q_k_v");
+    attn_ = f32(uint64_t(rows) * h.q_dim(), "attention_out");
+    gate_up_ = f32(uint64_t(rows) * 2 * h.intermediate, "mlp_gate_up");
+    act_ = f32(uint64_t(rows) * h.intermediate, "mlp_act");
+    ids_ = vk::Buffer(device_, uint64_t(rows) * 4, vk::MemoryKind::Staging, "token_ids");
+    positions_ = vk::Buffer(device_, uint64_t(rows) * 4, vk::MemoryKind::Staging, "positions");
+    if (const uint32_t widest = model_.widest_int8_input()) {
+      xq_ = vk::Buffer(device_, uint64_t(rows) * kernels::quantized_row_words(widest) * 4, vk::MemoryKind::Device,
+                       "int8_activations");
+      xscale_ = f32(rows, "int8_activation_scales");
+    }
+    scratch_rows_ = rows;
+  }
+  if (logits_rows > logits_rows_) {
+    last_ = f32(uint64_t(logits_rows) * h.hidden, "last_hidden");
+    logits_ = f32(uint64_t(logits_rows) * h.vocab, "logits");
+    readback_ = vk::Buffer(device_, uint64_t(logits_rows) * h.vocab * 4, vk::MemoryKind::Readback, "logits_readback");
+    logits_rows_ = logits_rows;
+  }
+  if (paging_words > paging_words_) {
+    paging_ = vk::Buffer(device_, uint64_t(paging_words) * 4, vk::MemoryKind::Staging, "paging");
+    paging_words_ = paging_words;
+  }
+  if (partial_floats * 4 > partials_.bytes()) partials_ = f32(partial_floats, "attention_partials");
+}
+
+std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs) {
+  const auto& h = model_.hyper();
+  if (seqs.empty()) throw Error("a paged step needs at least one sequence");
+  const uint32_t bs = cache_.block_size();
+  uint32_t rows = 0, out_rows = 0, width = 1, longest = 0;
+  for (const PagedSequence& s : seqs) {
+    if (s.ids.empty()) throw Error("a paged step gives a sequence no token");
+    const uint64_t end = uint64_t(s.past) + s.ids.size();
+    if (end > max_context_)
+      throw Error("context full: " + std::to_string(s.past) + " + " + std::to_string(s.ids.size()) +
+                  " tokens exceed the " + std::to_string(max_context_) + "-token context (raise --ctx)");
+    if (s.blocks.size() * bs < end)
+      throw Error("paged step: a block table of " + std::to_string(s.blocks.size()) + " blocks cannot hold " +
+                  std::to_string(end) + " tokens");
+    for (uint32_t b : s.blocks)
+      if (b >= cache_.blocks()) throw Error("paged step: block " + std::to_string(b) + " is outside the pool");
+    for (int32_t id : s.ids)
+      if (id < 0 || uint32_t(id) >= h.vocab)
+        throw Error("token id " + std::to_string(id) + " is outside the vocabulary (size " + std::to_string(h.vocab) + ")");
+    rows += uint32_t(s.ids.size());
+    out_rows += s.logits ? 1 : 0;
+    width = std::max(width, uint32_t((end + bs - 1) / bs));
+    longest = std::max(longest, uint32_t(end));
+  }
+  const uint32_t n_seqs = uint32_t(seqs.size());
+  kernels::PagedShape shape{.rows = rows, .heads = h.heads, .kv_heads = h.kv_heads, .head_dim = h.head_dim,
+                            .block_size = bs, .blocks = cache_.blocks(), .table_width = width, .table_first = rows,
+                            .sequences = n_seqs, .scale = float(1.0 / std::sqrt(double(h.head_dim)))};
+  // Split-K on GPUs for decode-sized steps: about 128 keys a split, as Forward chooses.
+  if (attention_splits_ == 0 || attention_splits_ > 1) {
+    const uint32_t splits = attention_splits_ == 0 ? std::clamp<uint32_t>((longest + 127) / 128, 1, 32) : attention_splits_;
+    if (rows <= 64 && splits > 1) {
+      shape.splits = std::min(splits, longest);
+      shape.split_keys = (longest + shape.splits - 1) / shape.splits;
+    }
+  }
+  const uint32_t paging_words = rows + n_seqs * width;
+  ensure_scratch(rows, std::max(out_rows, 1u), paging_words, kernels::paged_partial_floats(shape));
+
+  auto* ids = static_cast<int32_t*>(ids_.mapped());
+  auto* positions = static_cast<int32_t*>(positions_.mapped());
+  auto* paging = static_cast<int32_t*>(paging_.mapped());
+  for (uint32_t i = 0, r = 0; i < n_seqs; ++i) {
+    const PagedSequence& s = seqs[i];
+    for (size_t t = 0; t < s.ids.size(); ++t, ++r) {
+      ids[r] = s.ids[t];
+      positions[r] = int32_t(s.past + t);
+      paging[r] = int32_t(i);
+    }
+    int32_t* table = paging + rows + size_t(i) * width;
+    const uint32_t used = uint32_t(std::min<size_t>(s.blocks.size(), width));
+    for (uint32_t j = 0; j < width; ++j) table[j] = j < used ? int32_t(s.blocks[j]) : 0;
+  }
+
+  const kernels::KvType kv = cache_.type();
+  const uint32_t qkv = h.qkv_dim();
+  vk::Device& d = device_;
+  vk::Recorder& rec = rec_;
+  auto project = [&](const vk::Buffer& x, uint32_t m, std::span<const Linear> parts, const vk::Buffer& y,
+                     uint32_t y_stride, bool accumulate) {
+    std::optional<float> quantized_with;
+    uint32_t column = 0;
+    for (const Linear& part : parts) {
+      const kernels::DeviceVector* bias = part.bias ? &*part.bias : nullptr;
+      if (!part.int8_activations) {
+        kernels::record_linear(d, rec, {.weight = &part.weight, .bias = bias, .x = &x, .y = &y, .m = m,
+                                        .y_stride = y_stride, .y_column = column, .accumulate = accumulate});
+      } else {
+        if (quantized_with != part.input_scale) {
+          kernels::record_quantize_rows(d, rec, x, xq_, xscale_, m, part.weight.cols, part.input_scale);
+          quantized_with = part.input_scale;
+        }
+        kernels::record_linear_w8a8(d, rec, {.weight = &part.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
+                                             .y = &y, .m = m, .y_stride = y_stride, .y_column = column,
+                                             .accumulate = accumulate});
+      }
+      column += part.weight.rows;
+    }
+  };
+
+  rec.begin();
+  kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
+  const kernels::KvWriteRope rope{qkv_, qkv, 0, positions_, rope_table_, max_context_};
+  for (uint32_t i = 0; i < h.layers; ++i) {
+    const LayerWeights& l = model_.layers()[i];
+    kernels::record_rmsnorm(d, rec, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
+    project(xn_, rows, l.qkv.parts, qkv_, qkv, false);
+    kernels::record_kv_write_paged(d, rec, kv, shape, qkv_, qkv, h.q_dim(), qkv_, qkv, h.q_dim() + h.kv_dim(),
+                                   cache_.k(i), cache_.v(i), paging_, positions_, rope);
+    kernels::record_attention_paged(d, rec, kv, shape, qkv_, qkv, cache_.k(i), cache_.v(i), paging_, positions_, attn_,
+                                    &partials_);
+    project(attn_, rows, std::span(&l.o, 1), x_, h.hidden, true);
+    kernels::record_rmsnorm(d, rec, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
+    project(xn_, rows, l.gate_up.parts, gate_up_, 2 * h.intermediate, false);
+    kernels::record_silu_mul(d, rec, gate_up_, act_, rows, h.intermediate);
+    project(act_, rows, std::span(&l.down, 1), x_, h.hidden, true);
+  }
+  if (out_rows > 0) {
+    // Each wanted sequence's last row, gathered, then normed and projected alone.
+    uint32_t r = 0, o = 0;
+    for (const PagedSequence& s : seqs) {
+      r += uint32_t(s.ids.size());
+      if (!s.logits) continue;
+      rec.copy(x_, uint64_t(r - 1) * h.hidden * 4, last_, uint64_t(o++) * h.hidden * 4, uint64_t(h.hidden) * 4);
+    }
+    kernels::record_rmsnorm(d, rec, last_, model_.final_norm(), last_, out_rows, h.hidden, h.rms_eps);
+    kernels::record_linear(d, rec, {.weight = &model_.lm_head(), .x = &last_, .y = &logits_, .m = out_rows});
+    rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
+  }
+  rec.submit_and_wait();
+  std::vector<float> out(size_t(out_rows) * h.vocab);
+  if (!out.empty()) std::memcpy(out.data(), readback_.mapped(), out.size() * 4);
+  return out;
+}
+
+}  // namespace inferno::model

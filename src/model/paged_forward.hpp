@@ -1,0 +1,54 @@
+#pragma once
+// The forward pass over the paged KV cache: one step runs the new tokens of any number of sequences, each with its own
+// length and position (decode rows of some, prefill chunks of others), as one recorded command buffer and one
+// submission. Every projection takes all the step's rows at once, so each weight is read once per step whatever the
+// number of sequences.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/llama.hpp"
+#include "model/paged_kv_cache.hpp"
+#include "vk/recorder.hpp"
+
+namespace inferno::model {
+
+// One sequence's part of a step.
+struct PagedSequence {
+  std::span<const int32_t> ids;        // its new tokens
+  uint32_t past = 0;                   // tokens of it already in the cache (the new ones go to positions past ...)
+  std::span<const uint32_t> blocks;    // its block table, covering at least past + ids.size() tokens
+  bool logits = true;                  // whether its last new token's logits are wanted
+};
+
+class PagedForward {
+ public:
+  // max_context: the longest a sequence may grow (the RoPE table's positions).
+  PagedForward(const LlamaModel& model, PagedKvCache& cache, uint32_t max_context);
+
+  // Runs the step and returns the logits [sequences with logits = true, vocab], in their order.
+  std::vector<float> step(std::span<const PagedSequence> sequences);
+
+  uint32_t max_context() const { return max_context_; }
+  PagedKvCache& cache() { return cache_; }
+  uint64_t scratch_bytes() const;
+  // Split-K attention: chosen from the device (1 on CPU drivers); tests set it.
+  void set_attention_splits(uint32_t splits) { attention_splits_ = std::max(splits, 1u); }
+
+ private:
+  void ensure_scratch(uint32_t rows, uint32_t logits_rows, uint32_t paging_words, uint64_t partial_floats);
+
+  const LlamaModel& model_;
+  vk::Device& device_;
+  PagedKvCache& cache_;
+  uint32_t max_context_;
+  vk::Recorder rec_;
+  uint32_t scratch_rows_ = 0, logits_rows_ = 0, paging_words_ = 0;
+  uint32_t attention_splits_ = 1;
+  vk::Buffer x_, xn_, qkv_, attn_, gate_up_, act_, last_, logits_, readback_, partials_;
+  vk::Buffer ids_, positions_, paging_;  // host-visible
+  vk::Buffer rope_table_;
+  vk::Buffer xq_, xscale_;
+};
+
+}  // namespace inferno::model
