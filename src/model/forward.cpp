@@ -54,7 +54,7 @@ Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvT
   const auto& h = model.hyper();
   // Split-K decode attention on GPUs: a few hundred workgroups instead of one per head once the context is long
   // (about 128 cache slots a split). CPU drivers run workgroups on a few cores and gain nothing from it.
-  if (device_.caps().type != "cpu") attention_splits_ = std::clamp<uint32_t>((capacity + 127) / 128, 1, 32);
+  if (!device_.cpu_class()) attention_splits_ = std::clamp<uint32_t>((capacity + 127) / 128, 1, 32);
   if (const char* env = std::getenv("INFERNO_NORM_FOLD")) {
     const std::string v = env;
     if (v != "0" && v != "1") throw Error("INFERNO_NORM_FOLD=" + v + ": expected 0 or 1");

@@ -1,6 +1,7 @@
 #include "vk/device.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -190,6 +191,17 @@ Capabilities probe_capabilities(VkInstance instance, VkPhysicalDevice pd) {
   return c;
 }
 
+DeviceClass device_class(const Capabilities& caps) {
+  const char* env = std::getenv("INFERNO_DEVICE_CLASS");
+  const std::string v = env ? env : "";
+  if (v == "gpu") return DeviceClass::Gpu;
+  if (v == "cpu") return DeviceClass::Cpu;
+  if (!v.empty()) throw Error("INFERNO_DEVICE_CLASS=" + v + ": expected gpu or cpu");
+  return caps.type == "cpu" ? DeviceClass::Cpu : DeviceClass::Gpu;
+}
+
+const char* device_class_name(DeviceClass c) { return c == DeviceClass::Cpu ? "cpu" : "gpu"; }
+
 int device_preference(const Capabilities& c) {
   if (c.type == "discrete") return 4;
   if (c.type == "integrated") return 3;
@@ -227,6 +239,7 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   index_ = index;
   physical_ = physicals[size_t(index)];
   caps_ = probe_capabilities(instance_->handle(), physical_);
+  class_ = vk::device_class(caps_);
   if (caps_.api_version < VK_API_VERSION_1_2)
     throw Error("Vulkan: device " + std::to_string(index) + " (" + caps_.name + ") supports only Vulkan " +
                 std::to_string(VK_API_VERSION_MAJOR(caps_.api_version)) + "." +

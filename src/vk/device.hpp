@@ -63,6 +63,14 @@ int device_preference(const Capabilities&);
 // -1 when none has 1.2.
 int preferred_device(const std::vector<Capabilities>& devices);
 
+// The class of device that kernel choices are made for: CPU drivers (lavapipe, SwiftShader) run a workgroup's
+// invocations as SIMD lanes on a few cores and want other kernels and splits than GPUs do. Every choice that
+// depends on it asks Device::device_class(), which is the device's own type unless INFERNO_DEVICE_CLASS=gpu|cpu
+// says otherwise (tests run the GPU choices on lavapipe). Anything else there is an error naming the variable.
+enum class DeviceClass { Gpu, Cpu };
+DeviceClass device_class(const Capabilities& caps);
+const char* device_class_name(DeviceClass c);
+
 // Listing without opening a device (for `inferno devices` and `inferno info`).
 struct DeviceListing {
   std::vector<Capabilities> devices;
@@ -83,6 +91,9 @@ class Device {
   VkQueue queue() const { return queue_; }
   uint32_t queue_family() const { return queue_family_; }
   const Capabilities& caps() const { return caps_; }
+  // What kernel choices are made for (see vk::device_class): read once, when the device is opened.
+  DeviceClass device_class() const { return class_; }
+  bool cpu_class() const { return class_ == DeviceClass::Cpu; }
   int index() const { return index_; }
   Instance& instance() { return *instance_; }
   VkPipelineCache pipeline_cache() const { return pipeline_cache_; }
@@ -124,6 +135,7 @@ class Device {
   VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
   VkPhysicalDeviceMemoryProperties memory_{};
   Capabilities caps_;
+  DeviceClass class_ = DeviceClass::Gpu;
   int index_ = -1;
   std::atomic<uint64_t> allocated_bytes_{0}, live_allocations_{0}, submissions_{0};
   std::mutex queue_mutex_;
