@@ -304,6 +304,11 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   pi.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
   pi.queueFamilyIndex = queue_family_;
   check(vkCreateCommandPool(device_, &pi, nullptr, &command_pool_), "vkCreateCommandPool");
+  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  ai.commandPool = command_pool_;
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 1;
+  check(vkAllocateCommandBuffers(device_, &ai, &one_shot_), "vkAllocateCommandBuffers");
   VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   check(vkCreateFence(device_, &fi, nullptr, &fence_), "vkCreateFence");
   VkPipelineCacheCreateInfo ci{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
@@ -365,11 +370,17 @@ void Device::wait_for(VkFence fence) {
   check(r, "vkWaitForFences");
 }
 
-void Device::submit_and_wait(VkCommandBuffer cb) {
-  std::lock_guard lock(queue_mutex_);
+void Device::run_once(const std::function<void(VkCommandBuffer)>& record) {
+  std::lock_guard pool_lock(command_pool_mutex_);
+  check(vkResetCommandBuffer(one_shot_, 0), "vkResetCommandBuffer");
+  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  check(vkBeginCommandBuffer(one_shot_, &bi), "vkBeginCommandBuffer");
+  record(one_shot_);
+  check(vkEndCommandBuffer(one_shot_), "vkEndCommandBuffer");
   check(vkResetFences(device_, 1, &fence_), "vkResetFences");
-  submit_locked(cb, fence_);
-  wait_for(fence_);
+  submit(one_shot_, fence_);
+  wait_for(fence_);  // the pool lock is held until the job is done: the next one resets this command buffer
 }
 
 }  // namespace inferno::vk

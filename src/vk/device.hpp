@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -109,12 +110,16 @@ class Device {
     live_allocations_ += uint64_t(count);
   }
 
-  // One-shot command buffer on the queue, waited for: used by uploads and small jobs.
-  VkCommandPool command_pool() const { return command_pool_; }
+  // Thread-safety: every member function may be called from any thread. The queue, the device's own command pool
+  // and its staging ring each have a lock here, held inside these functions; pipelines are made under the
+  // PipelineCache's. What is not the Device's is its owner's to keep to one thread at a time: a Recorder (which has
+  // its own command pool, so recorders of one device record in parallel) and a Buffer's contents.
+
+  // Records a small job with `record` into the device's one command buffer for such jobs (begun and ended here),
+  // submits it and waits: used by downloads. Jobs from several threads run one after the other.
+  void run_once(const std::function<void(VkCommandBuffer)>& record);
   uint64_t submissions() const { return submissions_.load(); }
-  void submit_and_wait(VkCommandBuffer cb);
   void wait_idle();
-  std::mutex& queue_mutex() { return queue_mutex_; }
   // Submits without waiting; `fence` is signalled when the work is done.
   void submit(VkCommandBuffer cb, VkFence fence);
   // Waits for a fence, at most 600 s (then an error: a hung job is not waited for forever).
@@ -130,7 +135,11 @@ class Device {
   VkDevice device_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;
   uint32_t queue_family_ = 0;
+  // The device's own command pool and its one command buffer (run_once), with the lock that guards them: Vulkan
+  // requires a pool and its command buffers to be used by one thread at a time.
+  std::mutex command_pool_mutex_;
   VkCommandPool command_pool_ = VK_NULL_HANDLE;
+  VkCommandBuffer one_shot_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
   VkPhysicalDeviceMemoryProperties memory_{};
