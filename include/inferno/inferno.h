@@ -12,14 +12,17 @@
  *
  * Thread-safety:
  *   - inferno_last_error() is per thread: it describes the last failed call made on the calling thread.
- *   - A model may be shared by several sessions, also on different threads. Every session call that uses the device
- *     (create, generate, free) holds the model's lock, so sessions of one model are safe together but their device
- *     work runs one at a time; use one model per thread for parallel work. Tokenizing, detokenizing and chat
- *     rendering read the model only and may run on any thread at any time.
- *   - A session is used by one thread at a time.
+ *   - Functions that take no handle (versions, devices, defaults) may be called from any thread at any time.
+ *   - A model may be used from several threads at once: inferno_model_describe, inferno_model_eos_ids,
+ *     inferno_model_sampling_defaults, tokenizing, detokenizing and chat rendering only read it, and several sessions
+ *     of one model may generate on different threads at once (each has its own KV cache; their device work shares
+ *     the device's queue, which inferno orders). inferno_model_free is one thread's, after its other calls end.
+ *   - A session is used by one thread at a time (inferno_generate and inferno_session_free included).
  *   - Callbacks run on the calling thread, inside the call. A token callback may use the model's text functions and
  *     other sessions, never its own session; no callback may free the model or session it is called for.
- *   - Free every session of a model before the model.
+ *
+ * Lifetimes: a session keeps its model alive. inferno_model_free may come before inferno_session_free of the
+ * model's sessions; the model's memory (device memory included) is released with the last of them.
  */
 #ifndef INFERNO_INFERNO_H
 #define INFERNO_INFERNO_H
@@ -48,7 +51,9 @@ typedef enum inferno_status {
   INFERNO_ERROR_BUFFER_TOO_SMALL = 3,  /* the caller's buffer is too small: the size needed was reported */
   INFERNO_ERROR_CANCELLED = 4,         /* a progress callback asked to stop */
   INFERNO_ERROR_UNSUPPORTED = 5,       /* the model lacks what was asked: a tokenizer, a chat template */
-  INFERNO_ERROR_OUT_OF_MEMORY = 6,     /* host memory ran out */
+  INFERNO_ERROR_OUT_OF_MEMORY = 6,     /* device or host memory ran out, or a buffer (a KV cache for a very long
+                                          context) is larger than the device allows: the request may fit with a
+                                          smaller ctx, a smaller model or another device */
   INFERNO_ERROR_FAILED = 7,            /* anything else: a malformed file, a Vulkan failure, a full context, ... */
   INFERNO_ERROR_INTERNAL = 8           /* an unexpected failure inside inferno (a bug: please report it) */
 } inferno_status;
@@ -94,7 +99,7 @@ inferno_model_params inferno_model_default_params(void);
 /* Loads a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json, ...). params may be NULL for
  * the defaults. On failure *model is set to NULL. */
 inferno_status inferno_model_load(const char* path, const inferno_model_params* params, inferno_model** model);
-/* NULL is allowed. */
+/* NULL is allowed. The model lives on while sessions made from it do (see Lifetimes above). */
 void inferno_model_free(inferno_model* model);
 
 typedef struct inferno_model_desc {

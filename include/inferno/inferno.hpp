@@ -2,10 +2,21 @@
 // inferno's C++ API: the one door into the engine for C++ programs (and for inferno's own command line).
 // Errors are thrown as inferno::Error (a std::runtime_error) with a one-line message naming the file, tensor or field.
 //
-// Thread-safety: a Model may be shared by several Sessions, also on different threads: every Session call that uses
-// the device (construction, generate, logits, destruction) holds the model's lock, so their device work runs one
-// at a time per model. Model's text functions (tokenize, detokenize, render_chat) are read-only and need no lock.
-// A Session is used by one thread at a time. An on_token callback may use other sessions, never its own.
+//
+// Lifetimes: a Session or TextStream holds the model's shared state, not the Model handle: the handle may be moved
+// (also into a growing std::vector) or destroyed while they live, and a Session or TextStream that outlives every
+// handle of its model keeps the model (weights, device, tokenizer) alive until it goes. A moved-from Model holds no
+// model: anything but assigning to it or destroying it throws or is undefined, as for any moved-from object.
+//
+// Thread-safety:
+// - Free functions (list_devices, inspect_model, kv_cache_bytes, ...) may be called from any thread at any time.
+// - Model: every const member function may be called from several threads at once (text functions read the
+//   tokenizer only; device queries read atomics). Moving, assigning or destroying a handle is one thread's at a time.
+// - Session: one thread at a time. Several sessions of one model may run on different threads at once: each has its
+//   own KV cache, scratch and command recorder, so they record in parallel and share the device's queue, whose
+//   submissions the device orders (vk::Device holds the locks). Greedy results do not depend on what other sessions
+//   do. An on_token callback may use other sessions and the model, never its own session.
+// - TextStream: one thread at a time. Tokenizer: const member functions from any thread at once.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -131,8 +142,10 @@ class Model {
   Impl& impl() const { return *impl_; }
 
  private:
-  explicit Model(std::unique_ptr<Impl>);
-  std::unique_ptr<Impl> impl_;
+  friend class Session;
+  friend class TextStream;
+  explicit Model(std::shared_ptr<Impl>);
+  std::shared_ptr<Impl> impl_;  // shared with the model's Sessions and TextStreams
 };
 
 // Tokenizer and chat template alone, for directories without weights.
@@ -153,7 +166,7 @@ class Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Streams text token by token without splitting UTF-8 characters.
+// Streams text token by token without splitting UTF-8 characters. Keeps its model alive (see Lifetimes above).
 class TextStream {
  public:
   explicit TextStream(const Model& model, bool skip_special_tokens = true);
@@ -248,9 +261,10 @@ struct KernelTime {
   double ns = 0;
 };
 
+// Keeps its model alive (see Lifetimes above).
 class Session {
  public:
-  Session(Model& model, const SessionOptions& options = {});
+  explicit Session(const Model& model, const SessionOptions& options = {});
   Session(Session&&) noexcept;
   ~Session();
 

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -12,12 +13,15 @@
 
 #include "inferno/inferno.hpp"
 
+// A model handle shares its Model with the sessions made from it: inferno_model_free and inferno_session_free may
+// come in either order, and the model goes with the last of them.
 struct inferno_model {
-  inferno::Model model;
+  std::shared_ptr<inferno::Model> shared;
+  inferno::Model& model;
 };
 
 struct inferno_session {
-  inferno_model* owner;
+  std::shared_ptr<inferno::Model> model;
   inferno::Session session;
 };
 
@@ -41,6 +45,9 @@ inferno_status guarded(Body&& body) noexcept {
   } catch (const StatusError& e) {
     last_error = e.message;
     return e.status;
+  } catch (const inferno::OutOfDeviceMemory& e) {
+    last_error = e.what();
+    return INFERNO_ERROR_OUT_OF_MEMORY;
   } catch (const inferno::Cancelled& e) {
     last_error = e.what();
     return INFERNO_ERROR_CANCELLED;
@@ -226,7 +233,8 @@ inferno_status inferno_model_load(const char* path, const inferno_model_params* 
     options.quiet = !p.progress_bar;
     if (p.progress)
       options.on_progress = [&p](float fraction) { return p.progress(fraction, p.progress_user_data) == 0; };
-    *model = new inferno_model{inferno::Model::load(path, options)};
+    auto shared = std::make_shared<inferno::Model>(inferno::Model::load(path, options));
+    *model = new inferno_model{shared, *shared};
   });
 }
 
@@ -339,7 +347,7 @@ inferno_status inferno_session_create(inferno_model* model, const inferno_sessio
         throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT,
                           "kv_dtype " + std::to_string(kv_dtype) + " is not one of inferno_kv_dtype"};
     }
-    *session = new inferno_session{model, inferno::Session(owner.model, options)};
+    *session = new inferno_session{owner.shared, inferno::Session(owner.model, options)};
   });
 }
 
@@ -375,7 +383,7 @@ inferno_status inferno_generate(inferno_session* session, const int32_t* prompt,
       throw StatusError{INFERNO_ERROR_BUFFER_TOO_SMALL, "the id buffer has room for " + std::to_string(capacity) +
                                                             " ids, less than max_new_tokens " +
                                                             std::to_string(p.max_new_tokens)};
-    const inferno::Model& model = s.owner->model;
+    const inferno::Model& model = *s.model;
     const uint32_t vocab = model.info().vocab_size;
     for (size_t i = 0; i < count; ++i)
       if (prompt[i] < 0 || uint32_t(prompt[i]) >= vocab)

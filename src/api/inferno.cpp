@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -315,13 +314,33 @@ struct Model::Impl {
   std::optional<io::GenerationConfig> generation;
   ModelInfo info;
   DeviceInfo device_info;
-  // Held by every Session call that records or submits device work: command buffers of one device come from one
-  // pool, which Vulkan requires to be used by one thread at a time. Recursive so that a token callback may run
-  // another session of the same model.
-  std::recursive_mutex device_work;
+
+  std::vector<int32_t> eos_ids() const {  // generation_config.json, else config.json, else the tokenizer's
+    std::vector<int32_t> ids;
+    if (generation && generation->eos_token_ids) {
+      for (auto id : *generation->eos_token_ids) ids.push_back(int32_t(id));
+      return ids;
+    }
+    for (auto id : llama->config().eos_token_ids) ids.push_back(int32_t(id));
+    if (ids.empty() && text->tokenizer) ids = text->tokenizer->eos_ids();
+    return ids;
+  }
+  std::optional<int32_t> pad_id() const {
+    if (generation && generation->pad_token_id) return int32_t(*generation->pad_token_id);
+    if (llama->config().pad_token_id) return int32_t(*llama->config().pad_token_id);
+    return std::nullopt;
+  }
 };
 
-Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+namespace {
+// The shared state of a model that a Session or TextStream keeps alive; a moved-from Model has none.
+std::shared_ptr<Model::Impl> need_model(const std::shared_ptr<Model::Impl>& impl, const char* user) {
+  if (!impl) throw Error(std::string(user) + ": the Model was moved from (it holds no model any more)");
+  return impl;
+}
+}  // namespace
+
+Model::Model(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
@@ -333,7 +352,7 @@ Model Model::load(const std::filesystem::path& path, const ModelOptions& options
   };
   // The weights' upload is most of a load; the other stages get small shares of the bar.
   progress(0.0f);
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_shared<Impl>();
   impl->info = inspect_model(path, options.quantize_int8);
   check_plan_fits(path, options);
   if (options.devices.size() > 1) throw Error("--devices: a model split over several devices cannot be loaded yet");
@@ -369,22 +388,8 @@ std::string Model::render_chat(const std::vector<ChatMessage>& messages, bool ad
   return impl_->text->render(impl_->info.path, messages_value(messages), add_generation_prompt, template_source);
 }
 
-std::vector<int32_t> Model::eos_ids() const {
-  std::vector<int32_t> ids;
-  if (impl_->generation && impl_->generation->eos_token_ids) {
-    for (auto id : *impl_->generation->eos_token_ids) ids.push_back(int32_t(id));
-    return ids;
-  }
-  for (auto id : impl_->llama->config().eos_token_ids) ids.push_back(int32_t(id));
-  if (ids.empty() && impl_->text->tokenizer) ids = impl_->text->tokenizer->eos_ids();
-  return ids;
-}
-
-std::optional<int32_t> Model::pad_id() const {
-  if (impl_->generation && impl_->generation->pad_token_id) return int32_t(*impl_->generation->pad_token_id);
-  if (impl_->llama->config().pad_token_id) return int32_t(*impl_->llama->config().pad_token_id);
-  return std::nullopt;
-}
+std::vector<int32_t> Model::eos_ids() const { return impl_->eos_ids(); }
+std::optional<int32_t> Model::pad_id() const { return impl_->pad_id(); }
 
 SamplingOptions default_sampling(const Model& model) {
   SamplingOptions s;
@@ -445,11 +450,14 @@ std::string Tokenizer::render_chat_json(const std::string& messages_json, bool a
 
 // ---- TextStream ----
 struct TextStream::Impl {
+  std::shared_ptr<Model::Impl> model;  // first: the decoder refers to its tokenizer
   text::StreamingDecoder decoder;
 };
-TextStream::TextStream(const Model& model, bool skip_special_tokens)
-    : impl_(std::make_unique<Impl>(Impl{text::StreamingDecoder(
-          model.impl().text->need_tokenizer(model.info().path), skip_special_tokens)})) {}
+TextStream::TextStream(const Model& model, bool skip_special_tokens) {
+  std::shared_ptr<Model::Impl> m = need_model(model.impl_, "TextStream");
+  const text::Tokenizer& tokenizer = m->text->need_tokenizer(m->info.path);
+  impl_ = std::make_unique<Impl>(Impl{std::move(m), text::StreamingDecoder(tokenizer, skip_special_tokens)});
+}
 TextStream::TextStream(TextStream&&) noexcept = default;
 TextStream::~TextStream() = default;
 std::string TextStream::push(int32_t token) { return impl_->decoder.push(token); }
@@ -457,7 +465,7 @@ std::string TextStream::finish() { return impl_->decoder.finish(); }
 
 // ---- Session ----
 struct Session::Impl {
-  Model& model;
+  std::shared_ptr<Model::Impl> model;  // first: destroyed after the engine session, which uses its device
   SessionOptions options;
   std::unique_ptr<gen::Session> session;
   GenerationStats stats;
@@ -470,7 +478,7 @@ struct Session::Impl {
                   std::to_string(ctx));
     if (session && session->forward().cache().capacity() >= needed && session->forward().cache().batch() == batch)
       return *session;
-    const auto& llama = *model.impl().llama;
+    const auto& llama = *model->llama;
     if (ctx > llama.hyper().max_position_embeddings)
       std::fprintf(stderr, "inferno: warning: context %u exceeds max_position_embeddings %u\n", ctx,
                    llama.hyper().max_position_embeddings);
@@ -487,7 +495,7 @@ struct Session::Impl {
                   .min_p = s.min_p, .typical_p = s.typical_p, .repetition_penalty = s.repetition_penalty,
                   .no_repeat_ngram_size = s.no_repeat_ngram_size, .bad_words_ids = s.bad_words_ids,
                   .suppress_tokens = s.suppress_tokens, .min_length = s.min_length, .min_new_tokens = s.min_new_tokens,
-                  .eos_ids = o.eos_ids ? *o.eos_ids : model.eos_ids(), .seed = s.seed};
+                  .eos_ids = o.eos_ids ? *o.eos_ids : model->eos_ids(), .seed = s.seed};
     return g;
   }
   void take_stats() {
@@ -496,22 +504,17 @@ struct Session::Impl {
   }
 };
 
-Session::Session(Model& model, const SessionOptions& options) : impl_(std::make_unique<Impl>(Impl{model, options, {}, {}})) {
+Session::Session(const Model& model, const SessionOptions& options)
+    : impl_(std::make_unique<Impl>(Impl{need_model(model.impl_, "Session"), options, {}, {}})) {
   if (options.batch == 0) throw Error("batch must be at least 1");
-  std::lock_guard lock(model.impl().device_work);
   if (options.ctx) impl_->ensure(options.ctx, options.batch);
 }
 Session::Session(Session&&) noexcept = default;
-Session::~Session() {
-  if (!impl_) return;  // moved from
-  std::lock_guard lock(impl_->model.impl().device_work);
-  impl_->session.reset();
-}
+Session::~Session() = default;
 
 std::vector<int32_t> Session::generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
                                        const std::function<bool(int32_t)>& on_token) {
   if (options.max_new_tokens < 0) throw Error("max_new_tokens must not be negative");
-  std::lock_guard lock(impl_->model.impl().device_work);
   auto& s = impl_->ensure(uint32_t(prompt.size() + size_t(options.max_new_tokens)), 1);
   auto out = s.generate(prompt, impl_->engine_options(options), on_token);
   impl_->take_stats();
@@ -522,15 +525,13 @@ std::vector<std::vector<int32_t>> Session::generate_batch(const std::vector<std:
                                                           const GenerateOptions& options) {
   size_t longest = 0;
   for (const auto& p : prompts) longest = std::max(longest, p.size());
-  std::lock_guard lock(impl_->model.impl().device_work);
   auto& s = impl_->ensure(uint32_t(longest + size_t(options.max_new_tokens)), uint32_t(prompts.size()));
-  auto out = s.generate_batch(prompts, impl_->engine_options(options), impl_->model.pad_id().value_or(0));
+  auto out = s.generate_batch(prompts, impl_->engine_options(options), impl_->model->pad_id().value_or(0));
   impl_->take_stats();
   return out;
 }
 
 std::vector<float> Session::logits(const std::vector<int32_t>& ids) {
-  std::lock_guard lock(impl_->model.impl().device_work);
   auto& s = impl_->ensure(uint32_t(ids.size()), 1);
   return s.all_logits(ids);
 }
@@ -544,7 +545,7 @@ std::vector<KernelTime> Session::last_kernel_times() const {
   return out;
 }
 
-uint64_t Session::submissions() const { return impl_->model.impl().device->submissions(); }
+uint64_t Session::submissions() const { return impl_->model->device->submissions(); }
 uint32_t Session::ctx() const { return impl_->session ? impl_->session->forward().cache().capacity() : impl_->options.ctx; }
 KvDtype Session::kv_dtype() const {
   return impl_->session ? from_kv_type(impl_->session->forward().cache().type()) : impl_->options.kv_dtype;

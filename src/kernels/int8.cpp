@@ -214,7 +214,7 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
                 (has_shader("linear_w8a8_matmul_coopmat") ? "the device offers none with int32 sums"
                                                           : "this build's glslc could not compile them") + ")");
   const bool coopmat = !matvec && (asked == W8A8Kernels::CoopMat ||
-                                   (asked == W8A8Kernels::Auto && coopmat_here && device.caps().type != "cpu"));
+                                   (asked == W8A8Kernels::Auto && coopmat_here && !device.cpu_class()));
   const auto& caps = device.caps();
   const uint32_t fm = caps.coopmat_i8_shape[0], fn = caps.coopmat_i8_shape[1], fk = caps.coopmat_i8_shape[2];
   if (coopmat) {  // linear_w8a8_matmul_coopmat.comp's shared memory: two slices of int8, the tile of int32 sums

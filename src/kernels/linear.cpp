@@ -39,7 +39,7 @@ LinearTuning resolve(const vk::Device& device, LinearTuning t, uint32_t units, c
   // CPU drivers (lavapipe) run a workgroup's invocations as SIMD lanes: there one thread per output row, reading
   // along it, beats any split of a row across lanes (no reduction; measured 2-10x on lavapipe, 16 threads, 16 rows).
   // GPUs want adjacent threads on adjacent words: 64 threads fill a wave on every vendor.
-  const bool cpu = t.defaults == LinearTuning::Defaults::ForDevice ? device.caps().type == "cpu"
+  const bool cpu = t.defaults == LinearTuning::Defaults::ForDevice ? device.cpu_class()
                                                                    : t.defaults == LinearTuning::Defaults::Cpu;
   if (!t.matvec_threads) t.matvec_threads = cpu ? 16 : 64;
   if (cpu && !t.matvec_lanes && !t.matvec_rows) t.matvec_lanes = 1;
@@ -79,6 +79,12 @@ LinearTuning resolve(const vk::Device& device, LinearTuning t, uint32_t units, c
   return t;
 }
 
+// A lane's step along a row: 4 elements of a float or int8 row, a block format's unit of 8.
+uint32_t lane_units(WeightType type, uint32_t cols) {
+  const bool units_of_8 = !is_float_type(type) && type != WeightType::I8;
+  return units_of_8 ? cols / 8 : cols / 4;
+}
+
 // Why matrix cores cannot run `type` here, or "" when they can.
 std::string coopmat_unavailable(const vk::Device& device, WeightType type) {
   const auto& caps = device.caps();
@@ -106,7 +112,7 @@ LinearTuning::Matmul matmul_kernel(const vk::Device& device, WeightType type, Li
     // be rounded to f16 as well, which on the GGUF fixtures doubles the logits' error past the 1e-3 held for them
     // (2.2e-3 measured); they keep f32 activations unless INFERNO_MATMUL=coopmat asks.
     const bool exact_in_f16 = type == WeightType::F16 || type == WeightType::BF16;
-    return device.caps().type != "cpu" && exact_in_f16 && coopmat_unavailable(device, type).empty() ? Matmul::CoopMat
+    return !device.cpu_class() && exact_in_f16 && coopmat_unavailable(device, type).empty() ? Matmul::CoopMat
                                                                                                    : Matmul::Tiled;
   }
   return asked;
@@ -128,6 +134,10 @@ bool linear_uses_coopmat(const vk::Device& device, WeightType type, const Linear
          coopmat_unavailable(device, type).empty();
 }
 
+LinearTuning resolve_linear_tuning(const vk::Device& device, WeightType type, uint32_t cols, const LinearTuning& asked) {
+  return resolve(device, asked, lane_units(type, cols), std::string("a ") + weight_type_name(type) + " linear layer");
+}
+
 void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args) {
   record_linear(device, rec, args, LinearTuning{});
 }
@@ -136,9 +146,7 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
   if (!args.weight || !args.x || !args.y) throw Error("record_linear: weight, x and y are required");
   const DeviceMatrix& w = *args.weight;
   const std::string what = "linear '" + w.name + "'";
-  // A lane's step along a row: 4 elements of a float or int8 row, a block format's unit of 8.
-  const bool units_of_8 = !is_float_type(w.type) && w.type != WeightType::I8;
-  const LinearTuning tuning = resolve(device, tuning_asked, units_of_8 ? w.cols / 8 : w.cols / 4, what);
+  const LinearTuning tuning = resolve(device, tuning_asked, lane_units(w.type, w.cols), what);
   if (args.m == 0) return;
   const uint32_t k = w.cols, n = w.rows, m = args.m;
   const uint64_t x_stride = args.x_stride ? args.x_stride : k;

@@ -61,6 +61,10 @@ MatmulOverride matmul_override();
 // error where CoopMat is asked for and unavailable: false).
 bool linear_uses_coopmat(const vk::Device& device, WeightType type, const LinearTuning& tuning = {});
 
+// The knobs record_linear runs a weight of this type and width (cols) with: `asked` with its zeros and defaults
+// filled in for the device (its class: vk::Device::device_class). Tests see which matrix·vector variant a device gets.
+LinearTuning resolve_linear_tuning(const vk::Device& device, WeightType type, uint32_t cols, const LinearTuning& asked = {});
+
 void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args);
 void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args, const LinearTuning& tuning);
 

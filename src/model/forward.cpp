@@ -29,8 +29,8 @@ KvCache::KvCache(vk::Device& device, const LlamaHyper& h, uint32_t batch, uint32
     : batch_(batch), capacity_(capacity), type_(type) {
   if (batch == 0 || capacity == 0) throw Error("KV cache: batch and context must be positive");
   const uint64_t per_layer = uint64_t(batch) * h.kv_heads * capacity * h.head_dim * kernels::kv_type_bytes(type);
-  if (per_layer > device.caps().max_storage_buffer_range)
-    throw Error("KV cache: " + std::to_string(per_layer) + " bytes per layer for batch " + std::to_string(batch) +
+  if (per_layer > device.caps().max_storage_buffer_range)  // larger than the device allows: as memory run out
+    throw OutOfDeviceMemory("KV cache: " + std::to_string(per_layer) + " bytes per layer for batch " + std::to_string(batch) +
                 " and context " + std::to_string(capacity) + " exceed this device's " +
                 std::to_string(device.caps().max_storage_buffer_range) + "-byte storage buffer range; use a smaller --ctx");
   for (uint32_t l = 0; l < h.layers; ++l) {
@@ -54,7 +54,7 @@ Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvT
   const auto& h = model.hyper();
   // Split-K decode attention on GPUs: a few hundred workgroups instead of one per head once the context is long
   // (about 128 cache slots a split). CPU drivers run workgroups on a few cores and gain nothing from it.
-  if (device_.caps().type != "cpu") attention_splits_ = std::clamp<uint32_t>((capacity + 127) / 128, 1, 32);
+  if (!device_.cpu_class()) attention_splits_ = std::clamp<uint32_t>((capacity + 127) / 128, 1, 32);
   if (const char* env = std::getenv("INFERNO_NORM_FOLD")) {
     const std::string v = env;
     if (v != "0" && v != "1") throw Error("INFERNO_NORM_FOLD=" + v + ": expected 0 or 1");

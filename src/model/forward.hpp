@@ -69,6 +69,7 @@ class Forward {
     attention_splits_ = std::max(splits, 1u);
     decode_recorded_for_ = ~0ull;  // the recorded decode step has the old split
   }
+  uint32_t attention_splits() const { return attention_splits_; }
   static constexpr uint32_t kMaxSplitTokens = 8;
   // RMSNorm folded into the projection after it (kernels::LinearArgs::norm) in steps of a few rows (decode): two
   // dispatches and barriers fewer a layer, for more arithmetic per weight in the projection. Off by default: on

@@ -8,10 +8,8 @@
 
 namespace inferno {
 
-// Thrown for a device out of memory, so callers can tell it from bad input.
-struct OutOfDeviceMemory : Error {
-  using Error::Error;
-};
+// inferno::OutOfDeviceMemory (inferno/error.hpp) is thrown for memory that ran out, so callers can tell it from bad
+// input.
 
 [[noreturn]] inline void fail(const std::string& message) { throw Error(message); }
 

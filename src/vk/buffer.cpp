@@ -12,9 +12,11 @@ namespace inferno::vk {
 Buffer::Buffer(Device& device, uint64_t bytes, MemoryKind kind, std::string name)
     : device_(&device), bytes_(bytes), name_(std::move(name)) {
   const uint64_t size = std::max<uint64_t>(16, (bytes + 15) & ~uint64_t(15));
-  if (kind == MemoryKind::Device && size > device.caps().max_memory_allocation_size)
-    throw Error("device buffer '" + name_ + "' of " + std::to_string(bytes) + " bytes exceeds the device's largest allocation (" +
-                std::to_string(device.caps().max_memory_allocation_size) + " bytes)");
+  // The driver may refuse such a size in any way (or none, and fail later): refused here, as memory that ran out.
+  if (size > device.caps().max_memory_allocation_size)
+    throw OutOfDeviceMemory("buffer '" + name_ + "' of " + std::to_string(bytes) +
+                            " bytes exceeds the device's largest allocation (" +
+                            std::to_string(device.caps().max_memory_allocation_size) + " bytes)");
   VkBufferCreateInfo bi{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   bi.size = size_ = size;
   // Host-visible buffers are storage buffers too: small per-step inputs (token ids, positions) are written by the
@@ -102,13 +104,10 @@ void check_range(const Buffer& b, uint64_t offset, uint64_t bytes, const char* w
                 " runs past the end of buffer '" + b.name() + "' (" + std::to_string(b.bytes()) + " bytes)");
 }
 
-// Records into `cb` (begun here, ended here) a copy that comes after any earlier compute work or copy: that work may
-// still be writing what we read, or reading what we overwrite.
+// Records into `cb` a copy that comes after any earlier compute work or copy: that work may still be writing what
+// we read, or reading what we overwrite.
 void record_copy(VkCommandBuffer cb, VkBuffer src, uint64_t src_offset, VkBuffer dst, uint64_t dst_offset,
                  uint64_t bytes) {
-  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-  vkBeginCommandBuffer(cb, &bi);
   VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
   mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
   mb.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
@@ -116,24 +115,6 @@ void record_copy(VkCommandBuffer cb, VkBuffer src, uint64_t src_offset, VkBuffer
                        VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
   VkBufferCopy region{src_offset, dst_offset, bytes};
   vkCmdCopyBuffer(cb, src, dst, 1, &region);
-  vkEndCommandBuffer(cb);
-}
-
-// Records one copy into a one-shot command buffer and waits for it.
-void copy_once(Device& device, VkBuffer src, uint64_t src_offset, VkBuffer dst, uint64_t dst_offset, uint64_t bytes) {
-  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  ai.commandPool = device.command_pool();
-  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-  ai.commandBufferCount = 1;
-  VkCommandBuffer cb;
-  {
-    std::lock_guard lock(device.queue_mutex());  // command pools are externally synchronised
-    check(vkAllocateCommandBuffers(device.handle(), &ai, &cb), "vkAllocateCommandBuffers");
-  }
-  record_copy(cb, src, src_offset, dst, dst_offset, bytes);
-  device.submit_and_wait(cb);
-  std::lock_guard lock(device.queue_mutex());
-  vkFreeCommandBuffers(device.handle(), device.command_pool(), 1, &cb);
 }
 
 }  // namespace
@@ -157,14 +138,16 @@ void upload_staged(Device& device, Buffer& dst, uint64_t dst_offset, const void*
 }
 
 StagingRing::StagingRing(Device& device) : device_(device) {
+  // A pool of its own, used under the device's staging lock only.
+  VkCommandPoolCreateInfo pi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+  pi.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pi.queueFamilyIndex = device.queue_family();
+  check(vkCreateCommandPool(device.handle(), &pi, nullptr, &pool_), "vkCreateCommandPool");
   VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  ai.commandPool = device.command_pool();
+  ai.commandPool = pool_;
   ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
   ai.commandBufferCount = 2;
-  {
-    std::lock_guard lock(device.queue_mutex());  // command pools are externally synchronised
-    check(vkAllocateCommandBuffers(device.handle(), &ai, commands_), "vkAllocateCommandBuffers");
-  }
+  check(vkAllocateCommandBuffers(device.handle(), &ai, commands_), "vkAllocateCommandBuffers");
   for (int i = 0; i < 2; ++i) {
     VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     check(vkCreateFence(device.handle(), &fi, nullptr, &fences_[i]), "vkCreateFence");
@@ -180,8 +163,7 @@ StagingRing::~StagingRing() {
     slots_[i] = Buffer();
     vkDestroyFence(device_.handle(), fences_[i], nullptr);
   }
-  std::lock_guard lock(device_.queue_mutex());
-  vkFreeCommandBuffers(device_.handle(), device_.command_pool(), 2, commands_);
+  vkDestroyCommandPool(device_.handle(), pool_, nullptr);  // frees its command buffers
 }
 
 void StagingRing::wait(int slot) {
@@ -199,7 +181,11 @@ void StagingRing::upload(VkBuffer dst, uint64_t dst_offset, const void* src, uin
     std::memcpy(slots_[slot].mapped(), static_cast<const char*>(src) + done, n);
     VkCommandBuffer cb = commands_[slot];
     check(vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer");
+    VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    check(vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer");
     record_copy(cb, slots_[slot].handle(), 0, dst, dst_offset + done, n);
+    check(vkEndCommandBuffer(cb), "vkEndCommandBuffer");
     device_.submit(cb, fences_[slot]);
     pending_[slot] = true;
     done += n;
@@ -220,7 +206,7 @@ void download(Device& device, const Buffer& src, uint64_t src_offset, void* dst,
   Buffer staging(device, std::min(bytes, kStagingBytes), MemoryKind::Readback, "readback");
   for (uint64_t done = 0; done < bytes;) {
     const uint64_t n = std::min(bytes - done, kStagingBytes);
-    copy_once(device, src.handle(), src_offset + done, staging.handle(), 0, n);
+    device.run_once([&](VkCommandBuffer cb) { record_copy(cb, src.handle(), src_offset + done, staging.handle(), 0, n); });
     std::memcpy(static_cast<char*>(dst) + done, staging.mapped(), n);
     done += n;
   }

@@ -68,6 +68,7 @@ class StagingRing {
   void wait(int slot);
   Device& device_;
   Buffer slots_[2];
+  VkCommandPool pool_ = VK_NULL_HANDLE;
   VkCommandBuffer commands_[2] = {};
   VkFence fences_[2] = {};
   bool pending_[2] = {false, false};

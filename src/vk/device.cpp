@@ -1,6 +1,7 @@
 #include "vk/device.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -190,6 +191,17 @@ Capabilities probe_capabilities(VkInstance instance, VkPhysicalDevice pd) {
   return c;
 }
 
+DeviceClass device_class(const Capabilities& caps) {
+  const char* env = std::getenv("INFERNO_DEVICE_CLASS");
+  const std::string v = env ? env : "";
+  if (v == "gpu") return DeviceClass::Gpu;
+  if (v == "cpu") return DeviceClass::Cpu;
+  if (!v.empty()) throw Error("INFERNO_DEVICE_CLASS=" + v + ": expected gpu or cpu");
+  return caps.type == "cpu" ? DeviceClass::Cpu : DeviceClass::Gpu;
+}
+
+const char* device_class_name(DeviceClass c) { return c == DeviceClass::Cpu ? "cpu" : "gpu"; }
+
 int device_preference(const Capabilities& c) {
   if (c.type == "discrete") return 4;
   if (c.type == "integrated") return 3;
@@ -227,6 +239,7 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   index_ = index;
   physical_ = physicals[size_t(index)];
   caps_ = probe_capabilities(instance_->handle(), physical_);
+  class_ = vk::device_class(caps_);
   if (caps_.api_version < VK_API_VERSION_1_2)
     throw Error("Vulkan: device " + std::to_string(index) + " (" + caps_.name + ") supports only Vulkan " +
                 std::to_string(VK_API_VERSION_MAJOR(caps_.api_version)) + "." +
@@ -291,6 +304,11 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   pi.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
   pi.queueFamilyIndex = queue_family_;
   check(vkCreateCommandPool(device_, &pi, nullptr, &command_pool_), "vkCreateCommandPool");
+  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  ai.commandPool = command_pool_;
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 1;
+  check(vkAllocateCommandBuffers(device_, &ai, &one_shot_), "vkAllocateCommandBuffers");
   VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   check(vkCreateFence(device_, &fi, nullptr, &fence_), "vkCreateFence");
   VkPipelineCacheCreateInfo ci{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
@@ -352,11 +370,17 @@ void Device::wait_for(VkFence fence) {
   check(r, "vkWaitForFences");
 }
 
-void Device::submit_and_wait(VkCommandBuffer cb) {
-  std::lock_guard lock(queue_mutex_);
+void Device::run_once(const std::function<void(VkCommandBuffer)>& record) {
+  std::lock_guard pool_lock(command_pool_mutex_);
+  check(vkResetCommandBuffer(one_shot_, 0), "vkResetCommandBuffer");
+  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  check(vkBeginCommandBuffer(one_shot_, &bi), "vkBeginCommandBuffer");
+  record(one_shot_);
+  check(vkEndCommandBuffer(one_shot_), "vkEndCommandBuffer");
   check(vkResetFences(device_, 1, &fence_), "vkResetFences");
-  submit_locked(cb, fence_);
-  wait_for(fence_);
+  submit(one_shot_, fence_);
+  wait_for(fence_);  // the pool lock is held until the job is done: the next one resets this command buffer
 }
 
 }  // namespace inferno::vk

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,6 +64,14 @@ int device_preference(const Capabilities&);
 // -1 when none has 1.2.
 int preferred_device(const std::vector<Capabilities>& devices);
 
+// The class of device that kernel choices are made for: CPU drivers (lavapipe, SwiftShader) run a workgroup's
+// invocations as SIMD lanes on a few cores and want other kernels and splits than GPUs do. Every choice that
+// depends on it asks Device::device_class(), which is the device's own type unless INFERNO_DEVICE_CLASS=gpu|cpu
+// says otherwise (tests run the GPU choices on lavapipe). Anything else there is an error naming the variable.
+enum class DeviceClass { Gpu, Cpu };
+DeviceClass device_class(const Capabilities& caps);
+const char* device_class_name(DeviceClass c);
+
 // Listing without opening a device (for `inferno devices` and `inferno info`).
 struct DeviceListing {
   std::vector<Capabilities> devices;
@@ -83,6 +92,9 @@ class Device {
   VkQueue queue() const { return queue_; }
   uint32_t queue_family() const { return queue_family_; }
   const Capabilities& caps() const { return caps_; }
+  // What kernel choices are made for (see vk::device_class): read once, when the device is opened.
+  DeviceClass device_class() const { return class_; }
+  bool cpu_class() const { return class_ == DeviceClass::Cpu; }
   int index() const { return index_; }
   Instance& instance() { return *instance_; }
   VkPipelineCache pipeline_cache() const { return pipeline_cache_; }
@@ -98,12 +110,16 @@ class Device {
     live_allocations_ += uint64_t(count);
   }
 
-  // One-shot command buffer on the queue, waited for: used by uploads and small jobs.
-  VkCommandPool command_pool() const { return command_pool_; }
+  // Thread-safety: every member function may be called from any thread. The queue, the device's own command pool
+  // and its staging ring each have a lock here, held inside these functions; pipelines are made under the
+  // PipelineCache's. What is not the Device's is its owner's to keep to one thread at a time: a Recorder (which has
+  // its own command pool, so recorders of one device record in parallel) and a Buffer's contents.
+
+  // Records a small job with `record` into the device's one command buffer for such jobs (begun and ended here),
+  // submits it and waits: used by downloads. Jobs from several threads run one after the other.
+  void run_once(const std::function<void(VkCommandBuffer)>& record);
   uint64_t submissions() const { return submissions_.load(); }
-  void submit_and_wait(VkCommandBuffer cb);
   void wait_idle();
-  std::mutex& queue_mutex() { return queue_mutex_; }
   // Submits without waiting; `fence` is signalled when the work is done.
   void submit(VkCommandBuffer cb, VkFence fence);
   // Waits for a fence, at most 600 s (then an error: a hung job is not waited for forever).
@@ -119,11 +135,16 @@ class Device {
   VkDevice device_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;
   uint32_t queue_family_ = 0;
+  // The device's own command pool and its one command buffer (run_once), with the lock that guards them: Vulkan
+  // requires a pool and its command buffers to be used by one thread at a time.
+  std::mutex command_pool_mutex_;
   VkCommandPool command_pool_ = VK_NULL_HANDLE;
+  VkCommandBuffer one_shot_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
   VkPhysicalDeviceMemoryProperties memory_{};
   Capabilities caps_;
+  DeviceClass class_ = DeviceClass::Gpu;
   int index_ = -1;
   std::atomic<uint64_t> allocated_bytes_{0}, live_allocations_{0}, submissions_{0};
   std::mutex queue_mutex_;

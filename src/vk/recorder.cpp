@@ -12,33 +12,55 @@ constexpr uint32_t kMaxTimestamps = 8192;
 
 Recorder::Recorder(Device& device, bool timestamps)
     : device_(device), timestamps_(timestamps && device.caps().timestamp_period_ns > 0) {
+  // A command pool of its own: recorders of one device record on different threads without a shared lock.
+  VkCommandPoolCreateInfo pi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+  pi.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pi.queueFamilyIndex = device.queue_family();
+  check(vkCreateCommandPool(device.handle(), &pi, nullptr, &command_pool_), "vkCreateCommandPool");
   VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  ai.commandPool = device.command_pool();
+  ai.commandPool = command_pool_;
   ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
   ai.commandBufferCount = 1;
-  std::lock_guard lock(device.queue_mutex());
-  check(vkAllocateCommandBuffers(device.handle(), &ai, &cb_), "vkAllocateCommandBuffers");
-  if (timestamps_) {
-    VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
-    qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
-    qi.queryCount = query_capacity_ = kMaxTimestamps;
-    check(vkCreateQueryPool(device.handle(), &qi, nullptr, &queries_), "vkCreateQueryPool");
+  VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+  VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+  qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+  qi.queryCount = kMaxTimestamps;
+  VkResult r = vkAllocateCommandBuffers(device.handle(), &ai, &cb_);
+  const char* what = "vkAllocateCommandBuffers";
+  if (r == VK_SUCCESS) {
+    what = "vkCreateFence";
+    r = vkCreateFence(device.handle(), &fi, nullptr, &fence_);
+  }
+  if (r == VK_SUCCESS && timestamps_) {
+    what = "vkCreateQueryPool";
+    r = vkCreateQueryPool(device.handle(), &qi, nullptr, &queries_);
+    query_capacity_ = kMaxTimestamps;
+  }
+  if (r != VK_SUCCESS) {  // no destructor runs for a constructor that throws
+    if (fence_) vkDestroyFence(device.handle(), fence_, nullptr);
+    vkDestroyCommandPool(device.handle(), command_pool_, nullptr);
+    check(r, what);
   }
 }
 
 Recorder::~Recorder() {
-  std::lock_guard lock(device_.queue_mutex());
-  vkQueueWaitIdle(device_.queue());
+  // Only this recorder's own submission need be finished (a timed-out one is waited for without bound here: its
+  // resources cannot be freed while it runs).
+  if (in_flight_) vkWaitForFences(device_.handle(), 1, &fence_, VK_TRUE, UINT64_MAX);
   for (auto pool : pools_) vkDestroyDescriptorPool(device_.handle(), pool, nullptr);
   if (queries_) vkDestroyQueryPool(device_.handle(), queries_, nullptr);
-  vkFreeCommandBuffers(device_.handle(), device_.command_pool(), 1, &cb_);
+  vkDestroyFence(device_.handle(), fence_, nullptr);
+  vkDestroyCommandPool(device_.handle(), command_pool_, nullptr);  // frees cb_
+}
+
+void Recorder::wait_in_flight() {
+  if (!in_flight_) return;
+  device_.wait_for(fence_);
+  in_flight_ = false;
 }
 
 void Recorder::begin() {
-  {
-    std::lock_guard lock(device_.queue_mutex());
-    check(vkQueueWaitIdle(device_.queue()), "vkQueueWaitIdle");  // the old recording may still be executing
-  }
+  wait_in_flight();  // the old recording may still be executing (a wait that failed earlier)
   for (auto pool : pools_) vkResetDescriptorPool(device_.handle(), pool, 0);
   pool_in_use_ = 0;
   check(vkResetCommandBuffer(cb_, 0), "vkResetCommandBuffer");
@@ -178,7 +200,11 @@ void Recorder::submit_and_wait() {
     recording_ = false;
     ended_ = true;
   }
-  device_.submit_and_wait(cb_);
+  wait_in_flight();
+  check(vkResetFences(device_.handle(), 1, &fence_), "vkResetFences");
+  device_.submit(cb_, fence_);
+  in_flight_ = true;
+  wait_in_flight();
 }
 
 std::vector<DispatchTime> Recorder::timings() const {

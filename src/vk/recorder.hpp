@@ -32,6 +32,7 @@ struct DispatchTime {
   double ns = 0;
 };
 
+// Used by one thread at a time; recorders of one device may be used on different threads together.
 class Recorder {
  public:
   explicit Recorder(Device& device, bool timestamps = false);
@@ -70,8 +71,13 @@ class Recorder {
   VkDescriptorSet allocate_set(VkDescriptorSetLayout layout);
   void timestamp(const std::string& label);
 
+  void wait_in_flight();  // the last submission is done
+
   Device& device_;
+  VkCommandPool command_pool_ = VK_NULL_HANDLE;
   VkCommandBuffer cb_ = VK_NULL_HANDLE;
+  VkFence fence_ = VK_NULL_HANDLE;
+  bool in_flight_ = false;
   std::vector<VkDescriptorPool> pools_;
   size_t pool_in_use_ = 0;
   VkQueryPool queries_ = VK_NULL_HANDLE;

@@ -506,3 +506,43 @@ TEST_CASE("the last error belongs to the thread that failed") {
   REQUIRE(inferno_device_count(&count) == INFERNO_OK);
   CHECK(std::string(inferno_last_error()).empty());  // a success clears it
 }
+
+TEST_CASE("a session keeps its model alive: the model may be freed first") {
+  inferno_model* model = nullptr;
+  REQUIRE(inferno_model_load(brown_dir().c_str(), nullptr, &model) == INFERNO_OK);
+  const std::vector<int32_t> prompt = c_tokenize(model, "The jury said that");
+  inferno_generate_params params = inferno_generate_default_params();
+  params.max_new_tokens = 4;
+  params.ignore_eos = 1;
+  std::vector<int32_t> before(4), after(4);
+  inferno_session* first = nullptr;
+  inferno_session* second = nullptr;
+  REQUIRE(inferno_session_create(model, nullptr, &first) == INFERNO_OK);
+  REQUIRE(inferno_session_create(model, nullptr, &second) == INFERNO_OK);
+  REQUIRE(inferno_generate(first, prompt.data(), prompt.size(), &params, before.data(), before.size(), nullptr) ==
+          INFERNO_OK);
+  inferno_model_free(model);  // the sessions still hold it
+  CHECK(inferno_generate(second, prompt.data(), prompt.size(), &params, after.data(), after.size(), nullptr) ==
+        INFERNO_OK);
+  CHECK(after == before);
+  inferno_session_free(first);
+  CHECK(inferno_generate(second, prompt.data(), prompt.size(), &params, after.data(), after.size(), nullptr) ==
+        INFERNO_OK);
+  CHECK(after == before);
+  inferno_session_free(second);  // the model goes with the last session (ASan sees any use after free or leak)
+}
+
+TEST_CASE("memory that runs out is INFERNO_ERROR_OUT_OF_MEMORY, not a failure of another kind") {
+  inferno_session_params params = inferno_session_default_params();
+  params.ctx = 1u << 24;  // each layer's K cache: 2^24 × 64 floats = 4 GiB, past what the device allows
+  params.kv_dtype = INFERNO_KV_F32;
+  inferno_session* session = reinterpret_cast<inferno_session*>(1);
+  CHECK(inferno_session_create(brown_c(), &params, &session) == INFERNO_ERROR_OUT_OF_MEMORY);
+  CHECK(session == nullptr);
+  CHECK(std::string(inferno_last_error()).find("KV cache") != std::string::npos);
+  CHECK(std::string(inferno_status_name(INFERNO_ERROR_OUT_OF_MEMORY)) == "INFERNO_ERROR_OUT_OF_MEMORY");
+  // A context that fits still works on the same model.
+  params.ctx = 64;
+  REQUIRE(inferno_session_create(brown_c(), &params, &session) == INFERNO_OK);
+  inferno_session_free(session);
+}

@@ -28,6 +28,16 @@ TEST_CASE("a missing device index is refused by name") {
   CHECK_THROWS_WITH_AS(vk::Device(instance, 99), doctest::Contains("--device 99"), inferno::Error);
 }
 
+TEST_CASE("a buffer larger than the device's largest allocation is an OutOfDeviceMemory naming it") {
+  vk::Device& d = test_device();
+  const uint64_t held = d.allocated_bytes();
+  for (auto kind : {vk::MemoryKind::Device, vk::MemoryKind::Staging}) {
+    CHECK_THROWS_WITH_AS(vk::Buffer(d, d.caps().max_memory_allocation_size + 1, kind, "too big"),
+                         doctest::Contains("'too big'"), inferno::OutOfDeviceMemory);
+  }
+  CHECK(d.allocated_bytes() == held);
+}
+
 TEST_CASE("buffers round-trip through upload and download at odd sizes and offsets") {
   INFERNO_SEED_INFO();
   ValidationGuard guard;
