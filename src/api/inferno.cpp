@@ -314,6 +314,9 @@ struct Model::Impl {
   std::optional<io::GenerationConfig> generation;
   ModelInfo info;
   DeviceInfo device_info;
+  // Held by a batching Engine around each of its steps (its KV pool and step recordings are one stream of device
+  // work); Sessions need none: the Device guards its own command pool and queue.
+  std::recursive_mutex device_work;
 
   std::vector<int32_t> eos_ids() const {  // generation_config.json, else config.json, else the tokenizer's
     std::vector<int32_t> ids;
