@@ -34,11 +34,11 @@ inline constexpr int kMaxCallDepth = 200;  // nested macro calls
 inline constexpr int kMaxValueDepth = 512;
 inline constexpr uint64_t kMaxSteps = 2'000'000;       // loop iterations plus macro calls in one render
 inline constexpr int64_t kMaxRangeLength = 1'000'000;  // items of one range() or list repetition
-inline constexpr size_t kMaxStringBytes = 256u << 20;  // one string, and the whole output
+inline constexpr size_t kMaxStringBytes = 64u << 20;  // one string, and the whole output
 // Created in one render, live or not, so that building by repeated concatenation is bounded by its work and not
 // only by its final size: list and dict items, and bytes of strings.
-inline constexpr uint64_t kMaxElementsCreated = 10'000'000;
-inline constexpr uint64_t kMaxStringBytesCreated = uint64_t(1) << 30;
+inline constexpr uint64_t kMaxElementsCreated = 4'000'000;
+inline constexpr uint64_t kMaxStringBytesCreated = 512u << 20;
 
 // What one render has created so far. While a Renderer lives, Value's constructors charge the one of its thread;
 // values made outside a render (the messages, the context) are not counted.
