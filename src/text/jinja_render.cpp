@@ -235,7 +235,7 @@ class Macro : public Callable {
     }
     Dict kwargs;
     for (auto& [key, value] : args.keyword) {
-      auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == key; });
+      auto it = std::find_if(params.begin(), params.end(), [&name = key](const auto& p) { return p.first == name; });
       if (it == params.end()) {
         if (key == "caller")
           scope->vars.set("caller", value);

@@ -508,16 +508,16 @@ TEST_CASE("evaluation nests at most 1000 levels, macro calls included") {
 
 TEST_CASE("values nest at most 512 levels of lists and dicts") {
   const std::string too_deep = "value nested deeper than 512 levels";
-  // Built by wrapping a list in itself 10,000 times: tojson, == and destroying it would recurse that deep.
+  // Built by wrapping a list in itself 100,000 times: tojson, == and destroying it would recurse that deep.
   std::string e = error_of(
-      "{% set ns = namespace(l=[]) %}\n{% for i in range(10000) %}{% set ns.l = [ns.l] %}{% endfor %}"
+      "{% set ns = namespace(l=[]) %}\n{% for i in range(100000) %}{% set ns.l = [ns.l] %}{% endfor %}"
       "{{ ns.l | tojson }}{{ ns.l == ns.l }}");
   CHECK(mentions(e, too_deep));
   CHECK(mentions(e, "line 2"));
-  CHECK(mentions(error_of("{% set ns = namespace(d={}) %}{% for i in range(10000) %}{% set ns.d = {'k': ns.d} %}"
+  CHECK(mentions(error_of("{% set ns = namespace(d={}) %}{% for i in range(100000) %}{% set ns.d = {'k': ns.d} %}"
                           "{% endfor %}{{ ns.d }}"),
                  too_deep));
-  CHECK(mentions(error_of("{% set ns = namespace(d={}) %}{% for i in range(10000) %}{% set ns.d = dict(k=ns.d) %}"
+  CHECK(mentions(error_of("{% set ns = namespace(d={}) %}{% for i in range(100000) %}{% set ns.d = dict(k=ns.d) %}"
                           "{% endfor %}{{ ns.d }}"),
                  too_deep));
   // 500 levels are fine.
