@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds_per_target="${1:-20}"
 build_dir="${BUILD_DIR:-build-fuzz}"
-targets=(fuzz_safetensors_header fuzz_llama_config fuzz_gguf)
+targets=(fuzz_safetensors_header fuzz_llama_config fuzz_gguf fuzz_chat_template)
 
 if [ ! -f "$build_dir/build.ninja" ]; then
   CXX="${FUZZ_CXX:-clang++}" meson setup "$build_dir" -Dfuzz=true -Dtests=false
@@ -24,7 +24,8 @@ ninja -C "$build_dir" "${targets[@]/#/tests/fuzz/}"
 corpus="$build_dir/fuzz-corpus"
 rm -rf "$corpus/seeds"
 mkdir -p "$corpus/seeds/fuzz_llama_config" "$corpus/seeds/fuzz_safetensors_header" "$corpus/seeds/fuzz_gguf" \
-         "$corpus/fuzz_llama_config" "$corpus/fuzz_safetensors_header" "$corpus/fuzz_gguf" "$build_dir/fuzz-artifacts"
+         "$corpus/seeds/fuzz_chat_template" "$corpus/fuzz_llama_config" "$corpus/fuzz_safetensors_header" \
+         "$corpus/fuzz_gguf" "$corpus/fuzz_chat_template" "$build_dir/fuzz-artifacts"
 python3 - "$corpus/seeds" <<'PY'
 import glob, json, os, struct, sys
 seeds = sys.argv[1]
@@ -108,6 +109,33 @@ block_types = [(0, 1, 4), (1, 1, 2), (30, 1, 2), (2, 32, 18), (3, 32, 20), (6, 3
 gguf_file("tiny-tensors.gguf", [(b"general.architecture", 8, gguf_string(b"llama"))],
           [(b"t%d.weight" % i, [block, 2], t, bytes(range(256)) * (2 * size // 256) + bytes(2 * size % 256))
            for i, (t, block, size) in enumerate(block_types)])
+# Chat templates: the tokenizers' own and the fixture cases' templates, each with its messages after a NUL, and
+# small templates that use every kind of construct.
+def chat_seed(name, template, messages):
+    with open(os.path.join(seeds, "fuzz_chat_template", name), "wb") as out:
+        out.write(template.encode() + b"\0" + json.dumps(messages).encode())
+conversation = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello", "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}]},
+                {"role": "tool", "content": "{\"ok\": true}"}, {"role": "user", "content": "Bye"}]
+for path in sorted(glob.glob("third_party/tokenizers/*/tokenizer_config.json")):
+    template = json.load(open(path)).get("chat_template")
+    if isinstance(template, str):
+        chat_seed(path.split("/")[-2] + ".jinja", template, conversation)
+cases = json.load(open("tests/data/hf-llama/chat_template_cases.json"))
+for family, family_cases in cases.items():
+    for i, case in enumerate(family_cases):
+        if "chat_template" in case:
+            chat_seed("%s-%d.jinja" % (family, i), case["chat_template"], case["messages"])
+constructs = [
+    "{% for m in messages %}{{ loop.index }}{{ m.role | upper }}: {{ m.content | trim }}{% if not loop.last %}\n{% endif %}{% endfor %}",
+    "{% set ns = namespace(n=0, s='') %}{% for m in messages if m.role == 'user' %}{% set ns.n = ns.n + 1 %}{% set ns.s = ns.s ~ m.content %}{% endfor %}{{ ns.n }}{{ ns.s[::-1] }}",
+    "{% macro show(x, sep=', ') %}{{ x | tojson(indent=2) }}{{ sep }}{{ caller() if caller else '' }}{% endmacro %}{% call show(messages) %}body{% endcall %}",
+    "{{ messages | map(attribute='role') | unique | list | join(',') }}{{ messages | selectattr('role', 'equalto', 'user') | list | length }}{{ '%s-%d' | format('a', 3) }}",
+    "{%- if messages[0]['role'] == 'system' -%}{{ raise_exception('no system: ' ~ messages[0].content) }}{%- else -%}{{ (messages | last).content.split(' ') }}{%- endif -%}",
+    "{{ [1, 2, 3] * 2 + [4] }}{{ {'a': [1, {'b': none}]} | dictsort }}{{ range(3, 10, 2) | list | sum }}{{ 7 // 2 ** 2 % 3 }}{{ 'x' in 'xyz' and not false or none is none }}",
+]
+for i, template in enumerate(constructs):
+    chat_seed("constructs-%d.jinja" % i, template, conversation)
 gguf_file("tiny-aligned-v2.gguf", [(b"general.alignment", 4, struct.pack("<I", 64))],
           [(b"a", [4, 3, 2, 1], 0, bytes(96)), (b"b", [0], 0, b""), (b"c", [32], 8, bytes(34))], version=2, alignment=64)
 PY
@@ -116,12 +144,20 @@ printf '%s\n' '"GGUF"' '"\x03\x00\x00\x00"' '"\x09\x00\x00\x00"' '"\x08\x00\x00\
   '"general.alignment"' '"general.architecture"' '"tokenizer.ggml.tokens"' '"llama.block_count"' '".weight"' \
   > "$corpus/gguf.dict"
 
+# A dictionary for the chat-template target: its tags, operators, filters and names.
+printf '%s\n' '"{{"' '"}}"' '"{%"' '"%}"' '"{%-"' '"-%}"' '"{#"' '"#}"' '"for "' '" in "' '"endfor"' '"if "' '"elif "' \
+  '"else"' '"endif"' '"set "' '"endset"' '"macro "' '"endmacro"' '"call"' '"endcall"' '"filter "' '"endfilter"' \
+  '"namespace("' '"range("' '"loop."' '"messages"' '"raise_exception("' '"|tojson"' '"|join"' '"|map("' '"|list"' \
+  '"|length"' '"|replace("' '"|indent("' '"|format("' '"is defined"' '" ~ "' '" ** "' '" // "' '"[::-1]"' \
+  '".append("' '".split("' '"\x00"' > "$corpus/chat_template.dict"
+
 status=0
 for target in "${targets[@]}"; do
   echo "== $target: ${seconds_per_target}s"
   # The first corpus folder collects what the fuzzer finds (kept between runs); seeds are read from the second.
   dict=tests/fuzz/json.dict
   [ "$target" = fuzz_gguf ] && dict="$corpus/gguf.dict"
+  [ "$target" = fuzz_chat_template ] && dict="$corpus/chat_template.dict"
   if ! "$build_dir/tests/fuzz/$target" -max_total_time="$seconds_per_target" -timeout=10 -rss_limit_mb=2048 \
       -dict="$dict" -artifact_prefix="$build_dir/fuzz-artifacts/$target-" -print_final_stats=1 \
       "$corpus/$target" "$corpus/seeds/$target"; then

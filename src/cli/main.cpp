@@ -2,10 +2,29 @@
 // one line on stderr with exit status 1 (2 for bad usage).
 #include <algorithm>
 #include <cstdio>
+#include <string>
+#include <string_view>
 
 #include "cli/commands.hpp"
 
 namespace inferno::cli {
+
+namespace {
+// An error message as one line: a newline or carriage return in it (a template's raise_exception message, a
+// name read from a file) is written as \n or \r.
+std::string one_line(std::string_view message) {
+  std::string out;
+  for (char c : message) {
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else
+      out += c;
+  }
+  return out;
+}
+}  // namespace
 
 void add_model_args(CLI::App& cmd, ModelArgs& a) {
   cmd.add_option("-m,--model", a.path, "Hugging Face checkpoint directory or .gguf file")->required();
@@ -103,17 +122,17 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "inferno: %s\n", e.what());
+    std::fprintf(stderr, "inferno: %s\n", one_line(e.what()).c_str());
     std::fprintf(stderr, "Run with --help for more information.\n");
     return 2;
   }
   try {
     return action ? action() : 0;
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "inferno: %s\n", e.what());
+    std::fprintf(stderr, "inferno: %s\n", one_line(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "inferno: error: %s\n", e.what());
+    std::fprintf(stderr, "inferno: error: %s\n", one_line(e.what()).c_str());
     return 1;
   }
 }

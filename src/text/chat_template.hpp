@@ -31,6 +31,9 @@ class Dict;
 // Lists and dicts share their storage between copies and copy it before a change (copy-on-write), so passing
 // values around is cheap. Inside templates a value may also be Undefined (a missing variable, with a hint for the
 // error message), a Function (macro, builtin, bound method) or a Namespace (the one mutable object jinja2 has).
+// Strings share their storage too (they never change), so copying a long one costs nothing. Every value knows how
+// many containers deep it is; building one deeper than the interpreter's limit (512 levels) throws, which keeps
+// the recursive walks (==, tojson, repr, destruction) within the stack.
 class Value {
  public:
   enum class Kind { Undefined, None, Bool, Int, Float, String, List, Dict, Function, Namespace };
@@ -43,7 +46,7 @@ class Value {
     requires(!std::same_as<T, bool> && !std::same_as<T, char>)
   Value(T i) : kind_(Kind::Int), data_(static_cast<int64_t>(i)) {}
   Value(double d) : kind_(Kind::Float), data_(d) {}
-  Value(std::string s) : kind_(Kind::String), data_(std::move(s)) {}
+  Value(std::string s);  // counted against the string bytes a render may create
   Value(std::string_view s) : Value(std::string(s)) {}
   Value(const char* s) : Value(std::string(s)) {}
 
@@ -55,7 +58,9 @@ class Value {
   static Value dict();
   static Value dict(Dict entries);
   static Value undefined(std::string hint = {});
-  static Value function(std::shared_ptr<const jinja::Callable> callable);
+  // bound_to: the value a bound method holds (a list's .index holds the list), so that a namespace can tell what it
+  // would hold through the function.
+  static Value function(std::shared_ptr<const jinja::Callable> callable, const Value* bound_to = nullptr);
   static Value namespace_object(Dict attributes);
 
   // Parses JSON text (simdjson); throws Error naming the position of a syntax error.
@@ -89,6 +94,13 @@ class Value {
   const jinja::Callable& as_function() const;
   const std::string& undefined_hint() const;  // why it is undefined ("'x' is undefined"), for error messages
 
+  // Containers deep: 0 for a scalar, 1 for a list of scalars. A namespace counts its attributes as they were when
+  // this copy of it was made or last set.
+  int depth() const { return depth_; }
+  // Whether this is a namespace or holds one (in an item, or in the value a bound method holds). A namespace may
+  // not hold another, which rules out cycles.
+  bool holds_namespace() const { return kind_ == Kind::Namespace || holds_namespace_; }
+
   // The value under `key` of a dict (or a namespace attribute), or nullptr.
   const Value* find(std::string_view key) const;
   // Appends to a list; throws Error for other kinds.
@@ -99,11 +111,15 @@ class Value {
 
  private:
   Kind kind_ = Kind::None;
-  std::variant<std::monostate, bool, int64_t, double, std::string, std::shared_ptr<List>, std::shared_ptr<Dict>,
-               std::shared_ptr<const jinja::Callable>>
+  // Takes in the depth and the namespace flag of an item; throws past the depth limit.
+  void hold(const Value& item);
+  std::variant<std::monostate, bool, int64_t, double, std::shared_ptr<const std::string>, std::shared_ptr<List>,
+               std::shared_ptr<Dict>, std::shared_ptr<const jinja::Callable>>
       data_;
   enum class Sequence : uint8_t { List, Tuple, Generator };
   Sequence sequence_ = Sequence::List;
+  uint16_t depth_ = 0;
+  bool holds_namespace_ = false;
 };
 
 // A string-keyed map that keeps insertion order, as Python dicts (and so JSON objects in transformers) do.

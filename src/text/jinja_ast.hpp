@@ -18,6 +18,7 @@ struct Expr {
   virtual ~Expr() = default;
   virtual Value eval(Renderer& r) const = 0;
   int line;
+  int depth = 1;  // of the tree under this node, this node included; set and bounded by the parser
 };
 using ExprPtr = std::unique_ptr<Expr>;
 
@@ -268,6 +269,8 @@ struct Scope {
 class Renderer {
  public:
   Renderer(std::shared_ptr<Scope> root, std::string& out) : scope(std::move(root)), out(&out) {}
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
 
   // Evaluates or executes a node; failures gain the node's line and become inferno::Error.
   Value eval(const Expr& e);
@@ -277,10 +280,20 @@ class Renderer {
   void write(std::string_view text);
   void count_step();  // a loop iteration or a macro call, against kMaxSteps
 
+  // Counts an evaluation or body in progress against kMaxRenderDepth.
+  struct DepthGuard {
+    explicit DepthGuard(Renderer& r);
+    ~DepthGuard() { --r.depth; }
+    Renderer& r;
+  };
+
   std::shared_ptr<Scope> scope;
   std::string* out;
   int call_depth = 0;
+  int depth = 0;
   uint64_t steps = 0;
+  RenderBudget budget;
+  ActiveBudget active_budget{budget};
 };
 
 }  // namespace inferno::text::jinja

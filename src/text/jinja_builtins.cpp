@@ -13,8 +13,8 @@
 
 namespace inferno::text::jinja {
 
-Value make_function(std::string name, BuiltinFunction::Fn fn) {
-  return Value::function(std::make_shared<BuiltinFunction>(std::move(name), std::move(fn)));
+Value make_function(std::string name, BuiltinFunction::Fn fn, const Value* bound_to) {
+  return Value::function(std::make_shared<BuiltinFunction>(std::move(name), std::move(fn)), bound_to);
 }
 
 std::vector<std::optional<Value>> bind_args(const CallArgs& args, std::initializer_list<std::string_view> params,
@@ -295,6 +295,7 @@ const NamedStringMethod kStringMethods[] = {
                            " found");
          if (i) out += s;
          out += items[i].as_string();
+         check_string_size(out.size());
        }
        return out;
      }},
@@ -412,10 +413,9 @@ std::optional<Value> method_of(const Value& object, std::string_view name) {
   if (object.is_string()) {
     for (const auto& m : kStringMethods)
       if (m.name == name) {
-        std::string self = object.as_string();
-        StringMethod fn = m.fn;
+        StringMethod fn = m.fn;  // holds the str value, which shares the text
         return make_function("str." + std::string(name),
-                             [self = std::move(self), fn](Renderer&, CallArgs& args) { return fn(self, args); });
+                             [object, fn](Renderer&, CallArgs& args) { return fn(object.as_string(), args); });
       }
     return std::nullopt;
   }
@@ -427,7 +427,7 @@ std::optional<Value> method_of(const Value& object, std::string_view name) {
       if (m->name == name) {
         ValueMethod fn = m->fn;
         return make_function(type_name(object) + "." + std::string(name),
-                             [object, fn](Renderer&, CallArgs& args) { return fn(object, args); });
+                             [object, fn](Renderer&, CallArgs& args) { return fn(object, args); }, &object);
       }
     if (is_mutating_method(name)) {
       std::string what = "'" + std::string(name) + "' of a " + type_name(object);
@@ -531,6 +531,7 @@ std::string percent_format(std::string_view format, const Value& args) {
     return values[next_value++];
   };
   for (size_t i = 0; i < format.size(); ++i) {
+    check_string_size(out.size());
     if (format[i] != '%') {
       out += format[i];
       continue;
@@ -672,6 +673,7 @@ std::string html_escape(std::string_view s) {
       case '\'': out += "&#39;"; break;
       default: out += c;
     }
+    check_string_size(out.size());
   }
   return out;
 }
@@ -897,6 +899,7 @@ Value filter_indent(Renderer&, const Value& v, CallArgs& a) {
     if (i) out += "\n";
     if (i && (blank || !lines[i].empty())) out += indentation;
     out += lines[i];
+    check_string_size(out.size());
   }
   if (first) out = indentation + out;
   return out;
@@ -917,7 +920,7 @@ Value filter_join(Renderer&, const Value& v, CallArgs& a) {
   for (size_t i = 0; i < items.size(); ++i) {
     if (i) out += separator;
     out += to_str(b[1] && !b[1]->is_null() ? attribute_path(items[i], *b[1]) : items[i]);
-    if (out.size() > kMaxStringBytes) throw EvalError("string too large");
+    check_string_size(out.size());
   }
   return out;
 }
@@ -1039,9 +1042,7 @@ Value filter_rejectattr(Renderer& r, const Value& v, CallArgs& a) {
 Value filter_replace(Renderer&, const Value& v, CallArgs& a) {
   auto b = bind_args(a, {"old", "new", "count"}, "filter 'replace'");
   if (!b[0] || !b[1]) throw EvalError("filter 'replace' needs the old and new strings");
-  std::string out = replace(to_str(v), to_str(*b[0]), to_str(*b[1]), int_arg(b[2], -1, "filter 'replace'"));
-  if (out.size() > kMaxStringBytes) throw EvalError("string too large");
-  return out;
+  return replace(to_str(v), to_str(*b[0]), to_str(*b[1]), int_arg(b[2], -1, "filter 'replace'"));
 }
 
 Value filter_reverse(Renderer&, const Value& v, CallArgs& a) {
@@ -1473,7 +1474,11 @@ Dict make_globals() {
   Dict globals;
   globals.set("range", make_function("range", global_range));
   globals.set("namespace", make_function("namespace", [](Renderer&, CallArgs& a) {
-                return Value::namespace_object(dict_from_args(a, "namespace"));
+                Dict attributes = dict_from_args(a, "namespace");
+                for (const auto& [key, value] : attributes.entries())
+                  if (value.holds_namespace())
+                    throw EvalError("namespace(): attribute '" + key + "' holds a namespace, which a namespace cannot");
+                return Value::namespace_object(std::move(attributes));
               }));
   globals.set("dict",
               make_function("dict", [](Renderer&, CallArgs& a) { return Value::dict(dict_from_args(a, "dict")); }));

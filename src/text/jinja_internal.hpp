@@ -21,11 +21,46 @@ struct EvalError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Limits that keep a hostile template from hanging or exhausting memory.
-inline constexpr int kMaxCallDepth = 200;              // nested macro calls
+// Limits that keep a hostile template (a tokenizer_config.json is input) from overflowing the stack, hanging or
+// exhausting memory; each failure names its limit. Real chat templates stay far below every one: they nest a few
+// levels, loop over the messages a few times and build strings about the size of the conversation.
+// Parsing: statements, expressions and the expression tree (a chain of filters, .attr or [i], `a + b + c`...) nest
+// at most this deep, which bounds the recursion of parsing, evaluating and destroying the template.
+inline constexpr int kMaxTemplateNesting = 200;
+// Rendering: expression evaluations and bodies in progress at once, macro calls and their bodies included.
+inline constexpr int kMaxRenderDepth = 1000;
+inline constexpr int kMaxCallDepth = 200;  // nested macro calls
+// Containers inside containers in one value (the interpreter's walks over values recurse this deep).
+inline constexpr int kMaxValueDepth = 512;
 inline constexpr uint64_t kMaxSteps = 2'000'000;       // loop iterations plus macro calls in one render
-inline constexpr int64_t kMaxRangeLength = 1'000'000;  // items of one range()
-inline constexpr size_t kMaxStringBytes = 256u << 20;  // one string built by * or the whole output
+inline constexpr int64_t kMaxRangeLength = 1'000'000;  // items of one range() or list repetition
+inline constexpr size_t kMaxStringBytes = 64u << 20;  // one string, and the whole output
+// Created in one render, live or not, so that building by repeated concatenation is bounded by its work and not
+// only by its final size: list and dict items, and bytes of strings.
+inline constexpr uint64_t kMaxElementsCreated = 4'000'000;
+inline constexpr uint64_t kMaxStringBytesCreated = 512u << 20;
+
+// What one render has created so far. While a Renderer lives, Value's constructors charge the one of its thread;
+// values made outside a render (the messages, the context) are not counted.
+struct RenderBudget {
+  uint64_t elements = 0;
+  uint64_t string_bytes = 0;
+};
+void charge_elements(uint64_t count);
+void charge_string_bytes(uint64_t bytes);
+// Installs `budget` as this thread's for its lifetime, restoring the previous one after.
+class ActiveBudget {
+ public:
+  explicit ActiveBudget(RenderBudget& budget);
+  ~ActiveBudget();
+  ActiveBudget(const ActiveBudget&) = delete;
+  ActiveBudget& operator=(const ActiveBudget&) = delete;
+
+ private:
+  RenderBudget* previous_;
+};
+// Throws once a string being built passes kMaxStringBytes.
+void check_string_size(size_t bytes);
 
 struct CallArgs {
   std::vector<Value> positional;
@@ -55,7 +90,8 @@ class BuiltinFunction : public Callable {
   Fn fn_;
 };
 
-Value make_function(std::string name, BuiltinFunction::Fn fn);
+// bound_to: the value a bound method holds (see Value::function).
+Value make_function(std::string name, BuiltinFunction::Fn fn, const Value* bound_to = nullptr);
 
 // Binds call arguments to parameter names as Python does (positional in order, then by keyword); parameters not
 // given stay empty. `what` names the callee in errors ("filter 'indent'").

@@ -4,6 +4,7 @@
 // Filters and tests are resolved here. As in jinja2 3.x, an unknown one is an error when the template is parsed,
 // naming it and its line, unless it sits inside an `if` (or an inline if-expression), where the error waits until
 // the branch runs: templates may guard optional features that way.
+#include <algorithm>
 #include <initializer_list>
 
 #include "text/jinja_ast.hpp"
@@ -11,9 +12,6 @@
 
 namespace inferno::text::jinja {
 namespace {
-
-// Deeper nesting than this is no real template and would risk the stack.
-constexpr int kMaxNesting = 200;
 
 bool is_end_tag(std::string_view name) {
   static constexpr std::string_view kEndTags[] = {"endfor", "endif",   "else",      "elif",          "endmacro",
@@ -65,10 +63,31 @@ class Parser {
   struct NestingGuard {
     Parser& parser;
     explicit NestingGuard(Parser& p, int line) : parser(p) {
-      if (++parser.nesting_ > kMaxNesting) syntax_error(line, "template nested too deeply");
+      if (++parser.nesting_ > kMaxTemplateNesting)
+        syntax_error(line, "template nested deeper than " + std::to_string(kMaxTemplateNesting) + " levels");
     }
     ~NestingGuard() { --parser.nesting_; }
   };
+
+  static int depth_of(const ExprPtr& e) { return e ? e->depth : 0; }
+  static int depth_of(const Arguments& args) {
+    int deepest = std::max(depth_of(args.star_args), depth_of(args.star_kwargs));
+    for (const auto& e : args.positional) deepest = std::max(deepest, e->depth);
+    for (const auto& [name, e] : args.keyword) deepest = std::max(deepest, e->depth);
+    return deepest;
+  }
+  // Gives `node` its depth, one more than its deepest part's, and refuses a tree deeper than kMaxTemplateNesting:
+  // a chain built in a loop (`x|f|f|f...`, `a.b.c...`, `a + b + c...`) grows the tree without recursing here, but
+  // evaluating and destroying the tree recurse as deep as it is.
+  template <typename Node>
+  std::unique_ptr<Node> deepened(std::unique_ptr<Node> node, int deepest_part) {
+    node->depth = deepest_part + 1;
+    if (node->depth > kMaxTemplateNesting)
+      syntax_error(node->line,
+                   "expression nested deeper than " + std::to_string(kMaxTemplateNesting) +
+                       " levels (operators, filters, attributes, items and calls each add one)");
+    return node;
+  }
 
   const Token& peek(size_t ahead = 0) const {
     size_t i = std::min(index_ + ahead, tokens_.size() - 1);
@@ -404,7 +423,9 @@ class Parser {
     }
     auto tuple = std::make_unique<ListExpr>(line, true);
     tuple->items = std::move(items);
-    return tuple;
+    int deepest = 0;
+    for (const auto& item : tuple->items) deepest = std::max(deepest, item->depth);
+    return deepened(std::move(tuple), deepest);
   }
 
   ExprPtr parse_expression(bool with_condexpr) { return with_condexpr ? parse_condexpr() : parse_or(); }
@@ -419,9 +440,14 @@ class Parser {
       in_if_ = true;
       auto conditional = std::make_unique<ConditionalExpr>(next().line);
       conditional->condition = parse_or();
-      if (skip_name("else")) conditional->else_value = parse_condexpr();
+      if (at_name("else")) {
+        NestingGuard guard(*this, next().line);
+        conditional->else_value = parse_condexpr();
+      }
       conditional->then_value = std::move(expr);
-      expr = std::move(conditional);
+      const int deepest = std::max({depth_of(conditional->condition), depth_of(conditional->then_value),
+                                    depth_of(conditional->else_value)});
+      expr = deepened(std::move(conditional), deepest);
     }
     return expr;
   }
@@ -430,7 +456,9 @@ class Parser {
     ExprPtr left = parse_and();
     while (at_name("or")) {
       int line = next().line;
-      left = std::make_unique<LogicalExpr>(line, false, std::move(left), parse_and());
+      ExprPtr right = parse_and();
+      const int deepest = std::max(left->depth, right->depth);
+      left = deepened(std::make_unique<LogicalExpr>(line, false, std::move(left), std::move(right)), deepest);
     }
     return left;
   }
@@ -439,7 +467,9 @@ class Parser {
     ExprPtr left = parse_not();
     while (at_name("and")) {
       int line = next().line;
-      left = std::make_unique<LogicalExpr>(line, true, std::move(left), parse_not());
+      ExprPtr right = parse_not();
+      const int deepest = std::max(left->depth, right->depth);
+      left = deepened(std::make_unique<LogicalExpr>(line, true, std::move(left), std::move(right)), deepest);
     }
     return left;
   }
@@ -448,7 +478,9 @@ class Parser {
     if (at_name("not")) {
       int line = next().line;
       NestingGuard guard(*this, line);
-      return std::make_unique<UnaryExpr>(line, "not", parse_not());
+      ExprPtr operand = parse_not();
+      const int deepest = operand->depth;
+      return deepened(std::make_unique<UnaryExpr>(line, "not", std::move(operand)), deepest);
     }
     return parse_compare();
   }
@@ -475,14 +507,21 @@ class Parser {
     auto compare = std::make_unique<CompareExpr>(line);
     compare->first = std::move(first);
     compare->rest = std::move(rest);
-    return compare;
+    int deepest = compare->first->depth;
+    for (const auto& [op, e] : compare->rest) deepest = std::max(deepest, e->depth);
+    return deepened(std::move(compare), deepest);
+  }
+
+  ExprPtr binary(int line, std::string op, ExprPtr left, ExprPtr right) {
+    const int deepest = std::max(left->depth, right->depth);
+    return deepened(std::make_unique<BinaryExpr>(line, std::move(op), std::move(left), std::move(right)), deepest);
   }
 
   ExprPtr parse_math1() {
     ExprPtr left = parse_concat();
     while (at_op("+") || at_op("-")) {
       const Token& op = next();
-      left = std::make_unique<BinaryExpr>(op.line, op.text, std::move(left), parse_concat());
+      left = binary(op.line, op.text, std::move(left), parse_concat());
     }
     return left;
   }
@@ -491,7 +530,7 @@ class Parser {
     ExprPtr left = parse_math2();
     while (at_op("~")) {
       int line = next().line;
-      left = std::make_unique<BinaryExpr>(line, "~", std::move(left), parse_math2());
+      left = binary(line, "~", std::move(left), parse_math2());
     }
     return left;
   }
@@ -500,7 +539,7 @@ class Parser {
     ExprPtr left = parse_pow();
     while (at_op("*") || at_op("/") || at_op("//") || at_op("%")) {
       const Token& op = next();
-      left = std::make_unique<BinaryExpr>(op.line, op.text, std::move(left), parse_pow());
+      left = binary(op.line, op.text, std::move(left), parse_pow());
     }
     return left;
   }
@@ -509,7 +548,7 @@ class Parser {
     ExprPtr left = parse_unary(true);
     while (at_op("**")) {
       int line = next().line;
-      left = std::make_unique<BinaryExpr>(line, "**", std::move(left), parse_unary(true));
+      left = binary(line, "**", std::move(left), parse_unary(true));
     }
     return left;
   }
@@ -520,7 +559,9 @@ class Parser {
     ExprPtr node;
     if (at_op("-") || at_op("+")) {
       std::string op = next().text;
-      node = std::make_unique<UnaryExpr>(line, op, parse_unary(false));
+      ExprPtr operand = parse_unary(false);
+      const int deepest = operand->depth;
+      node = deepened(std::make_unique<UnaryExpr>(line, op, std::move(operand)), deepest);
     } else {
       node = parse_primary();
     }
@@ -571,7 +612,9 @@ class Parser {
       }
       list->items.push_back(parse_expression(true));
     }
-    return list;
+    int deepest = 0;
+    for (const auto& item : list->items) deepest = std::max(deepest, item->depth);
+    return deepened(std::move(list), deepest);
   }
 
   ExprPtr parse_dict() {
@@ -585,7 +628,9 @@ class Parser {
       expect_op(":");
       dict->entries.emplace_back(std::move(key), parse_expression(true));
     }
-    return dict;
+    int deepest = 0;
+    for (const auto& [key, value] : dict->entries) deepest = std::max({deepest, key->depth, value->depth});
+    return deepened(std::move(dict), deepest);
   }
 
   ExprPtr parse_postfix(ExprPtr node) {
@@ -606,7 +651,8 @@ class Parser {
         auto filter = std::make_unique<FilterExpr>(next().line);
         filter->filter = parse_filter_call();
         filter->subject = std::move(node);
-        node = std::move(filter);
+        const int deepest = std::max(filter->subject->depth, depth_of(filter->filter.args));
+        node = deepened(std::move(filter), deepest);
       } else if (at_name("is")) {
         node = parse_test(std::move(node));
       } else if (at_op("(")) {
@@ -621,10 +667,13 @@ class Parser {
     const int line = peek().line;
     if (skip_op(".")) {
       const Token& t = peek();
-      if (t.type == TokenType::Name) return std::make_unique<AttributeExpr>(line, std::move(node), next().text);
+      const int deepest = node->depth;
+      if (t.type == TokenType::Name)
+        return deepened(std::make_unique<AttributeExpr>(line, std::move(node), next().text), deepest);
       if (t.type == TokenType::Integer)
-        return std::make_unique<ItemExpr>(line, std::move(node),
-                                          std::make_unique<Literal>(line, Value(next().integer)));
+        return deepened(std::make_unique<ItemExpr>(line, std::move(node),
+                                                   std::make_unique<Literal>(line, Value(next().integer))),
+                        deepest);
       unexpected("an attribute name or index after '.'");
     }
     expect_op("[");
@@ -632,7 +681,10 @@ class Parser {
     if (!at_op(":")) {
       start = parse_expression(true);
       if (at_op(",")) syntax_error(peek().line, "unsupported construct: subscripts with several indices");
-      if (skip_op("]")) return std::make_unique<ItemExpr>(line, std::move(node), std::move(start));
+      if (skip_op("]")) {
+        const int deepest = std::max(node->depth, start->depth);
+        return deepened(std::make_unique<ItemExpr>(line, std::move(node), std::move(start)), deepest);
+      }
     }
     auto slice = std::make_unique<SliceExpr>(line);
     slice->object = std::move(node);
@@ -641,7 +693,9 @@ class Parser {
     if (!at_op("]") && !at_op(":")) slice->stop = parse_expression(true);
     if (skip_op(":") && !at_op("]")) slice->step = parse_expression(true);
     expect_op("]");
-    return slice;
+    const int deepest = std::max({depth_of(slice->object), depth_of(slice->start), depth_of(slice->stop),
+                                  depth_of(slice->step)});
+    return deepened(std::move(slice), deepest);
   }
 
   Arguments parse_call_args() {
@@ -675,7 +729,8 @@ class Parser {
     auto call = std::make_unique<CallExpr>(peek().line);
     call->callee = std::move(callee);
     call->args = parse_call_args();
-    return call;
+    const int deepest = std::max(call->callee->depth, depth_of(call->args));
+    return deepened(std::move(call), deepest);
   }
 
   std::string parse_dotted_name(const std::string& what) {
@@ -711,7 +766,8 @@ class Parser {
       if (at_name("is")) syntax_error(t.line, "tests cannot be chained with 'is'");
       test->args.positional.push_back(parse_postfix(parse_primary()));
     }
-    return test;
+    const int deepest = std::max(test->subject->depth, depth_of(test->args));
+    return deepened(std::move(test), deepest);
   }
 };
 

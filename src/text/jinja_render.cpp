@@ -4,6 +4,7 @@
 // `if` opens no scope, and a macro sees the scope it was defined in as it is when called.
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cmath>
 
 #include "text/jinja_ast.hpp"
@@ -69,7 +70,7 @@ Value repeat(const Value& sequence, int64_t times) {
   if (times <= 0) return sequence.is_string() ? Value("") : Value::list({});
   if (sequence.is_string()) {
     const std::string& s = sequence.as_string();
-    if (!s.empty() && uint64_t(times) > kMaxStringBytes / s.size()) throw EvalError("string repetition too large");
+    if (!s.empty()) check_string_size(uint64_t(times) > kMaxStringBytes / s.size() ? SIZE_MAX : s.size() * size_t(times));
     std::string out;
     out.reserve(s.size() * size_t(times));
     for (int64_t i = 0; i < times; ++i) out += s;
@@ -77,7 +78,7 @@ Value repeat(const Value& sequence, int64_t times) {
   }
   const auto& items = sequence.as_list();
   if (!items.empty() && uint64_t(times) > uint64_t(kMaxRangeLength) / items.size())
-    throw EvalError("list repetition too large");
+    throw EvalError("list repetition longer than " + std::to_string(kMaxRangeLength) + " items");
   Value::List out;
   for (int64_t i = 0; i < times; ++i) out.insert(out.end(), items.begin(), items.end());
   return sequence.is_tuple() ? Value::tuple(std::move(out)) : Value::list(std::move(out));
@@ -114,7 +115,7 @@ Value arithmetic(std::string_view op, const Value& a, const Value& b) {
     if (ints) return checked(add_overflows, integral(a), integral(b));
     if (numbers) return real(a) + real(b);
     if (a.is_string() && b.is_string()) {
-      if (a.as_string().size() + b.as_string().size() > kMaxStringBytes) throw EvalError("string too large");
+      check_string_size(a.as_string().size() + b.as_string().size());
       return a.as_string() + b.as_string();
     }
     if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple() && !a.is_generator() && !b.is_generator()) {
@@ -234,7 +235,7 @@ class Macro : public Callable {
     }
     Dict kwargs;
     for (auto& [key, value] : args.keyword) {
-      auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == key; });
+      auto it = std::find_if(params.begin(), params.end(), [&name = key](const auto& p) { return p.first == name; });
       if (it == params.end()) {
         if (key == "caller")
           scope->vars.set("caller", value);
@@ -275,8 +276,15 @@ class Macro : public Callable {
 
 // ---- Renderer ----
 
+Renderer::DepthGuard::DepthGuard(Renderer& r) : r(r) {
+  if (++r.depth > kMaxRenderDepth)
+    throw EvalError("evaluation nested deeper than " + std::to_string(kMaxRenderDepth) +
+                    " levels (expressions, blocks and macro calls)");
+}
+
 Value Renderer::eval(const Expr& e) {
   try {
+    DepthGuard guard(*this);
     return e.eval(*this);
   } catch (const EvalError& error) {
     throw Error(located(e.line, error.what()));
@@ -284,6 +292,7 @@ Value Renderer::eval(const Expr& e) {
 }
 
 Flow Renderer::exec(const Body& body) {
+  DepthGuard guard(*this);
   for (const auto& stmt : body) {
     Flow flow;
     try {
@@ -306,12 +315,14 @@ std::string Renderer::capture(const Body& body, std::shared_ptr<Scope> body_scop
 }
 
 void Renderer::write(std::string_view text) {
-  if (out->size() + text.size() > kMaxStringBytes) throw EvalError("rendered text larger than 256 MiB");
+  if (out->size() + text.size() > kMaxStringBytes)
+    throw EvalError("rendered text longer than " + std::to_string(kMaxStringBytes >> 20) + " MiB");
   out->append(text);
 }
 
 void Renderer::count_step() {
-  if (++steps > kMaxSteps) throw EvalError("more than 2 million loop iterations and macro calls in one render");
+  if (++steps > kMaxSteps)
+    throw EvalError("more than " + std::to_string(kMaxSteps) + " loop iterations and macro calls in one render");
 }
 
 // ---- expressions ----
@@ -416,7 +427,7 @@ Value BinaryExpr::eval(Renderer& r) const {
   if (op == "~") {
     std::string s = to_str(a);
     std::string t = to_str(b);
-    if (s.size() + t.size() > kMaxStringBytes) throw EvalError("string too large");
+    check_string_size(s.size() + t.size());
     return s + t;
   }
   if (a.is_undefined()) fail_undefined(a);
@@ -483,6 +494,8 @@ void AssignTarget::assign(Renderer& r, const Value& value) const {
     const Value* object = r.scope->lookup(names[0]);
     if (!object || !object->is_namespace())
       throw EvalError("cannot set '" + names[0] + "." + attribute + "': only namespace() objects take attributes");
+    if (value.holds_namespace())
+      throw EvalError("cannot set '" + names[0] + "." + attribute + "': a namespace cannot hold a namespace");
     Value shared = *object;  // a namespace's copies share its attributes
     shared.set(attribute, value);
     return;

@@ -15,11 +15,66 @@ namespace inferno::text {
 using jinja::EvalError;
 
 // ---------------------------------------------------------------------------------------------------------------
+// The budget of one render
+
+namespace jinja {
+namespace {
+thread_local RenderBudget* active_budget = nullptr;
+}
+
+ActiveBudget::ActiveBudget(RenderBudget& budget) : previous_(active_budget) {
+  active_budget = &budget;
+}
+ActiveBudget::~ActiveBudget() {
+  active_budget = previous_;
+}
+
+void charge_elements(uint64_t count) {
+  if (!active_budget) return;
+  active_budget->elements += count;
+  if (active_budget->elements > kMaxElementsCreated)
+    throw EvalError("the template created more than " + std::to_string(kMaxElementsCreated) +
+                    " list and dict items in one render");
+}
+
+void charge_string_bytes(uint64_t bytes) {
+  if (!active_budget) return;
+  active_budget->string_bytes += bytes;
+  if (active_budget->string_bytes > kMaxStringBytesCreated)
+    throw EvalError("the template created more than " + std::to_string(kMaxStringBytesCreated >> 20) +
+                    " MiB of strings in one render");
+}
+
+void check_string_size(size_t bytes) {
+  if (bytes > kMaxStringBytes)
+    throw EvalError("string longer than " + std::to_string(kMaxStringBytes >> 20) + " MiB");
+}
+}  // namespace jinja
+
+// ---------------------------------------------------------------------------------------------------------------
 // Value
 
+Value::Value(std::string s) : kind_(Kind::String) {
+  jinja::charge_string_bytes(s.size());
+  data_ = std::make_shared<const std::string>(std::move(s));
+}
+
+void Value::hold(const Value& item) {
+  if (item.depth_ + 1 > depth_) {
+    if (item.depth_ + 1 > jinja::kMaxValueDepth)
+      throw EvalError("value nested deeper than " + std::to_string(jinja::kMaxValueDepth) +
+                      " levels of lists and dicts");
+    depth_ = uint16_t(item.depth_ + 1);
+  }
+  holds_namespace_ = holds_namespace_ || item.holds_namespace();
+}
+
 Value Value::list(List items) {
+  jinja::charge_elements(items.size());
   Value v;
   v.kind_ = Kind::List;
+  v.depth_ = 1;
+  for (const auto& item : items) v.hold(item);
   v.data_ = std::make_shared<List>(std::move(items));
   return v;
 }
@@ -41,8 +96,11 @@ Value Value::dict() {
 }
 
 Value Value::dict(Dict entries) {
+  jinja::charge_elements(entries.size());
   Value v;
   v.kind_ = Kind::Dict;
+  v.depth_ = 1;
+  for (const auto& entry : entries.entries()) v.hold(entry.second);
   v.data_ = std::make_shared<Dict>(std::move(entries));
   return v;
 }
@@ -50,20 +108,27 @@ Value Value::dict(Dict entries) {
 Value Value::undefined(std::string hint) {
   Value v;
   v.kind_ = Kind::Undefined;
-  v.data_ = std::move(hint);
+  v.data_ = std::make_shared<const std::string>(std::move(hint));
   return v;
 }
 
-Value Value::function(std::shared_ptr<const jinja::Callable> callable) {
+Value Value::function(std::shared_ptr<const jinja::Callable> callable, const Value* bound_to) {
   Value v;
   v.kind_ = Kind::Function;
   v.data_ = std::move(callable);
+  if (bound_to) {
+    v.depth_ = bound_to->depth_;
+    v.holds_namespace_ = bound_to->holds_namespace();
+  }
   return v;
 }
 
 Value Value::namespace_object(Dict attributes) {
+  jinja::charge_elements(attributes.size());
   Value v;
   v.kind_ = Kind::Namespace;
+  v.depth_ = 1;
+  for (const auto& entry : attributes.entries()) v.hold(entry.second);
   v.data_ = std::make_shared<Dict>(std::move(attributes));
   return v;
 }
@@ -108,7 +173,7 @@ double Value::as_double() const {
 
 const std::string& Value::as_string() const {
   if (kind_ != Kind::String) wrong_kind(kind_, "string");
-  return std::get<std::string>(data_);
+  return *std::get<std::shared_ptr<const std::string>>(data_);
 }
 
 const Value::List& Value::as_list() const {
@@ -128,7 +193,7 @@ const jinja::Callable& Value::as_function() const {
 
 const std::string& Value::undefined_hint() const {
   if (kind_ != Kind::Undefined) wrong_kind(kind_, "undefined");
-  return std::get<std::string>(data_);
+  return *std::get<std::shared_ptr<const std::string>>(data_);
 }
 
 const Value* Value::find(std::string_view key) const {
@@ -139,15 +204,26 @@ const Value* Value::find(std::string_view key) const {
 void Value::push_back(Value item) {
   if (kind_ != Kind::List) wrong_kind(kind_, "list");
   auto& items = std::get<std::shared_ptr<List>>(data_);
-  if (items.use_count() > 1) items = std::make_shared<List>(*items);
+  jinja::charge_elements(1);
+  hold(item);
+  if (items.use_count() > 1) {
+    jinja::charge_elements(items->size());
+    items = std::make_shared<List>(*items);
+  }
   items->push_back(std::move(item));
 }
 
 void Value::set(std::string key, Value value) {
   if (kind_ != Kind::Dict && kind_ != Kind::Namespace) wrong_kind(kind_, "dict");
   auto& entries = std::get<std::shared_ptr<Dict>>(data_);
-  if (kind_ == Kind::Dict && entries.use_count() > 1) entries = std::make_shared<Dict>(*entries);
+  hold(value);
+  if (kind_ == Kind::Dict && entries.use_count() > 1) {
+    jinja::charge_elements(entries->size());
+    entries = std::make_shared<Dict>(*entries);
+  }
+  const size_t before = entries->size();
   entries->set(std::move(key), std::move(value));
+  jinja::charge_elements(entries->size() - before);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -252,7 +328,11 @@ Value Value::from_json(std::string_view json) {
   if (error == simdjson::NUMBER_ERROR)
     error = parser.parse(simdjson::padded_string(widen_long_integers(json))).get(root);
   if (error) throw Error(std::string("invalid JSON: ") + simdjson::error_message(error));
-  return from_element(root);
+  try {
+    return from_element(root);
+  } catch (const EvalError& e) {  // nested deeper than a value may be
+    throw Error(std::string("JSON: ") + e.what());
+  }
 }
 
 std::string Value::to_json(int indent) const {
@@ -344,6 +424,7 @@ void dump_json_at(const Value& v, const JsonStyle& style, int depth, std::string
         if (i) out += style.item_separator;
         if (style.indent) newline(depth + 1);
         dump_json_at(items[i], style, depth + 1, out);
+        check_string_size(out.size());
       }
       if (style.indent) newline(depth);
       out += ']';
@@ -366,6 +447,7 @@ void dump_json_at(const Value& v, const JsonStyle& style, int depth, std::string
         dump_json_string(order[i]->first, style.ensure_ascii, out);
         out += style.key_separator;
         dump_json_at(order[i]->second, style, depth + 1, out);
+        check_string_size(out.size());
       }
       if (style.indent) newline(depth);
       out += '}';
@@ -515,6 +597,7 @@ std::string repr_dict(const Dict& d) {
     if (!first) out += ", ";
     first = false;
     out += repr_string(key) + ": " + repr(value);
+    check_string_size(out.size());
   }
   return out + "}";
 }
@@ -531,6 +614,7 @@ std::string repr(const Value& v) {
       for (size_t i = 0; i < items.size(); ++i) {
         if (i) out += ", ";
         out += repr(items[i]);
+        check_string_size(out.size());
       }
       if (v.is_tuple() && items.size() == 1) out += ",";
       return out + (v.is_tuple() ? ")" : "]");
@@ -873,6 +957,7 @@ std::string replace(std::string_view s, std::string_view old, std::string_view r
       if (count < 0 || done < count) {
         out += replacement;
         ++done;
+        check_string_size(out.size());
       }
       out.append(s.substr(offsets[i], offsets[i + 1] - offsets[i]));
     }
@@ -886,6 +971,7 @@ std::string replace(std::string_view s, std::string_view old, std::string_view r
     if (found == std::string_view::npos) break;
     out.append(s.substr(start, found - start));
     out += replacement;
+    check_string_size(out.size());
     start = found + old.size();
     ++done;
   }

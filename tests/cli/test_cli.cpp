@@ -324,6 +324,23 @@ TEST_CASE("template prints apply_chat_template's text exactly; a raise_exception
     break;
   }
   CHECK(raised == 1);
+  // A message with a newline still makes one error line: the newline is written as \n. A template nested past the
+  // interpreter's limit is one line naming the limit.
+  const fs::path tmpl = temp_dir() / "hostile.jinja";
+  std::ofstream(messages) << R"([{"role": "user", "content": "hi"}])";
+  std::ofstream(tmpl) << R"({{ raise_exception("first line\nsecond line") }})";
+  const std::string model = quote(tokenizer_dir("llama3").string());
+  Run r = run_inferno("template -m " + model + " --template " + quote(tmpl.string()) + " --messages " +
+                      quote(messages.string()));
+  check_one_error_line(r, "first line\\nsecond line");
+  std::ofstream(tmpl) << "{{ 'x'" << [] {
+    std::string filters;
+    for (int i = 0; i < 50000; ++i) filters += "|upper";
+    return filters;
+  }() << " }}";
+  r = run_inferno("template -m " + model + " --template " + quote(tmpl.string()) + " --messages " +
+                  quote(messages.string()));
+  check_one_error_line(r, "expression nested deeper than 200 levels");
 }
 
 TEST_CASE("the bundled demo model reproduces its greedy reference and its perplexity") {

@@ -436,3 +436,128 @@ TEST_CASE("a namespace counts across loop iterations") {
     CHECK(counter.render(messages, false, Value()) == std::to_string(users) + ":" + last);
   }
 }
+
+// ---- a hostile template (tokenizer_config.json is input) meets a limit and fails with one error naming it ----
+// Each attack below would overflow the stack, run for minutes or take gigabytes without its limit; the sizes are
+// chosen so, and none is timed.
+
+namespace {
+
+std::string repeated(const std::string& piece, int times) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out += piece;
+  return out;
+}
+
+// The error message of parsing and rendering `source`, or "" when it renders.
+std::string error_of(const std::string& source, const std::string& context_json = "{}") {
+  try {
+    render(source, context_json);
+  } catch (const inferno::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool mentions(const std::string& error, const std::string& part) {
+  return error.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("chains of filters, attributes, items, calls and operators nest at most 200 levels") {
+  const std::string too_deep = "expression nested deeper than 200 levels";
+  const std::string x = R"J({"x": "v"})J";
+  CHECK(mentions(error_of("{{ 'x'" + repeated("|upper", 50000) + " }}"), too_deep));
+  CHECK(mentions(error_of("{{ x" + repeated(".a", 50000) + " }}", x), too_deep));
+  CHECK(mentions(error_of("{{ x" + repeated("[0]", 50000) + " }}", x), too_deep));
+  CHECK(mentions(error_of("{{ x" + repeated("[1:]", 50000) + " }}", x), too_deep));
+  CHECK(mentions(error_of("{{ x" + repeated("()", 50000) + " }}", x), too_deep));
+  CHECK(mentions(error_of("{{ x" + repeated(" is defined", 50000) + " }}", x), "tests cannot be chained"));
+  CHECK(mentions(error_of("{{ 1" + repeated(" is divisibleby(1)", 50000) + " }}"), too_deep));
+  for (const char* op : {" + ", " - ", " * ", " / ", " // ", " % ", " ** ", " ~ ", " and ", " or "})
+    CHECK_MESSAGE(mentions(error_of("{{ 1" + repeated(op + std::string("1"), 50000) + " }}"), too_deep), std::string(op));
+  // A chain of comparisons is one node, evaluated in a loop.
+  CHECK(render("{{ 1" + repeated(" == 1", 50000) + " }}") == "True");
+  CHECK(mentions(error_of("{{ 1" + repeated(" if x", 50000) + " }}"), too_deep));
+  CHECK(mentions(error_of("{{ 1" + repeated(" if x else 1", 50000) + " }}"), "template nested deeper than 200"));
+  // Recursion in the grammar: unary operators, brackets, blocks, macros.
+  const std::pair<const char*, const char*> nested[] = {
+      {"not ", ""}, {"-", ""}, {"- ", ""}, {"+", ""}, {"(", ")"}, {"[", "]"}, {"{'k': ", "}"}, {"-(", ")"}, {"f(", ")"}};
+  for (const auto& [open, close] : nested)
+    CHECK_MESSAGE(mentions(error_of("{{ " + repeated(open, 50000) + "1" + repeated(close, 50000) + " }}"),
+                           "template nested deeper than 200"),
+                  std::string(open));
+  for (const char* block : {"{% if x %}", "{% for a in x %}", "{% macro m() %}", "{% filter upper %}",
+                            "{% set s %}", "{% call f() %}", "{% generation %}"})
+    CHECK_MESSAGE(mentions(error_of(repeated(block, 50000)), "template nested deeper than 200"), std::string(block));
+  // The limit leaves room: 190 levels parse and render.
+  CHECK(render("{{ 'x'" + repeated("|upper", 190) + " }}") == "X");
+  CHECK(render("{{ 0" + repeated(" + 1", 190) + " }}") == "190");
+  CHECK(render(repeated("{% if true %}", 190) + "y" + repeated("{% endif %}", 190)) == "y");
+}
+
+TEST_CASE("evaluation nests at most 1000 levels, macro calls included") {
+  // 150 macro calls each under a chain of 150 operators: 22,500 levels of evaluation.
+  const std::string source = "{% macro m(n) %}{% if n > 0 %}{{ m(n - 1)" + repeated(" ~ ''", 150) +
+                             " }}{% endif %}{% endmacro %}{{ m(150) }}";
+  CHECK(mentions(error_of(source), "evaluation nested deeper than 1000 levels"));
+  CHECK(render("{% macro m(n) %}{% if n > 0 %}{{ m(n - 1) ~ 'x' }}{% endif %}{% endmacro %}{{ m(150) | length }}") ==
+        "150");
+}
+
+TEST_CASE("values nest at most 512 levels of lists and dicts") {
+  const std::string too_deep = "value nested deeper than 512 levels";
+  // Built by wrapping a list in itself 100,000 times: tojson, == and destroying it would recurse that deep.
+  std::string e = error_of(
+      "{% set ns = namespace(l=[]) %}\n{% for i in range(100000) %}{% set ns.l = [ns.l] %}{% endfor %}"
+      "{{ ns.l | tojson }}{{ ns.l == ns.l }}");
+  CHECK(mentions(e, too_deep));
+  CHECK(mentions(e, "line 2"));
+  CHECK(mentions(error_of("{% set ns = namespace(d={}) %}{% for i in range(100000) %}{% set ns.d = {'k': ns.d} %}"
+                          "{% endfor %}{{ ns.d }}"),
+                 too_deep));
+  CHECK(mentions(error_of("{% set ns = namespace(d={}) %}{% for i in range(100000) %}{% set ns.d = dict(k=ns.d) %}"
+                          "{% endfor %}{{ ns.d }}"),
+                 too_deep));
+  // 500 levels are fine.
+  CHECK(render("{% set ns = namespace(l=[]) %}{% for i in range(500) %}{% set ns.l = [ns.l] %}{% endfor %}"
+               "{{ ns.l | tojson | length }} {{ ns.l == ns.l }}") == "1002 True");
+  // JSON input deeper than that is refused as it is read.
+  CHECK_THROWS_WITH_AS(Value::from_json(std::string(600, '[') + std::string(600, ']')),
+                       doctest::Contains("nested deeper than 512"), inferno::Error);
+  // A namespace cannot hold a namespace, directly, in a container or through a bound method: no cycles.
+  for (const char* held : {"ns", "[ns]", "{'k': [ns]}", "[ns].index", "loop"})
+    CHECK_MESSAGE(mentions(error_of("{% set ns = namespace() %}{% for i in [1] %}{% set ns.me = " + std::string(held) +
+                                    " %}{% endfor %}{{ ns }}"),
+                           "a namespace cannot hold a namespace"),
+                  std::string(held));
+  CHECK(mentions(error_of("{% set ns = namespace() %}{% set other = namespace(inner=[ns]) %}"),
+                 "holds a namespace"));
+}
+
+TEST_CASE("one render creates at most 4 million list items and 512 MiB of strings, and writes at most 64 MiB") {
+  // Doubling a list 64 times would need 2^64 items.
+  CHECK(mentions(error_of("{% set ns = namespace(l=[0]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}"
+                          "{% endfor %}{{ ns.l | length }}"),
+                 "more than 4000000 list and dict items"));
+  CHECK(mentions(error_of("{% set ns = namespace(d={}) %}{% for i in range(100000) %}"
+                          "{% set ns.d = dict(ns.d, **{i|string: i}) %}{% endfor %}"),
+                 "more than 4000000 list and dict items"));
+  // Growing a string by 100 bytes 100,000 times copies 500 GB; the budget stops it after about 512 MiB of copies.
+  const std::string piece = "'" + std::string(100, 'y') + "'";
+  for (const char* op : {" ~ ", " + "})
+    CHECK_MESSAGE(mentions(error_of("{% set ns = namespace(s='') %}{% for i in range(100000) %}{% set ns.s = ns.s" +
+                                    std::string(op) + piece + " %}{% endfor %}{{ ns.s | length }}"),
+                           "more than 512 MiB of strings"),
+                  std::string(op));
+  // The output, and each string however it is built.
+  CHECK(mentions(error_of("{% set s = 'x' * 10000000 %}{% for i in range(1000) %}{{ s }}{% endfor %}"),
+                 "rendered text longer than 64 MiB"));
+  const std::vector<std::string> builders = {
+      "s.replace('', 'y' * 1000)", "([s] * 1000) | tojson", "[s] * 1000", "([s] * 1000) | join",
+      "''.join([s] * 1000)",       "('\\n' * 100000) | indent(1000, blank=true)",
+      "('%s' * 100) % (" + repeated("s, ", 100) + ")"};
+  for (const auto& builder : builders)
+    CHECK_MESSAGE(mentions(error_of("{% set s = 'x' * 1000000 %}{{ " + builder + " }}"), "string longer than 64 MiB"), builder);
+}
