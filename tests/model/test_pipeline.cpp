@@ -6,6 +6,7 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "generate/session.hpp"
 #include "model/forward.hpp"
 #include "model/llama.hpp"
 #include "model/pipeline.hpp"
@@ -139,4 +140,40 @@ TEST_CASE("three stages, one layer each, and stages that do not chain are refuse
   CHECK_THROWS_WITH_AS(Pipeline({s0.get(), s2.get()}, 1, 32, kernels::KvType::F32),
                        "pipeline stage 1 does not continue the stage before it (layers from 2, expected 1)", Error);
   CHECK_THROWS_AS(Pipeline({s0.get(), s1.get()}, 1, 32, kernels::KvType::F32), Error);  // no head
+}
+
+TEST_CASE("generation over a split model: greedy ids of one sequence, of a batch and of a reused cache equal one device") {
+  Devices& d = devices();
+  const fs::path path = data_path("hf-llama/llama3-gqa-f32");
+  auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
+  const uint32_t k = whole->hyper().layers / 2;
+  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
+  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = k, .embedding = false});
+  gen::GenerateOptions o;
+  o.max_new_tokens = 8;
+  o.ignore_eos = true;  // greedy, every step taken
+  const std::vector<int32_t> prompt = {1, 17, 33, 5, 250};
+  std::vector<int32_t> longer = prompt;
+  longer.insert(longer.end(), {9, 77, 3});
+  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7, 8, 9, 10, 11}};
+  auto generate_all = [&](gen::Session& one, gen::Session& two) {
+    std::vector<std::vector<int32_t>> out;
+    out.push_back(one.generate(prompt, o));
+    out.push_back(one.generate(longer, o));  // the prompt's K/V reused from the call before: a rewind on every stage
+    for (auto& ids : two.generate_batch(prompts, o, 0)) out.push_back(ids);
+    return out;
+  };
+  gen::Session one_whole(*whole, 64, kernels::KvType::F32), two_whole(*whole, 64, kernels::KvType::F32, 2);
+  gen::Session one_split({first.get(), second.get()}, 64, kernels::KvType::F32);
+  gen::Session two_split({first.get(), second.get()}, 64, kernels::KvType::F32, 2);
+  const auto reference = generate_all(one_whole, two_whole);
+  const auto split = generate_all(one_split, two_split);
+  CHECK(one_split.stats().reused_tokens >= int(prompt.size()));  // the second call did reuse the cache
+  REQUIRE(split.size() == reference.size());
+  for (size_t i = 0; i < split.size(); ++i) {
+    CAPTURE(i);
+    CHECK(split[i].size() == size_t(o.max_new_tokens));
+    CHECK(split[i] == reference[i]);
+  }
+  CHECK(one_split.pipeline().stages() == 2);
 }
