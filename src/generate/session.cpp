@@ -19,7 +19,11 @@ bool is_eos(int32_t token, const GenerateOptions& o) {
 
 Session::Session(const model::LlamaModel& model, uint32_t capacity, kernels::KvType kv_type, uint32_t batch,
                  bool timestamps)
-    : model_(model), forward_(model, batch, capacity, kv_type, timestamps) {}
+    : Session(std::vector<const model::LlamaModel*>{&model}, capacity, kv_type, batch, timestamps) {}
+
+Session::Session(std::vector<const model::LlamaModel*> stages, uint32_t capacity, kernels::KvType kv_type,
+                 uint32_t batch, bool timestamps)
+    : model_(*stages.at(0)), pipeline_(stages, batch, capacity, kv_type, timestamps) {}
 
 Session::~Session() = default;
 
@@ -38,18 +42,18 @@ int32_t Session::choose(std::span<float> logits, std::span<const int32_t> ids_so
 
 std::vector<int32_t> Session::generate(std::span<const int32_t> prompt, const GenerateOptions& options,
                                        const TokenCallback& on_token) {
-  if (forward_.cache().batch() != 1) throw Error("Session::generate needs a batch-1 session");
+  if (forward().cache().batch() != 1) throw Error("Session::generate needs a batch-1 session");
   if (prompt.empty()) throw Error("the prompt is empty: nothing to generate from");
   stats_ = {};
   // Reuse the cache for the common prefix, but always run at least the prompt's last token to get its logits.
   size_t common = 0;
   while (common < cached_.size() && common < prompt.size() && cached_[common] == prompt[common]) ++common;
   common = std::min(common, prompt.size() - 1);
-  forward_.rewind(uint32_t(common));
+  pipeline_.rewind(uint32_t(common));
   cached_.assign(prompt.begin(), prompt.begin() + long(common));
   stats_.reused_tokens = int(common);
   stats_.prompt_tokens = int(prompt.size() - common);
-  const uint32_t capacity = forward_.cache().capacity();
+  const uint32_t capacity = forward().cache().capacity();
   if (prompt.size() > capacity)
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens, more than the " + std::to_string(capacity) +
                 "-token context (raise --ctx)");
@@ -60,10 +64,10 @@ std::vector<int32_t> Session::generate(std::span<const int32_t> prompt, const Ge
   for (size_t i = common; i < prompt.size(); ++i) positions.push_back(int32_t(i));
   auto t0 = Clock::now();
   while (int(generated.size()) < options.max_new_tokens) {
-    if (forward_.past() + step_ids.size() > capacity)
+    if (pipeline_.past() + step_ids.size() > capacity)
       throw Error("context full after " + std::to_string(generated.size()) + " new tokens: the KV cache holds " +
                   std::to_string(capacity) + " tokens (raise --ctx)");
-    auto logits = forward_.step({.batch = 1, .tokens = uint32_t(step_ids.size()), .ids = step_ids,
+    auto logits = pipeline_.step({.batch = 1, .tokens = uint32_t(step_ids.size()), .ids = step_ids,
                                  .positions = positions, .kv_start = std::span(&kv_start, 1)});
     cached_.insert(cached_.end(), step_ids.begin(), step_ids.end());
     if (generated.empty()) stats_.prefill_seconds = seconds_since(t0);
@@ -83,15 +87,15 @@ std::vector<int32_t> Session::generate(std::span<const int32_t> prompt, const Ge
 std::vector<std::vector<int32_t>> Session::generate_batch(const std::vector<std::vector<int32_t>>& prompts,
                                                           const GenerateOptions& options, int32_t pad_id) {
   const uint32_t batch = uint32_t(prompts.size());
-  if (batch != forward_.cache().batch())
+  if (batch != forward().cache().batch())
     throw Error("generate_batch: " + std::to_string(batch) + " prompts for a session of batch " +
-                std::to_string(forward_.cache().batch()));
+                std::to_string(forward().cache().batch()));
   size_t longest = 0;
   for (const auto& p : prompts) {
     if (p.empty()) throw Error("generate_batch: an empty prompt");
     longest = std::max(longest, p.size());
   }
-  forward_.rewind(0);
+  pipeline_.rewind(0);
   cached_.clear();
   stats_ = {};
   // Left padding, attention mask and position ids as transformers builds them: positions = cumsum(mask) - 1, and 1
@@ -116,7 +120,7 @@ std::vector<std::vector<int32_t>> Session::generate_batch(const std::vector<std:
   const uint32_t vocab = model_.hyper().vocab;
   auto t0 = Clock::now();
   for (int n = 0; n < options.max_new_tokens; ++n) {
-    auto logits = forward_.step({.batch = batch, .tokens = uint32_t(step_ids.size() / batch), .ids = step_ids,
+    auto logits = pipeline_.step({.batch = batch, .tokens = uint32_t(step_ids.size() / batch), .ids = step_ids,
                                  .positions = positions, .kv_start = kv_start});
     if (n == 0) stats_.prefill_seconds = seconds_since(t0);
     step_ids.assign(batch, pad_id);
@@ -140,14 +144,14 @@ std::vector<std::vector<int32_t>> Session::generate_batch(const std::vector<std:
 }
 
 std::vector<float> Session::all_logits(std::span<const int32_t> ids) {
-  if (forward_.cache().batch() != 1) throw Error("Session::all_logits needs a batch-1 session");
+  if (forward().cache().batch() != 1) throw Error("Session::all_logits needs a batch-1 session");
   if (ids.empty()) throw Error("no token ids given");
-  forward_.rewind(0);
+  pipeline_.rewind(0);
   cached_.assign(ids.begin(), ids.end());
   std::vector<int32_t> positions(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) positions[i] = int32_t(i);
   const int32_t kv_start = 0;
-  return forward_.step({.batch = 1, .tokens = uint32_t(ids.size()), .ids = ids, .positions = positions,
+  return pipeline_.step({.batch = 1, .tokens = uint32_t(ids.size()), .ids = ids, .positions = positions,
                         .kv_start = std::span(&kv_start, 1), .rows = model::LogitsRows::All});
 }
 

@@ -10,6 +10,7 @@
 
 #include "generate/logits_processors.hpp"
 #include "model/forward.hpp"
+#include "model/pipeline.hpp"
 
 namespace inferno::gen {
 
@@ -37,6 +38,9 @@ class Session {
  public:
   Session(const model::LlamaModel& model, uint32_t capacity, kernels::KvType kv_type, uint32_t batch = 1,
           bool timestamps = false);
+  // A model split over devices: its stages in order (see model::Pipeline); the tokens are those of the whole model.
+  Session(std::vector<const model::LlamaModel*> stages, uint32_t capacity, kernels::KvType kv_type, uint32_t batch = 1,
+          bool timestamps = false);
   ~Session();
 
   // Generates for one sequence (batch-1 session). The KV cache of the previous call is reused for the longest
@@ -54,12 +58,13 @@ class Session {
                  const GenerateOptions& options);
 
   const GenerationStats& stats() const { return stats_; }
-  model::Forward& forward() { return forward_; }
+  model::Forward& forward() { return pipeline_.stage(0); }  // the first stage (the whole model when unsplit)
+  model::Pipeline& pipeline() { return pipeline_; }
   const model::LlamaModel& model() const { return model_; }
 
  private:
   const model::LlamaModel& model_;
-  model::Forward forward_;
+  model::Pipeline pipeline_;
   std::vector<int32_t> cached_;  // the tokens whose K/V the cache holds (batch-1 sessions)
   GenerationStats stats_;
   std::unique_ptr<Sampler> sampler_;

@@ -45,10 +45,21 @@ uint64_t KvCache::bytes() const {
   return total;
 }
 
+namespace {
+
+// The hyper-parameters with the layer count of the layers a (stage of a) model holds: its KV cache's size.
+LlamaHyper held_layers(const LlamaModel& model) {
+  LlamaHyper h = model.hyper();
+  h.layers = uint32_t(model.layers().size());
+  return h;
+}
+
+}  // namespace
+
 Forward::Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, KvType kv_type, bool timestamps)
     : model_(model),
       device_(model.device()),
-      cache_(model.device(), model.hyper(), batch, capacity, kv_type),
+      cache_(model.device(), held_layers(model), batch, capacity, kv_type),
       rec_(model.device(), timestamps),
       decode_rec_(model.device(), timestamps) {
   const auto& h = model.hyper();
@@ -78,7 +89,7 @@ uint64_t Forward::scratch_bytes_for(const LlamaHyper& h, uint32_t batch, uint32_
 uint64_t Forward::scratch_bytes() const {
   uint64_t total = 0;
   for (const vk::Buffer* b : {&x_, &xn_, &qkv_, &attn_, &gate_up_, &act_, &partials_, &last_, &logits_, &ids_, &positions_,
-                              &kv_start_, &readback_, &rope_table_, &xq_, &xscale_})
+                              &kv_start_, &readback_, &rope_table_, &xq_, &xscale_, &hidden_in_, &hidden_out_})
     total += b->allocated_bytes();
   return total;
 }
@@ -101,6 +112,10 @@ void Forward::ensure_scratch(uint32_t rows, uint32_t logits_rows, uint64_t atten
       xscale_ = f32(rows, "int8_activation_scales");
     }
     positions_ = vk::Buffer(device_, uint64_t(rows) * 4, vk::MemoryKind::Staging, "positions");
+    if (!model_.has_embedding())
+      hidden_in_ = vk::Buffer(device_, uint64_t(rows) * h.hidden * 4, vk::MemoryKind::Staging, "hidden_in");
+    if (!model_.has_head())
+      hidden_out_ = vk::Buffer(device_, uint64_t(rows) * h.hidden * 4, vk::MemoryKind::Readback, "hidden_out");
     scratch_rows_ = rows;
     ++buffers_generation_;
   }
@@ -177,7 +192,10 @@ std::vector<float> Forward::step(const Step& s) {
       throw Error("position id " + std::to_string(p) + " is outside the context of " + std::to_string(cache_.capacity()));
     max_pos = std::max(max_pos, p);
   }
-  const uint32_t out_rows = s.rows == LogitsRows::All ? rows : s.batch;
+  if (!model_.has_embedding() && s.hidden.size() != uint64_t(rows) * h.hidden)
+    throw Error("forward step of a stage without the embedding: the hidden state has " + std::to_string(s.hidden.size()) +
+                " floats, not rows × hidden = " + std::to_string(uint64_t(rows) * h.hidden));
+  const uint32_t out_rows = !model_.has_head() ? rows : s.rows == LogitsRows::All ? rows : s.batch;
   // A decode step (one new token a sequence, last logits) is recorded once and then replayed: everything that
   // changes from step to step (ids, positions, past) is read from host-visible buffers when the commands run, so the
   // host does no recording at all until scratch buffers are reallocated. Other steps are recorded afresh.
@@ -195,7 +213,8 @@ std::vector<float> Forward::step(const Step& s) {
   shape.past_at_run_time = decode;
   shape.splits = s.tokens <= kMaxSplitTokens ? std::min(attention_splits_, cache_.capacity()) : 1;
 
-  ensure_scratch(rows, out_rows, kernels::attention_partial_floats(shape, rows));
+  ensure_scratch(rows, model_.has_head() ? out_rows : 0, kernels::attention_partial_floats(shape, rows));
+  if (!model_.has_embedding()) std::memcpy(hidden_in_.mapped(), s.hidden.data(), s.hidden.size() * 4);
   update_rope_table(s.positions, max_pos);
   std::memcpy(ids_.mapped(), s.ids.data(), rows * 4);
   std::memcpy(positions_.mapped(), s.positions.data(), rows * 4);
@@ -256,9 +275,10 @@ std::vector<float> Forward::step(const Step& s) {
   };
 
   rec.begin();
-  kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
+  if (model_.has_embedding()) kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
+  else rec.copy(hidden_in_, 0, x_, 0, uint64_t(rows) * h.hidden * 4);
   const kernels::KvWriteRope rope{qkv_, qkv, 0, positions_, rope_table_, cache_.capacity()};
-  for (uint32_t i = 0; i < h.layers; ++i) {
+  for (uint32_t i = 0; i < model_.layers().size(); ++i) {
     const LayerWeights& l = model_.layers()[i];
     // attention block: q | k | v side by side in one row
     project_normed(x_, rows, l.attn_norm, l.qkv.parts, qkv_, qkv);
@@ -272,7 +292,9 @@ std::vector<float> Forward::step(const Step& s) {
     kernels::record_silu_mul(d, rec, gate_up_, act_, rows, h.intermediate);
     project(act_, rows, std::span(&l.down, 1), x_, h.hidden, true);
   }
-  if (s.rows == LogitsRows::All) {
+  if (!model_.has_head()) {
+    rec.copy(x_, 0, hidden_out_, 0, uint64_t(rows) * h.hidden * 4);  // every row, to the next stage
+  } else if (s.rows == LogitsRows::All) {
     head(x_, rows);  // (the hidden states are not needed after this: normed in place where not folded)
   } else {
     // Only each sequence's last token: gather those rows, then norm and project just them.
@@ -281,7 +303,7 @@ std::vector<float> Forward::step(const Step& s) {
                 uint64_t(h.hidden) * 4);
     head(last_, s.batch);
   }
-  rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
+  if (model_.has_head()) rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
   rec.submit_and_wait();
   if (decode) decode_recorded_for_ = buffers_generation_;
   ++recordings_;
@@ -290,8 +312,9 @@ std::vector<float> Forward::step(const Step& s) {
 
 std::vector<float> Forward::finish_step(uint32_t tokens, uint32_t out_rows) {
   past_ += tokens;
-  std::vector<float> out(size_t(out_rows) * model_.hyper().vocab);
-  std::memcpy(out.data(), readback_.mapped(), out.size() * 4);
+  const bool head = model_.has_head();
+  std::vector<float> out(size_t(out_rows) * (head ? model_.hyper().vocab : model_.hyper().hidden));
+  std::memcpy(out.data(), (head ? readback_ : hidden_out_).mapped(), out.size() * 4);
   return out;
 }
 

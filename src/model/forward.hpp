@@ -43,14 +43,19 @@ struct Step {
   std::span<const int32_t> positions;  // [batch * tokens] position ids (transformers' cumsum(mask) - 1 with pads at 1)
   std::span<const int32_t> kv_start;   // [batch] first cache slot that is not left padding
   LogitsRows rows = LogitsRows::Last;
+  // A stage of a split model without the embedding: the hidden state [batch * tokens, hidden] the stage before it
+  // gave out. A stage without the head gives out the hidden state of every row instead of logits.
+  std::span<const float> hidden;
 };
 
 class Forward {
  public:
+  // Runs the layers `model` holds (all of them, or one stage's range: see LoadOptions), with their KV cache.
   Forward(const LlamaModel& model, uint32_t batch, uint32_t capacity, kernels::KvType kv_type, bool timestamps = false);
 
   // Runs the new tokens of every sequence through the model, appends their K/V to the cache, and returns logits:
   // LogitsRows::All → [batch * tokens, vocab]; Last → [batch, vocab] (each sequence's last new token).
+  // A stage without the head returns the hidden state [batch * tokens, hidden] instead.
   std::vector<float> step(const Step& step);
 
   uint32_t past() const { return past_; }          // cache slots filled
@@ -110,6 +115,7 @@ class Forward {
   vk::Buffer ids_, positions_, kv_start_, readback_;  // host-visible
   vk::Buffer rope_table_;
   vk::Buffer xq_, xscale_;  // int8 activations of w8a8 layers (allocated only for such models)
+  vk::Buffer hidden_in_, hidden_out_;  // host-visible: the hidden state from the stage before, to the stage after
 };
 
 }  // namespace inferno::model

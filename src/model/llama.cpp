@@ -453,6 +453,17 @@ uint64_t LlamaModel::weight_bytes() const {
   return total;
 }
 
+std::pair<uint32_t, uint32_t> LlamaModel::take_range(const LoadOptions& options) {
+  const uint32_t last = std::min(options.last_layer, hyper_.layers);
+  if (options.first_layer > last)
+    throw Error(path_.string() + ": layers " + std::to_string(options.first_layer) + ".." + std::to_string(last) +
+                " are not a range of the model's " + std::to_string(hyper_.layers));
+  first_layer_ = options.first_layer;
+  has_embedding_ = options.embedding;
+  has_head_ = options.head;
+  return {options.first_layer, last};
+}
+
 std::unique_ptr<LlamaModel> LlamaModel::load(vk::Device& device, const std::filesystem::path& path,
                                              const LoadOptions& options) {
   std::unique_ptr<LlamaModel> m(new LlamaModel(device));
@@ -475,11 +486,13 @@ void LlamaModel::load_safetensors(LlamaModel& m, const std::filesystem::path& di
   ProgressBar progress("loading", ckpt.total_tensor_bytes(), options.quiet);
   Loader load(m.device_, source, find, [&](const io::TensorInfo& t) { return ckpt.data(t); }, progress);
 
-  m.embed_ = load.matrix("model.embed_tokens.weight", h.vocab, h.hidden);
+  const auto [first, last] = m.take_range(options);
+  if (options.embedding || (options.head && h.tied_embeddings))
+    m.embed_ = load.matrix("model.embed_tokens.weight", h.vocab, h.hidden);
   // transformers ties lm_head to the embedding when asked, whatever the file holds.
-  if (!h.tied_embeddings) m.lm_head_ = load.matrix("lm_head.weight", h.vocab, h.hidden);
-  m.final_norm_ = load.vector("model.norm.weight", h.hidden);
-  for (uint32_t i = 0; i < h.layers; ++i) {
+  if (options.head && !h.tied_embeddings) m.lm_head_ = load.matrix("lm_head.weight", h.vocab, h.hidden);
+  if (options.head) m.final_norm_ = load.vector("model.norm.weight", h.hidden);
+  for (uint32_t i = first; i < last; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     auto linear = [&](const std::string& module, uint32_t rows, uint32_t cols, bool bias) {
       Linear out;
@@ -533,10 +546,11 @@ void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, con
     std::memcpy(m.hyper_.rope_freq_factors.data(), bytes.data(), bytes.size());
     progress.advance(f->bytes);
   }
-  m.embed_ = load.matrix("token_embd.weight", h.vocab, h.hidden);
-  if (!h.tied_embeddings) m.lm_head_ = load.matrix("output.weight", h.vocab, h.hidden);
-  m.final_norm_ = load.vector("output_norm.weight", h.hidden);
-  for (uint32_t i = 0; i < h.layers; ++i) {
+  const auto [first, last] = m.take_range(options);
+  if (options.embedding || (options.head && h.tied_embeddings)) m.embed_ = load.matrix("token_embd.weight", h.vocab, h.hidden);
+  if (options.head && !h.tied_embeddings) m.lm_head_ = load.matrix("output.weight", h.vocab, h.hidden);
+  if (options.head) m.final_norm_ = load.vector("output_norm.weight", h.hidden);
+  for (uint32_t i = first; i < last; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     // Q and K (weights and biases) come back to Hugging Face's row order; everything else is used as stored.
     auto linear = [&](const std::string& name, uint32_t rows, uint32_t cols, bool bias, uint32_t permute_heads) {

@@ -91,6 +91,10 @@ struct LayerWeights {
 struct LoadOptions {
   bool quiet = false;          // no progress bar
   bool quantize_int8 = false;  // `--quantize int8`: float linear layers become int8 with per-row scales on load
+  // One stage of a model split over devices: layers [first_layer, last_layer) only, the embedding only when
+  // `embedding`, the final norm and lm_head only when `head` (a tied lm_head then loads the embedding matrix).
+  uint32_t first_layer = 0, last_layer = UINT32_MAX;
+  bool embedding = true, head = true;
 };
 
 class LlamaModel {
@@ -107,7 +111,10 @@ class LlamaModel {
   const kernels::DeviceMatrix& embedding() const { return embed_; }
   const kernels::DeviceMatrix& lm_head() const { return lm_head_ ? *lm_head_ : embed_; }
   const kernels::DeviceVector& final_norm() const { return final_norm_; }
-  const std::vector<LayerWeights>& layers() const { return layers_; }
+  const std::vector<LayerWeights>& layers() const { return layers_; }  // the loaded layers, from first_layer() on
+  uint32_t first_layer() const { return first_layer_; }
+  bool has_embedding() const { return has_embedding_; }
+  bool has_head() const { return has_head_; }
   // Device bytes of all weights: equal to the sum of their on-disk bytes (a tied lm_head is not counted twice).
   uint64_t weight_bytes() const;
   // The dtype most weights have, for the default KV dtype (f32 only for F32 models).
@@ -120,6 +127,7 @@ class LlamaModel {
   LlamaModel(vk::Device& device) : device_(device) {}
   static void load_safetensors(LlamaModel& m, const std::filesystem::path& dir, const LoadOptions& options);
   static void load_gguf(LlamaModel& m, const std::filesystem::path& file, const LoadOptions& options);
+  std::pair<uint32_t, uint32_t> take_range(const LoadOptions& options);  // the layers to load; notes the stage
   vk::Device& device_;
   std::filesystem::path path_;
   io::LlamaConfig config_;
@@ -129,6 +137,8 @@ class LlamaModel {
   kernels::DeviceVector final_norm_;
   std::vector<LayerWeights> layers_;
   std::string format_ = "safetensors";
+  uint32_t first_layer_ = 0;
+  bool has_embedding_ = true, has_head_ = true;
 };
 
 // llama.* metadata of a GGUF file as a config (the same fields config.json gives), for the model and `inferno info`.
