@@ -242,4 +242,8 @@ struct TensorF32 {
 };
 void write_safetensors_f32(const std::filesystem::path& path, const std::vector<TensorF32>& tensors);
 
+// The whole of a file the user names (`perplexity -f`, `--template`, `--messages`): refused with an Error naming the
+// path when it is not a regular file (a FIFO would block, /dev/zero never ends) or holds more than max_bytes.
+std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes);
+
 }  // namespace inferno

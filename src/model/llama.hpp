@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/gguf.hpp"
+#include "io/gguf_config.hpp"
 #include "io/hf_config.hpp"
 #include "kernels/weights.hpp"
 #include "model/rope.hpp"
@@ -91,6 +92,8 @@ struct LayerWeights {
 struct LoadOptions {
   bool quiet = false;          // no progress bar
   bool quantize_int8 = false;  // `--quantize int8`: float linear layers become int8 with per-row scales on load
+  // Called with each tensor's name once it is on the device (tests: to change the file between two tensors).
+  std::function<void(const std::string&)> on_tensor_loaded;
 };
 
 class LlamaModel {
@@ -132,6 +135,6 @@ class LlamaModel {
 };
 
 // llama.* metadata of a GGUF file as a config (the same fields config.json gives), for the model and `inferno info`.
-io::LlamaConfig llama_config_from_gguf(const io::GgufFile& file);
+using io::llama_config_from_gguf;
 
 }  // namespace inferno::model
