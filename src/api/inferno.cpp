@@ -176,7 +176,8 @@ const char* kv_dtype_name(KvDtype d) {
   return "?";
 }
 
-ModelInfo inspect_model(const std::filesystem::path& path, bool quantize_int8) {
+ModelInfo inspect_model(const std::filesystem::path& given_path, bool quantize_int8) {
+  const std::filesystem::path path = io::resolve_model_path(given_path).path;
   ModelInfo info;
   info.path = path;
   const bool gguf = is_gguf(path);

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
+#include <string>
 
 #include "io/regular_file.hpp"
 
@@ -17,7 +19,11 @@ ModelPath resolve_model_path(const std::filesystem::path& given) {
   char magic[4] = {};
   const bool gguf = ::pread(file.fd(), magic, sizeof magic, 0) == ssize_t(sizeof magic) &&
                     std::memcmp(magic, "GGUF", sizeof magic) == 0;
-  if (gguf) return {given, true};
+  // The extension in any case also says GGUF, so that a file named so but broken is refused by the GGUF reader
+  // ("not a GGUF file") rather than taken for a file in a checkpoint.
+  std::string extension = given.extension().string();
+  for (char& c : extension) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (gguf || extension == ".gguf") return {given, true};
   // Any other file stands for the checkpoint directory that holds it.
   std::filesystem::path directory = given.parent_path();
   if (directory.empty()) directory = ".";

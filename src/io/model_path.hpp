@@ -1,6 +1,6 @@
 #pragma once
-// What `-m PATH` names: a GGUF file (known by its magic, whatever its extension), or a Hugging Face checkpoint
-// directory, also when PATH is a file inside one (model.safetensors, a shard, config.json).
+// What `-m PATH` names: a GGUF file (known by its magic, or by the extension .gguf in any case), or a Hugging Face
+// checkpoint directory, also when PATH is another file inside one (model.safetensors, a shard, config.json).
 #include <filesystem>
 
 namespace inferno::io {

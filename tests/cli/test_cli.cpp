@@ -752,7 +752,7 @@ TEST_CASE("hostile files: a FIFO or device where a file is read exits 1 naming i
 
 TEST_CASE("hostile files: chat's stdin without line ends is refused at 1 MiB a line, not read forever") {
   const fs::path dir = llama3_text_model();
-  const auto [r, seconds] = run_hostile("chat --quiet -m " + quote(dir.string()) + " -n 2 --greedy", "/dev/zero");
+  const auto [r, seconds] = run_hostile("chat --quiet -m " + quote(dir.string()) + " --ctx 256 -n 2 --greedy", "/dev/zero");
   check_one_error_line(r, "stdin: a line longer than 1048576 bytes");
   CHECK(seconds < 5.0);
 }

@@ -157,6 +157,9 @@ TEST_CASE("-m resolution: GGUF by its magic whatever the extension, a file in a 
   CHECK(io::resolve_model_path(dir.path()).path == dir.path());
   CHECK_FALSE(io::resolve_model_path(dir.path()).gguf);
   CHECK(io::resolve_model_path(dir / "absent").path == dir / "absent");
+  // A .gguf name without the magic is still GGUF, for the reader to refuse by name.
+  write_file(dir / "broken.Gguf", std::string("not gguf"));
+  CHECK(io::resolve_model_path(dir / "broken.Gguf").gguf);
 }
 
 TEST_CASE("write_safetensors replaces only a regular file or nothing: a symlink, a FIFO, a directory are refused") {
