@@ -136,12 +136,29 @@ constructs = [
 ]
 for i, template in enumerate(constructs):
     chat_seed("constructs-%d.jinja" % i, template, conversation)
+# A Llama header as the model reads it (every llama.* key, a token embedding): the seed that reaches the
+# hyper-parameter checks, for the fuzzer to vary each value.
+llama_keys = [(b"general.architecture", 8, gguf_string(b"llama")), (b"llama.embedding_length", 4, struct.pack("<I", 64)),
+              (b"llama.feed_forward_length", 4, struct.pack("<I", 160)), (b"llama.block_count", 4, struct.pack("<I", 2)),
+              (b"llama.attention.head_count", 4, struct.pack("<I", 4)),
+              (b"llama.attention.head_count_kv", 4, struct.pack("<I", 2)),
+              (b"llama.attention.key_length", 4, struct.pack("<I", 16)),
+              (b"llama.attention.value_length", 4, struct.pack("<I", 16)),
+              (b"llama.rope.dimension_count", 4, struct.pack("<I", 16)),
+              (b"llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)),
+              (b"llama.rope.freq_base", 6, struct.pack("<f", 500000.0)), (b"llama.context_length", 4, struct.pack("<I", 256)),
+              (b"llama.rope.scaling.type", 8, gguf_string(b"linear")), (b"llama.rope.scaling.factor", 6, struct.pack("<f", 2.0)),
+              (b"llama.vocab_size", 4, struct.pack("<I", 8)), (b"tokenizer.ggml.bos_token_id", 4, struct.pack("<I", 1)),
+              (b"tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 2))]
+gguf_file("tiny-llama-config.gguf", llama_keys, [(b"token_embd.weight", [64, 8], 0, bytes(64 * 8 * 4))])
 gguf_file("tiny-aligned-v2.gguf", [(b"general.alignment", 4, struct.pack("<I", 64))],
           [(b"a", [4, 3, 2, 1], 0, bytes(96)), (b"b", [0], 0, b""), (b"c", [32], 8, bytes(34))], version=2, alignment=64)
 PY
 # A dictionary for the GGUF target: the magic, type numbers and the keys a Llama file holds.
 printf '%s\n' '"GGUF"' '"\x03\x00\x00\x00"' '"\x09\x00\x00\x00"' '"\x08\x00\x00\x00"' \
   '"general.alignment"' '"general.architecture"' '"tokenizer.ggml.tokens"' '"llama.block_count"' '".weight"' \
+  '"llama.attention.head_count_kv"' '"llama.attention.key_length"' '"llama.rope.freq_base"' '"llama.context_length"' \
+  '"llama.attention.layer_norm_rms_epsilon"' '"llama.rope.scaling.factor"' '"token_embd.weight"' '"\x00\x00\xc0\x7f"' \
   > "$corpus/gguf.dict"
 
 # A dictionary for the chat-template target: its tags, operators, filters and names.

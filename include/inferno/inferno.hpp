@@ -362,4 +362,8 @@ class Engine {
   std::unique_ptr<Impl> impl_;
 };
 
+// The whole of a file the user names (`perplexity -f`, `--template`, `--messages`): refused with an Error naming the
+// path when it is not a regular file (a FIFO would block, /dev/zero never ends) or holds more than max_bytes.
+std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes);
+
 }  // namespace inferno

@@ -16,6 +16,8 @@
 #include "model/forward.hpp"
 #include "model/llama.hpp"
 #include "io/gguf.hpp"
+#include "io/model_path.hpp"
+#include "io/regular_file.hpp"
 #include "text/chat_template.hpp"
 #include "text/tokenizer_gguf.hpp"
 #include "text/tokenizer.hpp"
@@ -76,13 +78,10 @@ KvDtype from_kv_type(kernels::KvType t) {
   return KvDtype::F32;
 }
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw Error(p.string() + ": cannot read");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string read_file(const std::filesystem::path& p) { return io::read_regular_file(p); }
+
+// A GGUF file by its magic, whatever its extension.
+bool is_gguf(const std::filesystem::path& p) { return io::resolve_model_path(p).gguf; }
 
 model::LlamaHyper hyper_of(const ModelInfo& info) {
   model::LlamaHyper h;
@@ -104,7 +103,7 @@ struct TextAssets {
   std::optional<std::string> gguf_template;  // tokenizer.chat_template of a GGUF file
 
   explicit TextAssets(const std::filesystem::path& path) {
-    if (path.extension() == ".gguf") {
+    if (is_gguf(path)) {
       io::GgufFile file(path);
       if (file.find("tokenizer.ggml.model")) tokenizer = text::tokenizer_from_gguf(file);
       gguf_template = file.optional_string("tokenizer.chat_template");
@@ -115,7 +114,7 @@ struct TextAssets {
   }
   const text::Tokenizer& need_tokenizer(const std::filesystem::path& path) const {
     if (!tokenizer)
-      throw Error((path.extension() == ".gguf" ? path : path / "tokenizer.json").string() +
+      throw Error((is_gguf(path) ? path : path / "tokenizer.json").string() +
                   ": no tokenizer with the model (pass token ids with --ids)");
     return *tokenizer;
   }
@@ -211,10 +210,11 @@ const char* kv_dtype_name(KvDtype d) {
   return "?";
 }
 
-ModelInfo inspect_model(const std::filesystem::path& path, bool quantize_int8) {
+ModelInfo inspect_model(const std::filesystem::path& given_path, bool quantize_int8) {
+  const std::filesystem::path path = io::resolve_model_path(given_path).path;
   ModelInfo info;
   info.path = path;
-  const bool gguf = path.extension() == ".gguf";
+  const bool gguf = is_gguf(path);
   info.format = gguf ? "gguf" : "safetensors";
   std::optional<io::GgufFile> gguf_file;
   if (gguf) gguf_file.emplace(path);
@@ -348,7 +348,9 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-Model Model::load(const std::filesystem::path& path, const ModelOptions& options) {
+Model Model::load(const std::filesystem::path& given_path, const ModelOptions& options) {
+  // A file inside a checkpoint directory stands for the directory; a GGUF file is known by its magic.
+  const std::filesystem::path path = io::resolve_model_path(given_path).path;
   auto progress = [&](float fraction) {
     if (options.on_progress && !options.on_progress(fraction))
       throw Cancelled(path.string() + ": loading cancelled by the progress callback");
@@ -429,12 +431,13 @@ Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
   auto impl = std::make_unique<Impl>();
-  impl->dir = dir;
-  if (!std::filesystem::is_directory(dir) && dir.extension() != ".gguf")
-    throw Error(dir.string() + ": not a directory or a .gguf file");
-  impl->text = std::make_unique<TextAssets>(dir);
+  const io::ModelPath resolved = io::resolve_model_path(dir);
+  impl->dir = resolved.path;
+  if (!resolved.gguf && !std::filesystem::is_directory(resolved.path))
+    throw Error(dir.string() + ": not a directory or a GGUF file");
+  impl->text = std::make_unique<TextAssets>(impl->dir);
   if (!impl->text->tokenizer && impl->text->tokenizer_config_json.empty())
-    throw Error(dir.string() + ": neither tokenizer.json nor tokenizer_config.json is there");
+    throw Error(impl->dir.string() + ": neither tokenizer.json nor tokenizer_config.json is there");
   return Tokenizer(std::move(impl));
 }
 
@@ -561,6 +564,10 @@ uint64_t Session::device_bytes() const {
 Bandwidth measure_bandwidth(const Model& model) {
   const auto r = kernels::measure_read_bandwidth(*model.impl().device);
   return {r.bytes_per_second, r.bytes_read, r.gpu_timed};
+}
+
+std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes) {
+  return io::read_regular_file(path, max_bytes);
 }
 
 void write_safetensors_f32(const std::filesystem::path& path, const std::vector<TensorF32>& tensors) {

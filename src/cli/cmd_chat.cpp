@@ -13,6 +13,23 @@ namespace inferno::cli {
 
 namespace {
 
+// One chat turn from stdin is at most 1 MiB (some 250k tokens, more than any context holds): a stdin without line
+// ends (/dev/zero, a binary file) is refused once that much has come, instead of growing the line without end.
+constexpr size_t kMaxChatLineBytes = size_t(1) << 20;
+
+// std::getline with a bound: false at the end of input (with nothing read), an Error past kMaxChatLineBytes.
+bool read_bounded_line(std::istream& in, std::string& line) {
+  line.clear();
+  for (;;) {
+    const int c = in.get();
+    if (c == std::char_traits<char>::eof()) return !line.empty();
+    if (c == '\n') return true;
+    if (line.size() == kMaxChatLineBytes)
+      throw Error("stdin: a line longer than " + std::to_string(kMaxChatLineBytes) + " bytes; chat reads one turn per line");
+    line += char(c);
+  }
+}
+
 struct ChatArgs {
   ModelArgs model;
   std::string system, template_file;
@@ -28,11 +45,7 @@ int run_chat(const ChatArgs& a) {
   Model model = load_model(margs);
   std::optional<std::string> tmpl;
   if (!a.template_file.empty()) {
-    std::ifstream f(a.template_file);
-    if (!f) throw Error(a.template_file + ": cannot read");
-    std::stringstream ss;
-    ss << f.rdbuf();
-    tmpl = ss.str();
+    tmpl = read_text_file(a.template_file, 100'000'000);
   }
   Session session(model, session_options(margs));
   GenerateOptions options;
@@ -50,7 +63,7 @@ int run_chat(const ChatArgs& a) {
   std::string line;
   for (;;) {
     if (interactive) std::fprintf(stderr, "> ");
-    if (!std::getline(std::cin, line)) break;
+    if (!read_bounded_line(std::cin, line)) break;
     if (line == "/exit" || line == "/quit") break;
     if (line == "/reset") {
       messages.resize(a.system.empty() ? 0 : 1);

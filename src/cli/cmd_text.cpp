@@ -9,13 +9,8 @@ namespace inferno::cli {
 
 namespace {
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot read");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+// Templates and message lists are kilobytes; 100 MB bounds what a wrong path can make the command read.
+std::string read_text_file(const std::string& path) { return inferno::read_text_file(path, 100'000'000); }
 
 struct TokenizeArgs {
   std::string path, text;

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "io/json_reader.hpp"
+#include "io/regular_file.hpp"
 #include "util/error.hpp"
 
 namespace inferno::io {
@@ -22,14 +23,14 @@ std::map<std::string, std::string> parse_shard_index(std::string_view json_text,
 
   std::map<std::string, std::string> shard_by_tensor;
   for (auto [tensor, shard_element] : weight_map) {
-    const std::string where = source + ": tensor '" + std::string(tensor) + "': ";
+    const std::string where = source + ": tensor " + quoted_name(tensor) + ": ";
     std::string_view shard;
     if (shard_element.get_string().get(shard) != simdjson::SUCCESS)
       fail(where + "shard must be a file name, got " + std::string(json::type_name(shard_element)));
     // Shards live beside the index: a path elsewhere (absolute, or climbing out) is refused, not followed.
     const fs::path shard_path(shard);
     if (shard.empty() || shard_path.filename() != shard_path || shard == "." || shard == "..")
-      fail(where + "shard '" + std::string(shard) + "' is not a plain file name in the checkpoint directory");
+      fail(where + "shard " + quoted_name(shard) + " is not a plain file name in the checkpoint directory");
     if (!shard_by_tensor.emplace(std::string(tensor), std::string(shard)).second)
       fail(where + "listed twice in 'weight_map'");
   }
@@ -74,7 +75,7 @@ void Checkpoint::open_sharded(const fs::path& index_path) {
       std::string example;
       for (const auto& [tensor, name] : shard_by_tensor)
         if (name == shard) { example = tensor; break; }
-      fail(index_name + ": shard '" + shard + "' (holding '" + example + "', among others) is missing");
+      fail(index_name + ": shard " + quoted_name(shard) + " (holding " + quoted_name(example) + ", among others) is missing");
     }
     shard_paths_.push_back(path);
   }
@@ -86,25 +87,25 @@ void Checkpoint::open_sharded(const fs::path& index_path) {
     for (const TensorInfo& tensor : shards_[s].tensors()) {
       const auto [existing, inserted] = locations_.emplace(tensor.name, Location{s, &tensor});
       if (!inserted)
-        fail(index_name + ": tensor '" + tensor.name + "' appears in two shards, '" +
+        fail(index_name + ": tensor " + quoted_name(tensor.name) + " appears in two shards, '" +
              shard_paths_[existing->second.shard].filename().string() + "' and '" + shard_name + "'");
       const auto listed = shard_by_tensor.find(tensor.name);
       if (listed == shard_by_tensor.end())
-        fail(index_name + ": tensor '" + tensor.name + "' is in shard '" + shard_name + "' but not in the index");
+        fail(index_name + ": tensor " + quoted_name(tensor.name) + " is in shard '" + shard_name + "' but not in the index");
       if (listed->second != shard_name)
-        fail(index_name + ": tensor '" + tensor.name + "' is listed for shard '" + listed->second +
-             "' but lies in shard '" + shard_name + "'");
+        fail(index_name + ": tensor " + quoted_name(tensor.name) + " is listed for shard " + quoted_name(listed->second) +
+             " but lies in shard '" + shard_name + "'");
     }
   }
   for (const auto& [tensor, shard] : shard_by_tensor) {
     if (!locations_.count(tensor))
-      fail(index_name + ": tensor '" + tensor + "' is listed for shard '" + shard + "' but missing from it");
+      fail(index_name + ": tensor " + quoted_name(tensor) + " is listed for shard " + quoted_name(shard) + " but missing from it");
   }
 }
 
 const Checkpoint::Location& Checkpoint::locate(std::string_view name) const {
   const auto it = locations_.find(name);
-  if (it == locations_.end()) fail(directory_.string() + ": no tensor '" + std::string(name) + "'");
+  if (it == locations_.end()) fail(directory_.string() + ": no tensor " + quoted_name(name));
   return it->second;
 }
 

@@ -34,6 +34,9 @@ class Checkpoint {
   const TensorInfo& at(std::string_view name) const;
   // The tensor's bytes inside its shard's mapping (found by the tensor's name).
   std::span<const std::byte> data(const TensorInfo& tensor) const;
+  // Throws naming the shard when the file holding the tensor was truncated since it was mapped: call it after the
+  // tensor's bytes have been copied away.
+  void check_whole(const TensorInfo& tensor) const { file_of(tensor).check_whole(); }
   // The shard file that holds the tensor (for its path in messages, or its metadata).
   const SafetensorsFile& file_of(const TensorInfo& tensor) const;
   std::vector<float> read_f32(std::string_view name) const { return file_of(at(name)).read_f32(name); }

@@ -7,6 +7,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "io/regular_file.hpp"
 #include "util/error.hpp"
 
 namespace inferno::io {
@@ -31,7 +32,7 @@ constexpr std::array<std::string_view, 40> kGgmlTypeNames = {
     "I8",      "I16",     "I32",    "I64",    "F64",      "IQ1_M",    "BF16",     "Q4_0_4_4",
     "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4"};
 
-std::string in_quotes(std::string_view text) { return "'" + std::string(text) + "'"; }
+std::string in_quotes(std::string_view text) { return quoted_name(text); }
 
 bool is_known_type(uint32_t type) { return type <= uint32_t(GgufType::Float64); }
 bool is_unsigned(GgufType t) {
@@ -580,7 +581,12 @@ const TensorInfo& GgufFile::tensor(std::string_view name) const {
 std::span<const std::byte> GgufFile::data(const TensorInfo& tensor) const {
   if (tensor.data_offset > bytes_.size() || tensor.bytes > bytes_.size() - tensor.data_offset)
     fail(path_.string() + ": tensor " + in_quotes(tensor.name) + " lies outside this file");
+  check_whole();  // a file cut short since it was opened is refused here, before its bytes are read
   return bytes_.subspan(tensor.data_offset, tensor.bytes);
+}
+
+void GgufFile::check_whole() const {
+  if (mapping_) mapping_->check_whole();
 }
 
 }  // namespace inferno::io

@@ -121,8 +121,12 @@ class GgufFile {
   const TensorInfo* find_tensor(std::string_view name) const;
   // Throws inferno::Error naming the file and the tensor when it is absent.
   const TensorInfo& tensor(std::string_view name) const;
-  // The tensor's bytes, inside the mapping. Throws when the TensorInfo does not lie inside this file.
+  // The tensor's bytes, inside the mapping. Throws when the TensorInfo does not lie inside this file, or when the
+  // file has shrunk since it was opened.
   std::span<const std::byte> data(const TensorInfo& tensor) const;
+  // Throws naming the file when it was truncated since it was mapped (see MappedFile::check_whole): call it after
+  // the bytes from data() have been copied away.
+  void check_whole() const;
 
  private:
   GgufFile(std::optional<MappedFile> mapping, std::vector<std::byte> owned_bytes, std::filesystem::path path);

@@ -2,9 +2,11 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 
 #include "io/json_reader.hpp"
 #include "io/mapped_file.hpp"
+#include "io/regular_file.hpp"
 #include "util/error.hpp"
 
 namespace inferno::io {
@@ -93,6 +95,64 @@ RopeConfig parse_rope(const json::ObjectReader& config) {
 
 }  // namespace
 
+const LlamaConfigKeys kConfigJsonKeys{
+    .kind = "field", .hidden_size = "hidden_size", .intermediate_size = "intermediate_size",
+    .num_hidden_layers = "num_hidden_layers", .num_attention_heads = "num_attention_heads",
+    .num_key_value_heads = "num_key_value_heads", .head_dim = "head_dim", .vocab_size = "vocab_size",
+    .max_position_embeddings = "max_position_embeddings", .rms_norm_eps = "rms_norm_eps",
+    .rope_theta = "rope_theta", .rope_factor = "rope_scaling.factor", .bos_token_id = "bos_token_id",
+    .eos_token_id = "eos_token_id", .pad_token_id = "pad_token_id"};
+
+void check_llama_config(LlamaConfig& c, const std::string& source, const LlamaConfigKeys& keys) {
+  const auto refuse = [&](std::string_view key, const std::string& problem) {
+    fail(source + ": " + std::string(keys.kind) + " " + quoted_name(key) + ": " + problem);
+  };
+  const auto in_range = [&](std::string_view key, int64_t value, int64_t min, int64_t max) {
+    if (value < min || value > max)
+      refuse(key, "value " + std::to_string(value) + " is out of range [" + std::to_string(min) + ", " +
+                      std::to_string(max) + "]");
+  };
+  in_range(keys.hidden_size, c.hidden_size, 1, kMaxHiddenSize);
+  in_range(keys.intermediate_size, c.intermediate_size, 1, kMaxIntermediateSize);
+  in_range(keys.num_hidden_layers, c.num_hidden_layers, 1, kMaxLayers);
+  in_range(keys.num_attention_heads, c.num_attention_heads, 1, kMaxHeads);
+  in_range(keys.vocab_size, c.vocab_size, 1, kMaxVocabSize);
+  in_range(keys.max_position_embeddings, c.max_position_embeddings, 1, kMaxPositions);
+
+  if (c.num_key_value_heads == 0) c.num_key_value_heads = c.num_attention_heads;  // absent: multi-head attention
+  in_range(keys.num_key_value_heads, c.num_key_value_heads, 1, c.num_attention_heads);
+  if (c.num_attention_heads % c.num_key_value_heads != 0)
+    refuse(keys.num_key_value_heads, "num_attention_heads " + std::to_string(c.num_attention_heads) +
+                                         " is not a multiple of num_key_value_heads " +
+                                         std::to_string(c.num_key_value_heads));
+  if (c.head_dim == 0) {  // absent: the hidden size split over the heads
+    if (c.hidden_size % c.num_attention_heads != 0)
+      refuse(keys.num_attention_heads, "hidden_size " + std::to_string(c.hidden_size) +
+                                           " is not a multiple of num_attention_heads " +
+                                           std::to_string(c.num_attention_heads) + " (and no head_dim is given)");
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  in_range(keys.head_dim, c.head_dim, 1, kMaxHeadDim);
+  // Rotary embeddings turn the head's dimensions in pairs.
+  if (c.head_dim % 2 != 0)
+    refuse(keys.head_dim, "head dimension " + std::to_string(c.head_dim) + " must be even for RoPE");
+  if (c.head_dim * c.num_attention_heads > kMaxIntermediateSize)
+    refuse(keys.head_dim, "head_dim × num_attention_heads = " + std::to_string(c.head_dim * c.num_attention_heads) +
+                              " is absurd");
+
+  // NaN fails every comparison, so it is refused with the negative values.
+  if (!(c.rms_norm_eps >= 0 && c.rms_norm_eps < 1))
+    refuse(keys.rms_norm_eps, "must be in [0, 1), got " + std::to_string(c.rms_norm_eps));
+  if (!(c.rope.theta > 0 && std::isfinite(c.rope.theta)))
+    refuse(keys.rope_theta, "must be a positive number, got " + std::to_string(c.rope.theta));
+  if (!(c.rope.factor > 0 && std::isfinite(c.rope.factor)))
+    refuse(keys.rope_factor, "must be a positive number, got " + std::to_string(c.rope.factor));
+
+  if (c.bos_token_id) in_range(keys.bos_token_id, *c.bos_token_id, 0, kMaxTokenId);
+  for (int64_t id : c.eos_token_ids) in_range(keys.eos_token_id, id, 0, kMaxTokenId);
+  if (c.pad_token_id) in_range(keys.pad_token_id, *c.pad_token_id, 0, kMaxTokenId);
+}
+
 LlamaConfig parse_llama_config(std::string_view json_text, const std::string& source) {
   const json::Document document(json_text, source);
   const json::ObjectReader object = root_object(document);
@@ -107,50 +167,25 @@ LlamaConfig parse_llama_config(std::string_view json_text, const std::string& so
   if (config.hidden_act != "silu")
     object.fail_field("hidden_act", "unsupported activation '" + config.hidden_act + "' (Llama uses silu)");
 
-  config.hidden_size = object.required_int("hidden_size", 1, kMaxHiddenSize);
-  config.intermediate_size = object.required_int("intermediate_size", 1, kMaxIntermediateSize);
-  config.num_hidden_layers = object.required_int("num_hidden_layers", 1, kMaxLayers);
-  config.num_attention_heads = object.required_int("num_attention_heads", 1, kMaxHeads);
-  config.vocab_size = object.required_int("vocab_size", 1, kMaxVocabSize);
+  // Read as written (any integer); the ranges are checked by check_llama_config, the same for GGUF.
+  constexpr int64_t kAny = std::numeric_limits<int64_t>::max();
+  config.hidden_size = object.required_int("hidden_size", -kAny, kAny);
+  config.intermediate_size = object.required_int("intermediate_size", -kAny, kAny);
+  config.num_hidden_layers = object.required_int("num_hidden_layers", -kAny, kAny);
+  config.num_attention_heads = object.required_int("num_attention_heads", -kAny, kAny);
+  config.vocab_size = object.required_int("vocab_size", -kAny, kAny);
   config.max_position_embeddings =
-      object.optional_int("max_position_embeddings", 1, kMaxPositions).value_or(config.max_position_embeddings);
-
-  config.num_key_value_heads =
-      object.optional_int("num_key_value_heads", 1, config.num_attention_heads).value_or(config.num_attention_heads);
-  if (config.num_attention_heads % config.num_key_value_heads != 0)
-    object.fail_field("num_key_value_heads", "num_attention_heads " + std::to_string(config.num_attention_heads) +
-                                                 " is not a multiple of num_key_value_heads " +
-                                                 std::to_string(config.num_key_value_heads));
-  if (const auto head_dim = object.optional_int("head_dim", 1, kMaxHeadDim)) {
-    config.head_dim = *head_dim;
-  } else {
-    if (config.hidden_size % config.num_attention_heads != 0)
-      object.fail_field("num_attention_heads", "hidden_size " + std::to_string(config.hidden_size) +
-                                                   " is not a multiple of num_attention_heads " +
-                                                   std::to_string(config.num_attention_heads) +
-                                                   " (and no head_dim is given)");
-    config.head_dim = config.hidden_size / config.num_attention_heads;
-  }
-  // Rotary embeddings turn the head's dimensions in pairs.
-  if (config.head_dim % 2 != 0)
-    object.fail_field("head_dim", "head dimension " + std::to_string(config.head_dim) + " must be even for RoPE");
-  if (config.head_dim * config.num_attention_heads > kMaxIntermediateSize)
-    object.fail_field("head_dim", "head_dim × num_attention_heads = " +
-                                      std::to_string(config.head_dim * config.num_attention_heads) + " is absurd");
-
+      object.optional_int("max_position_embeddings", -kAny, kAny).value_or(config.max_position_embeddings);
+  config.num_key_value_heads = object.optional_int("num_key_value_heads", 1, kAny).value_or(0);
+  config.head_dim = object.optional_int("head_dim", 1, kAny).value_or(0);
   config.rms_norm_eps = object.optional_number("rms_norm_eps").value_or(config.rms_norm_eps);
-  if (!(config.rms_norm_eps >= 0 && config.rms_norm_eps < 1))
-    object.fail_field("rms_norm_eps", "must be in [0, 1), got " + std::to_string(config.rms_norm_eps));
 
   config.attention_bias = object.optional_bool("attention_bias").value_or(false);
   config.mlp_bias = object.optional_bool("mlp_bias").value_or(false);
   config.tie_word_embeddings = object.optional_bool("tie_word_embeddings").value_or(false);
 
   // Absent ids keep transformers' defaults; an explicit null means "none".
-  const auto present = [&](std::string_view key) {
-    simdjson::dom::element ignored;
-    return object.object().at_key(key).get(ignored) == simdjson::SUCCESS;
-  };
+  const auto present = [&](std::string_view key) { return object.present(key); };
   if (present("bos_token_id")) config.bos_token_id = object.optional_int("bos_token_id", 0, kMaxTokenId);
   if (present("eos_token_id"))
     config.eos_token_ids = object.optional_int_or_list("eos_token_id", 0, kMaxTokenId).value_or(std::vector<int64_t>{});
@@ -164,6 +199,7 @@ LlamaConfig parse_llama_config(std::string_view json_text, const std::string& so
     config.quantization_config_json = simdjson::minify(quantization->object());
     config.quant_method = quantization->optional_string("quant_method").value_or("");
   }
+  check_llama_config(config, source, kConfigJsonKeys);
   return config;
 }
 

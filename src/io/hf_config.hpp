@@ -30,8 +30,8 @@ struct LlamaConfig {
   int64_t intermediate_size = 0;
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;
-  int64_t num_key_value_heads = 0;  // absent: num_attention_heads (plain multi-head attention)
-  int64_t head_dim = 0;             // absent: hidden_size / num_attention_heads
+  int64_t num_key_value_heads = 0;  // absent (0 while reading): num_attention_heads (plain multi-head attention)
+  int64_t head_dim = 0;             // absent (0 while reading): hidden_size / num_attention_heads
   double rms_norm_eps = 1e-6;
   int64_t max_position_embeddings = 2048;
   int64_t vocab_size = 0;
@@ -47,6 +47,22 @@ struct LlamaConfig {
   std::string quantization_config_json;  // the raw object, minified; empty when the checkpoint is not quantized
   std::string quant_method;              // quantization_config.quant_method, e.g. "compressed-tensors"
 };
+
+// The names a file gives the hyper-parameters, for messages: config.json's fields, or GGUF's metadata keys.
+struct LlamaConfigKeys {
+  std::string_view kind;  // "field" or "metadata key"
+  std::string_view hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads,
+      head_dim, vocab_size, max_position_embeddings, rms_norm_eps, rope_theta, rope_factor, bos_token_id,
+      eos_token_id, pad_token_id;
+};
+extern const LlamaConfigKeys kConfigJsonKeys;
+
+// The range checks of the hyper-parameters, one function for both formats, run before anything is sized from them:
+// counts and sizes within bounds far above any real Llama (so no product of them overflows and no file can ask for
+// absurd allocations), heads a multiple of KV heads, an even head dimension, rms_norm_eps in [0, 1), a positive
+// finite RoPE base and factor (NaN refused), token ids in [0, 2^31). Fills in num_key_value_heads (0: as many as
+// the heads) and head_dim (0: hidden_size / heads). Throws "SOURCE: KIND 'KEY': PROBLEM" naming the value.
+void check_llama_config(LlamaConfig& config, const std::string& source, const LlamaConfigKeys& keys);
 
 // source_name names the file in error messages (e.g. "model/config.json").
 LlamaConfig parse_llama_config(std::string_view json, const std::string& source_name);

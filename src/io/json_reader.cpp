@@ -1,5 +1,6 @@
 #include "io/json_reader.hpp"
 
+#include "io/regular_file.hpp"
 #include "util/error.hpp"
 
 namespace inferno::io::json {
@@ -38,14 +39,23 @@ ObjectReader::ObjectReader(simdjson::dom::object object, std::string source, std
 std::string ObjectReader::field_path(std::string_view key) const { return path_prefix_ + std::string(key); }
 
 void ObjectReader::fail_field(std::string_view key, const std::string& problem) const {
-  fail(source_ + ": field '" + field_path(key) + "': " + problem);
+  fail(source_ + ": field " + quoted_name(field_path(key)) + ": " + problem);
 }
 
 std::optional<simdjson::dom::element> ObjectReader::find(std::string_view key) const {
-  simdjson::dom::element value;
-  if (object_.at_key(key).get(value) != simdjson::SUCCESS) return std::nullopt;
-  if (value.is_null()) return std::nullopt;
-  return value;
+  // A key written twice takes its last value, as Python's json (and so transformers) does; simdjson's at_key would
+  // give the first. Config objects hold tens of keys, so the walk costs nothing.
+  std::optional<simdjson::dom::element> found;
+  for (auto [name, value] : object_)
+    if (name == key) found = value;
+  if (found && found->is_null()) return std::nullopt;
+  return found;
+}
+
+bool ObjectReader::present(std::string_view key) const {
+  for (auto [name, value] : object_)
+    if (name == key) return true;
+  return false;
 }
 
 int64_t ObjectReader::integer_in_range(std::string_view key, simdjson::dom::element value, int64_t min,

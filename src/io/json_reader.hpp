@@ -1,6 +1,6 @@
 #pragma once
 // simdjson with errors that name the file and the field. Used by every JSON format of the io room (safetensors
-// headers, config.json, generation_config.json, shard indexes); not meant for rooms above.
+// headers, config.json, generation_config.json, shard indexes) and by the model for quantization_config.
 #include <simdjson.h>
 
 #include <cstddef>
@@ -54,7 +54,10 @@ class ObjectReader {
  public:
   ObjectReader(simdjson::dom::object object, std::string source, std::string path_prefix = "");
 
+  // The key's value (its last, when written more than once); nullopt when absent or null.
   std::optional<simdjson::dom::element> find(std::string_view key) const;
+  // Whether the key is written at all, null included.
+  bool present(std::string_view key) const;
   bool has(std::string_view key) const { return find(key).has_value(); }
 
   std::optional<int64_t> optional_int(std::string_view key, int64_t min, int64_t max) const;

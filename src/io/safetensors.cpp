@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "io/json_reader.hpp"
+#include "io/regular_file.hpp"
 #include "util/error.hpp"
 #include "util/half.hpp"
 
@@ -29,7 +30,7 @@ uint64_t read_u64_le(const std::byte* p) {
   return value;
 }
 
-std::string in_quotes(std::string_view text) { return "'" + std::string(text) + "'"; }
+std::string in_quotes(std::string_view text) { return quoted_name(text); }
 
 // One tensor entry of the header: {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, offsets relative
 // to the data section. Checks everything that concerns this tensor alone.
@@ -197,7 +198,12 @@ const TensorInfo& SafetensorsFile::at(std::string_view name) const {
 std::span<const std::byte> SafetensorsFile::data(const TensorInfo& tensor) const {
   if (tensor.data_offset > bytes_.size() || tensor.bytes > bytes_.size() - tensor.data_offset)
     fail(path_.string() + ": tensor " + in_quotes(tensor.name) + " lies outside this file");
+  check_whole();  // a file cut short since it was opened is refused here, before its bytes are read
   return bytes_.subspan(tensor.data_offset, tensor.bytes);
+}
+
+void SafetensorsFile::check_whole() const {
+  if (mapping_) mapping_->check_whole();
 }
 
 namespace {
@@ -226,6 +232,7 @@ std::vector<float> SafetensorsFile::read_f32(std::string_view name) const {
       fail(path_.string() + ": tensor " + in_quotes(name) + " has dtype " + std::string(dtype_name(tensor.dtype)) +
            ", not a float type (F32, F16, BF16, F64)");
   }
+  check_whole();  // the values copied are the file's, not zeros from a truncation during the copy
   return values;
 }
 
@@ -244,6 +251,7 @@ std::vector<int64_t> SafetensorsFile::read_i64(std::string_view name) const {
       fail(path_.string() + ": tensor " + in_quotes(name) + " has dtype " + std::string(dtype_name(tensor.dtype)) +
            ", not an integer type (I64, I32, I16, I8, U8)");
   }
+  check_whole();
   return values;
 }
 

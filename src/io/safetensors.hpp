@@ -53,8 +53,12 @@ class SafetensorsFile {
   const TensorInfo* find(std::string_view name) const;
   // Throws inferno::Error naming the file and the tensor when it is absent.
   const TensorInfo& at(std::string_view name) const;
-  // The tensor's bytes, inside the mapping. Throws when the TensorInfo does not come from this file's range.
+  // The tensor's bytes, inside the mapping. Throws when the TensorInfo does not come from this file's range, or
+  // when the file has shrunk since it was opened.
   std::span<const std::byte> data(const TensorInfo& tensor) const;
+  // Throws naming the file when it was truncated since it was mapped (see MappedFile::check_whole): call it after
+  // the bytes from data() have been copied away.
+  void check_whole() const;
   const std::map<std::string, std::string>& metadata() const { return layout_.metadata; }
   const std::filesystem::path& path() const { return path_; }
 

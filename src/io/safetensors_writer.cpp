@@ -1,6 +1,8 @@
 #include "io/safetensors_writer.hpp"
 
 #include <simdjson.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -48,6 +50,22 @@ struct PartialFile {
     }
   }
 };
+
+// The file is written beside the target and renamed over it, which replaces whatever the name stands for: only a
+// regular file (or nothing) may be replaced, so that a symlink, a FIFO or a device node (as root, /dev/full) is
+// refused by name instead. lstat, not stat: a symlink is refused even when it points at a regular file.
+void refuse_unless_regular_or_absent(const std::filesystem::path& path) {
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) {
+    if (errno == ENOENT) return;
+    fail(path.string() + ": cannot stat: " + std::strerror(errno));
+  }
+  if (S_ISREG(info.st_mode)) return;
+  const char* kind = S_ISLNK(info.st_mode) ? "a symbolic link" : S_ISDIR(info.st_mode) ? "a directory"
+                   : S_ISFIFO(info.st_mode) ? "a FIFO" : S_ISCHR(info.st_mode) || S_ISBLK(info.st_mode) ? "a device"
+                   : "not a regular file";
+  fail(path.string() + ": exists and is " + kind + "; refusing to replace it (only a regular file is overwritten)");
+}
 
 }  // namespace
 
@@ -101,9 +119,24 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   if (header.size() > kMaxSafetensorsHeaderBytes)
     fail(file + ": header of " + std::to_string(header.size()) + " bytes exceeds the format's limit");
 
-  PartialFile partial{std::filesystem::path(file + ".partial")};
-  partial.file = std::fopen(partial.path.c_str(), "wb");
-  if (!partial.file) fail(partial.path.string() + ": cannot create: " + std::strerror(errno));
+  refuse_unless_regular_or_absent(path);
+  const std::filesystem::path partial_path(file + ".partial");
+  refuse_unless_regular_or_absent(partial_path);
+  // O_NOFOLLOW and O_NONBLOCK: should a symlink or a FIFO appear at that name after the check, the open fails
+  // instead of following the link or waiting for a reader.
+  const int fd = ::open(partial_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+  if (fd < 0) fail(partial_path.string() + ": cannot create: " + std::strerror(errno));
+  struct stat opened {};
+  if (::fstat(fd, &opened) != 0 || !S_ISREG(opened.st_mode)) {
+    ::close(fd);
+    fail(partial_path.string() + ": not a regular file; refusing to write to it");
+  }
+  PartialFile partial{partial_path};
+  partial.file = ::fdopen(fd, "wb");
+  if (!partial.file) {
+    ::close(fd);
+    fail(partial.path.string() + ": cannot create: " + std::strerror(errno));
+  }
   auto write = [&](const void* data, size_t size) {
     if (size && std::fwrite(data, 1, size, partial.file) != size)
       fail(partial.path.string() + ": write failed: " + std::strerror(errno));
@@ -144,6 +177,7 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   const int close_status = std::fclose(partial.file);
   partial.file = nullptr;
   if (close_status != 0) fail(partial.path.string() + ": write failed: " + std::strerror(errno));
+  refuse_unless_regular_or_absent(path);  // again: something may have appeared there while the file was written
   std::error_code error;
   std::filesystem::rename(partial.path, path, error);
   if (error) fail(file + ": cannot move the written file into place: " + error.message());

@@ -8,6 +8,8 @@
 #include <cstring>
 
 #include "io/checkpoint.hpp"
+#include "io/json_reader.hpp"
+#include "io/model_path.hpp"
 #include "kernels/int8.hpp"
 #include "util/error.hpp"
 #include "util/half.hpp"
@@ -73,56 +75,57 @@ struct Int8Scheme {
   }
 };
 
+// Read through io::json::ObjectReader: every type error names config.json and the field path
+// (quantization_config.config_groups.group_0.targets), and a key written twice takes its last value.
 Int8Scheme parse_int8_scheme(const io::LlamaConfig& c, const std::string& source) {
   Int8Scheme scheme;
   scheme.where = source;
   if (c.quant_method.empty()) return scheme;
   const std::string where = source + ": quantization_config";
   if (c.quant_method != "compressed-tensors")
-    throw Error(where + ".quant_method '" + c.quant_method + "' is not supported (compressed-tensors INT8 is)");
-  simdjson::dom::parser parser;
-  simdjson::dom::element q;
-  if (parser.parse(c.quantization_config_json).get(q)) throw Error(where + " is not valid JSON");
-  std::string_view format;
-  if (q["format"].get(format) || (format != "int-quantized" && format != "naive-quantized"))
-    throw Error(where + ".format '" + std::string(format) + "' is not supported (int-quantized, naive-quantized)");
-  simdjson::dom::object groups;
-  if (q["config_groups"].get(groups) || groups.size() != 1)
-    throw Error(where + ".config_groups: exactly one group is supported");
-  for (auto [name, group] : groups) {
-    const std::string g = where + ".config_groups." + std::string(name);
-    simdjson::dom::array targets;
+    throw Error(where + ".quant_method " + io::quoted_name(c.quant_method) +
+                " is not supported (compressed-tensors INT8 is)");
+  const io::json::Document document(c.quantization_config_json, source);
+  simdjson::dom::object root;
+  if (document.root().get_object().get(root)) throw Error(where + " must be an object");
+  const io::json::ObjectReader q(root, source, "quantization_config.");
+  const std::string format = q.optional_string("format").value_or("");
+  if (format != "int-quantized" && format != "naive-quantized")
+    q.fail_field("format", io::quoted_name(format) + " is not supported (int-quantized, naive-quantized)");
+  const auto groups = q.optional_object("config_groups");
+  if (!groups || groups->object().size() != 1) q.fail_field("config_groups", "exactly one group is supported");
+  for (auto [name, group_element] : groups->object()) {
+    simdjson::dom::object group_object;
+    if (group_element.get_object().get(group_object))
+      groups->fail_field(name, "expected an object, got " + std::string(io::json::type_name(group_element)));
+    const io::json::ObjectReader group(group_object, source, groups->field_path(name) + ".");
+    const auto targets = group.optional_string_list("targets");
     bool linear = false;
-    if (!group["targets"].get(targets))
-      for (auto t : targets) linear = linear || std::string_view(t) == "Linear";
-    if (!linear) throw Error(g + ".targets: only [\"Linear\"] is supported");
-    simdjson::dom::element w = group["weights"];
-    int64_t bits = 0;
-    bool symmetric = false;
-    std::string_view type, strategy;
-    if (w["num_bits"].get(bits) || bits != 8) throw Error(g + ".weights.num_bits: only 8 is supported");
-    if (w["type"].get(type) || type != "int") throw Error(g + ".weights.type: only int is supported");
-    if (w["symmetric"].get(symmetric) || !symmetric) throw Error(g + ".weights.symmetric: only symmetric is supported");
-    if (w["strategy"].get(strategy) || (strategy != "channel" && strategy != "tensor"))
-      throw Error(g + ".weights.strategy '" + std::string(strategy) + "' is not supported (channel, tensor)");
-    if (!w["group_size"].is_null()) throw Error(g + ".weights.group_size: group-wise weights are not supported");
-    simdjson::dom::element a;
-    if (!group["input_activations"].get(a) && !a.is_null()) {
-      bool dynamic = false;
-      if (a["num_bits"].get(bits) || bits != 8) throw Error(g + ".input_activations.num_bits: only 8 is supported");
-      if (a["symmetric"].get(symmetric) || !symmetric)
-        throw Error(g + ".input_activations.symmetric: only symmetric is supported");
-      if (a["dynamic"].get(dynamic) || a["strategy"].get(strategy) || (dynamic && strategy != "token") ||
-          (!dynamic && strategy != "tensor"))
-        throw Error(g + ".input_activations: dynamic per-token or static per-tensor activations are supported, not " +
-                    (dynamic ? "dynamic" : "static") + " '" + std::string(strategy) + "'");
+    for (const std::string& t : targets.value_or(std::vector<std::string>{})) linear = linear || t == "Linear";
+    if (!linear) group.fail_field("targets", "only [\"Linear\"] is supported");
+    const auto w = group.optional_object("weights");
+    if (!w) group.fail_field("weights", "missing");
+    if (w->optional_int("num_bits", 0, 64) != 8) w->fail_field("num_bits", "only 8 is supported");
+    if (w->optional_string("type") != "int") w->fail_field("type", "only int is supported");
+    if (w->optional_bool("symmetric") != true) w->fail_field("symmetric", "only symmetric is supported");
+    const std::string strategy = w->optional_string("strategy").value_or("");
+    if (strategy != "channel" && strategy != "tensor")
+      w->fail_field("strategy", io::quoted_name(strategy) + " is not supported (channel, tensor)");
+    // compressed-tensors' QuantizationArgs default group_size to None: absent or null is not group-wise.
+    if (w->has("group_size")) w->fail_field("group_size", "group-wise weights are not supported");
+    if (const auto a = group.optional_object("input_activations")) {
+      if (a->optional_int("num_bits", 0, 64) != 8) a->fail_field("num_bits", "only 8 is supported");
+      if (a->optional_bool("symmetric") != true) a->fail_field("symmetric", "only symmetric is supported");
+      const bool dynamic = a->optional_bool("dynamic").value_or(false);
+      const std::string a_strategy = a->optional_string("strategy").value_or("");
+      if ((dynamic && a_strategy != "token") || (!dynamic && a_strategy != "tensor"))
+        a->fail_field("strategy", std::string("dynamic per-token or static per-tensor activations are supported, not ") +
+                                      (dynamic ? "dynamic " : "static ") + io::quoted_name(a_strategy));
       scheme.int8_activations = true;
       scheme.static_activations = !dynamic;
     }
   }
-  simdjson::dom::array ignore;
-  if (!q["ignore"].get(ignore))
-    for (auto item : ignore) scheme.ignore.emplace_back(std::string_view(item));
+  scheme.ignore = q.optional_string_list("ignore").value_or(std::vector<std::string>{});
   scheme.active = true;
   return scheme;
 }
@@ -133,8 +136,13 @@ class Loader {
  public:
   using Find = FindTensor;
   using Data = std::function<std::span<const std::byte>(const io::TensorInfo&)>;
-  Loader(vk::Device& device, std::string source, Find find, Data data, ProgressBar& progress)
-      : device_(device), source_(std::move(source)), find_(std::move(find)), data_(std::move(data)), progress_(progress) {}
+  // Throws when the file holding the tensor was truncated while its bytes were being copied (they read as zeros):
+  // called after each tensor is uploaded, so a file cut short under the loader fails naming the file, never SIGBUS.
+  using CheckWhole = std::function<void(const io::TensorInfo&)>;
+  Loader(vk::Device& device, std::string source, Find find, Data data, CheckWhole check_whole, ProgressBar& progress,
+         const std::function<void(const std::string&)>& on_tensor_loaded)
+      : device_(device), source_(std::move(source)), find_(std::move(find)), data_(std::move(data)),
+        check_whole_(std::move(check_whole)), progress_(progress), on_tensor_loaded_(on_tensor_loaded) {}
 
   const io::TensorInfo& expect(const std::string& name, const std::vector<int64_t>& shape) const {
     return expect_tensor(find_, source_, name, shape);
@@ -148,9 +156,11 @@ class Loader {
     const auto bytes = replacement.empty() ? data_(t) : replacement;
     auto tick = [&](uint64_t n) { progress_.advance(n); };
     if (type == kernels::WeightType::I8) throw Error(source_ + ": tensor '" + name + "' is INT8 but the config declares no quantization");
-    if (quantize_int8 && kernels::is_float_type(type))
-      return kernels::quantize_matrix_int8(device_, name, type, rows, cols, bytes, 0, tick);
-    return kernels::upload_matrix(device_, name, type, rows, cols, bytes, 0, tick);
+    auto m = quantize_int8 && kernels::is_float_type(type)
+                 ? kernels::quantize_matrix_int8(device_, name, type, rows, cols, bytes, 0, tick)
+                 : kernels::upload_matrix(device_, name, type, rows, cols, bytes, 0, tick);
+    loaded(t);
+    return m;
   }
 
   kernels::DeviceMatrix int8_matrix(const std::string& module, uint32_t rows, uint32_t cols) {
@@ -173,8 +183,11 @@ class Loader {
                   std::to_string(rows) + ", 1]");
     }
     progress_.advance(s->bytes);
-    return kernels::upload_int8_matrix(device_, module + ".weight", rows, cols, data_(w), scale_type, scales, 0,
-                                       [&](uint64_t n) { progress_.advance(n); });
+    auto m = kernels::upload_int8_matrix(device_, module + ".weight", rows, cols, data_(w), scale_type, scales, 0,
+                                         [&](uint64_t n) { progress_.advance(n); });
+    loaded(*s);
+    loaded(w);
+    return m;
   }
 
   // A one-element float tensor (shape [1] or []), read on the host: a positive, finite scale.
@@ -194,6 +207,7 @@ class Loader {
       std::memcpy(&half, bytes.data(), 2);
       value = type == kernels::WeightType::BF16 ? bf16_to_f32(half) : f16_to_f32(half);
     }
+    loaded(*t);
     if (!(value > 0) || std::isinf(value))
       throw Error(source_ + ": tensor '" + name + "' holds " + std::to_string(value) + ", not a positive finite scale");
     progress_.advance(t->bytes);
@@ -205,7 +219,14 @@ class Loader {
     auto v = kernels::upload_vector(device_, name, weight_type_of(t, source_), size,
                                     replacement.empty() ? data_(t) : replacement);
     progress_.advance(t.bytes);
+    loaded(t);
     return v;
+  }
+
+  // After a tensor's bytes have been copied away: they were the file's (see CheckWhole).
+  void loaded(const io::TensorInfo& t) {
+    check_whole_(t);
+    if (on_tensor_loaded_) on_tensor_loaded_(t.name);
   }
 
  private:
@@ -213,7 +234,9 @@ class Loader {
   std::string source_;
   Find find_;
   Data data_;
+  CheckWhole check_whole_;
   ProgressBar& progress_;
+  const std::function<void(const std::string&)>& on_tensor_loaded_;
 };
 
 // GGUF stores the rows of Q and K of each head interleaved for llama.cpp's RoPE on pairs (2i, 2i+1); Hugging Face
@@ -356,51 +379,6 @@ void check_tensor_shapes(const LlamaHyper& h, bool gguf, const FindTensor& find,
   }
 }
 
-io::LlamaConfig llama_config_from_gguf(const io::GgufFile& f) {
-  const std::string arch = f.get_string("general.architecture");
-  if (arch != "llama")
-    throw Error(f.path().string() + ": general.architecture is '" + arch + "'; only llama models are supported");
-  io::LlamaConfig c;
-  c.model_type = "llama";
-  c.name_or_path = f.optional_string("general.name").value_or("");
-  c.hidden_size = f.get_i64("llama.embedding_length");
-  c.intermediate_size = f.get_i64("llama.feed_forward_length");
-  c.num_hidden_layers = f.get_i64("llama.block_count");
-  c.num_attention_heads = f.get_i64("llama.attention.head_count");
-  c.num_key_value_heads = f.optional_i64("llama.attention.head_count_kv").value_or(c.num_attention_heads);
-  c.head_dim = f.optional_i64("llama.attention.key_length").value_or(c.hidden_size / std::max<int64_t>(c.num_attention_heads, 1));
-  if (auto v = f.optional_i64("llama.attention.value_length"); v && *v != c.head_dim)
-    throw Error(f.path().string() + ": llama.attention.value_length differs from key_length; not supported");
-  if (auto d = f.optional_i64("llama.rope.dimension_count"); d && *d != c.head_dim)
-    throw Error(f.path().string() + ": llama.rope.dimension_count " + std::to_string(*d) +
-                " differs from the head dimension (partial RoPE is not supported)");
-  c.rms_norm_eps = f.optional_f64("llama.attention.layer_norm_rms_epsilon").value_or(1e-5);
-  c.max_position_embeddings = f.optional_i64("llama.context_length").value_or(2048);
-  c.rope.theta = f.optional_f64("llama.rope.freq_base").value_or(10000.0);
-  const std::string scaling = f.optional_string("llama.rope.scaling.type").value_or("none");
-  if (scaling == "linear" || scaling == "yarn") {
-    c.rope.type = scaling;
-    c.rope.factor = f.get_f64("llama.rope.scaling.factor");
-    if (auto o = f.optional_i64("llama.rope.scaling.original_context_length")) c.rope.original_max_position_embeddings = double(*o);
-  } else if (scaling != "none") {
-    throw Error(f.path().string() + ": llama.rope.scaling.type '" + scaling + "' is not supported");
-  }
-  const io::TensorInfo* embd = f.find_tensor("token_embd.weight");
-  if (!embd) throw Error(f.path().string() + ": tensor 'token_embd.weight' is missing");
-  c.vocab_size = f.optional_i64("llama.vocab_size").value_or(embd->shape.at(0));
-  c.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
-  c.attention_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
-  c.mlp_bias = f.find_tensor("blk.0.ffn_gate.bias") != nullptr;
-  c.bos_token_id = f.optional_i64("tokenizer.ggml.bos_token_id");
-  c.eos_token_ids.clear();
-  if (auto e = f.optional_i64("tokenizer.ggml.eos_token_id")) c.eos_token_ids.push_back(*e);
-  if (auto e = f.optional_i64("tokenizer.ggml.eot_token_id"); e && (c.eos_token_ids.empty() || c.eos_token_ids[0] != *e))
-    c.eos_token_ids.push_back(*e);
-  c.pad_token_id = f.optional_i64("tokenizer.ggml.padding_token_id");
-  c.dtype = std::string(io::dtype_name(embd->dtype));
-  return c;
-}
-
 StackedLinear stack_linears(vk::Device& device, const std::string& name, std::vector<Linear> parts) {
   std::vector<const kernels::DeviceMatrix*> weights;
   bool same = true;
@@ -467,9 +445,10 @@ std::pair<uint32_t, uint32_t> LlamaModel::take_range(const LoadOptions& options)
 std::unique_ptr<LlamaModel> LlamaModel::load(vk::Device& device, const std::filesystem::path& path,
                                              const LoadOptions& options) {
   std::unique_ptr<LlamaModel> m(new LlamaModel(device));
-  m->path_ = path;
-  if (path.extension() == ".gguf") load_gguf(*m, path, options);
-  else load_safetensors(*m, path, options);
+  const io::ModelPath resolved = io::resolve_model_path(path);
+  m->path_ = resolved.path;
+  if (resolved.gguf) load_gguf(*m, resolved.path, options);
+  else load_safetensors(*m, resolved.path, options);
   return m;
 }
 
@@ -484,7 +463,8 @@ void LlamaModel::load_safetensors(LlamaModel& m, const std::filesystem::path& di
   const FindTensor find = [&](const std::string& n) { return ckpt.find(n); };
   check_tensor_shapes(h, false, find, source);  // before uploading anything
   ProgressBar progress("loading", ckpt.total_tensor_bytes(), options.quiet);
-  Loader load(m.device_, source, find, [&](const io::TensorInfo& t) { return ckpt.data(t); }, progress);
+  Loader load(m.device_, source, find, [&](const io::TensorInfo& t) { return ckpt.data(t); },
+              [&](const io::TensorInfo& t) { ckpt.check_whole(t); }, progress, options.on_tensor_loaded);
 
   const auto [first, last] = m.take_range(options);
   if (options.embedding || (options.head && h.tied_embeddings))
@@ -528,7 +508,7 @@ void LlamaModel::load_safetensors(LlamaModel& m, const std::filesystem::path& di
 void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, const LoadOptions& options) {
   io::GgufFile gguf(file);
   m.format_ = "gguf";
-  m.config_ = llama_config_from_gguf(gguf);
+  m.config_ = io::llama_config_from_gguf(gguf);
   const LlamaHyper h = m.hyper_ = hyper_from_config(m.config_);
   const std::string source = file.string();
   uint64_t total = 0;
@@ -536,7 +516,8 @@ void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, con
   const FindTensor find = [&](const std::string& n) { return gguf.find_tensor(n); };
   check_tensor_shapes(h, true, find, source);  // before uploading anything
   ProgressBar progress("loading", total, options.quiet);
-  Loader load(m.device_, source, find, [&](const io::TensorInfo& t) { return gguf.data(t); }, progress);
+  Loader load(m.device_, source, find, [&](const io::TensorInfo& t) { return gguf.data(t); },
+              [&](const io::TensorInfo&) { gguf.check_whole(); }, progress, options.on_tensor_loaded);
 
   if (const io::TensorInfo* f = gguf.find_tensor("rope_freqs.weight")) {
     if (f->dtype != io::DType::F32 || f->elements() != int64_t(h.head_dim / 2))
@@ -544,6 +525,14 @@ void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, con
     const auto bytes = gguf.data(*f);
     m.hyper_.rope_freq_factors.resize(h.head_dim / 2);
     std::memcpy(m.hyper_.rope_freq_factors.data(), bytes.data(), bytes.size());
+    gguf.check_whole();
+    // Each divides a RoPE frequency: NaN, infinite, zero or negative factors would turn every position to garbage.
+    for (size_t i = 0; i < m.hyper_.rope_freq_factors.size(); ++i) {
+      const float factor = m.hyper_.rope_freq_factors[i];
+      if (!(factor > 0) || std::isinf(factor))
+        throw Error(source + ": tensor 'rope_freqs.weight': element " + std::to_string(i) + " is " +
+                    std::to_string(factor) + ", not a positive finite factor");
+    }
     progress.advance(f->bytes);
   }
   const auto [first, last] = m.take_range(options);

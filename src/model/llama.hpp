@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/gguf.hpp"
+#include "io/gguf_config.hpp"
 #include "io/hf_config.hpp"
 #include "kernels/weights.hpp"
 #include "model/rope.hpp"
@@ -95,6 +96,8 @@ struct LoadOptions {
   // `embedding`, the final norm and lm_head only when `head` (a tied lm_head then loads the embedding matrix).
   uint32_t first_layer = 0, last_layer = UINT32_MAX;
   bool embedding = true, head = true;
+  // Called with each tensor's name once it is on the device (tests: to change the file between two tensors).
+  std::function<void(const std::string&)> on_tensor_loaded;
 };
 
 class LlamaModel {
@@ -142,6 +145,6 @@ class LlamaModel {
 };
 
 // llama.* metadata of a GGUF file as a config (the same fields config.json gives), for the model and `inferno info`.
-io::LlamaConfig llama_config_from_gguf(const io::GgufFile& file);
+using io::llama_config_from_gguf;
 
 }  // namespace inferno::model

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "io/regular_file.hpp"
 #include "text/bpe.hpp"
 #include "text/tokenizer_byte_level.hpp"
 #include "text/tokenizer_decoder.hpp"
@@ -559,17 +560,12 @@ Tokenizer Tokenizer::from_files(const std::filesystem::path& tokenizer_json,
 Tokenizer Tokenizer::from_dir(const std::filesystem::path& dir) {
   const auto json = dir / "tokenizer.json";
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(json, ec)) fail(dir.string() + ": no tokenizer.json in this directory");
+  // Anything there is read (a FIFO or a directory is refused by io::RegularFile as "not a regular file").
+  if (!std::filesystem::exists(json, ec)) fail(dir.string() + ": no tokenizer.json in this directory");
   TokenizerSpec spec = read_tokenizer_json(json, dir / "tokenizer_config.json");
   // Newer transformers save the chat template in its own file.
   const auto jinja = dir / "chat_template.jinja";
-  if (!spec.chat_template && std::filesystem::is_regular_file(jinja, ec)) {
-    std::ifstream in(jinja, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (!in) fail(jinja.string() + ": cannot read the file");
-    spec.chat_template = text.str();
-  }
+  if (!spec.chat_template && std::filesystem::exists(jinja, ec)) spec.chat_template = io::read_regular_file(jinja);
   return from_spec(std::move(spec));
 }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <string_view>
 
+#include "io/regular_file.hpp"
 #include "util/error.hpp"
 
 namespace inferno::text {
@@ -37,8 +38,12 @@ class Json {
   std::optional<Json> find(std::string_view key) const {
     dom::object object;
     if (element_.get_object().get(object)) error("must be an object");
-    dom::element value;
-    if (object.at_key(key).get(value)) return std::nullopt;
+    // A key written twice takes its last value, as Python's json does (simdjson's at_key gives the first).
+    std::optional<dom::element> found;
+    for (auto [name, value] : object)
+      if (name == key) found = value;
+    if (!found) return std::nullopt;
+    const dom::element value = *found;
     return Json(value, path_.empty() ? std::string(key) : path_ + "." + std::string(key), *file_);
   }
   // A member that must be present and not null.
@@ -134,8 +139,7 @@ std::string widen_big_integers(std::string_view json) {
 }
 
 void load(Document& doc, const std::filesystem::path& path) {
-  if (simdjson::padded_string::load(path.string()).get(doc.text))
-    fail(path.string() + ": cannot read the file");
+  doc.text = simdjson::padded_string(io::read_regular_file(path));
   auto error = doc.parser.parse(doc.text).get(doc.root);
   if (error == simdjson::NUMBER_ERROR) {
     doc.text = simdjson::padded_string(widen_big_integers(std::string_view(doc.text)));
@@ -488,7 +492,7 @@ TokenizerSpec read_tokenizer_json(const std::filesystem::path& tokenizer_json,
   }
 
   std::error_code ec;
-  if (!tokenizer_config_json.empty() && std::filesystem::is_regular_file(tokenizer_config_json, ec)) {
+  if (!tokenizer_config_json.empty() && std::filesystem::exists(tokenizer_config_json, ec)) {
     spec.source += " + " + tokenizer_config_json.string();
     const std::string config_file = tokenizer_config_json.string();
     Document doc;

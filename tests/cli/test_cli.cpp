@@ -1,9 +1,11 @@
 // The `inferno` command as outside tools drive it (../shared/CONTRACT.md): outputs, exit codes, end-to-end text.
 #include <simdjson.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -522,8 +524,9 @@ TEST_CASE("a GGUF file runs like a checkpoint directory: its own tokenizer, info
   CHECK(std::string_view(m["dtype_by_group"]["attention"]) == "Q4_K+Q6_K");
   CHECK(std::string_view(m["dtype_by_group"]["norm"]) == "F32");
   CHECK(std::string_view(m["dtype_by_group"]["lm_head"]) == "Q6_K");
-  const Run bad = run_inferno("info -m " + quote(data_path("hf-llama/llama3-gqa-f32/config.json").string()));
-  CHECK(bad.status == 1);
+  // A file inside a checkpoint directory stands for the directory.
+  const Run in_dir = run_inferno("info -m " + quote(data_path("hf-llama/llama3-gqa-f32/config.json").string()));
+  CHECK(in_dir.status == 0);
 }
 
 TEST_CASE("chat keeps the KV cache across turns") {
@@ -688,4 +691,161 @@ TEST_CASE("--ctx and --device: too small a context and a missing device exit 1; 
   CHECK(past.err.find("warning") != std::string::npos);
   CHECK(past.err.find("max_position_embeddings 256") != std::string::npos);
   CHECK(fits.err.find("warning") == std::string::npos);
+}
+
+namespace {
+
+// Runs `inferno ARGS` under `timeout 20` with stdin from `stdin_path`; returns the status and the seconds it took.
+std::pair<Run, double> run_hostile(const std::string& args, const std::string& stdin_path = "/dev/null") {
+  const char* bin = std::getenv("INFERNO_BIN");
+  REQUIRE_MESSAGE(bin, "INFERNO_BIN is not set (meson sets it)");
+  const fs::path out = temp_dir() / "stdout", err = temp_dir() / "stderr";
+  const std::string cmd = "timeout 20 " + std::string(bin) + " " + args + " <" + quote(stdin_path) + " >" +
+                          out.string() + " 2>" + err.string();
+  const auto start = std::chrono::steady_clock::now();
+  const int raw = std::system(cmd.c_str());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  Run r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.out = read_text(out);
+  r.err = read_text(err);
+  return {r, seconds};
+}
+
+// A checkpoint directory: the llama3-gqa-f32 fixture's weights (linked) and config.json (copied, or `config`).
+fs::path hostile_checkpoint(const std::string& name, const std::string& config = "") {
+  const fs::path dir = temp_dir() / "hostile" / name;
+  fs::remove_all(dir);
+  link_weights_with_config(dir, data_path("hf-llama/llama3-gqa-f32"),
+                           config.empty() ? read_text(data_path("hf-llama/llama3-gqa-f32/config.json")) : config);
+  return dir;
+}
+
+void make_fifo(const fs::path& path) { REQUIRE(::mkfifo(path.c_str(), 0600) == 0); }
+
+}  // namespace
+
+TEST_CASE("hostile files: a FIFO or device where a file is read exits 1 naming it, within a second") {
+  {  // config.json
+    const fs::path dir = hostile_checkpoint("fifo-config");
+    fs::remove(dir / "config.json");
+    make_fifo(dir / "config.json");
+    const auto [r, seconds] = run_hostile("info -m " + quote(dir.string()));
+    check_one_error_line(r, (dir / "config.json").string() + ": not a regular file");
+    CHECK(seconds < 1.0);
+  }
+  {  // model.safetensors
+    const fs::path dir = hostile_checkpoint("fifo-weights");
+    fs::remove(dir / "model.safetensors");
+    make_fifo(dir / "model.safetensors");
+    const auto [r, seconds] = run_hostile("info -m " + quote(dir.string()));
+    check_one_error_line(r, "model.safetensors: not a regular file");
+    CHECK(seconds < 1.0);
+  }
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {  // a FIFO, then a directory
+    CAPTURE(name);
+    for (bool fifo : {true, false}) {
+      const fs::path dir = hostile_checkpoint(std::string("text-") + name + (fifo ? "-fifo" : "-dir"));
+      if (fifo) make_fifo(dir / name);
+      else fs::create_directory(dir / name);
+      const auto [r, seconds] = run_hostile("tokenize -m " + quote(dir.string()) + " hello");
+      check_one_error_line(r, (dir / name).string() + ": not a regular file");
+      CHECK(seconds < 1.0);
+    }
+  }
+  {  // generation_config.json
+    const fs::path dir = hostile_checkpoint("fifo-generation");
+    make_fifo(dir / "generation_config.json");
+    const auto [r, seconds] = run_hostile("generate --quiet -m " + quote(dir.string()) + " --ids 1,2 -n 1");
+    check_one_error_line(r, "generation_config.json: not a regular file");
+    CHECK(seconds < 5.0);  // after the weights' load
+  }
+  {  // perplexity -f /dev/zero: refused before the model loads
+    const auto [r, seconds] = run_hostile("perplexity --quiet -m " + brown() + " -f /dev/zero");
+    check_one_error_line(r, "/dev/zero: not a regular file");
+    CHECK(seconds < 1.0);
+  }
+}
+
+TEST_CASE("hostile files: chat's stdin without line ends is refused at 1 MiB a line, not read forever") {
+  const fs::path dir = llama3_text_model();
+  const auto [r, seconds] = run_hostile("chat --quiet -m " + quote(dir.string()) + " --ctx 256 -n 2 --greedy", "/dev/zero");
+  check_one_error_line(r, "stdin: a line longer than 1048576 bytes");
+  CHECK(seconds < 5.0);
+}
+
+TEST_CASE("hostile files: a GGUF with 4294967295 layers exits 1 naming the file, key and value, within a second") {
+  const fs::path dir = temp_dir() / "hostile";
+  fs::create_directories(dir);
+  std::string bytes = read_text(data_path("gguf/float/llama3-gqa-f32.gguf"));
+  const std::string key = std::string("llama.block_count") + std::string("\x04\0\0\0", 4);
+  const size_t at = bytes.find(key);
+  REQUIRE(at != std::string::npos);
+  bytes.replace(at + key.size(), 4, std::string("\xff\xff\xff\xff", 4));
+  const fs::path gguf = dir / "layers.gguf";
+  std::ofstream(gguf, std::ios::binary | std::ios::trunc) << bytes;
+  const auto [r, seconds] = run_hostile("info -m " + quote(gguf.string()));
+  check_one_error_line(r, gguf.string() + ": metadata key 'llama.block_count': value 4294967295 is out of range");
+  CHECK(seconds < 1.0);
+}
+
+TEST_CASE("hostile files: -m takes a GGUF file by its magic and a file inside a checkpoint as its directory") {
+  const fs::path dir = temp_dir() / "hostile" / "resolve";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::create_symlink(data_path("gguf/brown-8m-q8_0/model.gguf"), dir / "MODEL.GGUF");
+  const auto [gguf, gguf_seconds] = run_hostile("info --json -m " + quote((dir / "MODEL.GGUF").string()));
+  INFO(gguf.err);
+  CHECK(gguf.status == 0);
+  CHECK(gguf.out.find("\"format\":\"gguf\"") != std::string::npos);
+  const auto [file, file_seconds] =
+      run_hostile("generate --quiet -m " + quote(data_path("hf-llama/llama3-gqa-f32/model.safetensors").string()) +
+                  " --ids 1,2 -n 2 --greedy --print-ids");
+  INFO(file.err);
+  CHECK(file.status == 0);
+  CHECK(std::count(file.out.begin(), file.out.end(), '\n') == 1);
+}
+
+TEST_CASE("hostile files: logits --out replaces only a regular file; a symlink or a FIFO is refused naming it") {
+  const fs::path dir = temp_dir() / "hostile" / "out";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "target", std::ios::binary) << "keep me";
+  fs::create_symlink(dir / "target", dir / "link.safetensors");
+  make_fifo(dir / "fifo.safetensors");
+  for (const char* name : {"link.safetensors", "fifo.safetensors"}) {
+    CAPTURE(name);
+    const auto [r, seconds] = run_hostile("logits --quiet -m " + fixture("llama3-gqa-f32") + " --ids 1,2 --out " +
+                                          quote((dir / name).string()));
+    check_one_error_line(r, (dir / name).string() + ": exists and is");
+  }
+  CHECK(read_text(dir / "target") == "keep me");
+  CHECK(fs::is_symlink(dir / "link.safetensors"));
+  CHECK(fs::is_fifo(dir / "fifo.safetensors"));
+}
+
+TEST_CASE("hostile files: quantization_config type errors name config.json and the field; absent group_size loads") {
+  const std::string config = read_text(data_path("hf-llama/w8a8-int8/config.json"));
+  const auto checkpoint = [&](const std::string& name, const std::string& edited) {
+    const fs::path dir = temp_dir() / "hostile" / name;
+    fs::remove_all(dir);
+    link_weights_with_config(dir, data_path("hf-llama/w8a8-int8"), edited);
+    return dir;
+  };
+  const fs::path targets = checkpoint("targets", replace_once(config, "\"Linear\"", "1"));
+  const auto [r, seconds] = run_hostile("generate --quiet -m " + quote(targets.string()) + " --ids 1,2 -n 1");
+  check_one_error_line(r, (targets / "config.json").string() +
+                              ": field 'quantization_config.config_groups.group_0.targets': expected a list of strings");
+  // compressed-tensors defaults group_size to None: without the key the weights are per channel, as with null.
+  // (The weights' "group_size": null, renamed to a key nothing reads.)
+  std::string without = config;
+  const size_t weights = without.find("\"weights\"");
+  REQUIRE(weights != std::string::npos);
+  const size_t group_size = without.find("\"group_size\"", weights);
+  REQUIRE(group_size != std::string::npos);
+  without.insert(group_size + 1, "no_");
+  const fs::path absent = checkpoint("no-group-size", without);
+  const auto [ok, ok_seconds] = run_hostile("generate --quiet -m " + quote(absent.string()) + " --ids 1,2 -n 1 --print-ids");
+  INFO(ok.err);
+  CHECK(ok.status == 0);
 }

@@ -1,7 +1,7 @@
 // libFuzzer target: any bytes as a GGUF file. The reader must refuse bad input with inferno::Error only: any other
 // exception, crash, sanitizer report, leak or absurd allocation is a bug. Accepted files are then read in full:
 // every metadata value through the typed getters, every tensor's bytes, so every range the validation let through
-// is touched.
+// is touched, and the llama.* keys are read as the model's config and range-checked.
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/gguf.hpp"
+#include "io/gguf_config.hpp"
 #include "util/error.hpp"
 
 using namespace inferno::io;
@@ -62,6 +63,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (dtype_storage_bytes(tensor.dtype, uint64_t(tensor.elements())) != tensor.bytes) __builtin_trap();
       if (!span.empty()) sink = sink ^ uint8_t(span.front()) ^ uint8_t(span.back());
     }
+    // The model's hyper-parameters from the llama.* keys: whatever they hold, the config is refused with an Error or
+    // comes out within the bounds every size computed from it relies on (check_llama_config).
+    attempt([&] {
+      const LlamaConfig config = llama_config_from_gguf(file);
+      if (config.num_hidden_layers < 1 || config.num_hidden_layers > 1024 || config.hidden_size < 1 ||
+          config.num_key_value_heads < 1 || config.num_attention_heads % config.num_key_value_heads != 0 ||
+          config.head_dim < 1 || config.head_dim % 2 != 0 || !(config.rms_norm_eps >= 0) ||
+          !(config.rope.theta > 0) || config.vocab_size < 1)
+        __builtin_trap();
+      sink = sink + uint64_t(config.num_hidden_layers * config.head_dim);
+    });
   } catch (const inferno::Error&) {
     // refused with a message: the expected outcome for almost every input
   }
