@@ -136,8 +136,9 @@ void add_device_commands(CLI::App& app, Action& action) {
   auto args = std::make_shared<InfoArgs>();
   auto* info = app.add_subcommand("info", "describe a checkpoint and the memory it needs on each device");
   info->add_option("-m,--model", args->path, "Hugging Face checkpoint directory or .gguf file")->required();
-  info->add_option("--ctx", args->ctx, "context length for the memory estimate (default: min(max positions, 4096))");
-  info->add_option("--batch", args->batch, "sequences for the memory estimate")->check(CLI::PositiveNumber);
+  info->add_option("--ctx", args->ctx, "context length for the memory estimate (default or 0: min(max positions, 4096))")
+      ->check(int_in(0, kMaxCtx));
+  info->add_option("--batch", args->batch, "sequences for the memory estimate")->check(int_in(1, kMaxBatch));
   info->add_option("--kv-dtype", args->kv_dtype, "KV cache dtype for the estimate")
       ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
   info->add_option("--quantize", args->quantize, "show the footprint with float linear layers quantized: int8")

@@ -672,3 +672,83 @@ TEST_CASE("--ctx and --device: too small a context and a missing device exit 1; 
   CHECK(past.err.find("max_position_embeddings 256") != std::string::npos);
   CHECK(fits.err.find("warning") == std::string::npos);
 }
+
+// Numbers out of range are usage errors found while parsing: exit 2 with one stderr line naming the flag, before any
+// model loads (the model path does not exist, so a run that got as far as loading would exit 1 naming the path).
+TEST_CASE("numeric flags out of range: exit 2 at parse time naming the flag, before loading, with --greedy too") {
+  const std::string gen = "generate -m /nonexistent/model --ids 1,2 ";
+  const std::string model = " -m /nonexistent/model ";
+  struct Case {
+    std::string args, flag;
+  };
+  const Case cases[] = {
+      {gen + "-n -5", "--max-new-tokens"},
+      {gen + "-n 0", "--max-new-tokens"},
+      {gen + "-n 99999999999", "--max-new-tokens"},
+      {gen + "--top-p 2", "--top-p"},
+      {gen + "--greedy --top-p 2", "--top-p"},
+      {gen + "--top-p nan", "--top-p"},
+      {gen + "--top-p -0.5", "--top-p"},
+      {gen + "--temperature nan", "--temperature"},
+      {gen + "--greedy --temperature inf", "--temperature"},
+      {gen + "--temperature 0", "--temperature"},
+      {gen + "--temperature -1", "--temperature"},
+      {gen + "--temperature 1e400", "--temperature"},
+      {gen + "--typical-p 5", "--typical-p"},
+      {gen + "--typical-p 0", "--typical-p"},
+      {gen + "--min-p 1.5", "--min-p"},
+      {gen + "--min-p nan", "--min-p"},
+      {gen + "--top-k -1", "--top-k"},
+      {gen + "--top-k 4294967296", "--top-k"},
+      {gen + "--repetition-penalty 0", "--repetition-penalty"},
+      {gen + "--greedy --repetition-penalty nan", "--repetition-penalty"},
+      {gen + "--no-repeat-ngram-size -2", "--no-repeat-ngram-size"},
+      {gen + "--min-new-tokens -1", "--min-new-tokens"},
+      {gen + "--min-length -1", "--min-length"},
+      {gen + "--seed -1", "--seed"},
+      {gen + "--seed 18446744073709551616", "--seed"},
+      {gen + "--ctx -1", "--ctx"},
+      {gen + "--ctx 4294967296", "--ctx"},
+      {gen + "--device -3", "--device"},
+      {"logits" + model + "--ids 1 --out /tmp/x.safetensors --ctx 1e3", "--ctx"},
+      {"perplexity" + model + "-f x --window 1", "--window"},
+      {"perplexity" + model + "-f x --stride 0", "--stride"},
+      {"perplexity" + model + "-f x --max-windows -1", "--max-windows"},
+      {"perplexity" + model + "-f x --window 8 --stride 9", "--stride"},
+      {"chat" + model + "-n -5", "--max-new-tokens"},
+      {"chat" + model + "--greedy --temperature nan", "--temperature"},
+      {"chat" + model + "--seed x", "--seed"},
+      {"bench" + model + "-n 1", "--gen-tokens"},
+      {"bench" + model + "-p 0", "--prompt-tokens"},
+      {"bench" + model + "--batch 0", "--batch"},
+      {"bench" + model + "--repeats 0", "--repeats"},
+      {"serve" + model + "--port 70000", "--port"},
+      {"serve" + model + "--port -1", "--port"},
+      {"serve" + model + "--max-body-bytes 0", "--max-body-bytes"},
+      {"serve" + model + "--max-queue -1", "--max-queue"},
+      {"serve" + model + "--default-max-tokens 0", "--default-max-tokens"},
+      {"info" + model + "--batch 0", "--batch"},
+      {"info" + model + "--batch 268435456 --ctx 134217728", "--batch"},
+      {"info" + model + "--ctx 4294967297", "--ctx"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.args);
+    const Run r = run_inferno(c.args);
+    INFO("stderr: " << r.err);
+    CHECK(r.status == 2);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK(r.err.find(c.flag) != std::string::npos);
+    CHECK(r.err.find("/nonexistent") == std::string::npos);  // refused before the model was looked at
+    CHECK(r.err.size() < 200);                              // no 300-digit bounds
+    CHECK(r.out.empty());
+  }
+  // The edges of each range are accepted: these reach the model and fail there (exit 1, naming the path).
+  for (const std::string ok : {"-n 1 --top-p 1 --temperature 1e-3 --typical-p 1 --min-p 0 --top-k 0",
+                               "--top-p 0 --min-p 1 --repetition-penalty 1e6 --no-repeat-ngram-size 0 --seed 0",
+                               "--ctx 0 --device 0 --min-new-tokens 0 --top-k 2147483647"}) {
+    CAPTURE(ok);
+    const Run r = run_inferno(gen + ok);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("/nonexistent/model") != std::string::npos);
+  }
+}
