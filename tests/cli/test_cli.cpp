@@ -752,3 +752,42 @@ TEST_CASE("numeric flags out of range: exit 2 at parse time naming the flag, bef
     CHECK(r.err.find("/nonexistent/model") != std::string::npos);
   }
 }
+
+// A model whose embedding has more rows than its tokenizer has tokens (padded vocabularies are common): generated ids
+// without a token are skipped in the text, as transformers' decode skips them; as input they are still refused.
+TEST_CASE("generate prints the text of the ids the tokenizer has and skips the padded ones") {
+  const fs::path dir = temp_dir() / "padded-vocab";
+  fs::remove_all(dir);
+  const fs::path fixture_dir = data_path("hf-llama/llama3-gqa-f32");  // vocab_size 512
+  link_weights_with_config(dir, fixture_dir, read_text(fixture_dir / "config.json"));
+  // 94 tokens, the printable ASCII characters '!'..'~' as ids 0..93, joined by a Fuse decoder.
+  std::string vocab;
+  for (int id = 0; id < 94; ++id) {
+    const char c = char('!' + id);
+    const std::string key = c == '"' || c == '\\' ? std::string("\\") + c : std::string(1, c);
+    vocab += (id ? "," : "") + std::string("\"") + key + "\":" + std::to_string(id);
+  }
+  std::ofstream(dir / "tokenizer.json", std::ios::binary)
+      << R"({"model": {"type": "BPE", "vocab": {)" << vocab << R"(}, "merges": []}, "decoder": {"type": "Fuse"}})";
+
+  const std::string generate =
+      "generate --quiet -m " + quote(dir.string()) + " --ids 1,2,3 -n 24 --greedy --ignore-eos --kv-dtype f32";
+  const Run ids = run_inferno(generate + " --print-ids");
+  REQUIRE(ids.status == 0);
+  std::string expected;
+  int beyond = 0;
+  std::istringstream in(ids.out);
+  for (int id; in >> id;) {
+    if (id < 94) expected += char('!' + id);
+    else ++beyond;
+  }
+  REQUIRE(beyond > 0);  // the random model does pick ids past the tokenizer's 94 (of its 512)
+  const Run text = run_inferno(generate);
+  INFO("stderr: " << text.err);
+  CHECK(text.status == 0);
+  CHECK(trim(text.out) == expected);
+
+  // As input, an id past the model's vocabulary is still an error naming it.
+  const Run input = run_inferno("generate --quiet -m " + quote(dir.string()) + " --ids 1,600 -n 2 --greedy");
+  check_one_error_line(input, "600");
+}
