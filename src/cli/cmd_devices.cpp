@@ -63,7 +63,9 @@ int run_info(const InfoArgs& a) {
   const uint64_t kv_bytes = kv_cache_bytes(info, ctx, a.batch, kv);
   // Activations for a prompt that fills a 512-token prefill (the engine processes the prompt in one pass).
   const uint64_t act_bytes = scratch_bytes(info, std::min<uint32_t>(ctx, 512), a.batch);
-  const uint64_t total = info.weight_bytes + kv_bytes + act_bytes;
+  uint64_t total = 0;
+  if (__builtin_add_overflow(info.weight_bytes, kv_bytes, &total) || __builtin_add_overflow(total, act_bytes, &total))
+    throw Error("memory for ctx " + std::to_string(ctx) + ", batch " + std::to_string(a.batch) + ": overflows 64 bits");
   std::vector<DeviceInfo> devices;
   try {
     devices = list_devices();

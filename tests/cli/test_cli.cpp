@@ -9,12 +9,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <string_view>
 
 #include "io/checkpoint.hpp"
 #include "io/safetensors.hpp"
+#include "model/checkpoint_edit.hpp"
 #include "test_support.hpp"
 
 using namespace inferno;
@@ -790,4 +792,20 @@ TEST_CASE("generate prints the text of the ids the tokenizer has and skips the p
   // As input, an id past the model's vocabulary is still an error naming it.
   const Run input = run_inferno("generate --quiet -m " + quote(dir.string()) + " --ids 1,600 -n 2 --greedy");
   check_one_error_line(input, "600");
+}
+
+// NaN weights make NaN logits: greedy decoding must not print token 0 and exit 0. The error names the layer.
+TEST_CASE("a NaN planted in one layer's weight: generate and logits exit 1 naming that layer") {
+  const fs::path dir = temp_dir() / "nan-layer";
+  fs::remove_all(dir);
+  copy_checkpoint_with_element(data_path("hf-llama/llama3-gqa-f32"), dir, "model.layers.1.self_attn.o_proj.weight", 42,
+                               std::numeric_limits<float>::quiet_NaN());
+  for (const std::string& command : std::vector<std::string>{"generate --ids 1,2,3 -n 4 --greedy --print-ids",
+                                                              "generate --ids 1,2 -n 4 --seed 3",
+                                                              "logits --ids 1,2,3 --out " + quote((temp_dir() / "nan.safetensors").string())}) {
+    CAPTURE(command);
+    const Run r = run_inferno(command + " --quiet -m " + quote(dir.string()));
+    check_one_error_line(r, "layer 1 (model.layers.1)");
+  }
+  CHECK(!fs::exists(temp_dir() / "nan.safetensors"));
 }
