@@ -801,7 +801,7 @@ TEST_CASE("a NaN planted in one layer's weight: generate and logits exit 1 namin
   copy_checkpoint_with_element(data_path("hf-llama/llama3-gqa-f32"), dir, "model.layers.1.self_attn.o_proj.weight", 42,
                                std::numeric_limits<float>::quiet_NaN());
   for (const std::string& command : std::vector<std::string>{"generate --ids 1,2,3 -n 4 --greedy --print-ids",
-                                                              "generate --ids 1,2 -n 4 --seed 3",
+                                                              "generate --ids 1,2 -n 4 --seed 3 --print-ids",
                                                               "logits --ids 1,2,3 --out " + quote((temp_dir() / "nan.safetensors").string())}) {
     CAPTURE(command);
     const Run r = run_inferno(command + " --quiet -m " + quote(dir.string()));
