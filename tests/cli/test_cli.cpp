@@ -809,3 +809,24 @@ TEST_CASE("a NaN planted in one layer's weight: generate and logits exit 1 namin
   }
   CHECK(!fs::exists(temp_dir() / "nan.safetensors"));
 }
+
+// info's KV estimate follows the sessions' default (f32 for F32 weights, f16 otherwise) in both formats: the F32 GGUF
+// file gets an f32 cache like its safetensors twin.
+TEST_CASE("info estimates the KV cache at the default dtype a session uses, for GGUF as for safetensors") {
+  auto kv_bytes = [](const std::string& model, const std::string& extra) {
+    const Run r = run_inferno("info --json --ctx 64 -m " + quote(data_path(model).string()) + extra);
+    REQUIRE(r.status == 0);
+    simdjson::dom::parser parser;
+    return uint64_t(parser.parse(r.out)["kv_cache_bytes"]);
+  };
+  // f32: 2 (K, V) x 2 layers x 2 KV heads x 64 x 16 x 4 bytes, + the RoPE table 64 x 16 x 4
+  const uint64_t f32_bytes = 2ull * 2 * 2 * 64 * 16 * 4 + 64 * 16 * 4;
+  for (const std::string model : {"gguf/float/llama3-gqa-f32.gguf", "hf-llama/llama3-gqa-f32"}) {
+    CAPTURE(model);
+    CHECK(kv_bytes(model, "") == f32_bytes);
+    CHECK(kv_bytes(model, " --kv-dtype f16") < f32_bytes);
+  }
+  const uint64_t bf16_default = kv_bytes("gguf/float/llama3-tied-bf16.gguf", "");
+  CHECK(bf16_default == kv_bytes("gguf/float/llama3-tied-bf16.gguf", " --kv-dtype f16"));
+  CHECK(bf16_default < kv_bytes("gguf/float/llama3-tied-bf16.gguf", " --kv-dtype f32"));
+}
