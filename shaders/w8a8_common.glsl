@@ -13,7 +13,7 @@ layout(std430, binding = 3) readonly buffer Bias { uint bias_words[]; };      //
 layout(std430, binding = 4) readonly buffer WScales { uint wscale_words[]; };  // one scale a weight row, any dtype
 layout(std430, binding = 5) readonly buffer XScales { float xscale[]; };       // one f32 scale an activation row
 
-#include "weight_load.glsl"  // dtype helpers only (no WEIGHT_* defined): unpack_element, element_word
+#include "weight_load.glsl"  // dtype functions only (no WEIGHT_* defined): unpack_element, element_word
 
 #define NO_BIAS 0xffffffffu
 

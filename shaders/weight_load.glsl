@@ -1,7 +1,7 @@
 // Loading weights of any stored dtype as f32, with no need for 16-bit storage or float16 arithmetic: 16-bit weights
 // are read as packed 32-bit words (two elements a word, the lower-indexed one in the low half, as on disk).
 //
-// Dtype-independent helpers first; then, when the includer defines WEIGHT_F32, WEIGHT_F16 or WEIGHT_BF16 and has
+// Dtype-independent functions first; then, when the includer defines WEIGHT_F32, WEIGHT_F16 or WEIGHT_BF16 and has
 // declared its weights as `uint WEIGHT_WORDS[]` (default name `weight_words`) in a storage buffer, the loaders
 //   float load_weight(uint i)    element i
 //   vec2  load_weight2(uint i)   elements i, i+1   (i even: one word for 16-bit dtypes)

@@ -1,5 +1,5 @@
 #pragma once
-// Shared test helpers: where the test data lives, and seeded random data whose seed is printed on failure.
+// Shared test support: where the test data lives, and seeded random data whose seed is printed on failure.
 #include <doctest/doctest.h>
 
 #include <algorithm>

@@ -234,7 +234,8 @@ struct SamplingOptions {  // transformers' GenerationConfig semantics and defaul
 // The model's generation_config.json defaults (do_sample, temperature, top_k, top_p, ...).
 SamplingOptions default_sampling(const Model& model);
 // generation_config.json's length for a prompt of `prompt_tokens` (the longest, for a batch), as generate reads it:
-// max_new_tokens when given, else max_length minus the prompt (at least 0); `fallback` when it names neither.
+// max_new_tokens when given, else max_length minus the prompt (at least 0); `fallback` when it names neither. A length
+// past max_position_embeddings means "until the context is full": what max_position_embeddings leaves (at least 1).
 int default_max_new_tokens(const Model& model, size_t prompt_tokens, int fallback);
 
 struct GenerateOptions {

@@ -2,6 +2,7 @@
 #include "inferno/inferno.hpp"
 #include "api/model_access.hpp"
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -296,9 +297,20 @@ ModelInfo inspect_model(const std::filesystem::path& given_path, bool quantize_i
 
 uint64_t kv_cache_bytes(const ModelInfo& info, uint32_t ctx, uint32_t batch, KvDtype dtype) {
   kernels::KvType t = kernels::KvType::F16;
-  if (dtype == KvDtype::F32 || (dtype == KvDtype::Auto && info.dtype == "float32")) t = kernels::KvType::F32;
+  if (dtype == KvDtype::F32) t = kernels::KvType::F32;
   if (dtype == KvDtype::BF16) t = kernels::KvType::BF16;
-  return model::KvCache::bytes_for(hyper_of(info), batch, ctx, t) + uint64_t(ctx) * info.head_dim * 4;  // + rope table
+  if (dtype == KvDtype::Auto) {
+    // The rule a session applies to the loaded model, from the embedding's dtype as the file stores it.
+    bool f32_embedding = false;
+    for (const auto& [group, dtypes] : info.dtype_by_group)
+      if (group == model::tensor_group_name(model::TensorGroup::Embedding)) f32_embedding = dtypes == "F32";
+    t = model::default_kv_type(f32_embedding);
+  }
+  uint64_t bytes = model::KvCache::bytes_for(hyper_of(info), batch, ctx, t);
+  if (__builtin_add_overflow(bytes, uint64_t(ctx) * info.head_dim * 4, &bytes))  // + the RoPE table
+    throw Error("KV cache for batch " + std::to_string(batch) + " and context " + std::to_string(ctx) +
+                ": its size overflows 64 bits");
+  return bytes;
 }
 
 uint64_t scratch_bytes(const ModelInfo& info, uint32_t prompt_tokens, uint32_t batch) {
@@ -396,27 +408,43 @@ std::string Model::render_chat(const std::vector<ChatMessage>& messages, bool ad
 std::vector<int32_t> Model::eos_ids() const { return impl_->eos_ids(); }
 std::optional<int32_t> Model::pad_id() const { return impl_->pad_id(); }
 
+namespace {
+// generation_config.json's counts are read as 64-bit numbers (io bounds them to [0, 2^40]); the sampling options hold
+// ints. Each count saturates where its meaning does not change: an n-gram or a minimum length of 2^31 - 1 tokens
+// bans the same as a larger one within any context this engine can hold.
+int saturate_int(int64_t v) { return int(std::min<int64_t>(v, INT32_MAX)); }
+}  // namespace
+
 SamplingOptions default_sampling(const Model& model) {
   SamplingOptions s;
   const auto& g = model.impl().generation;
   if (!g) return s;
   if (g->do_sample) s.do_sample = *g->do_sample;
   if (g->temperature) s.temperature = float(*g->temperature);
-  if (g->top_k) s.top_k = int(*g->top_k);
+  // top_k at or past the vocabulary keeps every token: no top-k filtering (0).
+  if (g->top_k) s.top_k = *g->top_k >= int64_t(model.info().vocab_size) ? 0 : int(*g->top_k);
   if (g->top_p) s.top_p = float(*g->top_p);
   if (g->min_p) s.min_p = float(*g->min_p);
   if (g->typical_p) s.typical_p = float(*g->typical_p);
   if (g->repetition_penalty) s.repetition_penalty = float(*g->repetition_penalty);
-  if (g->no_repeat_ngram_size) s.no_repeat_ngram_size = int(*g->no_repeat_ngram_size);
-  if (g->min_length) s.min_length = int(*g->min_length);
-  if (g->min_new_tokens) s.min_new_tokens = int(*g->min_new_tokens);
+  if (g->no_repeat_ngram_size) s.no_repeat_ngram_size = saturate_int(*g->no_repeat_ngram_size);
+  if (g->min_length) s.min_length = saturate_int(*g->min_length);
+  if (g->min_new_tokens) s.min_new_tokens = saturate_int(*g->min_new_tokens);
   return s;
 }
 
 int default_max_new_tokens(const Model& model, size_t prompt_tokens, int fallback) {
   const auto& g = model.impl().generation;
-  if (g && g->max_new_tokens) return int(*g->max_new_tokens);
-  if (g && g->max_length) return int(std::max<int64_t>(*g->max_length - int64_t(prompt_tokens), 0));
+  // A length past max_position_embeddings asks for more than the model's context: it means "until the context is
+  // full" (transformers runs until eos or its length limit), so it stops at max_position_embeddings tokens in all
+  // (one new token at least) instead of asking for a KV cache of that length.
+  const int64_t positions = int64_t(model.info().max_position_embeddings);
+  const int64_t room = std::max<int64_t>(positions - int64_t(prompt_tokens), 1);
+  if (g && g->max_new_tokens) return int(*g->max_new_tokens > positions ? room : *g->max_new_tokens);
+  if (g && g->max_length) {
+    if (*g->max_length > positions) return int(room);
+    return int(std::max<int64_t>(*g->max_length - int64_t(prompt_tokens), 0));
+  }
   return fallback;
 }
 

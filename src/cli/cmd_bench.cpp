@@ -250,10 +250,12 @@ void add_bench_command(CLI::App& app, Action& action) {
   auto a = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand("bench", "prefill and decode speed against the measured memory-bandwidth roofline");
   add_model_args(*cmd, a->model);
-  cmd->add_option("-p,--prompt-tokens", a->prompt_tokens, "prompt tokens for prefill (default 512)");
-  cmd->add_option("-n,--gen-tokens", a->gen_tokens, "tokens to decode (default 128)");
-  cmd->add_option("--batch", a->batch, "sequences decoded together (default 1)")->check(CLI::PositiveNumber);
-  cmd->add_option("--repeats", a->repeats, "timed repeats; the median is reported (default 3)")->check(CLI::PositiveNumber);
+  cmd->add_option("-p,--prompt-tokens", a->prompt_tokens, "prompt tokens for prefill (default 512)")->check(int_in(1, kMaxTokens));
+  cmd->add_option("-n,--gen-tokens", a->gen_tokens, "tokens to decode (default 128; decode speed needs at least 2)")
+      ->check(int_in(2, kMaxTokens));
+  cmd->add_option("--batch", a->batch, "sequences decoded together (default 1)")->check(int_in(1, kMaxBatch));
+  cmd->add_option("--repeats", a->repeats, "timed repeats; the median is reported (default 3)")
+      ->check(int_in(1, 1000000));
   cmd->add_flag("--json", a->json, "machine-readable output");
   cmd->add_option("--concurrency", a->concurrency,
                   "load test: clients at once, e.g. 1,4,8,16 (each sends --repeats requests of -p + -n tokens to one "

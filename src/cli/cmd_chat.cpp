@@ -101,10 +101,10 @@ void add_chat_command(CLI::App& app, Action& action) {
   add_model_args(*cmd, a->model);
   cmd->add_option("--system", a->system, "system message");
   cmd->add_option("--template", a->template_file, "a Jinja chat template file instead of the model's");
-  cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "tokens per reply at most (default 512)");
+  cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "tokens per reply at most (default 512)")->check(int_in(1, kMaxTokens));
   cmd->add_flag("--greedy", a->greedy, "greedy decoding");
-  cmd->add_option("--seed", a->seed, "sampling seed");
-  cmd->add_option("--temperature", a->temperature, "sampling temperature");
+  cmd->add_option("--seed", a->seed, "sampling seed")->check(uint64_any());
+  cmd->add_option("--temperature", a->temperature, "sampling temperature")->check(real_in(0, 1e6, true));
   cmd->callback([&action, a] { action = [a] { return run_chat(*a); }; });
 }
 

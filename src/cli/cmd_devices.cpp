@@ -121,7 +121,9 @@ int run_info(const InfoArgs& a) {
   const uint64_t kv_bytes = kv_cache_bytes(info, ctx, a.batch, kv);
   // Activations for a prompt that fills a 512-token prefill (the engine processes the prompt in one pass).
   const uint64_t act_bytes = scratch_bytes(info, std::min<uint32_t>(ctx, 512), a.batch);
-  const uint64_t total = info.weight_bytes + kv_bytes + act_bytes;
+  uint64_t total = 0;
+  if (__builtin_add_overflow(info.weight_bytes, kv_bytes, &total) || __builtin_add_overflow(total, act_bytes, &total))
+    throw Error("memory for ctx " + std::to_string(ctx) + ", batch " + std::to_string(a.batch) + ": overflows 64 bits");
   std::vector<DeviceInfo> devices;
   try {
     devices = list_devices();
@@ -219,8 +221,9 @@ void add_device_commands(CLI::App& app, Action& action) {
   auto args = std::make_shared<InfoArgs>();
   auto* info = app.add_subcommand("info", "describe a checkpoint and the memory it needs on each device");
   info->add_option("-m,--model", args->path, "Hugging Face checkpoint directory or .gguf file")->required();
-  info->add_option("--ctx", args->ctx, "context length for the memory estimate (default: min(max positions, 4096))");
-  info->add_option("--batch", args->batch, "sequences for the memory estimate")->check(CLI::PositiveNumber);
+  info->add_option("--ctx", args->ctx, "context length for the memory estimate (default or 0: min(max positions, 4096))")
+      ->check(int_in(0, kMaxCtx));
+  info->add_option("--batch", args->batch, "sequences for the memory estimate")->check(int_in(1, kMaxBatch));
   info->add_option("--kv-dtype", args->kv_dtype, "KV cache dtype for the estimate")
       ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
   info->add_option("--quantize", args->quantize, "show the footprint with float linear layers quantized: int8")

@@ -235,22 +235,28 @@ void add_run_commands(CLI::App& app, Action& action) {
     add_model_args(*cmd, a->model);
     cmd->add_option("--ids", a->ids, "prompt token ids, comma-separated; repeat for a batch of sequences");
     cmd->add_option("-p,--prompt", a->prompt, "prompt text");
-    cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "tokens to generate at most (default: generation_config.json's max_new_tokens or max_length, else 64)");
+    cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "tokens to generate at most (default: generation_config.json's max_new_tokens or max_length, else 64)")
+        ->check(int_in(1, kMaxTokens));
     cmd->add_flag("--chat", a->chat, "wrap the prompt in the model's chat template");
     cmd->add_option("--system", a->system, "system message (with --chat)");
     cmd->add_flag("--print-ids", a->print_ids, "print the new token ids on one line instead of text");
     cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at eos: generate exactly -n tokens");
     cmd->add_flag("--greedy", a->greedy, "greedy decoding (argmax)");
-    cmd->add_option("--seed", a->seed, "sample with this seed (reproducible on the same device)");
-    cmd->add_option("--temperature", a->temperature, "sampling temperature");
-    cmd->add_option("--top-k", a->top_k, "keep the k most likely tokens (0: off)");
-    cmd->add_option("--top-p", a->top_p, "nucleus sampling mass");
-    cmd->add_option("--min-p", a->min_p, "drop tokens below min_p times the top probability");
-    cmd->add_option("--typical-p", a->typical_p, "locally typical sampling mass");
-    cmd->add_option("--repetition-penalty", a->repetition_penalty, "penalty for tokens already present");
-    cmd->add_option("--no-repeat-ngram-size", a->no_repeat_ngram_size, "ban repeating n-grams of this size");
-    cmd->add_option("--min-new-tokens", a->min_new_tokens, "ban eos before this many new tokens");
-    cmd->add_option("--min-length", a->min_length, "ban eos before the sequence has this many tokens");
+    cmd->add_option("--seed", a->seed, "sample with this seed (reproducible on the same device)")
+        ->check(uint64_any());
+    cmd->add_option("--temperature", a->temperature, "sampling temperature")->check(real_in(0, 1e6, true));
+    cmd->add_option("--top-k", a->top_k, "keep the k most likely tokens (0: off)")->check(int_in(0, INT32_MAX));
+    cmd->add_option("--top-p", a->top_p, "nucleus sampling mass")->check(real_in(0, 1));
+    cmd->add_option("--min-p", a->min_p, "drop tokens below min_p times the top probability")
+        ->check(real_in(0, 1));
+    cmd->add_option("--typical-p", a->typical_p, "locally typical sampling mass (1: off)")->check(real_in(0, 1, true));
+    cmd->add_option("--repetition-penalty", a->repetition_penalty, "penalty for tokens already present (1: off)")
+        ->check(real_in(0, 1e6, true));
+    cmd->add_option("--no-repeat-ngram-size", a->no_repeat_ngram_size, "ban repeating n-grams of this size (0: off)")
+        ->check(int_in(0, INT32_MAX));
+    cmd->add_option("--min-new-tokens", a->min_new_tokens, "ban eos before this many new tokens")->check(int_in(0, INT32_MAX));
+    cmd->add_option("--min-length", a->min_length, "ban eos before the sequence has this many tokens")
+        ->check(int_in(0, INT32_MAX));
     cmd->add_option("--suppress-tokens", a->suppress_tokens, "token ids never to generate, comma-separated");
     cmd->add_option("--bad-words-ids", a->bad_words, "banned id sequences: '1,2;3'");
     cmd->add_option("--stop", a->stop, "stop once the text contains this string (repeatable)");
@@ -261,9 +267,9 @@ void add_run_commands(CLI::App& app, Action& action) {
     auto* cmd = app.add_subcommand("perplexity", "perplexity of a text file over sliding windows");
     add_model_args(*cmd, a->model);
     cmd->add_option("-f,--file", a->file, "text file")->required();
-    cmd->add_option("--window", a->window, "tokens per window (default 257)");
-    cmd->add_option("--stride", a->stride, "tokens between window starts (default 256)");
-    cmd->add_option("--max-windows", a->max_windows, "stop after this many windows");
+    cmd->add_option("--window", a->window, "tokens per window (default 257)")->check(int_in(2, kMaxCtx));
+    cmd->add_option("--stride", a->stride, "tokens between window starts (default 256)")->check(int_in(1, kMaxCtx));
+    cmd->add_option("--max-windows", a->max_windows, "stop after this many windows (0: no limit)")->check(int_in(0, INT32_MAX));
     cmd->callback([&action, a] { action = [a] { return run_perplexity(*a); }; });
   }
 }

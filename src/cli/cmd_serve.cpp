@@ -78,12 +78,16 @@ void add_serve_command(CLI::App& app, Action& action) {
                                           "/v1/models, /health");
   add_model_args(*cmd, a->model);
   cmd->add_option("--host", a->server.host, "address to listen on (default 127.0.0.1: this machine only)");
-  cmd->add_option("--port", a->server.port, "port to listen on (default 8080; 0: any free port, printed on stderr)");
+  cmd->add_option("--port", a->server.port, "port to listen on (default 8080; 0: any free port, printed on stderr)")
+      ->check(int_in(0, 65535));
   cmd->add_option("--alias", a->server.model_name, "model name in responses and /v1/models (default: the directory's)");
-  cmd->add_option("--max-body-bytes", a->server.max_body_bytes, "larger request bodies get 413 (default 1 MiB)");
-  cmd->add_option("--max-queue", a->server.max_queued, "requests that may wait for the model; more get 503 (default 64)");
+  cmd->add_option("--max-body-bytes", a->server.max_body_bytes, "larger request bodies get 413 (default 1 MiB)")
+      ->check(int_in(1, int64_t(1) << 32));
+  cmd->add_option("--max-queue", a->server.max_queued, "requests that may wait for the model; more get 503 (default 64)")
+      ->check(int_in(0, 1000000));
   cmd->add_option("--default-max-tokens", a->server.default_chat_max_tokens,
-                  "chat tokens to generate when a request gives no max_tokens (default 1024)");
+                  "chat tokens to generate when a request gives no max_tokens (default 1024)")
+      ->check(int_in(1, kMaxTokens));
   cmd->add_option("--parallel", a->server.parallel, "requests decoded together; more wait in the queue (default 8)")
       ->check(CLI::Range(1u, 1024u));
   cmd->add_option("--kv-budget", a->server.kv_budget_bytes,

@@ -1,7 +1,10 @@
 // inferno: Llama inference on Vulkan. Results go to stdout; progress, statistics and warnings to stderr; errors are
 // one line on stderr with exit status 1 (2 for bad usage).
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -28,10 +31,12 @@ std::string one_line(std::string_view message) {
 
 void add_model_args(CLI::App& cmd, ModelArgs& a) {
   cmd.add_option("-m,--model", a.path, "Hugging Face checkpoint directory or .gguf file")->required();
-  cmd.add_option("--device", a.device, "Vulkan device index (see `inferno devices`); default: the preferred one");
+  cmd.add_option("--device", a.device, "Vulkan device index (see `inferno devices`); default: the preferred one")
+      ->check(int_in(0, INT32_MAX));
   cmd.add_option("--kv-dtype", a.kv_dtype, "KV cache dtype: f32, f16, bf16 (default: f32 for F32 weights, else f16)")
       ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
-  cmd.add_option("--ctx", a.ctx, "KV cache size in tokens (default: what the request needs)");
+  cmd.add_option("--ctx", a.ctx, "KV cache size in tokens (default or 0: what the request needs)")
+      ->check(int_in(0, kMaxCtx));
   cmd.add_flag("--quiet", a.quiet, "no loading bar");
   cmd.add_flag("--validation", a.validation, "enable the Vulkan validation layer (slow)");
   cmd.add_option("--quantize", a.quantize, "quantize float linear layers while loading: int8 (weight-only, per-row scales)")
@@ -74,6 +79,58 @@ Model load_model(const ModelArgs& a) {
 
 SessionOptions session_options(const ModelArgs& a, uint32_t batch) {
   return {.ctx = a.ctx, .kv_dtype = *parse_kv_dtype(a.kv_dtype), .batch = batch};
+}
+
+namespace {
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+}  // namespace
+
+CLI::Validator int_in(int64_t lo, int64_t hi) {
+  const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
+  return CLI::Validator(
+      [lo, hi, range](std::string& text) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const long long v = std::strtoll(text.c_str(), &end, 10);
+        if (text.empty() || end != text.c_str() + text.size())
+          return "'" + text + "' is not an integer (expected " + range + ")";
+        if (errno == ERANGE || v < lo || v > hi) return "must be in " + range + ", got " + text;
+        return "";
+      },
+      "INT in " + range);
+}
+
+CLI::Validator uint64_any() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        if (digits) std::strtoull(text.c_str(), &end, 10);
+        if (!digits || errno == ERANGE) return "must be an integer in 0..18446744073709551615, got " + text;
+        return "";
+      },
+      "UINT64");
+}
+
+CLI::Validator real_in(double lo, double hi, bool lo_open, bool hi_open) {
+  const std::string range =
+      std::string(lo_open ? "(" : "[") + number_text(lo) + ", " + number_text(hi) + (hi_open ? ")" : "]");
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size())
+          return "'" + text + "' is not a number (expected " + range + ")";
+        const bool inside = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+        if (!inside) return "must be a finite number in " + range + ", got " + text;
+        return "";
+      },
+      "NUMBER in " + range);
 }
 
 std::vector<int32_t> parse_ids(const std::string& text, const char* flag) {
@@ -122,8 +179,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "inferno: %s\n", one_line(e.what()).c_str());
-    std::fprintf(stderr, "Run with --help for more information.\n");
+    std::fprintf(stderr, "inferno: %s (see --help)\n", one_line(e.what()).c_str());
     return 2;
   }
   try {

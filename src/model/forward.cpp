@@ -17,12 +17,21 @@ namespace inferno::model {
 
 using kernels::KvType;
 
+kernels::KvType default_kv_type(bool f32_embedding) { return f32_embedding ? KvType::F32 : KvType::F16; }
+
 kernels::KvType default_kv_type(const LlamaModel& model) {
-  return model.main_weight_type() == kernels::WeightType::F32 ? KvType::F32 : KvType::F16;
+  return default_kv_type(model.main_weight_type() == kernels::WeightType::F32);
 }
 
 uint64_t KvCache::bytes_for(const LlamaHyper& h, uint32_t batch, uint32_t capacity, KvType type) {
-  return 2ull * h.layers * batch * h.kv_heads * capacity * h.head_dim * kernels::kv_type_bytes(type);
+  // Checked: a plan for a huge batch and context must not wrap around to a small number.
+  uint64_t bytes = 2;
+  for (const uint64_t factor : {uint64_t(h.layers), uint64_t(batch), uint64_t(h.kv_heads), uint64_t(capacity),
+                                uint64_t(h.head_dim), uint64_t(kernels::kv_type_bytes(type))})
+    if (__builtin_mul_overflow(bytes, factor, &bytes))
+      throw Error("KV cache for batch " + std::to_string(batch) + " and context " + std::to_string(capacity) +
+                  ": its size overflows 64 bits");
+  return bytes;
 }
 
 KvCache::KvCache(vk::Device& device, const LlamaHyper& h, uint32_t batch, uint32_t capacity, KvType type)
@@ -173,6 +182,17 @@ void Forward::rewind(uint32_t past) {
 }
 
 std::vector<float> Forward::step(const Step& s) {
+  std::vector<float> logits = run_step(s, false);
+  // The logits are on the host already: a NaN or infinity among them (NaN or infinite weights, a broken scale) is
+  // found here for one pass over them, and named by a diagnosis pass instead of being sampled as token 0.
+  if (std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); })) return logits;
+  past_ -= s.tokens;  // the same step again, stage by stage (it rewrites the same cache slots)
+  run_step(s, true);
+  past_ -= s.tokens;
+  throw Error("the logits hold NaN or infinity, but a second pass stage by stage gave finite values throughout");
+}
+
+std::vector<float> Forward::run_step(const Step& s, bool probe) {
   const auto& h = model_.hyper();
   const uint32_t rows = s.batch * s.tokens;
   if (s.batch != cache_.batch())
@@ -199,7 +219,7 @@ std::vector<float> Forward::step(const Step& s) {
   // A decode step (one new token a sequence, last logits) is recorded once and then replayed: everything that
   // changes from step to step (ids, positions, past) is read from host-visible buffers when the commands run, so the
   // host does no recording at all until scratch buffers are reallocated. Other steps are recorded afresh.
-  const bool decode = s.tokens == 1 && s.rows == LogitsRows::Last && replay_decode_;
+  const bool decode = s.tokens == 1 && s.rows == LogitsRows::Last && replay_decode_ && !probe;
 
   kernels::AttentionShape shape;
   shape.batch = s.batch;
@@ -274,9 +294,29 @@ std::vector<float> Forward::step(const Step& s) {
                                     .norm = fold ? &model_.final_norm() : nullptr, .norm_eps = h.rms_eps});
   };
 
+  // Diagnosis (probe): after the embedding, after each layer and after the head, submit what is recorded so far and
+  // read the stage's output back; the first one holding a NaN or infinity is named in the error.
+  vk::Buffer probe_readback;
+  if (probe) probe_readback = vk::Buffer(d, uint64_t(rows) * std::max(h.hidden, h.vocab) * 4, vk::MemoryKind::Readback,
+                                         "diagnosis_readback");
+  auto probe_stage = [&](const vk::Buffer& out, uint32_t out_rows, uint32_t row_floats, const std::string& stage) {
+    if (!probe) return;
+    const uint64_t floats = uint64_t(out_rows) * row_floats;
+    rec.copy(out, 0, probe_readback, 0, floats * 4);
+    rec.submit_and_wait();
+    const float* values = static_cast<const float*>(probe_readback.mapped());
+    for (uint64_t i = 0; i < floats; ++i)
+      if (!std::isfinite(values[i]))
+        throw Error("the logits hold NaN or infinity: " + stage + " is the first stage whose output does (" +
+                    (std::isnan(values[i]) ? "NaN" : "infinity") + " in row " + std::to_string(i / row_floats) +
+                    " of " + std::to_string(out_rows) + ")");
+    rec.begin();
+  };
+
   rec.begin();
   if (model_.has_embedding()) kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
   else rec.copy(hidden_in_, 0, x_, 0, uint64_t(rows) * h.hidden * 4);
+  probe_stage(x_, rows, h.hidden, model_.has_embedding() ? "the embedding (" + model_.embedding().name + ")" : "the hidden state from the previous device");
   const kernels::KvWriteRope rope{qkv_, qkv, 0, positions_, rope_table_, cache_.capacity()};
   for (uint32_t i = 0; i < model_.layers().size(); ++i) {
     const LayerWeights& l = model_.layers()[i];
@@ -291,6 +331,8 @@ std::vector<float> Forward::step(const Step& s) {
     project_normed(x_, rows, l.ffn_norm, l.gate_up.parts, gate_up_, 2 * h.intermediate);
     kernels::record_silu_mul(d, rec, gate_up_, act_, rows, h.intermediate);
     project(act_, rows, std::span(&l.down, 1), x_, h.hidden, true);
+    const std::string layer = std::to_string(model_.first_layer() + i);
+    probe_stage(x_, rows, h.hidden, "layer " + layer + " (model.layers." + layer + ")");
   }
   if (!model_.has_head()) {
     rec.copy(x_, 0, hidden_out_, 0, uint64_t(rows) * h.hidden * 4);  // every row, to the next stage
@@ -303,7 +345,10 @@ std::vector<float> Forward::step(const Step& s) {
                 uint64_t(h.hidden) * 4);
     head(last_, s.batch);
   }
-  if (model_.has_head()) rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
+  if (model_.has_head()) {
+    probe_stage(logits_, out_rows, h.vocab, "lm_head (the final norm and output projection)");
+    rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
+  }
   rec.submit_and_wait();
   if (decode) decode_recorded_for_ = buffers_generation_;
   ++recordings_;

@@ -14,7 +14,10 @@
 
 namespace inferno::model {
 
-// f32 for F32 checkpoints, f16 otherwise (the command-line contract's default).
+// The default KV cache dtype (the command-line contract): f32 for F32 weights, f16 otherwise, in any format. The token
+// embedding's dtype stands for the weights' (loading keeps it as the file stores it), so that `inferno info`, which
+// reads only the headers, and a session over the loaded model decide alike, both through this function.
+kernels::KvType default_kv_type(bool f32_embedding);
 kernels::KvType default_kv_type(const LlamaModel& model);
 
 class KvCache {
@@ -56,6 +59,8 @@ class Forward {
   // Runs the new tokens of every sequence through the model, appends their K/V to the cache, and returns logits:
   // LogitsRows::All → [batch * tokens, vocab]; Last → [batch, vocab] (each sequence's last new token).
   // A stage without the head returns the hidden state [batch * tokens, hidden] instead.
+  // Logits holding a NaN or infinity throw inferno::Error naming the first stage (the embedding, layer i, lm_head)
+  // whose output does, found by running the step again stage by stage; the cache is then as before the step.
   std::vector<float> step(const Step& step);
 
   uint32_t past() const { return past_; }          // cache slots filled
@@ -94,6 +99,9 @@ class Forward {
   // frequencies change (dynamic NTK scaling), never with a submission of its own during decoding.
   void update_rope_table(std::span<const int32_t> positions, int32_t max_pos);
   std::vector<float> finish_step(uint32_t tokens, uint32_t out_rows);  // past advances, the logits come back
+  // step() without the check on the logits; probe: the diagnosis pass (one submission per stage, each stage's output
+  // read back, throws naming the first non-finite one).
+  std::vector<float> run_step(const Step& step, bool probe);
 
   const LlamaModel& model_;
   vk::Device& device_;

@@ -130,6 +130,18 @@ Int8Scheme parse_int8_scheme(const io::LlamaConfig& c, const std::string& source
   return scheme;
 }
 
+// Element i of a float tensor's bytes (F32, F16 or BF16), read on the host.
+float float_at(std::span<const std::byte> bytes, kernels::WeightType type, size_t i) {
+  if (type == kernels::WeightType::F32) {
+    float value = 0;
+    std::memcpy(&value, bytes.data() + i * 4, 4);
+    return value;
+  }
+  uint16_t half = 0;
+  std::memcpy(&half, bytes.data() + i * 2, 2);
+  return type == kernels::WeightType::BF16 ? bf16_to_f32(half) : f16_to_f32(half);
+}
+
 // Loads tensors onto the device, checking each shape against what the config implies. Works over a safetensors
 // checkpoint or a GGUF file through the two functions it is given.
 class Loader {
@@ -174,13 +186,21 @@ class Loader {
     if (!kernels::is_float_type(scale_type)) throw Error(source_ + ": tensor '" + s->name + "' must be a float");
     std::vector<std::byte> expanded;
     std::span<const std::byte> scales = data_(*s);
+    if (s->elements() != 1 && s->elements() != rows)
+      throw Error(source_ + ": tensor '" + s->name + "' has shape " + shape_string(s->shape) + ", expected [" +
+                  std::to_string(rows) + ", 1]");
+    // A NaN, infinite or negative scale would turn every logit into NaN (or flip a row's sign) with no other sign
+    // of trouble; the scales are one float a row, cheap to check here. (A zero scale is a row of zeros: allowed.)
+    for (size_t i = 0; i < size_t(s->elements()); ++i) {
+      const float scale = float_at(scales, scale_type, i);
+      if (!std::isfinite(scale) || scale < 0)
+        throw Error(source_ + ": tensor '" + s->name + "' holds " + std::to_string(scale) + " at row " +
+                    std::to_string(i) + ", not a finite non-negative scale");
+    }
     if (s->elements() == 1) {  // per-tensor strategy: the same scale for every row
       expanded.resize(size_t(rows) * scales.size());
       for (uint32_t r = 0; r < rows; ++r) std::memcpy(expanded.data() + size_t(r) * scales.size(), scales.data(), scales.size());
       scales = expanded;
-    } else if (s->elements() != rows) {
-      throw Error(source_ + ": tensor '" + s->name + "' has shape " + shape_string(s->shape) + ", expected [" +
-                  std::to_string(rows) + ", 1]");
     }
     progress_.advance(s->bytes);
     auto m = kernels::upload_int8_matrix(device_, module + ".weight", rows, cols, data_(w), scale_type, scales, 0,
@@ -198,15 +218,7 @@ class Loader {
     if (t->elements() != 1 || !kernels::is_float_type(type))
       throw Error(source_ + ": tensor '" + name + "' should hold one float, it has shape " + shape_string(t->shape) +
                   " and dtype " + std::string(io::dtype_name(t->dtype)));
-    const std::span<const std::byte> bytes = data_(*t);
-    float value = 0;
-    if (type == kernels::WeightType::F32) {
-      std::memcpy(&value, bytes.data(), 4);
-    } else {
-      uint16_t half = 0;
-      std::memcpy(&half, bytes.data(), 2);
-      value = type == kernels::WeightType::BF16 ? bf16_to_f32(half) : f16_to_f32(half);
-    }
+    const float value = float_at(data_(*t), type, 0);
     loaded(*t);
     if (!(value > 0) || std::isinf(value))
       throw Error(source_ + ": tensor '" + name + "' holds " + std::to_string(value) + ", not a positive finite scale");

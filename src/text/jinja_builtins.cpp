@@ -36,7 +36,7 @@ std::vector<std::optional<Value>> bind_args(const CallArgs& args, std::initializ
 
 namespace {
 
-// ---- argument helpers ----
+// ---- argument checks ----
 
 bool is_integral(const Value& v) {
   return v.is_int() || v.is_bool();

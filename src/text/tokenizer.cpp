@@ -237,13 +237,12 @@ struct Tokenizer::Impl {
       fail("token id " + std::to_string(id) + " is out of range: the vocabulary has " + std::to_string(vocab_size) +
            " tokens (" + source + ")");
   }
-  // The token string decode works on; throws for an id without a token.
-  const std::string& decode_text(int32_t id) const {
-    check_id(id);
-    if (size_t(id) < added_index_by_id.size() && added_index_by_id[id] >= 0) return added_decode_text[added_index_by_id[id]];
-    if (const std::string* t = model.id_to_token(id)) return *t;
-    fail("token id " + std::to_string(id) + " has no token in the vocabulary of " + std::to_string(vocab_size) +
-         " tokens (" + source + ")");
+  // The token string decode works on, or null for an id without a token: a model's embedding is often padded past
+  // its tokenizer's vocabulary, and the tokenizers library's decode skips ids it has no token for.
+  const std::string* decode_text(int32_t id) const {
+    if (id < 0 || id >= vocab_size) return nullptr;
+    if (size_t(id) < added_index_by_id.size() && added_index_by_id[id] >= 0) return &added_decode_text[added_index_by_id[id]];
+    return model.id_to_token(id);
   }
   bool is_special(int32_t id) const {
     return id >= 0 && size_t(id) < added_index_by_id.size() && added_index_by_id[id] >= 0 &&
@@ -608,9 +607,9 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_to
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
-    const std::string& text = impl.decode_text(id);
-    if (skip_special_tokens && impl.is_special(id)) continue;
-    tokens.push_back(text);
+    const std::string* text = impl.decode_text(id);
+    if (!text || (skip_special_tokens && impl.is_special(id))) continue;
+    tokens.push_back(*text);
   }
   return impl.decoder.decode(std::move(tokens));
 }
@@ -624,7 +623,9 @@ std::string Tokenizer::id_to_token(int32_t id) const {
   impl.check_id(id);
   if (size_t(id) < impl.added_index_by_id.size() && impl.added_index_by_id[id] >= 0)
     return impl.added[impl.added_index_by_id[id]].content;
-  return impl.decode_text(id);
+  if (const std::string* text = impl.decode_text(id)) return *text;
+  fail("token id " + std::to_string(id) + " has no token in the vocabulary of " + std::to_string(impl.vocab_size) +
+       " tokens (" + impl.source + ")");
 }
 
 bool Tokenizer::is_special(int32_t id) const { return impl_->is_special(id); }
@@ -656,9 +657,9 @@ StreamingDecoder::StreamingDecoder(StreamingDecoder&&) noexcept = default;
 StreamingDecoder& StreamingDecoder::operator=(StreamingDecoder&&) noexcept = default;
 
 std::string StreamingDecoder::push(int32_t id) {
-  const std::string& text = state_->impl->decode_text(id);
-  if (state_->skip_special_tokens && state_->impl->is_special(id)) return {};
-  return state_->stream.push(text);
+  const std::string* text = state_->impl->decode_text(id);
+  if (!text || (state_->skip_special_tokens && state_->impl->is_special(id))) return {};
+  return state_->stream.push(*text);
 }
 
 std::string StreamingDecoder::finish() { return state_->stream.finish(); }

@@ -30,7 +30,7 @@ class Tokenizer {
 
   // Throws inferno::Error "input text is not valid UTF-8 at byte N" for invalid input.
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = true) const;
-  // Throws inferno::Error naming an id outside the vocabulary.
+  // Ids without a token (outside the vocabulary: padded embeddings) are skipped, as the tokenizers library does.
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = true) const;
 
   // One past the largest id (added tokens included).

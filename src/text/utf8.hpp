@@ -1,5 +1,5 @@
 #pragma once
-// UTF-8 helpers for the tokenizer: validation, code point decode/encode, and the lossy conversion that the
+// UTF-8 functions for the tokenizer: validation, code point decode/encode, and the lossy conversion that the
 // Hugging Face decoders use (Rust's String::from_utf8_lossy: each maximal invalid subpart becomes one U+FFFD).
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,8 @@
 // The public C++ API (include/inferno/inferno.hpp) as an embedding program uses it.
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 
 #include "inferno/inferno.hpp"
@@ -120,4 +123,93 @@ TEST_CASE("generation_config.json gives the sampling and length defaults, as gen
   CHECK(inferno::default_max_new_tokens(plain, 7, 64) == 64);
   std::filesystem::remove_all(both);
   std::filesystem::remove_all(length_only);
+}
+
+// Counts in generation_config.json are 64-bit numbers: past 2^31 they must not wrap around when they become ints.
+TEST_CASE("generation_config.json: huge counts saturate to their meaning, negative or absurd ones are refused") {
+  auto checkpoint = [&](const std::string& name, const std::string& generation_config) {
+    const auto dir = std::filesystem::temp_directory_path() / ("inferno_api_genbounds_" + std::to_string(getpid()) + name);
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"})
+      std::filesystem::create_symlink(brown() / f, dir / f);
+    std::ofstream(dir / "generation_config.json") << generation_config;
+    return dir;
+  };
+  const auto huge = checkpoint("huge", R"({"do_sample": true, "max_new_tokens": 4294967301, "top_k": 2147483648,
+      "no_repeat_ngram_size": 4294967296, "min_new_tokens": 2147483648, "min_length": 8589934592})");
+  {
+    inferno::Model model = inferno::Model::load(huge, {.quiet = true});
+    const uint32_t positions = model.info().max_position_embeddings;  // 1024 for the demo model
+    // 2^32 + 5 new tokens: until the context is full, not 5.
+    CHECK(inferno::default_max_new_tokens(model, 7, 64) == int(positions) - 7);
+    CHECK(inferno::default_max_new_tokens(model, positions + 10, 64) == 1);
+    const inferno::SamplingOptions s = inferno::default_sampling(model);
+    CHECK(s.top_k == 0);  // at least the vocabulary: no top-k filtering
+    CHECK(s.no_repeat_ngram_size == INT32_MAX);
+    CHECK(s.min_new_tokens == INT32_MAX);
+    CHECK(s.min_length == INT32_MAX);
+    // And it generates: the sampling parameters are valid for the processors.
+    inferno::Session session(model, {.ctx = 16});
+    inferno::GenerateOptions options;
+    options.max_new_tokens = 3;
+    options.sampling = s;
+    options.sampling.seed = 5;
+    CHECK(session.generate(model.tokenize("The jury"), options).size() == 3);
+  }
+  const auto max_length = checkpoint("maxlen", R"({"max_length": 4294967296})");
+  {
+    inferno::Model model = inferno::Model::load(max_length, {.quiet = true});
+    CHECK(inferno::default_max_new_tokens(model, 7, 64) == int(model.info().max_position_embeddings) - 7);
+  }
+  for (const std::string field : {"max_new_tokens", "top_k", "max_length", "min_new_tokens", "no_repeat_ngram_size"}) {
+    for (const std::string value : {"-1", "2199023255553"}) {  // negative; past 2^41
+      CAPTURE(field);
+      CAPTURE(value);
+      const auto dir = checkpoint("bad", "{\"" + field + "\": " + value + "}");
+      std::string message;
+      try {
+        inferno::Model::load(dir, {.quiet = true});
+      } catch (const inferno::Error& e) {
+        message = e.what();
+      }
+      CHECK(message.find("generation_config.json") != std::string::npos);
+      CHECK(message.find(field) != std::string::npos);
+      std::filesystem::remove_all(dir);
+    }
+  }
+  std::filesystem::remove_all(huge);
+  std::filesystem::remove_all(max_length);
+}
+
+// One rule for the default KV dtype (f32 for F32 weights, f16 otherwise, any format), applied alike by `inferno info`'s
+// estimate and by a session: the estimate equals what the session allocates.
+TEST_CASE("the default KV dtype: info's estimate and a session's cache agree, for F32 and 16-bit GGUF and safetensors") {
+  const auto data = std::filesystem::path(std::getenv("INFERNO_TEST_DATA"));
+  struct Case {
+    std::filesystem::path path;
+    inferno::KvDtype expected;
+  };
+  for (const Case& c : {Case{data / "gguf/float/llama3-gqa-f32.gguf", inferno::KvDtype::F32},
+                        Case{data / "gguf/float/llama3-tied-bf16.gguf", inferno::KvDtype::F16},
+                        Case{data / "hf-llama/llama3-gqa-f32", inferno::KvDtype::F32},
+                        Case{data / "hf-llama/llama3-tied-bf16", inferno::KvDtype::F16}}) {
+    CAPTURE(c.path);
+    inferno::Model model = inferno::Model::load(c.path, {.quiet = true});
+    inferno::Session session(model, {.ctx = 64});
+    CHECK(session.kv_dtype() == c.expected);
+    const uint64_t auto_estimate = inferno::kv_cache_bytes(model.info(), 64, 1, inferno::KvDtype::Auto);
+    CHECK(auto_estimate == inferno::kv_cache_bytes(model.info(), 64, 1, c.expected));
+    CHECK(auto_estimate == inferno::kv_cache_bytes(inferno::inspect_model(c.path), 64, 1, c.expected));
+    // The session holds the cache and the RoPE table of the estimate, plus scratch for one row.
+    const uint64_t held = session.device_bytes();
+    CHECK(held >= auto_estimate);
+    CHECK(held - auto_estimate <= inferno::scratch_bytes(model.info(), 1, 1) + 64 * 1024);
+  }
+  // A batch and context whose product overflows 64 bits is refused, not wrapped around.
+  const inferno::ModelInfo info = inferno::inspect_model(data / "gguf/float/llama3-gqa-f32.gguf");
+  CHECK_THROWS_WITH_AS(inferno::kv_cache_bytes(info, 134217728u, 268435456u, inferno::KvDtype::Auto),
+                       doctest::Contains("overflows"), inferno::Error);
+  CHECK_THROWS_WITH_AS(inferno::kv_cache_bytes(info, 4294967295u, 4294967295u, inferno::KvDtype::F16),
+                       doctest::Contains("overflows"), inferno::Error);
 }

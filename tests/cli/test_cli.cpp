@@ -11,12 +11,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <string_view>
 
 #include "io/checkpoint.hpp"
 #include "io/safetensors.hpp"
+#include "model/checkpoint_edit.hpp"
 #include "test_support.hpp"
 
 using namespace inferno;
@@ -848,4 +850,159 @@ TEST_CASE("hostile files: quantization_config type errors name config.json and t
   const auto [ok, ok_seconds] = run_hostile("generate --quiet -m " + quote(absent.string()) + " --ids 1,2 -n 1 --print-ids");
   INFO(ok.err);
   CHECK(ok.status == 0);
+
+// Numbers out of range are usage errors found while parsing: exit 2 with one stderr line naming the flag, before any
+// model loads (the model path does not exist, so a run that got as far as loading would exit 1 naming the path).
+TEST_CASE("numeric flags out of range: exit 2 at parse time naming the flag, before loading, with --greedy too") {
+  const std::string gen = "generate -m /nonexistent/model --ids 1,2 ";
+  const std::string model = " -m /nonexistent/model ";
+  struct Case {
+    std::string args, flag;
+  };
+  const Case cases[] = {
+      {gen + "-n -5", "--max-new-tokens"},
+      {gen + "-n 0", "--max-new-tokens"},
+      {gen + "-n 99999999999", "--max-new-tokens"},
+      {gen + "--top-p 2", "--top-p"},
+      {gen + "--greedy --top-p 2", "--top-p"},
+      {gen + "--top-p nan", "--top-p"},
+      {gen + "--top-p -0.5", "--top-p"},
+      {gen + "--temperature nan", "--temperature"},
+      {gen + "--greedy --temperature inf", "--temperature"},
+      {gen + "--temperature 0", "--temperature"},
+      {gen + "--temperature -1", "--temperature"},
+      {gen + "--temperature 1e400", "--temperature"},
+      {gen + "--typical-p 5", "--typical-p"},
+      {gen + "--typical-p 0", "--typical-p"},
+      {gen + "--min-p 1.5", "--min-p"},
+      {gen + "--min-p nan", "--min-p"},
+      {gen + "--top-k -1", "--top-k"},
+      {gen + "--top-k 4294967296", "--top-k"},
+      {gen + "--repetition-penalty 0", "--repetition-penalty"},
+      {gen + "--greedy --repetition-penalty nan", "--repetition-penalty"},
+      {gen + "--no-repeat-ngram-size -2", "--no-repeat-ngram-size"},
+      {gen + "--min-new-tokens -1", "--min-new-tokens"},
+      {gen + "--min-length -1", "--min-length"},
+      {gen + "--seed -1", "--seed"},
+      {gen + "--seed 18446744073709551616", "--seed"},
+      {gen + "--ctx -1", "--ctx"},
+      {gen + "--ctx 4294967296", "--ctx"},
+      {gen + "--device -3", "--device"},
+      {"logits" + model + "--ids 1 --out /tmp/x.safetensors --ctx 1e3", "--ctx"},
+      {"perplexity" + model + "-f x --window 1", "--window"},
+      {"perplexity" + model + "-f x --stride 0", "--stride"},
+      {"perplexity" + model + "-f x --max-windows -1", "--max-windows"},
+      {"perplexity" + model + "-f x --window 8 --stride 9", "--stride"},
+      {"chat" + model + "-n -5", "--max-new-tokens"},
+      {"chat" + model + "--greedy --temperature nan", "--temperature"},
+      {"chat" + model + "--seed x", "--seed"},
+      {"bench" + model + "-n 1", "--gen-tokens"},
+      {"bench" + model + "-p 0", "--prompt-tokens"},
+      {"bench" + model + "--batch 0", "--batch"},
+      {"bench" + model + "--repeats 0", "--repeats"},
+      {"serve" + model + "--port 70000", "--port"},
+      {"serve" + model + "--port -1", "--port"},
+      {"serve" + model + "--max-body-bytes 0", "--max-body-bytes"},
+      {"serve" + model + "--max-queue -1", "--max-queue"},
+      {"serve" + model + "--default-max-tokens 0", "--default-max-tokens"},
+      {"info" + model + "--batch 0", "--batch"},
+      {"info" + model + "--batch 268435456 --ctx 134217728", "--batch"},
+      {"info" + model + "--ctx 4294967297", "--ctx"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.args);
+    const Run r = run_inferno(c.args);
+    INFO("stderr: " << r.err);
+    CHECK(r.status == 2);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK(r.err.find(c.flag) != std::string::npos);
+    CHECK(r.err.find("/nonexistent") == std::string::npos);  // refused before the model was looked at
+    CHECK(r.err.size() < 200);                              // no 300-digit bounds
+    CHECK(r.out.empty());
+  }
+  // The edges of each range are accepted: these reach the model and fail there (exit 1, naming the path).
+  for (const std::string ok : {"-n 1 --top-p 1 --temperature 1e-3 --typical-p 1 --min-p 0 --top-k 0",
+                               "--top-p 0 --min-p 1 --repetition-penalty 1e6 --no-repeat-ngram-size 0 --seed 0",
+                               "--ctx 0 --device 0 --min-new-tokens 0 --top-k 2147483647"}) {
+    CAPTURE(ok);
+    const Run r = run_inferno(gen + ok);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("/nonexistent/model") != std::string::npos);
+  }
+}
+
+// A model whose embedding has more rows than its tokenizer has tokens (padded vocabularies are common): generated ids
+// without a token are skipped in the text, as transformers' decode skips them; as input they are still refused.
+TEST_CASE("generate prints the text of the ids the tokenizer has and skips the padded ones") {
+  const fs::path dir = temp_dir() / "padded-vocab";
+  fs::remove_all(dir);
+  const fs::path fixture_dir = data_path("hf-llama/llama3-gqa-f32");  // vocab_size 512
+  link_weights_with_config(dir, fixture_dir, read_text(fixture_dir / "config.json"));
+  // 94 tokens, the printable ASCII characters '!'..'~' as ids 0..93, joined by a Fuse decoder.
+  std::string vocab;
+  for (int id = 0; id < 94; ++id) {
+    const char c = char('!' + id);
+    const std::string key = c == '"' || c == '\\' ? std::string("\\") + c : std::string(1, c);
+    vocab += (id ? "," : "") + std::string("\"") + key + "\":" + std::to_string(id);
+  }
+  std::ofstream(dir / "tokenizer.json", std::ios::binary)
+      << R"({"model": {"type": "BPE", "vocab": {)" << vocab << R"(}, "merges": []}, "decoder": {"type": "Fuse"}})";
+
+  const std::string generate =
+      "generate --quiet -m " + quote(dir.string()) + " --ids 1,2,3 -n 24 --greedy --ignore-eos --kv-dtype f32";
+  const Run ids = run_inferno(generate + " --print-ids");
+  REQUIRE(ids.status == 0);
+  std::string expected;
+  int beyond = 0;
+  std::istringstream in(ids.out);
+  for (int id; in >> id;) {
+    if (id < 94) expected += char('!' + id);
+    else ++beyond;
+  }
+  REQUIRE(beyond > 0);  // the random model does pick ids past the tokenizer's 94 (of its 512)
+  const Run text = run_inferno(generate);
+  INFO("stderr: " << text.err);
+  CHECK(text.status == 0);
+  CHECK(trim(text.out) == expected);
+
+  // As input, an id past the model's vocabulary is still an error naming it.
+  const Run input = run_inferno("generate --quiet -m " + quote(dir.string()) + " --ids 1,600 -n 2 --greedy");
+  check_one_error_line(input, "600");
+}
+
+// NaN weights make NaN logits: greedy decoding must not print token 0 and exit 0. The error names the layer.
+TEST_CASE("a NaN planted in one layer's weight: generate and logits exit 1 naming that layer") {
+  const fs::path dir = temp_dir() / "nan-layer";
+  fs::remove_all(dir);
+  copy_checkpoint_with_element(data_path("hf-llama/llama3-gqa-f32"), dir, "model.layers.1.self_attn.o_proj.weight", 42,
+                               std::numeric_limits<float>::quiet_NaN());
+  for (const std::string& command : std::vector<std::string>{"generate --ids 1,2,3 -n 4 --greedy --print-ids",
+                                                              "generate --ids 1,2 -n 4 --seed 3 --print-ids",
+                                                              "logits --ids 1,2,3 --out " + quote((temp_dir() / "nan.safetensors").string())}) {
+    CAPTURE(command);
+    const Run r = run_inferno(command + " --quiet -m " + quote(dir.string()));
+    check_one_error_line(r, "layer 1 (model.layers.1)");
+  }
+  CHECK(!fs::exists(temp_dir() / "nan.safetensors"));
+}
+
+// info's KV estimate follows the sessions' default (f32 for F32 weights, f16 otherwise) in both formats: the F32 GGUF
+// file gets an f32 cache like its safetensors twin.
+TEST_CASE("info estimates the KV cache at the default dtype a session uses, for GGUF as for safetensors") {
+  auto kv_bytes = [](const std::string& model, const std::string& extra) {
+    const Run r = run_inferno("info --json --ctx 64 -m " + quote(data_path(model).string()) + extra);
+    REQUIRE(r.status == 0);
+    simdjson::dom::parser parser;
+    return uint64_t(parser.parse(r.out)["kv_cache_bytes"]);
+  };
+  // f32: 2 (K, V) x 2 layers x 2 KV heads x 64 x 16 x 4 bytes, + the RoPE table 64 x 16 x 4
+  const uint64_t f32_bytes = 2ull * 2 * 2 * 64 * 16 * 4 + 64 * 16 * 4;
+  for (const std::string model : {"gguf/float/llama3-gqa-f32.gguf", "hf-llama/llama3-gqa-f32"}) {
+    CAPTURE(model);
+    CHECK(kv_bytes(model, "") == f32_bytes);
+    CHECK(kv_bytes(model, " --kv-dtype f16") < f32_bytes);
+  }
+  const uint64_t bf16_default = kv_bytes("gguf/float/llama3-tied-bf16.gguf", "");
+  CHECK(bf16_default == kv_bytes("gguf/float/llama3-tied-bf16.gguf", " --kv-dtype f16"));
+  CHECK(bf16_default < kv_bytes("gguf/float/llama3-tied-bf16.gguf", " --kv-dtype f32"));
 }

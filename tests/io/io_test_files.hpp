@@ -1,5 +1,5 @@
 #pragma once
-// Helpers for the io tests: a temporary directory, writing raw bytes, safetensors files assembled by hand (to break
+// Shared code for the io tests: a temporary directory, writing raw bytes, safetensors files assembled by hand (to break
 // them in exactly one way), and checks that an error message names what it must.
 #include <unistd.h>
 

@@ -1,5 +1,5 @@
 #pragma once
-// Helpers for the norm / rope / element-wise / attention kernel tests: 16-bit rounding as the device stores it,
+// Shared code for the norm / rope / element-wise / attention kernel tests: 16-bit rounding as the device stores it,
 // NaN poisoning of outputs, and the f32 unit roundoff the tolerances are written in.
 #include <cmath>
 #include <cstdint>

@@ -1,6 +1,7 @@
 // The Llama model's reading of a checkpoint: the family its config names, and checkpoints whose tensors disagree
 // with config.json (a shape the config does not imply, a tensor that is not there) refused by LlamaModel::load,
 // naming the tensor, before anything reaches the device.
+#include <limits>
 #include <set>
 
 #include "gpu_support.hpp"
@@ -8,6 +9,8 @@
 #include "io/io_test_files.hpp"
 #include "io/safetensors.hpp"
 #include "io/safetensors_writer.hpp"
+#include "model/checkpoint_edit.hpp"
+#include "model/forward.hpp"
 #include "model/llama.hpp"
 
 using namespace inferno;
@@ -154,4 +157,54 @@ TEST_CASE("a checkpoint without a tensor the config implies is refused naming th
     io::write_safetensors(dir / "model.safetensors", kept);
     expect_load_error(dir.path(), {dir.path().string(), "'" + dropped + "'", "missing"});
   }
+}
+
+// A NaN or infinity planted in one weight turns the logits non-finite; the step names the first stage whose output
+// does (a linear layer's NaN reaches every token through its output row; an embedding's only the token that reads it,
+// so the NaN is put in the row of the last token, whose logits both LogitsRows read).
+TEST_CASE("non-finite logits are an error naming the first layer that produced them") {
+  const std::filesystem::path fixture = data_path(kFixture);  // hidden 64, vocab 512, 2 layers
+  struct Case {
+    std::string tensor;
+    size_t index;
+    float value;
+    std::string named;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const Case cases[] = {
+      {"model.embed_tokens.weight", 2 * 64 + 5, nan, "embedding"},  // the row of the last prompt token
+      {"model.layers.1.mlp.down_proj.weight", 100, nan, "layer 1 (model.layers.1)"},
+      {"model.layers.0.self_attn.v_proj.weight", 7, nan, "layer 0 (model.layers.0)"},
+      {"model.layers.1.post_attention_layernorm.weight", 3, inf, "layer 1 (model.layers.1)"},
+      {"model.norm.weight", 9, nan, "lm_head"},
+      {"lm_head.weight", 300 * 64 + 1, inf, "lm_head"},
+  };
+  const std::vector<int32_t> ids = {1, 77, 2}, positions = {0, 1, 2};
+  const int32_t kv_start = 0;
+  for (const Case& c : cases) {
+    CAPTURE(c.tensor);
+    TempDir dir;
+    copy_checkpoint_with_element(fixture, dir.path(), c.tensor, c.index, c.value);
+    auto m = model::LlamaModel::load(test_device(), dir.path(), {.quiet = true});
+    for (const model::LogitsRows rows : {model::LogitsRows::All, model::LogitsRows::Last}) {
+      model::Forward forward(*m, 1, 8, kernels::KvType::F32);
+      const std::string message = error_message([&] {
+        forward.step({.batch = 1, .tokens = 3, .ids = ids, .positions = positions,
+                      .kv_start = std::span(&kv_start, 1), .rows = rows});
+      });
+      INFO("message: " << message);
+      CHECK(message.find("NaN or infinity") != std::string::npos);
+      CHECK(message.find(c.named) != std::string::npos);
+      CHECK(forward.past() == 0);  // the failed step is not in the cache
+    }
+  }
+  // The unchanged checkpoint steps without error (the check does not fire on finite logits), and so does a decode
+  // step after it.
+  auto m = model::LlamaModel::load(test_device(), fixture, {.quiet = true});
+  model::Forward forward(*m, 1, 8, kernels::KvType::F32);
+  CHECK(forward.step({.batch = 1, .tokens = 3, .ids = ids, .positions = positions,
+                      .kv_start = std::span(&kv_start, 1)}).size() == 512);
+  const int32_t next = 5, next_position = 3;
+  CHECK(forward.step({.batch = 1, .tokens = 1, .ids = std::span(&next, 1), .positions = std::span(&next_position, 1),
+                      .kv_start = std::span(&kv_start, 1)}).size() == 512);
 }

@@ -1,12 +1,14 @@
 // Quantized and GGUF models against transformers' float32 references: llama.cpp's GGUF files (float and block
 // formats, run as stored), compressed-tensors w8a8 INT8, and float checkpoints quantized to int8 while loading.
 #include <cmath>
+#include <limits>
 
 #include "generate/session.hpp"
 #include "gpu_support.hpp"
 #include "io/gguf.hpp"
 #include "io/io_test_files.hpp"
 #include "io/safetensors.hpp"
+#include "model/checkpoint_edit.hpp"
 #include "model/forward.hpp"
 #include "model/llama.hpp"
 
@@ -207,5 +209,38 @@ TEST_CASE("--quantize int8 halves the linear layers and stays near the float32 l
     // BF16 → int8 halves the weights; the f32 row scales add 4 bytes per row.
     CHECK(double(int8_linear) / double(float_linear) == doctest::Approx(0.5).epsilon(0.1));
     CHECK(q->weight_bytes() < f->weight_bytes());
+  }
+}
+
+// A NaN, infinite or negative weight_scale (compressed-tensors) would make every logit NaN; a zero or NaN input_scale
+// likewise. They are refused at load, naming the tensor. (A zero weight_scale is a row of zeros and loads.)
+TEST_CASE("w8a8 scales that are not finite, negative, or a zero input_scale are refused at load naming the tensor") {
+  struct Case {
+    std::string fixture, tensor;
+    size_t index;
+    float value;
+    bool refused;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const Case cases[] = {
+      {"hf-llama/w8a8-int8", "model.layers.0.self_attn.q_proj.weight_scale", 3, nan, true},
+      {"hf-llama/w8a8-int8", "model.layers.1.mlp.down_proj.weight_scale", 0, inf, true},
+      {"hf-llama/w8a8-int8", "model.layers.1.mlp.up_proj.weight_scale", 10, -0.5f, true},
+      {"hf-llama/w8a8-int8", "model.layers.0.self_attn.o_proj.weight_scale", 2, 0.0f, false},
+      {"hf-llama/w8a8-static-int8", "model.layers.1.self_attn.k_proj.input_scale", 0, 0.0f, true},
+      {"hf-llama/w8a8-static-int8", "model.layers.0.mlp.gate_proj.input_scale", 0, nan, true},
+      {"hf-llama/w8a8-static-int8", "model.layers.0.mlp.down_proj.weight_scale", 1, -inf, true},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.tensor);
+    CAPTURE(c.value);
+    TempDir dir;
+    copy_checkpoint_with_element(data_path(c.fixture), dir.path(), c.tensor, c.index, c.value);
+    if (c.refused) {
+      check_error_mentions([&] { model::LlamaModel::load(test_device(), dir.path(), {.quiet = true}); },
+                           {dir.path().string(), "'" + c.tensor + "'"});
+    } else {
+      CHECK_NOTHROW(model::LlamaModel::load(test_device(), dir.path(), {.quiet = true}));
+    }
   }
 }

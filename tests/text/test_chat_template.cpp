@@ -1,7 +1,7 @@
 // Chat templates against transformers: every case of tests/data/hf-llama/chat_template_cases.json (the Llama 3 and
 // 3.1 templates of the real tokenizer_config.json files, the Llama 2 and Zephyr templates that the cases carry; the
 // rendered text tokenized as apply_chat_template(tokenize=True) does),
-// the tokenizer_config.json helpers, the Value API, and errors that name the construct and its line.
+// the tokenizer_config.json readers, the Value API, and errors that name the construct and its line.
 #include <filesystem>
 #include <fstream>
 #include <functional>
