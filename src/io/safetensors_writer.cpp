@@ -96,8 +96,10 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     offset += expected_bytes;
   }
   header += "}";
-  // Spaces after the JSON are allowed by the format; they align the data section to 8 bytes, as HF's writer does.
-  header.append((8 - header.size() % 8) % 8, ' ');
+  // Spaces after the JSON are allowed by the format; they align the data section to 64 bytes (HF's writer aligns it
+  // to 8), so that tensors whose offsets are multiples of 64 start on 64 bytes in the file, where a device that shares
+  // memory with the host can read them in place from the mapping.
+  header.append((64 - (8 + header.size()) % 64) % 64, ' ');
   if (header.size() > kMaxSafetensorsHeaderBytes)
     fail(file + ": header of " + std::to_string(header.size()) + " bytes exceeds the format's limit");
 

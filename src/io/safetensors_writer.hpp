@@ -1,6 +1,6 @@
 #pragma once
 // Writing safetensors files in the layout Hugging Face's own writer uses: header padded with spaces so the data
-// section starts on an 8-byte boundary, offsets relative to the data section. Tensors are stored in the order given.
+// section starts on a 64-byte boundary (HF: 8), offsets relative to the data section. Tensors are stored in the order given.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
