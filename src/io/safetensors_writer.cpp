@@ -52,7 +52,7 @@ struct PartialFile {
 }  // namespace
 
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+                       const std::map<std::string, std::string>& metadata, uint64_t data_alignment) {
   const std::string file = path.string();
   std::string header = "{";
   if (!metadata.empty()) {
@@ -96,10 +96,10 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     offset += expected_bytes;
   }
   header += "}";
-  // Spaces after the JSON are allowed by the format; they align the data section to 64 bytes (HF's writer aligns it
-  // to 8), so that tensors whose offsets are multiples of 64 start on 64 bytes in the file, where a device that shares
-  // memory with the host can read them in place from the mapping.
-  header.append((64 - (8 + header.size()) % 64) % 64, ' ');
+  // Spaces after the JSON are allowed by the format; they align the data section to 8 bytes, as HF's writer does, or
+  // to the alignment asked for.
+  if (data_alignment == 0 || data_alignment % 8) fail(file + ": data alignment must be a multiple of 8");
+  header.append((data_alignment - (8 + header.size()) % data_alignment) % data_alignment, ' ');
   if (header.size() > kMaxSafetensorsHeaderBytes)
     fail(file + ": header of " + std::to_string(header.size()) + " bytes exceeds the format's limit");
 

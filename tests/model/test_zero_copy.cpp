@@ -95,7 +95,7 @@ fs::path aligned_copy(const fs::path& src, const fs::path& dir) {
       const io::TensorInfo& t = ckpt.at(name);
       if ((t.bytes % 64 == 0) == bool(aligned)) tensors.push_back({name, t.dtype, t.shape, ckpt.data(t), {}});
     }
-  io::write_safetensors(dir / "model.safetensors", tensors);
+  io::write_safetensors(dir / "model.safetensors", tensors, {}, 64);
   return dir;
 }
 
