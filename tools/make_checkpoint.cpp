@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
         index << (first_entry ? "\n" : ",\n") << "    \"" << t->name << "\": \"" << name << "\"";
         first_entry = false;
       }
-      io::write_safetensors(fs::path(out) / name, writes, {{"format", "pt"}});
+      io::write_safetensors(fs::path(out) / name, writes, {{"format", "pt"}}, 64);  // tensors read in place
       std::fprintf(stderr, "wrote %s/%s\n", out.c_str(), name);
     }
     index << "\n  }\n}\n";

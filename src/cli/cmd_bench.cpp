@@ -141,6 +141,7 @@ int run_bench(const BenchArgs& a) {
   if (!so.ctx) so.ctx = a.prompt_tokens + a.gen_tokens;
   std::vector<double> prefill, decode;
   KvDtype kv = KvDtype::Auto;
+  double first_token_seconds = 0;  // load + the first prompt's prefill: what a user waits for the first token
   {
     Session session(model, so);
     auto run = [&](uint32_t repeat) {
@@ -152,6 +153,7 @@ int run_bench(const BenchArgs& a) {
       decode.push_back(double(s.new_tokens - 1) * a.batch / s.decode_seconds);
     };
     run(0);  // warm-up: pipelines compiled, memory touched
+    first_token_seconds = load_seconds + session.stats().prefill_seconds;
     prefill.clear();
     decode.clear();
     for (uint32_t r = 1; r <= a.repeats; ++r) run(r);
@@ -201,7 +203,7 @@ int run_bench(const BenchArgs& a) {
     j.field("device", model.device().name).field("model", info.path.string()).field("bandwidth_gb_per_s", bandwidth_gbps);
     j.field("weight_bytes", info.weight_bytes).field("batch", a.batch).field("kv_dtype", kv_dtype_name(kv));
     j.key("load").begin_object().field("seconds", load_seconds).field("gb_per_s", info.weight_bytes / 1e9 / load_seconds);
-    j.end_object();
+    j.field("first_token_seconds", first_token_seconds).end_object();
     j.key("prefill").begin_object().field("tokens", a.prompt_tokens).field("tok_per_s", prefill_tps).end_object();
     j.key("decode").begin_object().field("tokens", a.gen_tokens).field("tok_per_s", decode_tps).field("gb_per_s", gbps);
     j.field("roofline_pct", roofline_pct).field("roofline_tok_per_s", bw.bytes_per_second / bytes_per_step * a.batch);
@@ -222,7 +224,8 @@ int run_bench(const BenchArgs& a) {
   std::printf("device: %s\n", model.device().name.c_str());
   std::printf("model: %s (%.1f MB of weights), KV %s, batch %u\n", info.path.string().c_str(), info.weight_bytes / 1e6,
               kv_dtype_name(kv), a.batch);
-  std::printf("load: %.2f s, %.2f GB/s of weights\n", load_seconds, info.weight_bytes / 1e9 / load_seconds);
+  std::printf("load: %.2f s, %.2f GB/s of weights; first token %.2f s after loading began\n", load_seconds,
+              info.weight_bytes / 1e9 / load_seconds, first_token_seconds);
   std::printf("read bandwidth: %.1f GB/s (%s)\n", bandwidth_gbps, bw.gpu_timed ? "GPU timestamps" : "wall clock");
   std::printf("prefill: %u tokens, %.1f tok/s (median of %u)\n", a.prompt_tokens, prefill_tps, a.repeats);
   std::printf("decode: %u tokens, %.1f tok/s, %.1f GB/s = %.1f %% of the roofline (%.1f tok/s)\n", a.gen_tokens, decode_tps,

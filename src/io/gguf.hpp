@@ -82,6 +82,8 @@ class GgufFile {
   uint32_t alignment() const { return alignment_; }
   uint64_t data_section_offset() const { return data_section_offset_; }
   const std::filesystem::path& path() const { return path_; }
+  // The whole file as mapped from disk (its first byte on a page boundary); empty for bytes handed in by from_bytes.
+  std::span<const std::byte> mapping() const { return mapping_ ? mapping_->bytes() : std::span<const std::byte>{}; }
 
   // Metadata, in file order.
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }

@@ -61,6 +61,8 @@ class SafetensorsFile {
   void check_whole() const;
   const std::map<std::string, std::string>& metadata() const { return layout_.metadata; }
   const std::filesystem::path& path() const { return path_; }
+  // The whole file as mapped from disk (its first byte on a page boundary); empty for bytes handed in by from_bytes.
+  std::span<const std::byte> mapping() const { return mapping_ ? mapping_->bytes() : std::span<const std::byte>{}; }
 
   // The tensor's values as float: F32, F16 and BF16 (exact conversions), F64 (rounded). Other dtypes throw.
   std::vector<float> read_f32(std::string_view name) const;

@@ -70,7 +70,7 @@ void refuse_unless_regular_or_absent(const std::filesystem::path& path) {
 }  // namespace
 
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+                       const std::map<std::string, std::string>& metadata, uint64_t data_alignment) {
   const std::string file = path.string();
   std::string header = "{";
   if (!metadata.empty()) {
@@ -114,8 +114,10 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     offset += expected_bytes;
   }
   header += "}";
-  // Spaces after the JSON are allowed by the format; they align the data section to 8 bytes, as HF's writer does.
-  header.append((8 - header.size() % 8) % 8, ' ');
+  // Spaces after the JSON are allowed by the format; they align the data section to 8 bytes, as HF's writer does, or
+  // to the alignment asked for.
+  if (data_alignment == 0 || data_alignment % 8) fail(file + ": data alignment must be a multiple of 8");
+  header.append((data_alignment - (8 + header.size()) % data_alignment) % data_alignment, ' ');
   if (header.size() > kMaxSafetensorsHeaderBytes)
     fail(file + ": header of " + std::to_string(header.size()) + " bytes exceeds the format's limit");
 

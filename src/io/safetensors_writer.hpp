@@ -30,7 +30,9 @@ struct TensorToWrite {
 // Throws inferno::Error naming the file or the tensor on a bad tensor (size mismatch, duplicate or reserved name,
 // negative dimension) or a failed write. The file appears complete or not at all: it is written beside the target
 // and renamed over it.
+// `data_alignment` (a multiple of 8): where the data section starts; 64 puts every tensor whose offset is a multiple
+// of 64 on 64 bytes in the file, where a device sharing memory with the host can read it in place.
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata = {});
+                       const std::map<std::string, std::string>& metadata = {}, uint64_t data_alignment = 8);
 
 }  // namespace inferno::io

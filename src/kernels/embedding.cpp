@@ -39,7 +39,7 @@ void record_embedding(vk::Device& device, vk::Recorder& rec, const DeviceMatrix&
       struct {
         uint32_t hidden, first_row, rows, m, ids_offset, out_offset, scale_offset, scale_dtype;
       } push{uint32_t(hidden), chunk.first_row, chunk.rows, mb, iw.first_element, ow.first_element, 0, 0};
-      std::vector<vk::Binding> bindings = {vk::in(chunk.buffer), vk::in(ids, iw.offset, iw.range),
+      std::vector<vk::Binding> bindings = {chunk.binding(), vk::in(ids, iw.offset, iw.range),
                                            vk::out(out, ow.offset, ow.range)};
       if (table.type == WeightType::I8) {
         bindings.push_back(row_scale_binding(device, table, chunk, push.scale_offset));

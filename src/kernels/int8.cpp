@@ -236,7 +236,7 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
       const vk::Binding bias = bias_binding(device, args.bias, chunk, push.bias_offset, push.bias_dtype);
       const vk::Binding scale_binding = row_scale_binding(device, w, chunk, push.wscale_offset);
       const std::initializer_list<vk::Binding> bindings = {
-          vk::in(chunk.buffer), vk::in(*args.xq, qw.offset, qw.range), vk::out(*args.y, yw.offset, yw.range),
+          chunk.binding(), vk::in(*args.xq, qw.offset, qw.range), vk::out(*args.y, yw.offset, yw.range),
           bias, scale_binding, vk::in(*args.xscale, sw.offset, sw.range)};
       if (matvec) {
         const auto& p = pipeline(device, "linear_w8a8_matvec" + suffix, {kThreads, mb});

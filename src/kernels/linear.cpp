@@ -211,7 +211,7 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
       LinearPush push{k, chunk.rows, mb, xw.first_element, uint32_t(x_stride), yw.first_element + chunk.first_row,
                       uint32_t(y_stride), 0, kNoBias, args.accumulate ? 1u : 0u, 0, 0, args.norm_eps};
       const vk::Binding bias = bias_binding(device, args.bias, chunk, push.bias_offset, push.bias_dtype);
-      std::vector<vk::Binding> bindings = {vk::in(chunk.buffer), vk::in(*args.x, xw.offset, xw.range),
+      std::vector<vk::Binding> bindings = {chunk.binding(), vk::in(*args.x, xw.offset, xw.range),
                                            vk::out(*args.y, yw.offset, yw.range), bias};
       if (w.type == WeightType::I8) {  // the row scales, applied to each whole dot product
         bindings.push_back(row_scale_binding(device, w, chunk, push.scale_offset));

@@ -1,8 +1,11 @@
 #include "kernels/weights.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "util/error.hpp"
+#include "vk/imported_memory.hpp"
 
 namespace inferno::kernels {
 
@@ -110,36 +113,6 @@ std::string shape(uint32_t rows, uint32_t cols) {
   return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
 }
 
-DeviceMatrix upload_rows(vk::Device& device, std::string name, WeightType type, uint32_t rows, uint32_t cols,
-                         std::span<const std::byte> data, uint64_t max_chunk_bytes,
-                         const std::function<void(uint64_t)>& on_bytes) {
-  if (rows == 0 || cols == 0) throw Error("weight '" + name + "' has an empty shape " + shape(rows, cols));
-  const uint64_t row_bytes = weight_row_bytes(type, cols, name);
-  const uint64_t expected = row_bytes * rows;
-  if (data.size() != expected)
-    throw Error("weight '" + name + "' " + shape(rows, cols) + " " + weight_type_name(type) + " needs " +
-                std::to_string(expected) + " bytes, got " + std::to_string(data.size()));
-
-  const uint64_t rows_per_chunk = matrix_rows_per_chunk(device, name, row_bytes, cols, max_chunk_bytes);
-
-  DeviceMatrix matrix;
-  matrix.name = std::move(name);
-  matrix.type = type;
-  matrix.rows = rows;
-  matrix.cols = cols;
-  for (uint64_t first = 0; first < rows; first += rows_per_chunk) {
-    const uint32_t n = uint32_t(std::min<uint64_t>(rows_per_chunk, rows - first));
-    const uint64_t bytes = uint64_t(n) * row_bytes;
-    const std::string chunk_name =
-        matrix.name + (rows_per_chunk < rows ? " rows " + std::to_string(first) + "+" + std::to_string(n) : "");
-    WeightChunk chunk{vk::Buffer(device, bytes, vk::MemoryKind::Device, chunk_name), uint32_t(first), n};
-    vk::upload(device, chunk.buffer, 0, data.data() + first * row_bytes, bytes);
-    matrix.chunks.push_back(std::move(chunk));
-    if (on_bytes) on_bytes(bytes);
-  }
-  return matrix;
-}
-
 }  // namespace
 
 DeviceMatrix upload_matrix(vk::Device& device, std::string name, WeightType type, uint32_t rows, uint32_t cols,
@@ -147,7 +120,10 @@ DeviceMatrix upload_matrix(vk::Device& device, std::string name, WeightType type
                            const std::function<void(uint64_t)>& on_bytes) {
   if (type == WeightType::I8)
     throw Error("weight '" + name + "': int8 weights need their row scales (upload_int8_matrix)");
-  return upload_rows(device, std::move(name), type, rows, cols, data, max_chunk_bytes, on_bytes);
+  if (rows == 0 || cols == 0) throw Error("weight '" + name + "' has an empty shape " + shape(rows, cols));
+  const uint32_t part_rows[] = {rows};
+  return upload_stacked_matrix(device, std::move(name), type, cols, part_rows, [&](size_t) { return data; },
+                               max_chunk_bytes, on_bytes);
 }
 
 DeviceMatrix upload_int8_matrix(vk::Device& device, std::string name, uint32_t rows, uint32_t cols,
@@ -156,7 +132,10 @@ DeviceMatrix upload_int8_matrix(vk::Device& device, std::string name, uint32_t r
                                 const std::function<void(uint64_t)>& on_bytes) {
   if (!is_float_type(scale_type))
     throw Error("weight '" + name + "': row scales must be f32, f16 or bf16, not " + weight_type_name(scale_type));
-  DeviceMatrix matrix = upload_rows(device, std::move(name), WeightType::I8, rows, cols, weights, max_chunk_bytes, on_bytes);
+  if (rows == 0 || cols == 0) throw Error("weight '" + name + "' has an empty shape " + shape(rows, cols));
+  const uint32_t part_rows[] = {rows};
+  DeviceMatrix matrix = upload_stacked_matrix(device, std::move(name), WeightType::I8, cols, part_rows,
+                                              [&](size_t) { return weights; }, max_chunk_bytes, on_bytes);
   matrix.row_scales = upload_vector(device, matrix.name + " scales", scale_type, rows, scales);
   if (on_bytes) on_bytes(scales.size());
   return matrix;
@@ -164,17 +143,159 @@ DeviceMatrix upload_int8_matrix(vk::Device& device, std::string name, uint32_t r
 
 DeviceVector upload_vector(vk::Device& device, std::string name, WeightType type, uint32_t size,
                            std::span<const std::byte> data) {
+  const uint32_t sizes[] = {size};
+  return upload_stacked_vector(device, std::move(name), type, sizes, [&](size_t) { return data; });
+}
+
+DeviceMatrix upload_stacked_matrix(vk::Device& device, std::string name, WeightType type, uint32_t cols,
+                                   std::span<const uint32_t> part_rows, const PartBytes& part_bytes,
+                                   uint64_t max_chunk_bytes, const std::function<void(uint64_t)>& on_bytes) {
+  uint64_t rows = 0;
+  for (uint32_t r : part_rows) rows += r;
+  if (rows == 0 || rows > UINT32_MAX || cols == 0)
+    throw Error("weight '" + name + "' has an empty or oversized shape [" + std::to_string(rows) + ", " +
+                std::to_string(cols) + "]");
+  const uint64_t row_bytes = weight_row_bytes(type, cols, name);
+  const uint64_t rows_per_chunk = matrix_rows_per_chunk(device, name, row_bytes, cols, max_chunk_bytes);
+
+  DeviceMatrix matrix;
+  matrix.name = std::move(name);
+  matrix.type = type;
+  matrix.rows = uint32_t(rows);
+  matrix.cols = cols;
+  for (uint64_t first = 0; first < rows; first += rows_per_chunk) {
+    const uint32_t n = uint32_t(std::min<uint64_t>(rows_per_chunk, rows - first));
+    const std::string chunk_name =
+        matrix.name + (rows_per_chunk < rows ? " rows " + std::to_string(first) + "+" + std::to_string(n) : "");
+    matrix.chunks.push_back({vk::Buffer(device, uint64_t(n) * row_bytes, vk::MemoryKind::Device, chunk_name),
+                             uint32_t(first), n});
+  }
+  uint64_t row = 0;  // the stacked row of the part's first row
+  for (size_t i = 0; i < part_rows.size(); ++i) {
+    const std::span<const std::byte> data = part_bytes(i);
+    const uint64_t expected = uint64_t(part_rows[i]) * row_bytes;
+    if (data.size() != expected)
+      throw Error("weight '" + matrix.name + "'" + (part_rows.size() > 1 ? " part " + std::to_string(i) : "") + " " +
+                  shape(part_rows[i], cols) + " " + weight_type_name(type) + " needs " + std::to_string(expected) +
+                  " bytes, got " + std::to_string(data.size()));
+    for (uint64_t r = 0; r < part_rows[i];) {
+      WeightChunk& chunk = matrix.chunks[(row + r) / rows_per_chunk];
+      const uint64_t in_chunk = row + r - chunk.first_row;
+      const uint64_t n = std::min<uint64_t>(part_rows[i] - r, chunk.rows - in_chunk);
+      vk::upload(device, chunk.buffer, in_chunk * row_bytes, data.data() + r * row_bytes, n * row_bytes);
+      if (on_bytes) on_bytes(n * row_bytes);
+      r += n;
+    }
+    row += part_rows[i];
+  }
+  return matrix;
+}
+
+DeviceVector upload_stacked_vector(vk::Device& device, std::string name, WeightType type,
+                                   std::span<const uint32_t> part_sizes, const PartBytes& part_bytes) {
+  uint64_t size = 0;
+  for (uint32_t n : part_sizes) size += n;
   if (size == 0) throw Error("weight '" + name + "' is an empty vector");
+  if (size > UINT32_MAX) throw Error("weight '" + name + "' has " + std::to_string(size) + " elements, too many");
   if (!is_float_type(type))
     throw Error("weight '" + name + "': a vector must be f32, f16 or bf16, not " + weight_type_name(type));
-  const uint64_t expected = uint64_t(size) * weight_type_bytes(type);
-  if (data.size() != expected)
-    throw Error("weight '" + name + "' [" + std::to_string(size) + "] " + weight_type_name(type) + " needs " +
-                std::to_string(expected) + " bytes, got " + std::to_string(data.size()));
-  DeviceVector vector{std::move(name), type, size, {}};
-  vector.buffer = vk::Buffer(device, expected, vk::MemoryKind::Device, vector.name);
-  vk::upload(device, vector.buffer, 0, data.data(), expected);
+  const uint64_t eb = weight_type_bytes(type);
+  DeviceVector vector{std::move(name), type, uint32_t(size), {}};
+  vector.buffer = vk::Buffer(device, size * eb, vk::MemoryKind::Device, vector.name);
+  uint64_t at = 0;
+  for (size_t i = 0; i < part_sizes.size(); ++i) {
+    const std::span<const std::byte> data = part_bytes(i);
+    const uint64_t expected = uint64_t(part_sizes[i]) * eb;
+    if (data.size() != expected)
+      throw Error("weight '" + vector.name + "'" + (part_sizes.size() > 1 ? " part " + std::to_string(i) : "") + " [" +
+                  std::to_string(part_sizes[i]) + "] " + weight_type_name(type) + " needs " + std::to_string(expected) +
+                  " bytes, got " + std::to_string(data.size()));
+    vk::upload(device, vector.buffer, at, data.data(), expected);
+    at += expected;
+  }
   return vector;
+}
+
+std::optional<DeviceMatrix> import_matrix(vk::Device& device, std::string name, WeightType type, uint32_t cols,
+                                          std::span<const uint32_t> part_rows, std::span<const MappedBytes> parts,
+                                          uint64_t max_chunk_bytes) {
+  const auto& caps = device.caps();
+  if (!caps.host_import || part_rows.size() != parts.size() || parts.empty()) return std::nullopt;
+  const uint64_t row_bytes = weight_row_bytes(type, cols, name);
+  // Ranges of consecutive rows in one mapping: parts that follow one another in a file merge.
+  struct Range {
+    const MappedBytes* source;
+    const std::byte* data;
+    uint64_t rows;
+  };
+  std::vector<Range> ranges;
+  uint64_t rows = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const MappedBytes& p = parts[i];
+    if (p.bytes.size() != uint64_t(part_rows[i]) * row_bytes)
+      throw Error("weight '" + name + "' " + shape(part_rows[i], cols) + " " + weight_type_name(type) + " needs " +
+                  std::to_string(uint64_t(part_rows[i]) * row_bytes) + " bytes, got " + std::to_string(p.bytes.size()));
+    if (p.mapping.empty() || p.bytes.data() < p.mapping.data() ||
+        p.bytes.data() + p.bytes.size() > p.mapping.data() + p.mapping.size())
+      return std::nullopt;
+    rows += part_rows[i];
+    if (!ranges.empty() && ranges.back().source->mapping.data() == p.mapping.data() &&
+        ranges.back().data + ranges.back().rows * row_bytes == p.bytes.data())
+      ranges.back().rows += part_rows[i];
+    else
+      ranges.push_back({&p, p.bytes.data(), part_rows[i]});
+  }
+  if (rows == 0 || rows > UINT32_MAX || cols == 0) return std::nullopt;
+  const uint64_t rows_per_chunk = matrix_rows_per_chunk(device, name, row_bytes, cols, max_chunk_bytes);
+  const uint64_t align = caps.min_imported_host_alignment;
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  // Every chunk's pages, planned before anything is imported: all or nothing.
+  struct Plan {
+    const Range* range;
+    const std::byte* start;  // the imported pages begin here
+    uint64_t offset, bytes, import_bytes, first_row;
+    uint32_t rows;
+  };
+  std::vector<Plan> plans;
+  uint64_t first_row = 0;
+  for (const Range& r : ranges) {
+    const auto mapping_start = reinterpret_cast<uintptr_t>(r.source->mapping.data());
+    const uintptr_t mapping_end = (mapping_start + r.source->mapping.size() + page - 1) / page * page;  // mapped pages
+    for (uint64_t first = 0; first < r.rows; first += rows_per_chunk) {
+      const uint32_t n = uint32_t(std::min<uint64_t>(rows_per_chunk, r.rows - first));
+      const auto at = reinterpret_cast<uintptr_t>(r.data + first * row_bytes);
+      const uint64_t bytes = uint64_t(n) * row_bytes;
+      const uintptr_t start = at / align * align;
+      const uintptr_t end = (at + ((bytes + 15) & ~uint64_t(15)) + align - 1) / align * align;  // buffers are whole 16 bytes
+      if (start < mapping_start || end > mapping_end || (at - start) % caps.min_storage_offset_alignment != 0 ||
+          end - start > caps.max_memory_allocation_size)
+        return std::nullopt;
+      plans.push_back({&r, reinterpret_cast<const std::byte*>(start), at - start, bytes, end - start,
+                       first_row + first, n});
+    }
+    first_row += r.rows;
+  }
+  DeviceMatrix matrix;
+  matrix.name = std::move(name);
+  matrix.type = type;
+  matrix.rows = uint32_t(rows);
+  matrix.cols = cols;
+  try {
+    for (const Plan& p : plans) {
+      const std::string chunk_name =
+          matrix.name + (plans.size() > 1 ? " rows " + std::to_string(p.first_row) + "+" + std::to_string(p.rows) : "");
+      auto memory = std::make_shared<const vk::ImportedMemory>(device, p.start, p.import_bytes, p.range->source->owner,
+                                                               chunk_name);
+      WeightChunk chunk{vk::Buffer(device, std::move(memory), p.offset, p.bytes, chunk_name), uint32_t(p.first_row),
+                        p.rows, p.offset};
+      matrix.chunks.push_back(std::move(chunk));
+    }
+  } catch (const OutOfDeviceMemory&) {
+    throw;
+  } catch (const Error&) {  // the driver refused this memory: the caller copies instead
+    return std::nullopt;
+  }
+  return matrix;
 }
 
 bool can_stack_rows(std::span<const DeviceMatrix* const> parts) {

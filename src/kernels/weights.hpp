@@ -4,6 +4,7 @@
 // larger) and one allocation. Kernels that read weights loop over the chunks.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -34,6 +35,11 @@ struct WeightChunk {
   vk::Buffer buffer;
   uint32_t first_row = 0;
   uint32_t rows = 0;
+  // Where the chunk's first row starts inside `buffer`: 0 for memory of its own; for a chunk imported in place from a
+  // file mapping, its distance from the imported page boundary (a multiple of the storage-buffer offset alignment).
+  uint64_t offset = 0;
+  // The chunk's rows bound to a kernel (the binding starts at `offset`).
+  vk::Binding binding() const { return vk::in(buffer, offset); }
 };
 
 // A 1-D weight vector (norm weights, biases, per-row scales) in its own float dtype.
@@ -71,6 +77,35 @@ DeviceMatrix upload_int8_matrix(vk::Device& device, std::string name, uint32_t r
 
 DeviceVector upload_vector(vk::Device& device, std::string name, WeightType type, uint32_t size,
                            std::span<const std::byte> data);
+
+// The bytes of part `i` of a stacked upload, asked for in order; the span must stay valid until the next call (a part
+// made on the host, such as GGUF's reordered Q rows, is then held one at a time).
+using PartBytes = std::function<std::span<const std::byte>(size_t i)>;
+// One matrix holding the rows of parts [part_rows[i], cols] of one type one after the other (q | k | v), each part
+// uploaded straight into its rows of the stacked chunks: no part is ever on the device on its own. Chunked as
+// upload_matrix chunks. I8 parts need their scales stacked beside them (upload_stacked_vector).
+DeviceMatrix upload_stacked_matrix(vk::Device& device, std::string name, WeightType type, uint32_t cols,
+                                   std::span<const uint32_t> part_rows, const PartBytes& part_bytes,
+                                   uint64_t max_chunk_bytes = 0, const std::function<void(uint64_t)>& on_bytes = {});
+// One vector of the parts' elements one after the other (all of `type`), uploaded straight into place.
+DeviceVector upload_stacked_vector(vk::Device& device, std::string name, WeightType type,
+                                   std::span<const uint32_t> part_sizes, const PartBytes& part_bytes);
+
+// Bytes of a file mapping that the device may read in place.
+struct MappedBytes {
+  std::span<const std::byte> bytes;    // the tensor's bytes
+  std::span<const std::byte> mapping;  // the whole mapping they lie in (it starts on a page)
+  std::shared_ptr<const void> owner;   // keeps the mapping alive while the device reads it
+};
+// The matrix whose rows are those of `parts` one after the other, each [part_rows[i], cols] of `type`, read by the
+// kernels in place from the mappings (VK_EXT_external_memory_host): each chunk imports the pages under its rows, and
+// parts that follow one another in a file share chunks as one range. Nothing is copied. nullopt (and nothing held)
+// when a chunk cannot be imported: its rows do not start on the device's storage-buffer offset alignment from a page
+// boundary (kernels read whole 32-bit words from a binding's start), its pages lie outside the mapping, or the driver
+// refuses. Chunked as upload_matrix chunks; the I8 row scales are for the caller to add.
+std::optional<DeviceMatrix> import_matrix(vk::Device& device, std::string name, WeightType type, uint32_t cols,
+                                          std::span<const uint32_t> part_rows, std::span<const MappedBytes> parts,
+                                          uint64_t max_chunk_bytes = 0);
 
 // Whether matrices can be stacked by rows into one: the same type and columns (and row-scale dtype for I8).
 bool can_stack_rows(std::span<const DeviceMatrix* const> parts);

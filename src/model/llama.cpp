@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "io/checkpoint.hpp"
@@ -144,6 +145,39 @@ float float_at(std::span<const std::byte> bytes, kernels::WeightType type, size_
 
 // Loads tensors onto the device, checking each shape against what the config implies. Works over a safetensors
 // checkpoint or a GGUF file through the two functions it is given.
+std::vector<std::byte> unpermute_heads(std::span<const std::byte> data, uint32_t heads, uint32_t head_dim);
+
+// One projection as stored, found and checked before anything is uploaded, so that the parts of a stacked matrix
+// can go straight into it (or be read in place).
+struct LinearSpec {
+  const io::TensorInfo* weight = nullptr;
+  kernels::WeightType type = kernels::WeightType::F32;
+  uint32_t rows = 0, cols = 0;
+  const io::TensorInfo* scale = nullptr;  // I8: weight_scale, one per row or one for all rows
+  kernels::WeightType scale_type = kernels::WeightType::F32;
+  const io::TensorInfo* bias = nullptr;
+  kernels::WeightType bias_type = kernels::WeightType::F32;
+  bool int8_activations = false;
+  float input_scale = 0;
+  uint32_t permute_heads = 0, head_dim = 0;  // GGUF Q and K: rows put back in Hugging Face's order on the host
+};
+
+// Zero-copy loading (weights read in place from the mapped file) where the device shares memory with the host;
+// INFERNO_ZERO_COPY=0 forces the copy, =1 forces import (an error on a device that cannot import host memory).
+bool zero_copy(const vk::Device& device) {
+  const char* env = std::getenv("INFERNO_ZERO_COPY");
+  const std::string v = env ? env : "";
+  const auto& caps = device.caps();
+  if (v == "0") return false;
+  if (v == "1") {
+    if (!caps.host_import)
+      throw Error("INFERNO_ZERO_COPY=1: device " + caps.name + " cannot import host memory (VK_EXT_external_memory_host)");
+    return true;
+  }
+  if (v.empty() || v == "auto") return caps.host_import && caps.unified_memory;
+  throw Error("INFERNO_ZERO_COPY must be 0, 1 or auto, not '" + v + "'");
+}
+
 class Loader {
  public:
   using Find = FindTensor;
@@ -151,10 +185,109 @@ class Loader {
   // Throws when the file holding the tensor was truncated while its bytes were being copied (they read as zeros):
   // called after each tensor is uploaded, so a file cut short under the loader fails naming the file, never SIGBUS.
   using CheckWhole = std::function<void(const io::TensorInfo&)>;
-  Loader(vk::Device& device, std::string source, Find find, Data data, CheckWhole check_whole, ProgressBar& progress,
-         const std::function<void(const std::string&)>& on_tensor_loaded)
+  using Mapped = std::function<kernels::MappedBytes(const io::TensorInfo&)>;
+  Loader(vk::Device& device, std::string source, Find find, Data data, Mapped mapped, CheckWhole check_whole,
+         ProgressBar& progress, const std::function<void(const std::string&)>& on_tensor_loaded)
       : device_(device), source_(std::move(source)), find_(std::move(find)), data_(std::move(data)),
-        check_whole_(std::move(check_whole)), progress_(progress), on_tensor_loaded_(on_tensor_loaded) {}
+        mapped_(std::move(mapped)), zero_copy_(zero_copy(device)), check_whole_(std::move(check_whole)),
+        progress_(progress), on_tensor_loaded_(on_tensor_loaded) {}
+
+  // A float (or block-format) projection `module`: weight `module + ".weight"`, bias `module + ".bias"` when asked.
+  LinearSpec float_spec(const std::string& module, uint32_t rows, uint32_t cols, bool bias, uint32_t permute_heads = 0,
+                        uint32_t head_dim = 0) const {
+    LinearSpec s;
+    s.weight = &expect(module + ".weight", {rows, cols});
+    s.type = weight_type_of(*s.weight, source_);
+    if (s.type == kernels::WeightType::I8)
+      throw Error(source_ + ": tensor '" + s.weight->name + "' is INT8 but the config declares no quantization");
+    s.rows = rows;
+    s.cols = cols;
+    if (bias) {
+      s.bias = &expect(module + ".bias", {rows});
+      s.bias_type = weight_type_of(*s.bias, source_);
+    }
+    s.permute_heads = permute_heads;
+    s.head_dim = head_dim;
+    return s;
+  }
+
+  // A compressed-tensors int8 projection: `module.weight` I8 with `module.weight_scale` per row or per tensor.
+  LinearSpec int8_spec(const std::string& module, uint32_t rows, uint32_t cols, bool bias) const {
+    LinearSpec s;
+    s.weight = &expect(module + ".weight", {rows, cols});
+    if (s.weight->dtype != io::DType::I8)
+      throw Error(source_ + ": tensor '" + s.weight->name + "' should be I8 (compressed-tensors int8), not " +
+                  std::string(io::dtype_name(s.weight->dtype)));
+    s.type = kernels::WeightType::I8;
+    s.rows = rows;
+    s.cols = cols;
+    s.scale = find_(module + ".weight_scale");
+    if (!s.scale) throw Error(source_ + ": tensor '" + module + ".weight_scale' is missing");
+    s.scale_type = weight_type_of(*s.scale, source_);
+    if (!kernels::is_float_type(s.scale_type)) throw Error(source_ + ": tensor '" + s.scale->name + "' must be a float");
+    if (s.scale->elements() != 1 && s.scale->elements() != rows)
+      throw Error(source_ + ": tensor '" + s.scale->name + "' has shape " + shape_string(s.scale->shape) +
+                  ", expected [" + std::to_string(rows) + ", 1]");
+    // A NaN, infinite or negative scale would turn every logit into NaN (or flip a row's sign) with no other sign
+    // of trouble; the scales are one float a row, cheap to check here. (A zero scale is a row of zeros: allowed.)
+    const std::span<const std::byte> scales = data_(*s.scale);
+    for (size_t i = 0; i < size_t(s.scale->elements()); ++i) {
+      const float scale = float_at(scales, s.scale_type, i);
+      if (!std::isfinite(scale) || scale < 0)
+        throw Error(source_ + ": tensor '" + s.scale->name + "' holds " + std::to_string(scale) + " at row " +
+                    std::to_string(i) + ", not a finite non-negative scale");
+    }
+    if (bias) {
+      s.bias = &expect(module + ".bias", {rows});
+      s.bias_type = weight_type_of(*s.bias, source_);
+    }
+    return s;
+  }
+
+  // Projections of one input (q, k, v; gate, up): stacked into one matrix `name` when their formats allow, each part
+  // going straight into its rows (or read in place), else kept apart. --quantize int8 converts each part first.
+  StackedLinear linears(const std::string& name, const std::vector<LinearSpec>& specs, bool quantize_int8) {
+    bool any_float = false;
+    for (const LinearSpec& s : specs) any_float = any_float || kernels::is_float_type(s.type);
+    if (quantize_int8 && any_float) {
+      std::vector<Linear> parts;
+      for (const LinearSpec& s : specs) {
+        Linear l;
+        std::vector<std::byte> rows_hf;
+        if (s.permute_heads) rows_hf = unpermute_heads(data_(*s.weight), s.permute_heads, s.head_dim);
+        l.weight = matrix(s.weight->name, s.rows, s.cols, true, rows_hf);
+        if (s.bias) {
+          std::vector<std::byte> bias_hf;
+          if (s.permute_heads) bias_hf = unpermute_heads(data_(*s.bias), s.permute_heads, s.head_dim);
+          l.bias = vector(s.bias->name, s.rows, bias_hf);
+        }
+        parts.push_back(std::move(l));
+      }
+      return stack_linears(device_, name, std::move(parts));
+    }
+    const LinearSpec& first = specs[0];
+    bool same = specs.size() >= 2;
+    for (const LinearSpec& s : specs)
+      same = same && s.type == first.type && s.cols == first.cols && (s.scale != nullptr) == (first.scale != nullptr) &&
+             (!s.scale || s.scale_type == first.scale_type) && (s.bias != nullptr) == (first.bias != nullptr) &&
+             (!s.bias || s.bias_type == first.bias_type) && s.int8_activations == first.int8_activations &&
+             s.input_scale == first.input_scale;
+    StackedLinear out;
+    if (same) {
+      out.parts.push_back(linear(name, specs));
+    } else {
+      for (const LinearSpec& s : specs) out.parts.push_back(linear(s.weight->name, {s}));
+    }
+    return out;
+  }
+
+  // One projection on its own (--quantize int8 converts it).
+  Linear single(const LinearSpec& spec, bool quantize_int8) {
+    StackedLinear s = linears(spec.weight->name, {spec}, quantize_int8);
+    return std::move(s.parts[0]);
+  }
+
+  uint64_t imported_bytes() const { return imported_; }
 
   const io::TensorInfo& expect(const std::string& name, const std::vector<int64_t>& shape) const {
     return expect_tensor(find_, source_, name, shape);
@@ -172,41 +305,6 @@ class Loader {
                  ? kernels::quantize_matrix_int8(device_, name, type, rows, cols, bytes, 0, tick)
                  : kernels::upload_matrix(device_, name, type, rows, cols, bytes, 0, tick);
     loaded(t);
-    return m;
-  }
-
-  kernels::DeviceMatrix int8_matrix(const std::string& module, uint32_t rows, uint32_t cols) {
-    const auto& w = expect(module + ".weight", {rows, cols});
-    if (w.dtype != io::DType::I8)
-      throw Error(source_ + ": tensor '" + w.name + "' should be I8 (compressed-tensors int8), not " +
-                  std::string(io::dtype_name(w.dtype)));
-    const io::TensorInfo* s = find_(module + ".weight_scale");
-    if (!s) throw Error(source_ + ": tensor '" + module + ".weight_scale' is missing");
-    const auto scale_type = weight_type_of(*s, source_);
-    if (!kernels::is_float_type(scale_type)) throw Error(source_ + ": tensor '" + s->name + "' must be a float");
-    std::vector<std::byte> expanded;
-    std::span<const std::byte> scales = data_(*s);
-    if (s->elements() != 1 && s->elements() != rows)
-      throw Error(source_ + ": tensor '" + s->name + "' has shape " + shape_string(s->shape) + ", expected [" +
-                  std::to_string(rows) + ", 1]");
-    // A NaN, infinite or negative scale would turn every logit into NaN (or flip a row's sign) with no other sign
-    // of trouble; the scales are one float a row, cheap to check here. (A zero scale is a row of zeros: allowed.)
-    for (size_t i = 0; i < size_t(s->elements()); ++i) {
-      const float scale = float_at(scales, scale_type, i);
-      if (!std::isfinite(scale) || scale < 0)
-        throw Error(source_ + ": tensor '" + s->name + "' holds " + std::to_string(scale) + " at row " +
-                    std::to_string(i) + ", not a finite non-negative scale");
-    }
-    if (s->elements() == 1) {  // per-tensor strategy: the same scale for every row
-      expanded.resize(size_t(rows) * scales.size());
-      for (uint32_t r = 0; r < rows; ++r) std::memcpy(expanded.data() + size_t(r) * scales.size(), scales.data(), scales.size());
-      scales = expanded;
-    }
-    progress_.advance(s->bytes);
-    auto m = kernels::upload_int8_matrix(device_, module + ".weight", rows, cols, data_(w), scale_type, scales, 0,
-                                         [&](uint64_t n) { progress_.advance(n); });
-    loaded(*s);
-    loaded(w);
     return m;
   }
 
@@ -242,10 +340,77 @@ class Loader {
   }
 
  private:
+  // The parts of `specs` (one type and width) as one matrix `name`, their scales and biases stacked beside it. The
+  // rows are read in place from the mapping where zero-copy loading is on and they qualify, else copied into place.
+  Linear linear(const std::string& name, const std::vector<LinearSpec>& specs) {
+    const LinearSpec& first = specs[0];
+    std::vector<uint32_t> rows;
+    for (const LinearSpec& s : specs) rows.push_back(s.rows);
+    Linear out;
+    out.int8_activations = first.int8_activations;
+    out.input_scale = first.input_scale;
+    std::vector<std::byte> held;  // a part made on the host, one at a time
+    std::optional<kernels::DeviceMatrix> imported;
+    bool permuted = false;
+    for (const LinearSpec& s : specs) permuted = permuted || s.permute_heads;
+    if (zero_copy_ && !permuted) {
+      std::vector<kernels::MappedBytes> parts;
+      for (const LinearSpec& s : specs) parts.push_back(mapped_(*s.weight));
+      imported = kernels::import_matrix(device_, name, first.type, first.cols, rows, parts);
+    }
+    if (imported) {
+      out.weight = std::move(*imported);
+      for (const LinearSpec& s : specs) progress_.advance(s.weight->bytes);
+      imported_ += out.weight.rows * out.weight.row_bytes();
+    } else {
+      out.weight = kernels::upload_stacked_matrix(
+          device_, name, first.type, first.cols, rows,
+          [&](size_t i) -> std::span<const std::byte> {
+            const LinearSpec& s = specs[i];
+            if (!s.permute_heads) return data_(*s.weight);
+            held = unpermute_heads(data_(*s.weight), s.permute_heads, s.head_dim);
+            return held;
+          },
+          0, [&](uint64_t n) { progress_.advance(n); });
+    }
+    if (first.scale) {
+      out.weight.row_scales = kernels::upload_stacked_vector(
+          device_, out.weight.name + " scales", first.scale_type, rows, [&](size_t i) -> std::span<const std::byte> {
+            const LinearSpec& s = specs[i];
+            const std::span<const std::byte> scales = data_(*s.scale);
+            progress_.advance(s.scale->bytes);
+            if (s.scale->elements() != 1) return scales;
+            held.resize(size_t(s.rows) * scales.size());  // per-tensor strategy: the same scale for every row
+            for (uint32_t r = 0; r < s.rows; ++r) std::memcpy(held.data() + size_t(r) * scales.size(), scales.data(), scales.size());
+            return held;
+          });
+    }
+    if (first.bias) {
+      out.bias = kernels::upload_stacked_vector(
+          device_, specs.size() > 1 ? name + ".bias" : first.bias->name, first.bias_type, rows,
+          [&](size_t i) -> std::span<const std::byte> {
+            const LinearSpec& s = specs[i];
+            progress_.advance(s.bias->bytes);
+            if (!s.permute_heads) return data_(*s.bias);
+            held = unpermute_heads(data_(*s.bias), s.permute_heads, s.head_dim);
+            return held;
+          });
+    }
+    for (const LinearSpec& s : specs) {  // every byte came from the files as they were (see CheckWhole)
+      loaded(*s.weight);
+      if (s.scale) loaded(*s.scale);
+      if (s.bias) loaded(*s.bias);
+    }
+    return out;
+  }
+
   vk::Device& device_;
   std::string source_;
   Find find_;
   Data data_;
+  Mapped mapped_;
+  bool zero_copy_;
+  uint64_t imported_ = 0;
   CheckWhole check_whole_;
   ProgressBar& progress_;
   const std::function<void(const std::string&)>& on_tensor_loaded_;
@@ -471,54 +636,56 @@ void LlamaModel::load_safetensors(LlamaModel& m, const std::filesystem::path& di
   if (scheme.active && options.quantize_int8)
     throw Error(source + ": the checkpoint is already quantized; --quantize int8 applies to float checkpoints");
   const LlamaHyper h = m.hyper_ = hyper_from_config(m.config_);
-  io::Checkpoint ckpt(dir);
-  const FindTensor find = [&](const std::string& n) { return ckpt.find(n); };
+  // Shared with the weights read in place from its mappings, which keep it (and so the mappings) alive.
+  const auto ckpt = std::make_shared<const io::Checkpoint>(dir);
+  const FindTensor find = [&](const std::string& n) { return ckpt->find(n); };
   check_tensor_shapes(h, false, find, source);  // before uploading anything
-  ProgressBar progress("loading", ckpt.total_tensor_bytes(), options.quiet);
-  Loader load(m.device_, source, find, [&](const io::TensorInfo& t) { return ckpt.data(t); },
-              [&](const io::TensorInfo& t) { ckpt.check_whole(t); }, progress, options.on_tensor_loaded);
+  ProgressBar progress("loading", ckpt->total_tensor_bytes(), options.quiet);
+  Loader load(
+      m.device_, source, find, [&](const io::TensorInfo& t) { return ckpt->data(t); },
+      [&](const io::TensorInfo& t) { return kernels::MappedBytes{ckpt->data(t), ckpt->file_of(t).mapping(), ckpt}; },
+      [&](const io::TensorInfo& t) { ckpt->check_whole(t); }, progress, options.on_tensor_loaded);
 
   const auto [first, last] = m.take_range(options);
   if (options.embedding || (options.head && h.tied_embeddings))
-    m.embed_ = load.matrix("model.embed_tokens.weight", h.vocab, h.hidden);
+    m.embed_ = load.single(load.float_spec("model.embed_tokens", h.vocab, h.hidden, false), false).weight;
   // transformers ties lm_head to the embedding when asked, whatever the file holds.
-  if (options.head && !h.tied_embeddings) m.lm_head_ = load.matrix("lm_head.weight", h.vocab, h.hidden);
+  if (options.head && !h.tied_embeddings)
+    m.lm_head_ = load.single(load.float_spec("lm_head", h.vocab, h.hidden, false), false).weight;
   if (options.head) m.final_norm_ = load.vector("model.norm.weight", h.hidden);
   for (uint32_t i = first; i < last; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    auto linear = [&](const std::string& module, uint32_t rows, uint32_t cols, bool bias) {
-      Linear out;
+    auto spec = [&](const std::string& module, uint32_t rows, uint32_t cols, bool bias) {
       const std::string name = p + module;
-      if (scheme.active && !scheme.ignored(name)) {
-        out.weight = load.int8_matrix(name, rows, cols);
-        out.int8_activations = scheme.int8_activations;
-        if (scheme.static_activations) out.input_scale = load.scalar(name + ".input_scale");
-      } else {
-        out.weight = load.matrix(name + ".weight", rows, cols, options.quantize_int8);
-      }
-      if (bias) out.bias = load.vector(name + ".bias", rows);
-      return out;
+      if (!scheme.active || scheme.ignored(name)) return load.float_spec(name, rows, cols, bias);
+      LinearSpec s = load.int8_spec(name, rows, cols, bias);
+      s.int8_activations = scheme.int8_activations;
+      if (scheme.static_activations) s.input_scale = load.scalar(name + ".input_scale");
+      return s;
     };
     LayerWeights l;
     l.attn_norm = load.vector(p + "input_layernorm.weight", h.hidden);
     l.ffn_norm = load.vector(p + "post_attention_layernorm.weight", h.hidden);
-    std::vector<Linear> qkv, gate_up;
-    qkv.push_back(linear("self_attn.q_proj", h.q_dim(), h.hidden, h.attention_bias));
-    qkv.push_back(linear("self_attn.k_proj", h.kv_dim(), h.hidden, h.attention_bias));
-    qkv.push_back(linear("self_attn.v_proj", h.kv_dim(), h.hidden, h.attention_bias));
-    l.qkv = stack_linears(m.device_, p + "self_attn.qkv_proj", std::move(qkv));
-    l.o = linear("self_attn.o_proj", h.hidden, h.q_dim(), h.attention_bias);
-    gate_up.push_back(linear("mlp.gate_proj", h.intermediate, h.hidden, h.mlp_bias));
-    gate_up.push_back(linear("mlp.up_proj", h.intermediate, h.hidden, h.mlp_bias));
-    l.gate_up = stack_linears(m.device_, p + "mlp.gate_up_proj", std::move(gate_up));
-    l.down = linear("mlp.down_proj", h.hidden, h.intermediate, h.mlp_bias);
+    const bool q8 = options.quantize_int8;
+    l.qkv = load.linears(p + "self_attn.qkv_proj",
+                         {spec("self_attn.q_proj", h.q_dim(), h.hidden, h.attention_bias),
+                          spec("self_attn.k_proj", h.kv_dim(), h.hidden, h.attention_bias),
+                          spec("self_attn.v_proj", h.kv_dim(), h.hidden, h.attention_bias)},
+                         q8);
+    l.o = load.single(spec("self_attn.o_proj", h.hidden, h.q_dim(), h.attention_bias), q8);
+    l.gate_up = load.linears(p + "mlp.gate_up_proj",
+                             {spec("mlp.gate_proj", h.intermediate, h.hidden, h.mlp_bias),
+                              spec("mlp.up_proj", h.intermediate, h.hidden, h.mlp_bias)},
+                             q8);
+    l.down = load.single(spec("mlp.down_proj", h.hidden, h.intermediate, h.mlp_bias), q8);
     m.layers_.push_back(std::move(l));
   }
   progress.finish();
 }
 
 void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, const LoadOptions& options) {
-  io::GgufFile gguf(file);
+  const auto owner = std::make_shared<const io::GgufFile>(file);
+  const io::GgufFile& gguf = *owner;
   m.format_ = "gguf";
   m.config_ = io::llama_config_from_gguf(gguf);
   const LlamaHyper h = m.hyper_ = hyper_from_config(m.config_);
@@ -528,8 +695,10 @@ void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, con
   const FindTensor find = [&](const std::string& n) { return gguf.find_tensor(n); };
   check_tensor_shapes(h, true, find, source);  // before uploading anything
   ProgressBar progress("loading", total, options.quiet);
-  Loader load(m.device_, source, find, [&](const io::TensorInfo& t) { return gguf.data(t); },
-              [&](const io::TensorInfo&) { gguf.check_whole(); }, progress, options.on_tensor_loaded);
+  Loader load(
+      m.device_, source, find, [&](const io::TensorInfo& t) { return gguf.data(t); },
+      [&](const io::TensorInfo& t) { return kernels::MappedBytes{gguf.data(t), gguf.mapping(), owner}; },
+      [&](const io::TensorInfo&) { gguf.check_whole(); }, progress, options.on_tensor_loaded);
 
   if (const io::TensorInfo* f = gguf.find_tensor("rope_freqs.weight")) {
     if (f->dtype != io::DType::F32 || f->elements() != int64_t(h.head_dim / 2))
@@ -547,38 +716,34 @@ void LlamaModel::load_gguf(LlamaModel& m, const std::filesystem::path& file, con
     }
     progress.advance(f->bytes);
   }
+  const bool q8 = options.quantize_int8;
+  auto single = [&](const LinearSpec& spec) { return load.single(spec, q8); };
   const auto [first, last] = m.take_range(options);
-  if (options.embedding || (options.head && h.tied_embeddings)) m.embed_ = load.matrix("token_embd.weight", h.vocab, h.hidden);
-  if (options.head && !h.tied_embeddings) m.lm_head_ = load.matrix("output.weight", h.vocab, h.hidden);
+  if (options.embedding || (options.head && h.tied_embeddings))
+    m.embed_ = load.single(load.float_spec("token_embd", h.vocab, h.hidden, false), false).weight;
+  if (options.head && !h.tied_embeddings)
+    m.lm_head_ = load.single(load.float_spec("output", h.vocab, h.hidden, false), false).weight;
   if (options.head) m.final_norm_ = load.vector("output_norm.weight", h.hidden);
   for (uint32_t i = first; i < last; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     // Q and K (weights and biases) come back to Hugging Face's row order; everything else is used as stored.
-    auto linear = [&](const std::string& name, uint32_t rows, uint32_t cols, bool bias, uint32_t permute_heads) {
-      Linear out;
-      std::vector<std::byte> rows_hf;
-      if (permute_heads) rows_hf = unpermute_heads(load.data(load.expect(name + ".weight", {rows, cols})), permute_heads, h.head_dim);
-      out.weight = load.matrix(name + ".weight", rows, cols, options.quantize_int8, rows_hf);
-      if (bias) {
-        std::vector<std::byte> bias_hf;
-        if (permute_heads) bias_hf = unpermute_heads(load.data(load.expect(name + ".bias", {rows})), permute_heads, h.head_dim);
-        out.bias = load.vector(name + ".bias", rows, bias_hf);
-      }
-      return out;
+    auto spec = [&](const std::string& name, uint32_t rows, uint32_t cols, bool bias, uint32_t permute_heads) {
+      return load.float_spec(p + name, rows, cols, bias, permute_heads, h.head_dim);
     };
     LayerWeights l;
     l.attn_norm = load.vector(p + "attn_norm.weight", h.hidden);
     l.ffn_norm = load.vector(p + "ffn_norm.weight", h.hidden);
-    std::vector<Linear> qkv, gate_up;
-    qkv.push_back(linear(p + "attn_q", h.q_dim(), h.hidden, h.attention_bias, h.heads));
-    qkv.push_back(linear(p + "attn_k", h.kv_dim(), h.hidden, h.attention_bias, h.kv_heads));
-    qkv.push_back(linear(p + "attn_v", h.kv_dim(), h.hidden, h.attention_bias, 0));
-    l.qkv = stack_linears(m.device_, p + "attn_qkv", std::move(qkv));
-    l.o = linear(p + "attn_output", h.hidden, h.q_dim(), h.attention_bias, 0);
-    gate_up.push_back(linear(p + "ffn_gate", h.intermediate, h.hidden, h.mlp_bias, 0));
-    gate_up.push_back(linear(p + "ffn_up", h.intermediate, h.hidden, h.mlp_bias, 0));
-    l.gate_up = stack_linears(m.device_, p + "ffn_gate_up", std::move(gate_up));
-    l.down = linear(p + "ffn_down", h.hidden, h.intermediate, h.mlp_bias, 0);
+    l.qkv = load.linears(p + "attn_qkv",
+                         {spec("attn_q", h.q_dim(), h.hidden, h.attention_bias, h.heads),
+                          spec("attn_k", h.kv_dim(), h.hidden, h.attention_bias, h.kv_heads),
+                          spec("attn_v", h.kv_dim(), h.hidden, h.attention_bias, 0)},
+                         q8);
+    l.o = single(spec("attn_output", h.hidden, h.q_dim(), h.attention_bias, 0));
+    l.gate_up = load.linears(p + "ffn_gate_up",
+                             {spec("ffn_gate", h.intermediate, h.hidden, h.mlp_bias, 0),
+                              spec("ffn_up", h.intermediate, h.hidden, h.mlp_bias, 0)},
+                             q8);
+    l.down = single(spec("ffn_down", h.hidden, h.intermediate, h.mlp_bias, 0));
     m.layers_.push_back(std::move(l));
   }
   progress.finish();

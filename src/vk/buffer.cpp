@@ -6,6 +6,7 @@
 
 #include "vk/check.hpp"
 #include "vk/device.hpp"
+#include "vk/imported_memory.hpp"
 
 namespace inferno::vk {
 
@@ -62,12 +63,45 @@ Buffer::Buffer(Device& device, uint64_t bytes, MemoryKind kind, std::string name
     check(vkMapMemory(device.handle(), memory_, 0, VK_WHOLE_SIZE, 0, &mapped_), "vkMapMemory");
 }
 
+Buffer::Buffer(Device& device, std::shared_ptr<const ImportedMemory> memory, uint64_t data_offset, uint64_t bytes,
+               std::string name)
+    : device_(&device), bytes_(data_offset + bytes), name_(std::move(name)) {
+  const uint64_t size = std::max<uint64_t>(16, (bytes_ + 15) & ~uint64_t(15));
+  if (size > memory->bytes())
+    throw Error("imported buffer '" + name_ + "': " + std::to_string(size) + " bytes run past the imported " +
+                std::to_string(memory->bytes()) + " bytes");
+  VkExternalMemoryBufferCreateInfo external{VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO};
+  external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT;
+  VkBufferCreateInfo bi{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, &external};
+  bi.size = size_ = size;
+  bi.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+  bi.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  check(vkCreateBuffer(device.handle(), &bi, nullptr, &buffer_), "vkCreateBuffer");
+  VkMemoryRequirements req;
+  vkGetBufferMemoryRequirements(device.handle(), buffer_, &req);
+  if (!(req.memoryTypeBits & (1u << memory->memory_type())) || req.size > memory->bytes()) {
+    vkDestroyBuffer(device.handle(), buffer_, nullptr);
+    buffer_ = VK_NULL_HANDLE;
+    throw Error("imported buffer '" + name_ + "': the device cannot bind it to '" + memory->name() + "'");
+  }
+  check(vkBindBufferMemory(device.handle(), buffer_, memory->handle(), 0), "vkBindBufferMemory");
+  imported_ = std::move(memory);
+  allocated_ = std::max<uint64_t>(16, (bytes + 15) & ~uint64_t(15));
+  device.note_allocation(int64_t(allocated_), 1);
+  device.note_import(int64_t(allocated_));
+}
+
 void Buffer::release() {
   if (!device_) return;
   if (buffer_) vkDestroyBuffer(device_->handle(), buffer_, nullptr);
   if (memory_) {
     vkFreeMemory(device_->handle(), memory_, nullptr);
     device_->note_allocation(-int64_t(allocated_), -1);
+  }
+  if (imported_) {  // the memory itself goes with its last buffer
+    device_->note_allocation(-int64_t(allocated_), -1);
+    device_->note_import(-int64_t(allocated_));
+    imported_.reset();
   }
   buffer_ = VK_NULL_HANDLE;
   memory_ = VK_NULL_HANDLE;
@@ -89,6 +123,7 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     size_ = std::exchange(o.size_, 0);
     allocated_ = std::exchange(o.allocated_, 0);
     mapped_ = std::exchange(o.mapped_, nullptr);
+    imported_ = std::move(o.imported_);
     name_ = std::move(o.name_);
   }
   return *this;
@@ -117,10 +152,16 @@ void record_copy(VkCommandBuffer cb, VkBuffer src, uint64_t src_offset, VkBuffer
   vkCmdCopyBuffer(cb, src, dst, 1, &region);
 }
 
+// Imported memory is the host's file mapping, mapped read-only: nothing may write it.
+void check_writable(const Buffer& b) {
+  if (b.imported()) throw Error("upload: buffer '" + b.name() + "' is imported host memory, read-only on the device");
+}
+
 }  // namespace
 
 void upload(Device& device, Buffer& dst, uint64_t dst_offset, const void* src, uint64_t bytes) {
   check_range(dst, dst_offset, bytes, "upload");
+  check_writable(dst);
   if (bytes == 0) return;
   if (dst.mapped()) {
     device.wait_idle();  // nothing in flight may touch it while the host writes
@@ -132,6 +173,7 @@ void upload(Device& device, Buffer& dst, uint64_t dst_offset, const void* src, u
 
 void upload_staged(Device& device, Buffer& dst, uint64_t dst_offset, const void* src, uint64_t bytes) {
   check_range(dst, dst_offset, bytes, "upload");
+  check_writable(dst);
   if (bytes == 0) return;
   std::lock_guard lock(device.staging_mutex());
   device.staging().upload(dst.handle(), dst_offset, src, bytes);

@@ -3,11 +3,13 @@
 #include <vulkan/vulkan.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace inferno::vk {
 
 class Device;
+class ImportedMemory;
 
 enum class MemoryKind {
   Device,    // device-local storage buffer (weights, activations, KV cache)
@@ -19,6 +21,12 @@ class Buffer {
  public:
   Buffer() = default;
   Buffer(Device& device, uint64_t bytes, MemoryKind kind, std::string name);
+  // A buffer over bytes [0, data_offset + bytes) of imported host memory whose own data are the `bytes` from
+  // data_offset on (what lies before shares their first page): read-only for the host (upload refuses it), counted in
+  // the device's account as those bytes rounded up to 16. Throws naming the buffer when the range does not suit the
+  // device or the memory.
+  Buffer(Device& device, std::shared_ptr<const ImportedMemory> memory, uint64_t data_offset, uint64_t bytes,
+         std::string name);
   ~Buffer();
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
@@ -30,7 +38,8 @@ class Buffer {
   uint64_t size() const { return size_; }             // the VkBuffer's size: bytes rounded up to 16
   uint64_t allocated_bytes() const { return allocated_; }  // what the driver gave
   const std::string& name() const { return name_; }
-  void* mapped() const { return mapped_; }            // non-null when host-visible
+  void* mapped() const { return mapped_; }            // non-null when host-visible (never for imported memory)
+  bool imported() const { return imported_ != nullptr; }
   explicit operator bool() const { return buffer_ != VK_NULL_HANDLE; }
 
  private:
@@ -40,6 +49,7 @@ class Buffer {
   VkDeviceMemory memory_ = VK_NULL_HANDLE;
   uint64_t bytes_ = 0, size_ = 0, allocated_ = 0;
   void* mapped_ = nullptr;
+  std::shared_ptr<const ImportedMemory> imported_;  // the host memory this buffer reads, when imported
   std::string name_;
 };
 

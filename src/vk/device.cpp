@@ -171,6 +171,15 @@ Capabilities probe_capabilities(VkInstance instance, VkPhysicalDevice pd) {
   c.vulkan_memory_model = f12.vulkanMemoryModel;
   c.bfloat16 = ext.count("VK_KHR_shader_bfloat16") > 0;
 
+  if (ext.count(VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME)) {
+    VkPhysicalDeviceExternalMemoryHostPropertiesEXT host{
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
+    VkPhysicalDeviceProperties2 props4{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &host};
+    vkGetPhysicalDeviceProperties2(pd, &props4);
+    c.min_imported_host_alignment = host.minImportedHostPointerAlignment;
+    c.host_import = c.min_imported_host_alignment > 0;
+  }
+
   bool timestamps = false;
   compute_queue_family(pd, &timestamps);
   c.timestamp_period_ns = timestamps ? p.limits.timestampPeriod : 0.f;
@@ -180,6 +189,12 @@ Capabilities probe_capabilities(VkInstance instance, VkPhysicalDevice pd) {
   VkPhysicalDeviceMemoryProperties2 mem{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2,
                                         has_budget ? &budget : nullptr};
   vkGetPhysicalDeviceMemoryProperties2(pd, &mem);
+  c.unified_memory = true;
+  for (uint32_t t = 0; t < mem.memoryProperties.memoryTypeCount; ++t) {
+    const auto flags = mem.memoryProperties.memoryTypes[t].propertyFlags;
+    if ((flags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) && !(flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT))
+      c.unified_memory = false;
+  }
   for (uint32_t h = 0; h < mem.memoryProperties.memoryHeapCount; ++h) {
     const auto& heap = mem.memoryProperties.memoryHeaps[h];
     c.heap_sizes.push_back(heap.size);
@@ -273,6 +288,8 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   }
   const auto ext = device_extensions(physical_);
   if (ext.count(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  // Zero-copy loading imports the mapped checkpoint as device memory (VK_KHR_external_memory is core in 1.1).
+  if (caps_.host_import) extensions.push_back(VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
   // Cooperative matrices (the matrix-core prefill kernel) need the extension, its feature, f16 arithmetic and the
   // Vulkan memory model, which SPIR-V's cooperative-matrix loads and stores are declared under.
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR coopmat{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR};
@@ -299,6 +316,11 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   di.ppEnabledExtensionNames = extensions.data();
   check(vkCreateDevice(physical_, &di, nullptr, &device_), "vkCreateDevice");
   vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
+  if (caps_.host_import) {
+    host_pointer_properties_ = reinterpret_cast<PFN_vkGetMemoryHostPointerPropertiesEXT>(
+        vkGetDeviceProcAddr(device_, "vkGetMemoryHostPointerPropertiesEXT"));
+    caps_.host_import = host_pointer_properties_ != nullptr;
+  }
 
   VkCommandPoolCreateInfo pi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
   pi.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;

@@ -48,6 +48,12 @@ struct Capabilities {
   uint64_t max_storage_buffer_range = 0;
   uint64_t min_storage_offset_alignment = 16;  // a binding's offset must be a multiple of it
   uint64_t max_memory_allocation_size = 0;
+  // VK_EXT_external_memory_host: host memory (a file mapping) can become device memory in place, at addresses and
+  // sizes that are multiples of min_imported_host_alignment (minImportedHostPointerAlignment).
+  bool host_import = false;
+  uint64_t min_imported_host_alignment = 0;
+  // Every device-local memory type is host-visible: host and device share memory (integrated GPUs, CPU drivers).
+  bool unified_memory = false;
   uint32_t max_compute_shared_memory = 0, max_workgroup_invocations = 0;
   uint32_t max_workgroup_count[3] = {};
   uint32_t max_push_constants = 0;
@@ -104,6 +110,13 @@ class Device {
 
   // What this device holds right now, through inferno's own allocations.
   uint64_t allocated_bytes() const { return allocated_bytes_.load(); }
+  // The part of allocated_bytes() that is imported host memory (weights read in place from a file mapping).
+  uint64_t imported_bytes() const { return imported_bytes_.load(); }
+  void note_import(int64_t bytes) { imported_bytes_ += uint64_t(bytes); }
+  // VK_EXT_external_memory_host's entry point (null unless caps().host_import).
+  PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties() const { return host_pointer_properties_; }
+  // The memory type index's property flags.
+  VkMemoryPropertyFlags memory_flags(uint32_t type) const { return memory_.memoryTypes[type].propertyFlags; }
   uint64_t live_allocations() const { return live_allocations_.load(); }
   void note_allocation(int64_t bytes, int count) {
     allocated_bytes_ += uint64_t(bytes);
@@ -146,7 +159,8 @@ class Device {
   Capabilities caps_;
   DeviceClass class_ = DeviceClass::Gpu;
   int index_ = -1;
-  std::atomic<uint64_t> allocated_bytes_{0}, live_allocations_{0}, submissions_{0};
+  std::atomic<uint64_t> allocated_bytes_{0}, live_allocations_{0}, submissions_{0}, imported_bytes_{0};
+  PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties_ = nullptr;
   std::mutex queue_mutex_;
   std::unique_ptr<PipelineCache> pipelines_;
   void submit_locked(VkCommandBuffer cb, VkFence fence);  // queue_mutex_ held
