@@ -126,7 +126,8 @@ inferno_status inferno_tokenize(const inferno_model* model, const char* text, si
 
 /* Writes the text of ids, NUL-terminated. *text_length: its length in bytes without the NUL, so the buffer needs
  * *text_length + 1 bytes. skip_special_tokens: 1 leaves out special tokens (transformers' decode(...,
- * skip_special_tokens=True)). */
+ * skip_special_tokens=True)). Ids without a token (past the tokenizer's vocabulary) are skipped, as transformers'
+ * decode skips them. */
 inferno_status inferno_detokenize(const inferno_model* model, const int32_t* ids, size_t count,
                                   int skip_special_tokens, char* text, size_t capacity, size_t* text_length);
 
