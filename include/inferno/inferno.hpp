@@ -144,6 +144,7 @@ class Model {
  private:
   friend class Session;
   friend class TextStream;
+  friend class Engine;
   explicit Model(std::shared_ptr<Impl>);
   std::shared_ptr<Impl> impl_;  // shared with the model's Sessions and TextStreams
 };

@@ -28,8 +28,14 @@ EngineResult to_result(const gen::RequestResult& r) {
 
 }  // namespace
 
+// The shared state of the model an Engine runs; a moved-from Model has none.
+std::shared_ptr<Model::Impl> need_state(const std::shared_ptr<Model::Impl>& impl) {
+  if (!impl) throw Error("Engine: the Model was moved from (it holds no model any more)");
+  return impl;
+}
+
 struct Engine::Impl {
-  Model& model;
+  Model model;  // a second handle on the model's shared state: the engine keeps it alive (as a Session does)
   uint32_t ctx = 0;
   kernels::KvType kv_type;
   std::unique_ptr<model::PagedKvCache> pool;
@@ -49,7 +55,7 @@ struct Engine::Impl {
   }
 };
 
-Engine::Engine(Model& model, const EngineOptions& o) : impl_(std::make_unique<Impl>(Impl{model, 0, {}, {}, {}})) {
+Engine::Engine(Model& model, const EngineOptions& o) : impl_(std::make_unique<Impl>(Impl{Model(need_state(model.impl_)), 0, {}, {}, {}})) {
   const model::LlamaModel& llama = api::llama_of(model);
   const auto& h = llama.hyper();
   if (o.parallel == 0) throw Error("--parallel must be at least 1");
