@@ -520,6 +520,11 @@ Bandwidth measure_bandwidth(const Model& model) {
   return {r.bytes_per_second, r.bytes_read, r.gpu_timed};
 }
 
+FmaRate measure_fma_rate(const Model& model) {
+  const auto r = kernels::measure_fma_rate(*model.impl().device);
+  return {r.fma_per_second, r.gpu_timed};
+}
+
 void write_safetensors_f32(const std::filesystem::path& path, const std::vector<TensorF32>& tensors) {
   std::vector<io::TensorToWrite> out;
   for (const auto& t : tensors) {
