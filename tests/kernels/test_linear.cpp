@@ -43,6 +43,10 @@ std::string describe(const Case& c) {
          " matvec_threads=" + std::to_string(c.tuning.matvec_threads) + " matvec_rows=" + std::to_string(c.tuning.matvec_rows) +
          " matvec_max_m=" + std::to_string(c.tuning.matvec_max_m) +
          (c.tuning.matmul == kernels::LinearTuning::Matmul::CoopMat ? " coopmat" : "") +
+         (c.tuning.matmul == kernels::LinearTuning::Matmul::Tiled ? " tiled" : "") +
+         (c.tuning.matmul == kernels::LinearTuning::Matmul::Rows
+              ? " rows tile_m=" + std::to_string(c.tuning.rows_tile_m) + " per_lane=" + std::to_string(c.tuning.rows_per_lane)
+              : "") +
          (c.norm >= 0 ? std::string(" norm=") + kernels::weight_type_name(WeightType(c.norm)) : "") +
          (c.tuning.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "");
 }
