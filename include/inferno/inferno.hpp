@@ -298,6 +298,12 @@ struct Bandwidth {
   bool gpu_timed = false;  // GPU timestamps (else wall clock)
 };
 Bandwidth measure_bandwidth(const Model& model);
+// The device's achievable f32 multiply-add rate (chains of FMAs on registers): the prefill (matrix·matrix) roofline.
+struct FmaRate {
+  double fma_per_second = 0;
+  bool gpu_timed = false;  // GPU timestamps (else wall clock)
+};
+FmaRate measure_fma_rate(const Model& model);
 
 // ---- files ----
 // Writes F32 tensors to a safetensors file (e.g. logits for comparison with transformers).

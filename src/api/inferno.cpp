@@ -598,6 +598,11 @@ std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes
   return io::read_regular_file(path, max_bytes);
 }
 
+FmaRate measure_fma_rate(const Model& model) {
+  const auto r = kernels::measure_fma_rate(*model.impl().device);
+  return {r.fma_per_second, r.gpu_timed};
+}
+
 void write_safetensors_f32(const std::filesystem::path& path, const std::vector<TensorF32>& tensors) {
   std::vector<io::TensorToWrite> out;
   for (const auto& t : tensors) {

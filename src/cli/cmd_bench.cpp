@@ -1,5 +1,6 @@
-// `inferno bench`: prefill and decode speed against the device's measured read bandwidth (the decode roofline),
-// with per-kernel breakdowns of a decode step and of the prefill from GPU timestamps.
+// `inferno bench`: prefill and decode speed against the device's measured read bandwidth (the decode roofline) and
+// its measured f32 multiply-add rate (the prefill roofline: a matrix·matrix step does K multiply-adds per weight
+// read), with per-kernel breakdowns of a decode step and of the prefill from GPU timestamps.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +23,15 @@ struct BenchArgs {
   std::string concurrency;  // "1,4,8,16": the load test instead of the single-stream measurement
   uint32_t batch_tokens = 512;
 };
+
+// Multiply-adds one token costs at `context` earlier positions: every projection (each weight once), and attention's
+// q·k and p·v over the context. The lm_head is counted apart: prefill runs it for the last token only.
+double fma_per_token(const ModelInfo& info, double context) {
+  const double q = double(info.heads) * info.head_dim, kv = double(info.kv_heads) * info.head_dim;
+  const double projections = info.hidden_size * (q + 2 * kv) + q * info.hidden_size +
+                             3.0 * info.hidden_size * info.intermediate_size;
+  return info.layers * (projections + 2 * q * context);
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -128,6 +138,7 @@ int run_bench(const BenchArgs& a) {
   const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   const ModelInfo& info = model.info();
   const Bandwidth bw = measure_bandwidth(model);
+  const FmaRate fma = measure_fma_rate(model);
 
   // Random prompt ids; each repeat changes the first token so nothing is reused from the cache.
   std::mt19937 rng(1234);
@@ -196,17 +207,31 @@ int run_bench(const BenchArgs& a) {
   const double gbps = decode_tps / a.batch * bytes_per_step / 1e9;
   const double bandwidth_gbps = bw.bytes_per_second / 1e9;
   const double roofline_pct = bandwidth_gbps > 0 ? 100.0 * gbps / bandwidth_gbps : 0;
+  // Compute: the prefill's multiply-adds (a prompt of P tokens sees P/2 earlier positions on average, plus one lm_head
+  // row a sequence), and a decode step's (every sequence one token at the decode's average context, and its lm_head).
+  const double head_fma = double(info.vocab_size) * info.hidden_size;
+  const double prefill_fma_per_token =
+      fma_per_token(info, (a.prompt_tokens - 1) / 2.0) + head_fma / a.prompt_tokens;
+  const double decode_fma_per_token = fma_per_token(info, avg_ctx) + head_fma;
+  const double prefill_gfma = prefill_tps * prefill_fma_per_token / 1e9;
+  const double decode_gfma = decode_tps * decode_fma_per_token / 1e9;
+  const double fma_gps = fma.fma_per_second / 1e9;
+  const double prefill_compute_pct = fma_gps > 0 ? 100.0 * prefill_gfma / fma_gps : 0;
+  const double decode_compute_pct = fma_gps > 0 ? 100.0 * decode_gfma / fma_gps : 0;
 
   if (a.json) {
     JsonWriter j;
     j.begin_object();
     j.field("device", model.device().name).field("model", info.path.string()).field("bandwidth_gb_per_s", bandwidth_gbps);
     j.field("weight_bytes", info.weight_bytes).field("batch", a.batch).field("kv_dtype", kv_dtype_name(kv));
+    j.field("fma_rate_gfma_per_s", fma_gps);
     j.key("load").begin_object().field("seconds", load_seconds).field("gb_per_s", info.weight_bytes / 1e9 / load_seconds);
     j.field("first_token_seconds", first_token_seconds).end_object();
-    j.key("prefill").begin_object().field("tokens", a.prompt_tokens).field("tok_per_s", prefill_tps).end_object();
+    j.key("prefill").begin_object().field("tokens", a.prompt_tokens).field("tok_per_s", prefill_tps);
+    j.field("gfma_per_s", prefill_gfma).field("compute_pct", prefill_compute_pct).end_object();
     j.key("decode").begin_object().field("tokens", a.gen_tokens).field("tok_per_s", decode_tps).field("gb_per_s", gbps);
     j.field("roofline_pct", roofline_pct).field("roofline_tok_per_s", bw.bytes_per_second / bytes_per_step * a.batch);
+    j.field("gfma_per_s", decode_gfma).field("compute_pct", decode_compute_pct);
     j.end_object();
     j.field("step_ms", 1e3 * a.batch / decode_tps).field("kernel_ms", total_ns / 1e6);
     j.key("kernels").begin_array();
@@ -227,9 +252,12 @@ int run_bench(const BenchArgs& a) {
   std::printf("load: %.2f s, %.2f GB/s of weights; first token %.2f s after loading began\n", load_seconds,
               info.weight_bytes / 1e9 / load_seconds, first_token_seconds);
   std::printf("read bandwidth: %.1f GB/s (%s)\n", bandwidth_gbps, bw.gpu_timed ? "GPU timestamps" : "wall clock");
-  std::printf("prefill: %u tokens, %.1f tok/s (median of %u)\n", a.prompt_tokens, prefill_tps, a.repeats);
+  std::printf("multiply-add rate: %.1f GFMA/s f32 (%s)\n", fma_gps, fma.gpu_timed ? "GPU timestamps" : "wall clock");
+  std::printf("prefill: %u tokens, %.1f tok/s (median of %u), %.2f GFMA/s = %.1f %% of the multiply-add rate\n",
+              a.prompt_tokens, prefill_tps, a.repeats, prefill_gfma, prefill_compute_pct);
   std::printf("decode: %u tokens, %.1f tok/s, %.1f GB/s = %.1f %% of the roofline (%.1f tok/s)\n", a.gen_tokens, decode_tps,
               gbps, roofline_pct, bw.bytes_per_second / bytes_per_step * a.batch);
+  std::printf("decode compute: %.2f GFMA/s = %.1f %% of the multiply-add rate\n", decode_gfma, decode_compute_pct);
   if (!shares.empty()) {
     // Wall time beyond the kernels' own is the host's: recording, submission, waiting, sampling.
     std::printf("decode step: %.2f ms wall, %.2f ms in kernels (GPU timestamps)\n", 1e3 * a.batch / decode_tps,
@@ -251,7 +279,7 @@ int run_bench(const BenchArgs& a) {
 
 void add_bench_command(CLI::App& app, Action& action) {
   auto a = std::make_shared<BenchArgs>();
-  auto* cmd = app.add_subcommand("bench", "prefill and decode speed against the measured memory-bandwidth roofline");
+  auto* cmd = app.add_subcommand("bench", "prefill and decode speed against the measured memory-bandwidth and multiply-add rooflines");
   add_model_args(*cmd, a->model);
   cmd->add_option("-p,--prompt-tokens", a->prompt_tokens, "prompt tokens for prefill (default 512)")->check(int_in(1, kMaxTokens));
   cmd->add_option("-n,--gen-tokens", a->gen_tokens, "tokens to decode (default 128; decode speed needs at least 2)")

@@ -44,4 +44,35 @@ BandwidthResult measure_read_bandwidth(vk::Device& device, uint64_t bytes, int p
   return {median > 0 ? double(bytes) / median : 0, bytes, gpu_timed};
 }
 
+FmaRateResult measure_fma_rate(vk::Device& device, double min_seconds, int passes) {
+  constexpr uint32_t kGroup = 256, kGroups = 1024, kChains = 32;  // kChains: the chains of fma_rate.comp
+  vk::Buffer folded(device, uint64_t(kGroup) * kGroups * 4, vk::MemoryKind::Device, "fma_rate_out");
+  const auto& p = pipeline(device, "fma_rate", {kGroup});
+  struct {
+    uint32_t iterations;
+    float scale;
+  } push{16, 0.9999f};
+  vk::Recorder rec(device, true);
+  bool gpu_timed = false;
+  auto pass = [&] {
+    rec.begin();
+    rec.dispatch(p, {vk::out(folded)}, push, kGroups);
+    const auto t0 = std::chrono::steady_clock::now();
+    rec.submit_and_wait();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto t = rec.timings();
+    gpu_timed = !t.empty();
+    return gpu_timed ? t.back().ns * 1e-9 : wall;
+  };
+  pass();  // compiles and warms up
+  // Doubling until one pass is long enough to time (a pass of 2^24 iterations on anything but a stalled device is).
+  while (pass() < min_seconds && push.iterations < (1u << 24)) push.iterations *= 2;
+  std::vector<double> seconds;
+  for (int i = 0; i < passes; ++i) seconds.push_back(pass());
+  std::sort(seconds.begin(), seconds.end());
+  const double median = seconds[seconds.size() / 2];
+  const uint64_t fma = uint64_t(kGroup) * kGroups * kChains * push.iterations;
+  return {median > 0 ? double(fma) / median : 0, fma, gpu_timed};
+}
+
 }  // namespace inferno::kernels

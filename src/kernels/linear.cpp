@@ -95,11 +95,25 @@ std::string coopmat_unavailable(const vk::Device& device, WeightType type) {
   return "";
 }
 
+// Why linear_matmul_rows.comp cannot run here, or "" when it can: its workgroup is one subgroup of a fixed size of at
+// least 8, with subgroupBroadcast.
+std::string rows_unavailable(const vk::Device& device) {
+  const auto& caps = device.caps();
+  if (!caps.subgroup_ballot) return "the device has no subgroup broadcasts in compute shaders";
+  if (caps.subgroup_size < 8 || caps.min_subgroup_size != caps.max_subgroup_size)
+    return "the device's subgroups are not a fixed size of at least 8";
+  return "";
+}
+
 LinearTuning::Matmul matmul_kernel(const vk::Device& device, WeightType type, LinearTuning::Matmul asked) {
   using Matmul = LinearTuning::Matmul;
   if (asked == Matmul::Default) {
     const MatmulOverride choice = matmul_override();
     if (choice == MatmulOverride::Tiled) return Matmul::Tiled;
+    if (choice == MatmulOverride::Rows) {
+      if (const std::string why = rows_unavailable(device); !why.empty()) throw Error("INFERNO_MATMUL=rows: " + why);
+      return Matmul::Rows;
+    }
     if (choice == MatmulOverride::CoopMat) {
       // Asked for by name: F32 weights still keep f32 products, but a device or build without matrix cores is an
       // error rather than a quiet fallback (a benchmark or test would measure the wrong kernel).
@@ -111,6 +125,8 @@ LinearTuning::Matmul matmul_kernel(const vk::Device& device, WeightType type, Li
     // By default only F16 and BF16 weights, which f16 holds exactly: block formats and int8 rows (scale × q) would
     // be rounded to f16 as well, which on the GGUF fixtures doubles the logits' error past the 1e-3 held for them
     // (2.2e-3 measured); they keep f32 activations unless INFERNO_MATMUL=coopmat asks.
+    // CPU drivers: the register-blocked kernel (linear_matmul_rows.comp), for every weight type, where it runs.
+    if (device.cpu_class() && rows_unavailable(device).empty()) return Matmul::Rows;
     const bool exact_in_f16 = type == WeightType::F16 || type == WeightType::BF16;
     return !device.cpu_class() && exact_in_f16 && coopmat_unavailable(device, type).empty() ? Matmul::CoopMat
                                                                                                    : Matmul::Tiled;
@@ -126,8 +142,17 @@ MatmulOverride matmul_override() {
   if (choice.empty() || choice == "auto") return MatmulOverride::None;
   if (choice == "tiled") return MatmulOverride::Tiled;
   if (choice == "coopmat") return MatmulOverride::CoopMat;
-  throw Error("INFERNO_MATMUL=" + choice + ": expected tiled, coopmat or auto");
+  if (choice == "rows") return MatmulOverride::Rows;
+  throw Error("INFERNO_MATMUL=" + choice + ": expected tiled, rows, coopmat or auto");
 }
+
+bool linear_folds_norm(const vk::Device& device, uint32_t m) {
+  // Any weight type: only CoopMat depends on it, and it leaves the matrix·vector kernel its default rows.
+  const bool rows = matmul_kernel(device, WeightType::F32, LinearTuning::Matmul::Default) == LinearTuning::Matmul::Rows;
+  return m <= (rows ? 1u : kMatvecMaxM);
+}
+
+bool linear_rows_available(const vk::Device& device) { return rows_unavailable(device).empty(); }
 
 bool linear_uses_coopmat(const vk::Device& device, WeightType type, const LinearTuning& tuning) {
   return matmul_kernel(device, type, tuning.matmul) == LinearTuning::Matmul::CoopMat &&
@@ -175,7 +200,13 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
   const uint32_t block =
       std::min({m, rows_per_binding(device, args.max_binding_bytes, x_stride * 4, uint64_t(k) * 4, what + " x"),
                 rows_per_binding(device, args.max_binding_bytes, y_stride * 4, (y_column + n) * 4, what + " y")});
-  const bool matvec = m <= tuning.matvec_max_m;
+  // The register-blocked kernel takes every m > 1 by default: with 8 rows of x a workgroup it reads each weight once
+  // for 8 rows of x where the matrix·vector kernel keeps all m sums a thread and reloads x for each row of W.
+  const LinearTuning::Matmul kind = matmul_kernel(device, w.type, tuning.matmul);
+  const uint32_t matvec_max_m =
+      tuning_asked.matvec_max_m || kind != LinearTuning::Matmul::Rows ? tuning.matvec_max_m : 1u;
+  // A folded RMSNorm keeps the matrix·vector kernel up to its limit.
+  const bool matvec = m <= matvec_max_m || (args.norm && m <= tuning.matvec_max_m);
   if (args.norm) {
     if (!matvec)
       throw Error(what + ": RMSNorm is folded only into the matrix·vector kernel (m ≤ " +
@@ -186,13 +217,22 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
     if (!is_float_type(args.norm->type)) throw Error(what + ": norm '" + args.norm->name + "' is not a float vector");
   }
   const std::string dtype = weight_type_name(w.type);
-  const bool coopmat = !matvec && matmul_kernel(device, w.type, tuning.matmul) == LinearTuning::Matmul::CoopMat;
+  const auto& caps = device.caps();
+  const bool coopmat = !matvec && kind == LinearTuning::Matmul::CoopMat;
+  const bool rows = !matvec && kind == LinearTuning::Matmul::Rows;
+  if (rows) {
+    if (const std::string why = rows_unavailable(device); !why.empty())
+      throw Error(what + ": register-blocked kernel asked for, but " + why);
+  }
+  const uint32_t rows_threads = caps.subgroup_size;  // one whole subgroup a workgroup
+  const uint32_t rows_per_lane = tuning.rows_per_lane ? tuning.rows_per_lane : 2;
+  if (tuning.rows_tile_m > 16) throw Error(what + ": rows_tile_m must be 1..16");
+  if (rows_per_lane > 8) throw Error(what + ": rows_per_lane must be 1..8");
   if (coopmat) {
     if (const std::string why = coopmat_unavailable(device, w.type); !why.empty())
       throw Error(what + ": cooperative-matrix kernel asked for, but " + why);
   }
   // linear_matmul_coopmat.comp: 4 subgroups, each 2 × 2 fragments; the tile is 4 fragments a side.
-  const auto& caps = device.caps();
   const uint32_t fm = caps.coopmat_f16_shape[0], fn = caps.coopmat_f16_shape[1], fk = caps.coopmat_f16_shape[2];
   const uint32_t tile_m = coopmat ? 4 * fm : kMatmulTile, tile_n = coopmat ? 4 * fn : kMatmulTile;
   if (coopmat) {
@@ -233,6 +273,16 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
                        tuning.matvec_subgroup_sum == LinearTuning::SubgroupSum::On ? 1u : 0u,
                        args.norm ? dtype_code(args.norm->type) : 0u});
         g = grid_1d(device, groups_for(chunk.rows, tuning.matvec_rows));
+      } else if (rows) {
+        // Rows of x a workgroup: mb split evenly in tiles of at most 8 (few distinct pipelines: m itself up to 8,
+        // 5 .. 8 beyond), unless asked.
+        const uint32_t tiles = groups_for(mb, 8);
+        const uint32_t tile_m = tuning.rows_tile_m ? tuning.rows_tile_m : groups_for(mb, tiles);
+        // Runs of 8 elements, 16 (F32: 32) bytes of a row each; x is read element by element.
+        const bool vec16 = (!is_float_type(w.type) || k % 8 == 0) && !tuning.matvec_no_vec16;
+        p = &pipeline(device, "linear_matmul_rows_" + dtype, {rows_threads, tile_m, rows_per_lane, vec16 ? 1u : 0u},
+                      rows_threads);
+        g = grid_1d(device, uint64_t(groups_for(mb, tile_m)) * groups_for(chunk.rows, rows_threads * rows_per_lane));
       } else {
         const uint32_t subgroup = caps.subgroup_size;
         p = coopmat ? &pipeline(device, "linear_matmul_coopmat_" + dtype, {4 * subgroup, fm, fn, fk}, subgroup)

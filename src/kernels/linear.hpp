@@ -48,13 +48,18 @@ struct LinearTuning {
   // CoopMat on GPUs that have it for F16 and BF16 weights (exact in f16), else Tiled; INFERNO_MATMUL=tiled or
   // =coopmat overrides the default (for benchmarks and for testing on CPU drivers; coopmat where the device or build
   // has none is an error).
-  enum class Matmul { Default, Tiled, CoopMat } matmul = Matmul::Default;
+  // Rows: linear_matmul_rows.comp, register-blocked for CPU drivers (each thread TILE_M rows of x by PER_LANE rows of
+  // W, x read by uniform loads); the default on CPU devices, where it also takes m = 2 .. 8 (batched decode) from the
+  // matrix·vector kernel unless matvec_max_m is given.
+  enum class Matmul { Default, Tiled, CoopMat, Rows } matmul = Matmul::Default;
+  uint32_t rows_tile_m = 0;    // Rows: rows of x per workgroup, 1..16 (default: m split evenly in tiles of at most 8)
+  uint32_t rows_per_lane = 0;  // Rows: rows of W per thread, 1..8 (default 2)
   Defaults defaults = Defaults::ForDevice;
 };
 
-// INFERNO_MATMUL, read once: whether the matrix·matrix kernels' default is overridden (tiled or coopmat; unset or
+// INFERNO_MATMUL, read once: whether the matrix·matrix kernels' default is overridden (tiled, rows or coopmat; unset or
 // auto: no). Anything else is an error naming the variable. record_linear and record_linear_w8a8 follow it.
-enum class MatmulOverride { None, Tiled, CoopMat };
+enum class MatmulOverride { None, Tiled, CoopMat, Rows };
 MatmulOverride matmul_override();
 
 // Whether record_linear would run m > matvec_max_m rows of this weight type on matrix cores with this tuning (no
@@ -64,6 +69,12 @@ bool linear_uses_coopmat(const vk::Device& device, WeightType type, const Linear
 // The knobs record_linear runs a weight of this type and width (cols) with: `asked` with its zeros and defaults
 // filled in for the device (its class: vk::Device::device_class). Tests see which matrix·vector variant a device gets.
 LinearTuning resolve_linear_tuning(const vk::Device& device, WeightType type, uint32_t cols, const LinearTuning& asked = {});
+// Whether record_linear with default tuning folds an RMSNorm into m rows (LinearArgs::norm): the matrix·vector
+// kernel's rows, which on CPU devices are m = 1 only (larger m take the register-blocked kernel).
+bool linear_folds_norm(const vk::Device& device, uint32_t m);
+// Whether the device runs the register-blocked kernel (LinearTuning::Matmul::Rows): subgroups of a fixed size of at
+// least 8 with subgroupBroadcast.
+bool linear_rows_available(const vk::Device& device);
 
 void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args);
 void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args, const LinearTuning& tuning);

@@ -281,14 +281,14 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
   // else the norm kernel into xn_ first.
   auto project_normed = [&](const vk::Buffer& x, uint32_t m, const kernels::DeviceVector& norm,
                             std::span<const Linear> parts, const vk::Buffer& y, uint32_t y_stride) {
-    const bool fold = fold_norms_ && m <= kernels::kMatvecMaxRows &&
+    const bool fold = fold_norms_ && kernels::linear_folds_norm(d, m) &&
                       std::none_of(parts.begin(), parts.end(), [](const Linear& p) { return p.int8_activations; });
     if (fold) return project(x, m, parts, y, y_stride, false, &norm);
     kernels::record_rmsnorm(d, rec, x, norm, xn_, m, h.hidden, h.rms_eps);
     project(xn_, m, parts, y, y_stride, false);
   };
   auto head = [&](const vk::Buffer& x, uint32_t m) {
-    const bool fold = fold_norms_ && m <= kernels::kMatvecMaxRows;
+    const bool fold = fold_norms_ && kernels::linear_folds_norm(d, m);
     if (!fold) kernels::record_rmsnorm(d, rec, x, model_.final_norm(), x, m, h.hidden, h.rms_eps);
     kernels::record_linear(d, rec, {.weight = &model_.lm_head(), .x = &x, .y = &logits_, .m = m,
                                     .norm = fold ? &model_.final_norm() : nullptr, .norm_eps = h.rms_eps});

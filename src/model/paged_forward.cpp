@@ -38,7 +38,7 @@ PagedForward::PagedForward(const LlamaModel& model, PagedKvCache& cache, uint32_
     }
   rope_table_ = vk::Buffer(device_, table.size() * 4, vk::MemoryKind::Device, "rope_table");
   vk::upload(device_, rope_table_, 0, table.data(), table.size() * 4);
-  if (device_.caps().type != "cpu") attention_splits_ = 0;  // chosen per step from the longest sequence
+  if (!device_.cpu_class()) attention_splits_ = 0;  // chosen per step from the longest sequence
 }
 
 uint64_t PagedForward::scratch_bytes() const {

@@ -138,6 +138,8 @@ Capabilities probe_capabilities(VkInstance instance, VkPhysicalDevice pd) {
                           (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
   c.subgroup_shuffle = (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                        (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
+  c.subgroup_ballot = (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                      (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_BALLOT_BIT);
   c.min_subgroup_size = sizectl.minSubgroupSize ? sizectl.minSubgroupSize : c.subgroup_size;
   c.max_subgroup_size = sizectl.maxSubgroupSize ? sizectl.maxSubgroupSize : c.subgroup_size;
 

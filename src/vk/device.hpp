@@ -45,6 +45,7 @@ struct Capabilities {
   bool subgroup_size_control = false;
   uint32_t subgroup_size = 0, min_subgroup_size = 0, max_subgroup_size = 0;
   bool subgroup_arithmetic = false, subgroup_shuffle = false;
+  bool subgroup_ballot = false;  // subgroupBroadcast and friends in compute shaders
   uint64_t max_storage_buffer_range = 0;
   uint64_t min_storage_offset_alignment = 16;  // a binding's offset must be a multiple of it
   uint64_t max_memory_allocation_size = 0;

@@ -464,6 +464,13 @@ TEST_CASE("bench reports speed against the measured bandwidth, in CONTRACT.md's 
   // gb_per_s is decode speed times the bytes a step reads (at least every weight once)
   CHECK(gbps >= tps * 17e6 / 1e9 * 0.99);
   CHECK(double(j["decode"]["roofline_pct"]) == doctest::Approx(100.0 * gbps / double(j["bandwidth_gb_per_s"])).epsilon(0.01));
+  // The compute roofline: prefill's (and decode's) multiply-adds a second against the measured multiply-add rate.
+  const double fma_rate = double(j["fma_rate_gfma_per_s"]), prefill_gfma = double(j["prefill"]["gfma_per_s"]);
+  CHECK(fma_rate > 0);
+  CHECK(prefill_gfma > 0);
+  CHECK(double(j["prefill"]["compute_pct"]) == doctest::Approx(100.0 * prefill_gfma / fma_rate).epsilon(0.01));
+  CHECK(double(j["decode"]["compute_pct"]) ==
+        doctest::Approx(100.0 * double(j["decode"]["gfma_per_s"]) / fma_rate).epsilon(0.01));
   simdjson::dom::array kernels = j["kernels"];
   REQUIRE(kernels.size() > 3);
   double total = 0;

@@ -43,6 +43,10 @@ std::string describe(const Case& c) {
          " matvec_threads=" + std::to_string(c.tuning.matvec_threads) + " matvec_rows=" + std::to_string(c.tuning.matvec_rows) +
          " matvec_max_m=" + std::to_string(c.tuning.matvec_max_m) +
          (c.tuning.matmul == kernels::LinearTuning::Matmul::CoopMat ? " coopmat" : "") +
+         (c.tuning.matmul == kernels::LinearTuning::Matmul::Tiled ? " tiled" : "") +
+         (c.tuning.matmul == kernels::LinearTuning::Matmul::Rows
+              ? " rows tile_m=" + std::to_string(c.tuning.rows_tile_m) + " per_lane=" + std::to_string(c.tuning.rows_per_lane)
+              : "") +
          (c.norm >= 0 ? std::string(" norm=") + kernels::weight_type_name(WeightType(c.norm)) : "") +
          (c.tuning.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "");
 }
@@ -181,6 +185,54 @@ TEST_CASE("linear: every chunking, blocking and bias option on a fixed odd shape
         for (bool accumulate : {false, true}) {
           Case c{type, m, 37, 23, bias, accumulate, 3, 1, 7, m - 1};
           bad += run_case(rng, rec, c);
+        }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("linear, matrix·matrix kernels by name: tiled and register-blocked, every float dtype, rows 2..17, odd sizes") {
+  // Each kernel for every m > 1 (matvec_max_m = 1): rows 2..17 are batched decode, where the register-blocked kernel
+  // (the default on CPU drivers) keeps m itself or near-equal tiles; odd k takes its element-by-element loop, k a
+  // multiple of 8 its 16-byte runs.
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(106);
+  vk::Recorder rec(test_device());
+  using Matmul = kernels::LinearTuning::Matmul;
+  std::vector<Matmul> kinds = {Matmul::Tiled};
+  if (kernels::linear_rows_available(test_device())) kinds.push_back(Matmul::Rows);
+  size_t bad = 0, cases = 0;
+  for (Matmul kind : kinds)
+    for (WeightType type : kTypes)
+      for (uint32_t m = 2; m <= 17; ++m)
+        for (uint32_t k : {17u, 64u}) {
+          Case c{type, m, k, uint32_t(rng.integer(1, 70))};
+          c.tuning.matmul = kind;
+          c.tuning.matvec_max_m = 1;
+          c.bias = rng.integer(-1, 2);
+          c.accumulate = rng.integer(0, 1) == 1;
+          if (rng.integer(0, 1)) c.x_pad = uint32_t(rng.integer(1, 5));
+          if (rng.integer(0, 1)) c.y_pad = uint32_t(rng.integer(1, 5));
+          if (c.n >= 5 && rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, c.n / 3 - 1);
+          if (rng.integer(0, 3) == 0) c.rows_per_block = uint32_t(rng.integer(1, int(m) - 1));
+          bad += run_case(rng, rec, c);
+          ++cases;
+        }
+  CHECK(cases == kinds.size() * 3 * 16 * 2);
+  // The register-blocked kernel's tile shapes at their limits, on more rows than one tile: 1 row of x a workgroup
+  // up to 16, 1 row of W a thread up to 8, and the 16-byte runs turned off.
+  if (kinds.size() == 2)
+    for (WeightType type : kTypes)
+      for (const auto& [tile_m, per_lane] : {std::pair{1u, 1u}, {3u, 8u}, {16u, 3u}, {5u, 2u}})
+        for (uint32_t k : {257u, 264u}) {
+          Case c{type, 37, k, 45};
+          c.tuning.matmul = Matmul::Rows;
+          c.tuning.rows_tile_m = tile_m;
+          c.tuning.rows_per_lane = per_lane;
+          c.tuning.matvec_no_vec16 = per_lane == 2;
+          c.bias = 2;
+          c.rows_per_chunk = 20;
+          bad += run_case(rng, rec, c);
+          ++cases;
         }
   CHECK(bad == 0);
 }

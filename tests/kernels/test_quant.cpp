@@ -220,6 +220,9 @@ struct Case {
   kernels::LinearTuning::Defaults defaults = kernels::LinearTuning::Defaults::ForDevice;  // the matvec's layout
   bool no_vec16 = false;  // x read as scalars, not vec4s
   bool coopmat = false;   // m > 8 on matrix cores
+  // The register-blocked kernel (linear_matmul_rows.comp) for every m > 1, with its tile (0: the defaults).
+  bool rows = false;
+  uint32_t rows_tile_m = 0, rows_per_lane = 0;
   int norm = -1;          // RMSNorm folded in: -1 none, else the WeightType of its weight
 };
 
@@ -230,6 +233,8 @@ std::string describe(const Case& c) {
          (c.type == WeightType::I8 ? std::string(" scales=") + kernels::weight_type_name(c.scale_type) : "") +
          (c.defaults == kernels::LinearTuning::Defaults::Gpu ? " gpu-defaults" : "") + (c.no_vec16 ? " no-vec16" : "") +
          (c.coopmat ? " coopmat" : "") +
+         (c.rows ? " rows tile_m=" + std::to_string(c.rows_tile_m) + " per_lane=" + std::to_string(c.rows_per_lane)
+                 : "") +
          (c.norm >= 0 ? std::string(" norm=") + kernels::weight_type_name(WeightType(c.norm)) : "");
 }
 
@@ -264,6 +269,12 @@ size_t run_linear_case(Rng& rng, vk::Recorder& rec, const Case& c) {
   tuning.defaults = c.defaults;
   tuning.matvec_no_vec16 = c.no_vec16;
   tuning.matmul = c.coopmat ? kernels::LinearTuning::Matmul::CoopMat : kernels::LinearTuning::Matmul::Tiled;
+  if (c.rows) {
+    tuning.matmul = kernels::LinearTuning::Matmul::Rows;
+    tuning.matvec_max_m = 1;
+    tuning.rows_tile_m = c.rows_tile_m;
+    tuning.rows_per_lane = c.rows_per_lane;
+  }
   kernels::record_linear(d, rec, args, tuning);
   rec.submit_and_wait();
   const std::vector<float> y = read_back<float>(yb, y0.size());
@@ -426,6 +437,41 @@ TEST_CASE("linear on block formats: every chunking, bias and accumulation option
         c.defaults = kernels::LinearTuning::Defaults::ForDevice;
         bad += run_linear_case(rng, rec, c);
       }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("linear on block formats and int8, register-blocked kernel: rows 2..17, tile shapes, odd N") {
+  // The default for m > 1 on CPU drivers; rows of x and of W past the ends are clamped, never stored.
+  if (!kernels::linear_rows_available(test_device())) return;
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  Rng rng(307);
+  vk::Recorder rec(test_device());
+  size_t bad = 0, cases = 0;
+  for (WeightType type : block_types_and_i8()) {
+    const uint32_t k = type == WeightType::I8 ? 36 : ks_for(type).front();
+    for (uint32_t m = 2; m <= 17; ++m) {
+      Case c{type, m, k, uint32_t(rng.integer(1, 40)) * 2 + 1};  // odd N
+      c.rows = true;
+      c.bias = rng.integer(-1, 2);
+      c.accumulate = rng.integer(0, 1) == 1;
+      if (rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, c.n / 3 - 1);
+      if (type == WeightType::I8) c.scale_type = WeightType(rng.integer(0, 2));
+      bad += run_linear_case(rng, rec, c);
+      ++cases;
+    }
+    // Tile shapes at their limits, on more rows than one tile.
+    for (const auto& [tile_m, per_lane] : {std::pair{1u, 1u}, {3u, 8u}, {16u, 3u}}) {
+      Case c{type, 37, type == WeightType::I8 ? 260 : ks_for(type).back(), 45};
+      c.rows = true;
+      c.rows_tile_m = tile_m;
+      c.rows_per_lane = per_lane;
+      c.bias = 0;
+      bad += run_linear_case(rng, rec, c);
+      ++cases;
+    }
+  }
+  CHECK(cases == 9 * (16 + 3));
   CHECK(bad == 0);
 }
 
