@@ -857,6 +857,7 @@ TEST_CASE("hostile files: quantization_config type errors name config.json and t
   const auto [ok, ok_seconds] = run_hostile("generate --quiet -m " + quote(absent.string()) + " --ids 1,2 -n 1 --print-ids");
   INFO(ok.err);
   CHECK(ok.status == 0);
+}
 
 // Numbers out of range are usage errors found while parsing: exit 2 with one stderr line naming the flag, before any
 // model loads (the model path does not exist, so a run that got as far as loading would exit 1 naming the path).

@@ -222,9 +222,13 @@ TEST_CASE("a model that does not fit is refused before its weights are read: exi
   CHECK(r.err.find(" GiB) are available") != std::string::npos);
   CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   // Every command that loads a model checks first.
-  for (const char* cmd : {"logits --ids 1 --out /dev/null", "perplexity -f /dev/null", "bench -p 1 -n 2"}) {
+  // (perplexity reads its text first, and only a regular file: a small one beside the checkpoint.)
+  const fs::path text = temp_dir() / "plan-perplexity.txt";
+  std::ofstream(text) << "The jury said that the election was conducted.\n";
+  for (const std::string cmd : {std::string("logits --ids 1 --out /dev/null"), "perplexity -f " + text.string(),
+                                std::string("bench -p 1 -n 2")}) {
     CAPTURE(cmd);
-    const Run c = inferno_cli(std::string(cmd) + " --quiet -m " + dir.string());
+    const Run c = inferno_cli(cmd + " --quiet -m " + dir.string());
     CHECK(c.status == 1);
     CHECK(c.err.find("does not fit on device 0") != std::string::npos);
   }
