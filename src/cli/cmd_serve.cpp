@@ -85,6 +85,12 @@ void add_serve_command(CLI::App& app, Action& action) {
       ->check(int_in(1, int64_t(1) << 32));
   cmd->add_option("--max-queue", a->server.max_queued, "requests that may wait for the model; more get 503 (default 64)")
       ->check(int_in(0, 1000000));
+  cmd->add_option("--max-connections", a->server.max_connections,
+                  "connections served at once, each on a thread of its own; more wait to be accepted (default 256)")
+      ->check(CLI::Range(size_t(1), size_t(65536)));
+  cmd->add_option("--timeout", a->server.io_timeout_s,
+                  "seconds a read or write of a connection may make no progress before it is closed (default 10)")
+      ->check(CLI::Range(1, 3600));
   cmd->add_option("--default-max-tokens", a->server.default_chat_max_tokens,
                   "chat tokens to generate when a request gives no max_tokens (default 1024)")
       ->check(int_in(1, kMaxTokens));

@@ -1,6 +1,11 @@
 #include "server/server.hpp"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -41,6 +46,60 @@ std::string random_hex() {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
   return buf;
+}
+
+// The port and printable address of one end of a socket; false when it is not an IP socket.
+bool socket_end(int fd, bool peer, std::string& address, int& port) {
+  sockaddr_storage a{};
+  socklen_t length = sizeof a;
+  if ((peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &length) : ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &length)) != 0)
+    return false;
+  char text[INET6_ADDRSTRLEN] = {};
+  if (a.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(a);
+    ::inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text);
+    port = ntohs(v4.sin_port);
+  } else if (a.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a);
+    ::inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
+    port = ntohs(v6.sin6_port);
+  } else {
+    return false;
+  }
+  address = text;
+  return true;
+}
+
+// The socket a request came on (cpp-httplib does not hand it to handlers): the open descriptor whose two ends
+// are the request's addresses, which name one TCP connection. -1 when none is found. The connection stays open,
+// and so its descriptor, until the handler returns.
+int connection_socket(const httplib::Request& req) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return -1;
+  int found = -1;
+  while (const dirent* entry = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
+    std::string local, remote;
+    int local_port = 0, remote_port = 0;
+    if (socket_end(int(fd), false, local, local_port) && local_port == req.local_port &&
+        socket_end(int(fd), true, remote, remote_port) && remote_port == req.remote_port && remote == req.remote_addr &&
+        local == req.local_addr) {
+      found = int(fd);
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+// Whether the client of a connection has closed it or reset it (a request's body has been read whole by then,
+// so the peer has nothing more to send but a next request, which leaves the connection open).
+bool client_gone(int fd) {
+  if (fd < 0) return false;
+  pollfd p{.fd = fd, .events = POLLRDHUP, .revents = 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 }  // namespace
@@ -150,7 +209,7 @@ struct Server::Impl {
     std::snprintf(serial, sizeof serial, "%08llx", static_cast<unsigned long long>(next_id++));
     const ResponseHead head{(chat ? "chatcmpl-" : "cmpl-") + id_prefix + serial, options.model_name,
                             int64_t(std::time(nullptr)), chat};
-    if (!request.stream) return answer_whole(generation, head, res);
+    if (!request.stream) return answer_whole(generation, head, connection_socket(req), res);
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
@@ -162,12 +221,16 @@ struct Server::Impl {
         });
   }
 
-  static void answer_whole(const std::shared_ptr<Generation>& generation, const ResponseHead& head, httplib::Response& res) {
+  // Waits for the whole text; a client that closes the connection meanwhile cancels the generation, which then
+  // ends at its next token (the answer goes nowhere).
+  static void answer_whole(const std::shared_ptr<Generation>& generation, const ResponseHead& head, int socket,
+                           httplib::Response& res) {
     std::string text;
     for (;;) {
-      auto update = generation->next(1s);
+      auto update = generation->next(100ms);
       text += update.text;
       if (update.done) break;
+      if (!generation->cancelled() && client_gone(socket)) generation->cancel();
     }
     const GenerationOutcome& outcome = generation->outcome();
     if (const auto error = outcome_error(outcome)) return send_error(res, *error);
@@ -219,6 +282,22 @@ struct Server::Impl {
   }
 
   void routes() {
+    // Every connection has a thread of its own for as long as it is open, so that connections waiting on the
+    // model, idle or slow never hold up the others (cpp-httplib's default is 8 threads for everything); more
+    // than max_connections wait to be accepted. Every read and write gives up after io_timeout_s without
+    // progress; header lines are bounded by cpp-httplib (CPPHTTPLIB_HEADER_MAX_LENGTH, 8 KiB).
+    const size_t threads = std::max<size_t>(options.max_connections, 1);
+    http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    http.set_read_timeout(options.io_timeout_s, 0);
+    http.set_write_timeout(options.io_timeout_s, 0);
+    http.set_keep_alive_timeout(options.keep_alive_timeout_s);
+    http.set_keep_alive_max_count(1000);
+    // SO_REUSEADDR only: cpp-httplib's default adds SO_REUSEPORT, with which a second server on the same port
+    // binds too and the two share its connections at random.
+    http.set_socket_options([](int sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     http.set_payload_max_length(options.max_body_bytes);
     http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) { completions(req, res, false); });
     http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { completions(req, res, true); });

@@ -22,6 +22,9 @@ struct ServerOptions {
   uint32_t batch_tokens = 512;        // rows of one engine step (--batch-tokens)
   size_t max_body_bytes = 1 << 20;    // larger request bodies get 413
   size_t max_queued = 64;             // requests waiting for the model beyond this get 503
+  size_t max_connections = 256;       // connections served at once, each on its own thread; more wait to be accepted
+  int io_timeout_s = 10;              // a read or write that makes no progress this long closes the connection
+  int keep_alive_timeout_s = 5;       // an idle kept-alive connection is closed after this long
   int default_max_tokens = 16;        // /v1/completions without max_tokens (OpenAI's default)
   int default_chat_max_tokens = 1024; // /v1/chat/completions without max_tokens, at most what the context leaves
   bool log = false;                   // one line per request on stderr

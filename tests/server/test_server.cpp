@@ -2,8 +2,12 @@
 // with cpp-httplib's client, their answers checked against Session::generate on the same model; and the
 // `inferno serve` command itself, started and stopped with SIGTERM. Also the pieces without a model: stop strings
 // and JSON escaping.
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <simdjson.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -47,9 +51,9 @@ struct Served {
   int port = 0;
   std::thread thread;
 
-  explicit Served(const fs::path& dir)
+  explicit Served(const fs::path& dir, inferno::server::ServerOptions options = {.max_body_bytes = kMaxBody})
       : model(inferno::Model::load(dir, {.quiet = true})),
-        server(model, {.host = "127.0.0.1", .port = 0, .max_body_bytes = kMaxBody}) {
+        server(model, (options.host = "127.0.0.1", options.port = 0, options)) {
     port = server.bind();
     thread = std::thread([this] { server.serve(); });
     for (int i = 0; i < 500 && !server.running(); ++i) std::this_thread::sleep_for(10ms);
@@ -139,6 +143,84 @@ Reply post_stream(int port, const std::string& path, const std::string& body,
   auto res = c.send(req);
   if (!res) return {0, received};  // hung up on purpose
   return {res->status, received};
+}
+
+// ---- raw sockets: clients that misbehave ----
+
+int connect_raw(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  return fd;
+}
+
+void send_raw(int fd, const std::string& bytes) {
+  REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == ssize_t(bytes.size()));
+}
+
+// Everything the server sends until it closes the connection, or what came within `timeout`.
+std::string read_raw(int fd, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string received;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+    if (::poll(&p, 1, int(left.count())) <= 0) break;
+    char buf[4096];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    received.append(buf, size_t(n));
+  }
+  return received;
+}
+
+std::string raw_post(const std::string& path, const std::string& body) {
+  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// GET /health on a new connection: the time from connecting to the whole answer, and the answer.
+std::pair<std::chrono::milliseconds, std::string> timed_health(int port) {
+  const auto start = std::chrono::steady_clock::now();
+  const int fd = connect_raw(port);
+  send_raw(fd, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  const std::string reply = read_raw(fd, 5s);
+  ::close(fd);
+  return {std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start), reply};
+}
+
+// Runs `inferno ARGS...` to its end (bounded: 60 s, then killed); its exit status and stderr.
+std::pair<int, std::string> run_inferno(std::vector<std::string> args) {
+  const char* bin = std::getenv("INFERNO_BIN");
+  REQUIRE_MESSAGE(bin, "INFERNO_BIN names the inferno binary (set by meson)");
+  int err_pipe[2];
+  REQUIRE(::pipe(err_pipe) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  posix_spawn_file_actions_addclose(&actions, err_pipe[0]);
+  args.insert(args.begin(), bin);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  REQUIRE(posix_spawn(&pid, bin, &actions, nullptr, argv.data(), environ) == 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(err_pipe[1]);
+  const std::string err = read_raw(err_pipe[0], 60s);
+  ::close(err_pipe[0]);
+  int status = -1;
+  for (int i = 0; i < 1000 && ::waitpid(pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
+  if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, err};
 }
 
 // ---- JSON ----
@@ -533,6 +615,72 @@ TEST_CASE("inferno serve listens on the port it prints and stops on SIGTERM") {
   while (std::fgets(line, sizeof line, err)) printed += line;
   CHECK(printed.find("stopped") != std::string::npos);
   std::fclose(err);
+}
+
+TEST_CASE("idle, slow and waiting connections never hold up /health; past --max-queue a request gets 503 at once") {
+  constexpr size_t max_queued = 3;
+  Served own(brown_dir(), {.parallel = 1, .max_body_bytes = kMaxBody, .max_queued = max_queued});
+  const uint64_t cancelled_before = own.server.cancelled_generations();
+
+  // 8 connections that send nothing, and 20 that send a header byte every 200 ms (slowloris).
+  std::vector<int> idle, slow, generating;
+  for (int i = 0; i < 8; ++i) idle.push_back(connect_raw(own.port));
+  for (int i = 0; i < 20; ++i) {
+    slow.push_back(connect_raw(own.port));
+    send_raw(slow.back(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+  }
+  std::atomic<bool> trickling{true};
+  std::thread trickle([&] {
+    while (trickling) {
+      for (int fd : slow) ::send(fd, "a", 1, MSG_NOSIGNAL);
+      std::this_thread::sleep_for(200ms);
+    }
+  });
+  // One generation running (--parallel 1) and max_queued waiting, each far longer than this test lasts, on
+  // connections that send the request and never read.
+  for (size_t i = 0; i < 1 + max_queued; ++i) {
+    generating.push_back(connect_raw(own.port));
+    send_raw(generating.back(), raw_post("/v1/completions", completion_body("The jury said", 200)));
+  }
+  std::this_thread::sleep_for(1s);  // all submitted: one in the batch, the rest queued
+
+  // /health answers within 100 ms (the bound Kubernetes probes and load balancers are set to), every time.
+  for (int i = 0; i < 5; ++i) {
+    const auto [took, reply] = timed_health(own.port);
+    CHECK_MESSAGE(reply.find("200 OK") != std::string::npos, reply);
+    CHECK_MESSAGE(took < 100ms, "GET /health took " << took.count() << " ms");
+  }
+  // The queue is full: the next generation is refused at once, not queued.
+  const auto start = std::chrono::steady_clock::now();
+  const Reply busy = post(own.port, "/v1/completions", completion_body("The jury said", 2));
+  CHECK(std::chrono::steady_clock::now() - start < 1s);
+  CHECK(error_param(busy, 503).empty());
+  CHECK(busy.body.find("server_busy") != std::string::npos);
+
+  // Clients of non-streaming requests that hang up cancel their generations: the next request is not delayed.
+  for (int fd : generating) ::close(fd);
+  for (int i = 0; i < 200 && own.server.cancelled_generations() < cancelled_before + generating.size(); ++i)
+    std::this_thread::sleep_for(50ms);
+  CHECK(own.server.cancelled_generations() == cancelled_before + generating.size());
+  const auto next_start = std::chrono::steady_clock::now();
+  CHECK(post(own.port, "/v1/completions", completion_body("The jury said", 2)).status == 200);
+  CHECK(std::chrono::steady_clock::now() - next_start < 10s);  // 4 × 200 tokens would take minutes on lavapipe
+
+  trickling = false;
+  trickle.join();
+  for (int fd : idle) ::close(fd);
+  for (int fd : slow) ::close(fd);
+}
+
+TEST_CASE("a port in use is refused: by bind() and by inferno serve, with exit 1") {
+  const int port = brown().port;
+  inferno::server::Server second(brown().model, {.host = "127.0.0.1", .port = port});
+  CHECK_THROWS_AS(second.bind(), inferno::Error);
+  const auto [status, err] = run_inferno({"serve", "--quiet", "-m", brown_dir().string(), "--host", "127.0.0.1", "--port",
+                                          std::to_string(port)});
+  CHECK(status == 1);
+  CHECK_MESSAGE(err.find("cannot listen on 127.0.0.1:" + std::to_string(port)) != std::string::npos, err);
+  CHECK(get(port, "/health").status == 200);  // the first server still answers
 }
 
 TEST_CASE("stop strings: the text up to the first stop, never a byte of it, however the text is split") {
