@@ -225,7 +225,7 @@ TEST_CASE("a model that does not fit is refused before its weights are read: exi
   // (perplexity reads its text first, and only a regular file: a small one beside the checkpoint.)
   const fs::path text = temp_dir() / "plan-perplexity.txt";
   std::ofstream(text) << "The jury said that the election was conducted.\n";
-  for (const std::string cmd : {std::string("logits --ids 1 --out /dev/null"), "perplexity -f " + text.string(),
+  for (const std::string& cmd : {std::string("logits --ids 1 --out /dev/null"), "perplexity -f " + text.string(),
                                 std::string("bench -p 1 -n 2")}) {
     CAPTURE(cmd);
     const Run c = inferno_cli(cmd + " --quiet -m " + dir.string());
