@@ -41,18 +41,7 @@ struct Engine::Impl {
   std::unique_ptr<model::PagedKvCache> pool;
   std::unique_ptr<gen::BatchEngine> engine;
 
-  gen::GenerateOptions engine_options(const GenerateOptions& o) const {
-    gen::GenerateOptions g;
-    g.max_new_tokens = o.max_new_tokens;
-    g.ignore_eos = o.ignore_eos;
-    const SamplingOptions& s = o.sampling;
-    g.sampling = {.do_sample = s.do_sample, .temperature = s.temperature, .top_k = s.top_k, .top_p = s.top_p,
-                  .min_p = s.min_p, .typical_p = s.typical_p, .repetition_penalty = s.repetition_penalty,
-                  .no_repeat_ngram_size = s.no_repeat_ngram_size, .bad_words_ids = s.bad_words_ids,
-                  .suppress_tokens = s.suppress_tokens, .min_length = s.min_length, .min_new_tokens = s.min_new_tokens,
-                  .eos_ids = o.eos_ids ? *o.eos_ids : model.eos_ids(), .seed = s.seed};
-    return g;
-  }
+  gen::GenerateOptions engine_options(const GenerateOptions& o) const { return api::engine_options(o, model.eos_ids()); }
 };
 
 Engine::Engine(Model& model, const EngineOptions& o) : impl_(std::make_unique<Impl>(Impl{Model(need_state(model.impl_)), 0, {}, {}, {}})) {

@@ -520,18 +520,7 @@ struct Session::Impl {
     session = std::make_unique<gen::Session>(llama, ctx, to_kv_type(options.kv_dtype, llama), batch, options.timestamps);
     return *session;
   }
-  gen::GenerateOptions engine_options(const GenerateOptions& o) const {
-    gen::GenerateOptions g;
-    g.max_new_tokens = o.max_new_tokens;
-    g.ignore_eos = o.ignore_eos;
-    const SamplingOptions& s = o.sampling;
-    g.sampling = {.do_sample = s.do_sample, .temperature = s.temperature, .top_k = s.top_k, .top_p = s.top_p,
-                  .min_p = s.min_p, .typical_p = s.typical_p, .repetition_penalty = s.repetition_penalty,
-                  .no_repeat_ngram_size = s.no_repeat_ngram_size, .bad_words_ids = s.bad_words_ids,
-                  .suppress_tokens = s.suppress_tokens, .min_length = s.min_length, .min_new_tokens = s.min_new_tokens,
-                  .eos_ids = o.eos_ids ? *o.eos_ids : model->eos_ids(), .seed = s.seed};
-    return g;
-  }
+  gen::GenerateOptions engine_options(const GenerateOptions& o) const { return api::engine_options(o, model->eos_ids()); }
   void take_stats() {
     const auto& s = session->stats();
     stats = {s.prompt_tokens, s.reused_tokens, s.new_tokens, s.prefill_seconds, s.decode_seconds};
@@ -620,4 +609,16 @@ void write_safetensors_f32(const std::filesystem::path& path, const std::vector<
 namespace inferno::api {
 const model::LlamaModel& llama_of(const Model& model) { return *model.impl().llama; }
 std::recursive_mutex& device_lock_of(const Model& model) { return model.impl().device_work; }
+gen::GenerateOptions engine_options(const GenerateOptions& o, const std::vector<int32_t>& model_eos) {
+  gen::GenerateOptions g;
+  g.max_new_tokens = o.max_new_tokens;
+  g.ignore_eos = o.ignore_eos;
+  const SamplingOptions& s = o.sampling;
+  g.sampling = {.do_sample = s.do_sample, .temperature = s.temperature, .top_k = s.top_k, .top_p = s.top_p,
+                .min_p = s.min_p, .typical_p = s.typical_p, .repetition_penalty = s.repetition_penalty,
+                .no_repeat_ngram_size = s.no_repeat_ngram_size, .bad_words_ids = s.bad_words_ids,
+                .suppress_tokens = s.suppress_tokens, .min_length = s.min_length, .min_new_tokens = s.min_new_tokens,
+                .eos_ids = o.eos_ids ? *o.eos_ids : model_eos, .seed = s.seed};
+  return g;
+}
 }  // namespace inferno::api

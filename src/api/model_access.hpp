@@ -2,6 +2,7 @@
 // What the API's other parts need of a loaded Model's internals (defined beside Model::Impl).
 #include <mutex>
 
+#include "generate/session.hpp"
 #include "inferno/inferno.hpp"
 #include "model/llama.hpp"
 
@@ -10,5 +11,7 @@ namespace inferno::api {
 const model::LlamaModel& llama_of(const Model& model);
 // Held around all device work of the model (one command pool, one thread at a time).
 std::recursive_mutex& device_lock_of(const Model& model);
+// The public generation options as the engine's sessions and scheduler take them; `model_eos` where `o` names none.
+gen::GenerateOptions engine_options(const GenerateOptions& o, const std::vector<int32_t>& model_eos);
 
 }  // namespace inferno::api
