@@ -11,16 +11,6 @@ namespace inferno {
 
 namespace {
 
-kernels::KvType engine_kv_type(KvDtype d, const model::LlamaModel& m) {
-  switch (d) {
-    case KvDtype::F32: return kernels::KvType::F32;
-    case KvDtype::F16: return kernels::KvType::F16;
-    case KvDtype::BF16: return kernels::KvType::BF16;
-    case KvDtype::Auto: break;
-  }
-  return model::default_kv_type(m);
-}
-
 EngineResult to_result(const gen::RequestResult& r) {
   return {r.tokens, gen::finish_reason_name(r.reason), r.error, r.prompt_tokens, r.cached_tokens,
           r.first_token_seconds, r.seconds};
@@ -49,7 +39,7 @@ Engine::Engine(Model& model, const EngineOptions& o) : impl_(std::make_unique<Im
   const auto& h = llama.hyper();
   if (o.parallel == 0) throw Error("--parallel must be at least 1");
   impl_->ctx = o.ctx ? o.ctx : std::min<uint32_t>(h.max_position_embeddings, 4096);
-  impl_->kv_type = engine_kv_type(o.kv_dtype, llama);
+  impl_->kv_type = api::kv_type(o.kv_dtype, llama);
   const uint32_t bs = model::PagedKvCache::kDefaultBlockSize;
   const uint64_t per_block = model::PagedKvCache::bytes_per_block(h, bs, impl_->kv_type);
   uint64_t blocks = o.kv_budget_bytes ? o.kv_budget_bytes / per_block

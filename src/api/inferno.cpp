@@ -60,16 +60,6 @@ DeviceInfo to_device_info(const vk::Capabilities& c, int index, bool chosen) {
   return d;
 }
 
-kernels::KvType to_kv_type(KvDtype d, const model::LlamaModel& m) {
-  switch (d) {
-    case KvDtype::F32: return kernels::KvType::F32;
-    case KvDtype::F16: return kernels::KvType::F16;
-    case KvDtype::BF16: return kernels::KvType::BF16;
-    case KvDtype::Auto: break;
-  }
-  return model::default_kv_type(m);
-}
-
 KvDtype from_kv_type(kernels::KvType t) {
   switch (t) {
     case kernels::KvType::F32: return KvDtype::F32;
@@ -517,7 +507,7 @@ struct Session::Impl {
       std::fprintf(stderr, "inferno: warning: context %u exceeds max_position_embeddings %u\n", ctx,
                    llama.hyper().max_position_embeddings);
     session.reset();
-    session = std::make_unique<gen::Session>(llama, ctx, to_kv_type(options.kv_dtype, llama), batch, options.timestamps);
+    session = std::make_unique<gen::Session>(llama, ctx, api::kv_type(options.kv_dtype, llama), batch, options.timestamps);
     return *session;
   }
   gen::GenerateOptions engine_options(const GenerateOptions& o) const { return api::engine_options(o, model->eos_ids()); }
@@ -607,6 +597,16 @@ void write_safetensors_f32(const std::filesystem::path& path, const std::vector<
 }  // namespace inferno
 
 namespace inferno::api {
+kernels::KvType kv_type(KvDtype d, const model::LlamaModel& m) {
+  switch (d) {
+    case KvDtype::F32: return kernels::KvType::F32;
+    case KvDtype::F16: return kernels::KvType::F16;
+    case KvDtype::BF16: return kernels::KvType::BF16;
+    case KvDtype::Auto: break;
+  }
+  return model::default_kv_type(m);
+}
+
 const model::LlamaModel& llama_of(const Model& model) { return *model.impl().llama; }
 std::recursive_mutex& device_lock_of(const Model& model) { return model.impl().device_work; }
 gen::GenerateOptions engine_options(const GenerateOptions& o, const std::vector<int32_t>& model_eos) {

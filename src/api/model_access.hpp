@@ -11,6 +11,8 @@ namespace inferno::api {
 const model::LlamaModel& llama_of(const Model& model);
 // Held around all device work of the model (one command pool, one thread at a time).
 std::recursive_mutex& device_lock_of(const Model& model);
+// The cache dtype a KvDtype asks for; Auto: the model's default (model::default_kv_type).
+kernels::KvType kv_type(KvDtype d, const model::LlamaModel& m);
 // The public generation options as the engine's sessions and scheduler take them; `model_eos` where `o` names none.
 gen::GenerateOptions engine_options(const GenerateOptions& o, const std::vector<int32_t>& model_eos);
 
