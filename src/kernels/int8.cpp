@@ -199,16 +199,26 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
                 (has_shader("linear_w8a8_matvec_dot") ? "the device lacks shaderIntegerDotProduct"
                                                       : "this build's glslc lacks GL_EXT_integer_dot_product") + ")");
   const bool packed = args.kernels == W8A8Kernels::PackedDot ||
-                      (args.kernels == W8A8Kernels::Auto && available && device.caps().integer_dot_accelerated);
+                      ((args.kernels == W8A8Kernels::Auto || args.kernels == W8A8Kernels::Rows) && available &&
+                       device.caps().integer_dot_accelerated);
   const std::string suffix = packed ? "_dot" : "";
   const bool coopmat_here = w8a8_coopmat_available(device);
-  // INFERNO_MATMUL steers the default as it does record_linear's (coopmat where there is none: an error).
+  // INFERNO_MATMUL steers the default as it does record_linear's (coopmat or rows where they cannot run: an error).
   W8A8Kernels asked = args.kernels;
   if (asked == W8A8Kernels::Auto && !matvec) {
     const MatmulOverride override = matmul_override();
     if (override == MatmulOverride::CoopMat) asked = W8A8Kernels::CoopMat;
+    if (override == MatmulOverride::Rows) asked = W8A8Kernels::Rows;
     if (override == MatmulOverride::Tiled) asked = packed ? W8A8Kernels::PackedDot : W8A8Kernels::Plain;
   }
+  if (asked == W8A8Kernels::Rows && !linear_rows_available(device))
+    throw Error(what + ": the register-blocked kernel is not available (the device's subgroups are not a fixed size "
+                       "of at least 8 with broadcasts)");
+  // CPU drivers: the register-blocked kernel, as record_linear takes for float weights (one load of each weight for
+  // all the workgroup's rows of xq, no shared memory).
+  const bool rows = !matvec && (asked == W8A8Kernels::Rows ||
+                                (asked == W8A8Kernels::Auto && device.cpu_class() && linear_rows_available(device)));
+  const uint32_t rows_threads = device.caps().subgroup_size, rows_per_lane = 2;
   if (asked == W8A8Kernels::CoopMat && !coopmat_here)
     throw Error(what + ": int8 cooperative matrices are not available (" +
                 (has_shader("linear_w8a8_matmul_coopmat") ? "the device offers none with int32 sums"
@@ -241,6 +251,14 @@ void record_linear_w8a8(vk::Device& device, vk::Recorder& rec, const W8A8Args& a
       if (matvec) {
         const auto& p = pipeline(device, "linear_w8a8_matvec" + suffix, {kThreads, mb});
         const Grid g = grid_1d(device, chunk.rows);
+        rec.dispatch(p, bindings, push, g.x, g.y);
+      } else if (rows) {
+        // Rows of xq a workgroup: mb split evenly in tiles of at most 8, as record_linear's register-blocked kernel.
+        const uint32_t tile_m = groups_for(mb, groups_for(mb, 8));
+        const bool vec16 = k_words % 4 == 0;  // whole 16-byte units a row of W (the binding starts at a row)
+        const auto& p = pipeline(device, "linear_w8a8_matmul_rows" + suffix,
+                                 {rows_threads, tile_m, rows_per_lane, vec16 ? 1u : 0u}, rows_threads);
+        const Grid g = grid_1d(device, uint64_t(groups_for(mb, tile_m)) * groups_for(chunk.rows, rows_threads * rows_per_lane));
         rec.dispatch(p, bindings, push, g.x, g.y);
       } else if (coopmat) {
         const auto& p = pipeline(device, "linear_w8a8_matmul_coopmat", {4 * caps.subgroup_size, fm, fn, fk},

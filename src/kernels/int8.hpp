@@ -41,9 +41,11 @@ void record_quantize_rows(vk::Device& device, vk::Recorder& rec, const vk::Buffe
 // Which integer dot-product kernels record_linear_w8a8 runs. Auto: for M > 8 the matrix-core kernel on GPUs where
 // w8a8_coopmat_available; otherwise the packed 4×8-bit dot-product kernels where w8a8_packed_dot_available and the
 // device reports them accelerated, the plain ones elsewhere (lavapipe emulates them: its packed matrix·matrix kernel
-// measured 2× slower than the plain one). CoopMat: matrix cores for M > 8 (an error where unavailable), the plain
-// matrix·vector kernel for M ≤ 8. All give the same bits (the sums are exact int32).
-enum class W8A8Kernels { Auto, Plain, PackedDot, CoopMat };
+// measured 2× slower than the plain one); on CPU drivers, for M > 8, the register-blocked kernel
+// (linear_w8a8_matmul_rows.comp) where linear_rows_available. CoopMat: matrix cores for M > 8 (an error where
+// unavailable), the plain matrix·vector kernel for M ≤ 8. Rows: the register-blocked kernel for M > 8 (an error where
+// unavailable; its packed-dot variant where PackedDot's conditions hold). All give the same bits (exact int32 sums).
+enum class W8A8Kernels { Auto, Plain, PackedDot, CoopMat, Rows };
 
 struct W8A8Args {
   const DeviceMatrix* weight = nullptr;  // I8 [N, K] with row scales

@@ -817,6 +817,7 @@ struct W8A8Case {
   uint32_t rows_per_chunk = 0, rows_per_block = 0, y_pad = 0;
   bool packed = false;
   bool coopmat = false;  // the int8 cooperative-matrix kernel for m > 8
+  bool rows = false;     // the register-blocked kernel for m > 8
 };
 
 // Runs record_linear_w8a8 on random int8 operands (every byte pattern, -128 included) and returns y with the inputs.
@@ -848,6 +849,7 @@ W8A8Run run_w8a8(Rng& rng, vk::Recorder& rec, const W8A8Case& c) {
   args.y_stride = c.y_pad ? ys : 0;
   args.accumulate = c.accumulate;
   args.kernels = c.coopmat  ? kernels::W8A8Kernels::CoopMat
+                 : c.rows   ? kernels::W8A8Kernels::Rows
                  : c.packed ? kernels::W8A8Kernels::PackedDot
                             : kernels::W8A8Kernels::Plain;
   if (c.rows_per_block)  // room for that many rows of xq and of y, plus an alignment's worth of slack
@@ -867,7 +869,7 @@ std::string describe(const W8A8Case& c) {
          " bias=" + std::to_string(c.bias) + " accumulate=" + std::to_string(c.accumulate) +
          " rows_per_chunk=" + std::to_string(c.rows_per_chunk) + " rows_per_block=" + std::to_string(c.rows_per_block) +
          " y_pad=" + std::to_string(c.y_pad) + " packed=" + std::to_string(c.packed) +
-         " coopmat=" + std::to_string(c.coopmat);
+         " coopmat=" + std::to_string(c.coopmat) + " rows=" + std::to_string(c.rows);
 }
 
 size_t check_w8a8(const W8A8Case& c, const W8A8Run& run) {
@@ -1014,6 +1016,37 @@ TEST_CASE("w8a8: the packed 4x8-bit dot product kernels give the plain kernels' 
       W8A8Case packed = c;
       packed.packed = true;
       bad += same_bits_as_plain(rng, rec, c, packed);
+    }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("w8a8: the register-blocked kernel (CPU drivers' default for m > 8) gives the plain kernels' bits") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  vk::Device& d = test_device();
+  Rng rng(312);
+  vk::Recorder rec(d);
+  if (!kernels::linear_rows_available(d)) {
+    MESSAGE("the register-blocked kernel cannot run on " << d.caps().name << ": skipped");
+    W8A8Case c{20, 8, 3};
+    c.rows = true;
+    CHECK_THROWS_WITH_AS(run_w8a8(rng, rec, c), doctest::Contains("not available"), Error);
+    return;
+  }
+  size_t bad = 0;
+  // k: whole 16-byte units (16, 1024) and not (4, 36, 132: the word-by-word loop); m: one tile of 8 rows or
+  // several, with partial tiles; n odd, so the last workgroup's lanes clamp their rows of W.
+  for (uint32_t m : {9u, 17u, 70u})
+    for (uint32_t k : {4u, 16u, 36u, 132u, 1024u}) {
+      W8A8Case c{m, k, uint32_t(rng.integer(1, 80)) * 2 + 1};
+      c.bias = rng.integer(-1, 2);
+      c.accumulate = rng.integer(0, 1) == 1;
+      if (rng.integer(0, 1)) c.y_pad = uint32_t(rng.integer(1, 5));
+      if (rng.integer(0, 2) == 0) c.rows_per_chunk = std::max(1u, c.n / 3 - 1);
+      if (rng.integer(0, 2) == 0) c.rows_per_block = uint32_t(rng.integer(9, int(m)));
+      W8A8Case rows = c;
+      rows.rows = true;
+      bad += same_bits_as_plain(rng, rec, c, rows);
     }
   CHECK(bad == 0);
 }
