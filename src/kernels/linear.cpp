@@ -258,7 +258,7 @@ void record_linear(vk::Device& device, vk::Recorder& rec, const LinearArgs& args
         push.scale_dtype = dtype_code(w.row_scales->type);
       }
       if (args.norm) {  // binding 5 (4 holds the row scales of int8 weights, and is unread otherwise)
-        if (bindings.size() == 4) bindings.push_back(vk::in(chunk.buffer));
+        if (bindings.size() == 4) bindings.push_back(chunk.binding());
         bindings.push_back(vk::in(args.norm->buffer));
       }
       const vk::Pipeline* p;

@@ -388,7 +388,7 @@ vk::Binding bias_binding(const vk::Device& device, const DeviceVector* bias, con
   if (!bias) {
     first_element = 0;
     dtype = kNoBias;
-    return vk::in(chunk.buffer);
+    return chunk.binding();  // unread; from the chunk's first row, so its range is the chunk's own
   }
   const uint32_t eb = weight_type_bytes(bias->type);
   const BindingWindow window = binding_window(device, bias->buffer, uint64_t(chunk.first_row) * eb,

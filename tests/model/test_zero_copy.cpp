@@ -43,6 +43,28 @@ uint64_t matrix_bytes(const model::LlamaModel& m) {
   return total;
 }
 
+// Every binding of a weight chunk, the unread bias placeholder included, starts at the chunk's first row and spans no
+// more than its rows (rounded to 16 bytes): an imported chunk starts inside its first page, and a binding of the
+// whole buffer would run past maxStorageBufferRange for chunks sized up to it (a 1B model's tied Q8_0 embedding).
+size_t bindings_past_chunks(const model::LlamaModel& m) {
+  size_t bad = 0;
+  auto check = [&](const kernels::DeviceMatrix& w) {
+    for (const kernels::WeightChunk& c : w.chunks) {
+      uint32_t first = 0, dtype = 0;
+      const vk::Binding b = kernels::bias_binding(test_device(), nullptr, c, first, dtype);
+      const uint64_t span = b.buffer->size() - b.offset, own = (uint64_t(c.rows) * w.row_bytes() + 15) & ~uint64_t(15);
+      if ((b.offset != c.offset || span > own) && bad++ < 3)
+        FAIL_CHECK(w.name << ": the bias placeholder binds " << span << " bytes from " << b.offset << ", the chunk has "
+                          << own << " from " << c.offset);
+    }
+  };
+  check(m.embedding());
+  check(m.lm_head());
+  for (const auto& l : m.layers())
+    for (const model::Linear* p : l.linears()) check(p->weight);
+  return bad;
+}
+
 Run run(const fs::path& path, const char* zero_copy) {
   ZeroCopyEnv env(zero_copy);
   const uint64_t before = test_device().allocated_bytes();
@@ -54,6 +76,7 @@ Run run(const fs::path& path, const char* zero_copy) {
     r.held = test_device().allocated_bytes() - before;
     r.weight_bytes = m->weight_bytes();
     r.matrix_bytes = matrix_bytes(*m);
+    CHECK(bindings_past_chunks(*m) == 0);
     gen::Session session(*m, 16, model::default_kv_type(*m));
     const std::vector<int32_t> ids = {1, 5, 9, 2, 7, 3};
     r.logits = session.all_logits(ids);
