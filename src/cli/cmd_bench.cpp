@@ -299,9 +299,12 @@ int run_bench(const BenchArgs& a) {
     for (size_t i = 0; i < stages.size(); ++i) {
       const ModelStage& st = stages[i];
       const DeviceStepTime d = i < decode_kernels.devices.size() ? decode_kernels.devices[i] : DeviceStepTime{};
-      std::printf("  device %d (%s): layers %u-%u, %.2f ms kernels, %.3f ms copying the hidden state, %.2f ms wall\n",
-                  st.device.index, st.device.name.c_str(), st.first_layer, st.last_layer, d.kernel_ns / 1e6,
-                  d.transfer_device_ns / 1e6, d.wall_ns / 1e6);
+      const std::string layers = st.first_layer == st.last_layer
+                                     ? std::string("no layers")
+                                     : "layers " + std::to_string(st.first_layer) + "-" + std::to_string(st.last_layer - 1);
+      std::printf("  device %d (%s): %s, %.2f ms kernels, %.3f ms copying the hidden state, %.2f ms wall\n",
+                  st.device.index, st.device.name.c_str(), layers.c_str(), d.kernel_ns / 1e6, d.transfer_device_ns / 1e6,
+                  d.wall_ns / 1e6);
     }
     std::printf("transfer: %llu bytes per token per boundary, %zu boundar%s, %.3f ms per token (device and host copies)\n",
                 (unsigned long long)transfer_bytes_per_token, boundaries, boundaries == 1 ? "y" : "ies",
