@@ -91,9 +91,14 @@ typedef struct inferno_model_params {
   int progress_bar;              /* 1: draw inferno's loading bar on stderr (when it is a terminal) */
   inferno_progress_fn progress;  /* may be NULL */
   void* progress_user_data;
+  /* The model's layers split over several devices (overrides device): device_count indices, and split NULL (layers
+   * planned from each device's free memory) or device_count layer counts summing to the model's layers. */
+  const int* devices;
+  size_t device_count;
+  const uint32_t* split;
 } inferno_model_params;
 
-/* device -1, no bar, no callback. */
+/* device -1, no bar, no callback, no split. */
 inferno_model_params inferno_model_default_params(void);
 
 /* Loads a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json, ...). params may be NULL for

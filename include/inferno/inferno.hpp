@@ -116,6 +116,15 @@ struct ChatMessage {
   std::string role, content;
 };
 
+// Where a loaded model is: one entry per device, in the order of its layers (one entry when it is not split).
+struct ModelStage {
+  DeviceInfo device;
+  uint32_t first_layer = 0, last_layer = 0;  // layers [first, last) on this device
+  bool embedding = false, lm_head = false;   // lm_head: the final norm and lm_head
+  uint64_t weight_bytes = 0;                 // the weights on this device
+  uint64_t bytes_in_use = 0;                 // everything inferno holds on this device now (weights, KV, scratch)
+};
+
 class Model {
  public:
   static Model load(const std::filesystem::path& path, const ModelOptions& options = {});
@@ -124,8 +133,9 @@ class Model {
   ~Model();
 
   const ModelInfo& info() const;
-  const DeviceInfo& device() const;
-  uint64_t device_bytes_in_use() const;  // everything inferno holds on the device right now
+  const DeviceInfo& device() const;      // the first device (with the embedding) of a split model
+  uint64_t device_bytes_in_use() const;  // everything inferno holds on its devices right now
+  std::vector<ModelStage> stages() const;
 
   // Text (needs tokenizer.json beside the weights).
   bool has_tokenizer() const;
@@ -263,6 +273,20 @@ struct KernelTime {
   double ns = 0;
 };
 
+// One device's part of the last step (a split model has one per device), with SessionOptions::timestamps for the
+// GPU times: its kernels, its device-side copies of the hidden state in from the device before and out to the one
+// after, and the host's wall time for its part (recording, submission, waiting, host copies of the hidden state).
+struct DeviceStepTime {
+  int device = 0;
+  double kernel_ns = 0, transfer_device_ns = 0, wall_ns = 0;
+};
+// The hidden state moved between devices so far (f32, every row, each boundary), and the host's time copying it.
+struct TransferStats {
+  uint64_t bytes = 0;
+  double host_copy_seconds = 0;
+  double last_step_host_copy_seconds = 0;
+};
+
 // Keeps its model alive (see Lifetimes above).
 class Session {
  public:
@@ -278,8 +302,10 @@ class Session {
   // Logits [ids.size(), vocab] for every position.
   std::vector<float> logits(const std::vector<int32_t>& ids);
   const GenerationStats& stats() const;
-  std::vector<KernelTime> last_kernel_times() const;  // with SessionOptions::timestamps
-  uint64_t submissions() const;                      // queue submissions so far on this model's device
+  std::vector<KernelTime> last_kernel_times() const;  // with SessionOptions::timestamps; every device's, in order
+  std::vector<DeviceStepTime> last_device_times() const;
+  TransferStats transfers() const;
+  uint64_t submissions() const;                      // queue submissions so far on this model's devices
   uint32_t ctx() const;
   KvDtype kv_dtype() const;
   uint64_t device_bytes() const;  // KV cache + scratch held by this session

@@ -216,6 +216,9 @@ inferno_model_params inferno_model_default_params(void) {
   p.progress_bar = 0;
   p.progress = nullptr;
   p.progress_user_data = nullptr;
+  p.devices = nullptr;
+  p.device_count = 0;
+  p.split = nullptr;
   return p;
 }
 
@@ -231,6 +234,13 @@ inferno_status inferno_model_load(const char* path, const inferno_model_params* 
     inferno::ModelOptions options;
     options.device = p.device;
     options.quiet = !p.progress_bar;
+    require(p.device_count == 0 || p.devices != nullptr, "params->devices is NULL but device_count is not 0");
+    require(p.device_count <= 64, "params->device_count is more than 64");
+    if (p.device_count > 0) options.devices.assign(p.devices, p.devices + p.device_count);
+    if (p.split) {
+      require(p.device_count > 0, "params->split is given without params->devices");
+      options.split.assign(p.split, p.split + p.device_count);
+    }
     if (p.progress)
       options.on_progress = [&p](float fraction) { return p.progress(fraction, p.progress_user_data) == 0; };
     auto shared = std::make_shared<inferno::Model>(inferno::Model::load(path, options));

@@ -49,9 +49,17 @@ Engine::Engine(Model& model, const EngineOptions& o) : impl_(std::make_unique<Im
                 std::to_string(per_block) + " bytes of " + std::to_string(bs) + " tokens)");
   if (blocks > UINT32_MAX) throw Error("--kv-budget: too many KV blocks");
   std::lock_guard lock(api::device_lock_of(model));
-  impl_->pool = std::make_unique<model::PagedKvCache>(llama.device(), h, uint32_t(blocks), bs, impl_->kv_type);
+  // Split over devices: each device holds its own layers' blocks of the one pool.
+  const std::vector<const model::LlamaModel*> stages = api::stages_of(model);
+  std::vector<vk::Device*> devices;
+  std::vector<uint32_t> layers;
+  for (const model::LlamaModel* s : stages) {
+    devices.push_back(&s->device());
+    layers.push_back(uint32_t(s->layers().size()));
+  }
+  impl_->pool = std::make_unique<model::PagedKvCache>(devices, layers, h, uint32_t(blocks), bs, impl_->kv_type);
   impl_->engine = std::make_unique<gen::BatchEngine>(
-      llama, *impl_->pool,
+      stages, *impl_->pool,
       gen::SchedulerOptions{.max_sequences = o.parallel, .batch_tokens = std::max(o.batch_tokens, o.parallel),
                             .max_context = impl_->ctx, .prefix_cache = o.prefix_cache},
       &api::device_lock_of(model));

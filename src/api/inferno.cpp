@@ -158,8 +158,8 @@ text::Value messages_value(const std::vector<ChatMessage>& messages) {
 }
 
 // Refuses, before any weight is read, a model that does not fit on its devices: one line naming the device, the
-// bytes needed and available, and what would fit.
-void check_plan_fits(const std::filesystem::path& path, const ModelOptions& options) {
+// bytes needed and available, and what would fit. Returns the plan: the layers each device loads.
+SplitPlan check_plan_fits(const std::filesystem::path& path, const ModelOptions& options) {
   PlanOptions p;
   p.devices = options.devices;
   if (p.devices.empty() && options.device >= 0) p.devices = {options.device};
@@ -170,6 +170,7 @@ void check_plan_fits(const std::filesystem::path& path, const ModelOptions& opti
   p.quantize_int8 = options.quantize_int8;
   const SplitPlan plan = plan_devices(path, p);
   if (!plan.fits) throw Error(path.string() + ": " + plan_refusal(plan));
+  return plan;
 }
 
 }  // namespace
@@ -310,12 +311,25 @@ uint64_t scratch_bytes(const ModelInfo& info, uint32_t prompt_tokens, uint32_t b
 // ---- Model ----
 struct Model::Impl {
   std::shared_ptr<vk::Instance> instance;
-  std::unique_ptr<vk::Device> device;
-  std::unique_ptr<model::LlamaModel> llama;
+  // One per device the model is on, in the order of its layers: the first holds the embedding, the last the final
+  // norm and lm_head, each its layers' weights (one stage holds them all when the model is not split).
+  struct Stage {
+    std::unique_ptr<vk::Device> device;
+    std::unique_ptr<model::LlamaModel> llama;  // after the device: destroyed before it
+    DeviceInfo info;
+  };
+  std::vector<Stage> stages;
   std::unique_ptr<TextAssets> text;
   std::optional<io::GenerationConfig> generation;
   ModelInfo info;
-  DeviceInfo device_info;
+
+  const model::LlamaModel& llama() const { return *stages.front().llama; }  // hyper-parameters, config
+  vk::Device& first_device() const { return *stages.front().device; }
+  std::vector<const model::LlamaModel*> stage_models() const {
+    std::vector<const model::LlamaModel*> out;
+    for (const Stage& s : stages) out.push_back(s.llama.get());
+    return out;
+  }
   // Held by a batching Engine around each of its steps (its KV pool and step recordings are one stream of device
   // work); Sessions need none: the Device guards its own command pool and queue.
   std::recursive_mutex device_work;
@@ -326,13 +340,13 @@ struct Model::Impl {
       for (auto id : *generation->eos_token_ids) ids.push_back(int32_t(id));
       return ids;
     }
-    for (auto id : llama->config().eos_token_ids) ids.push_back(int32_t(id));
+    for (auto id : llama().config().eos_token_ids) ids.push_back(int32_t(id));
     if (ids.empty() && text->tokenizer) ids = text->tokenizer->eos_ids();
     return ids;
   }
   std::optional<int32_t> pad_id() const {
     if (generation && generation->pad_token_id) return int32_t(*generation->pad_token_id);
-    if (llama->config().pad_token_id) return int32_t(*llama->config().pad_token_id);
+    if (llama().config().pad_token_id) return int32_t(*llama().config().pad_token_id);
     return std::nullopt;
   }
 };
@@ -361,15 +375,33 @@ Model Model::load(const std::filesystem::path& given_path, const ModelOptions& o
   progress(0.0f);
   auto impl = std::make_shared<Impl>();
   impl->info = inspect_model(path, options.quantize_int8);
-  check_plan_fits(path, options);
-  if (options.devices.size() > 1) throw Error("--devices: a model split over several devices cannot be loaded yet");
-  const int device = options.devices.empty() ? options.device : options.devices[0];
+  const SplitPlan plan = check_plan_fits(path, options);
   impl->instance = std::make_shared<vk::Instance>(vk::InstanceOptions{.validation = options.validation});
-  impl->device = std::make_unique<vk::Device>(impl->instance, device);
-  impl->device_info = to_device_info(impl->device->caps(), impl->device->index(), device < 0);
+  const bool split = options.devices.size() > 1;
   progress(0.05f);
-  impl->llama = model::LlamaModel::load(*impl->device, path, {.quiet = options.quiet, .quantize_int8 = options.quantize_int8});
-  progress(0.95f);
+  for (size_t i = 0; i < plan.devices.size(); ++i) {
+    const DevicePlan& d = plan.devices[i];
+    Impl::Stage stage;
+    // Unsplit, the device is opened as asked (-1: the preferred one), whichever index the plan resolved it to.
+    stage.device = std::make_unique<vk::Device>(impl->instance, split || !options.devices.empty() ? d.index : options.device);
+    stage.info = to_device_info(stage.device->caps(), stage.device->index(), !split && options.devices.empty() && options.device < 0);
+    model::LoadOptions load{.quiet = options.quiet, .quantize_int8 = options.quantize_int8};
+    if (split) {
+      load.first_layer = d.first_layer;
+      load.last_layer = d.last_layer;
+      load.embedding = i == 0;
+      load.head = i + 1 == plan.devices.size();
+    }
+    try {
+      stage.llama = model::LlamaModel::load(*stage.device, path, load);
+    } catch (const OutOfDeviceMemory& e) {
+      // The driver's own refusal may not say which device ran out; with several, that is what the user needs.
+      const std::string what = e.what(), label = stage.device->label();
+      throw OutOfDeviceMemory(path.string() + ": " + (what.find(label) == std::string::npos ? label + ": " : "") + what);
+    }
+    impl->stages.push_back(std::move(stage));
+    progress(0.05f + 0.9f * float(i + 1) / float(plan.devices.size()));
+  }
   impl->text = std::make_unique<TextAssets>(path);
   impl->generation = io::load_generation_config(path);
   progress(1.0f);
@@ -377,8 +409,22 @@ Model Model::load(const std::filesystem::path& given_path, const ModelOptions& o
 }
 
 const ModelInfo& Model::info() const { return impl_->info; }
-const DeviceInfo& Model::device() const { return impl_->device_info; }
-uint64_t Model::device_bytes_in_use() const { return impl_->device->allocated_bytes(); }
+const DeviceInfo& Model::device() const { return impl_->stages.front().info; }
+uint64_t Model::device_bytes_in_use() const {
+  uint64_t total = 0;
+  for (const auto& s : impl_->stages) total += s.device->allocated_bytes();
+  return total;
+}
+std::vector<ModelStage> Model::stages() const {
+  std::vector<ModelStage> out;
+  for (const auto& s : impl_->stages) {
+    const model::LlamaModel& m = *s.llama;
+    out.push_back({.device = s.info, .first_layer = m.first_layer(),
+                   .last_layer = m.first_layer() + uint32_t(m.layers().size()), .embedding = m.has_embedding(),
+                   .lm_head = m.has_head(), .weight_bytes = m.weight_bytes(), .bytes_in_use = s.device->allocated_bytes()});
+  }
+  return out;
+}
 bool Model::has_tokenizer() const { return impl_->text->tokenizer.has_value(); }
 bool Model::has_chat_template() const { return impl_->text->chat_template().has_value(); }
 
@@ -502,12 +548,13 @@ struct Session::Impl {
                   std::to_string(ctx));
     if (session && session->forward().cache().capacity() >= needed && session->forward().cache().batch() == batch)
       return *session;
-    const auto& llama = *model->llama;
+    const auto& llama = model->llama();
     if (ctx > llama.hyper().max_position_embeddings)
       std::fprintf(stderr, "inferno: warning: context %u exceeds max_position_embeddings %u\n", ctx,
                    llama.hyper().max_position_embeddings);
     session.reset();
-    session = std::make_unique<gen::Session>(llama, ctx, api::kv_type(options.kv_dtype, llama), batch, options.timestamps);
+    session = std::make_unique<gen::Session>(model->stage_models(), ctx, api::kv_type(options.kv_dtype, llama), batch,
+                                             options.timestamps);
     return *session;
   }
   gen::GenerateOptions engine_options(const GenerateOptions& o) const { return api::engine_options(o, model->eos_ids()); }
@@ -554,22 +601,56 @@ const GenerationStats& Session::stats() const { return impl_->stats; }
 std::vector<KernelTime> Session::last_kernel_times() const {
   std::vector<KernelTime> out;
   if (!impl_->session) return out;
-  for (const auto& t : impl_->session->forward().recorder().timings()) out.push_back({t.label, t.ns});
+  const model::Pipeline& p = impl_->session->pipeline();
+  for (size_t i = 0; i < p.stages(); ++i)
+    for (const auto& t : p.stage(i).recorder().timings()) out.push_back({t.label, t.ns});
   return out;
 }
 
-uint64_t Session::submissions() const { return impl_->model->device->submissions(); }
+std::vector<DeviceStepTime> Session::last_device_times() const {
+  std::vector<DeviceStepTime> out;
+  if (!impl_->session) return out;
+  const model::Pipeline& p = impl_->session->pipeline();
+  for (size_t i = 0; i < p.stages(); ++i) {
+    DeviceStepTime d;
+    d.device = impl_->model->stages[i].info.index;
+    d.wall_ns = i < p.last_stage_seconds().size() ? p.last_stage_seconds()[i] * 1e9 : 0;
+    for (const auto& t : p.stage(i).recorder().timings())
+      (t.label == model::Forward::kTransferLabel ? d.transfer_device_ns : d.kernel_ns) += t.ns;
+    out.push_back(d);
+  }
+  return out;
+}
+
+TransferStats Session::transfers() const {
+  TransferStats t;
+  if (!impl_->session) return t;
+  const model::Pipeline& p = impl_->session->pipeline();
+  t.bytes = p.transferred_bytes();
+  for (size_t i = 0; i < p.stages(); ++i) t.host_copy_seconds += p.stage(i).hidden_copy_seconds();
+  t.last_step_host_copy_seconds = p.last_transfer_seconds();
+  return t;
+}
+
+uint64_t Session::submissions() const {
+  uint64_t total = 0;
+  for (const auto& s : impl_->model->stages) total += s.device->submissions();
+  return total;
+}
 uint32_t Session::ctx() const { return impl_->session ? impl_->session->forward().cache().capacity() : impl_->options.ctx; }
 KvDtype Session::kv_dtype() const {
   return impl_->session ? from_kv_type(impl_->session->forward().cache().type()) : impl_->options.kv_dtype;
 }
 uint64_t Session::device_bytes() const {
   if (!impl_->session) return 0;
-  return impl_->session->forward().cache().bytes() + impl_->session->forward().scratch_bytes();
+  uint64_t total = 0;
+  model::Pipeline& p = impl_->session->pipeline();
+  for (size_t i = 0; i < p.stages(); ++i) total += p.stage(i).cache().bytes() + p.stage(i).scratch_bytes();
+  return total;
 }
 
 Bandwidth measure_bandwidth(const Model& model) {
-  const auto r = kernels::measure_read_bandwidth(*model.impl().device);
+  const auto r = kernels::measure_read_bandwidth(model.impl().first_device());
   return {r.bytes_per_second, r.bytes_read, r.gpu_timed};
 }
 
@@ -578,7 +659,7 @@ std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes
 }
 
 FmaRate measure_fma_rate(const Model& model) {
-  const auto r = kernels::measure_fma_rate(*model.impl().device);
+  const auto r = kernels::measure_fma_rate(model.impl().first_device());
   return {r.fma_per_second, r.gpu_timed};
 }
 
@@ -607,7 +688,8 @@ kernels::KvType kv_type(KvDtype d, const model::LlamaModel& m) {
   return model::default_kv_type(m);
 }
 
-const model::LlamaModel& llama_of(const Model& model) { return *model.impl().llama; }
+const model::LlamaModel& llama_of(const Model& model) { return model.impl().llama(); }
+std::vector<const model::LlamaModel*> stages_of(const Model& model) { return model.impl().stage_models(); }
 std::recursive_mutex& device_lock_of(const Model& model) { return model.impl().device_work; }
 gen::GenerateOptions engine_options(const GenerateOptions& o, const std::vector<int32_t>& model_eos) {
   gen::GenerateOptions g;

@@ -8,7 +8,10 @@
 
 namespace inferno::api {
 
+// The model (its first stage when split: hyper-parameters and config are every stage's).
 const model::LlamaModel& llama_of(const Model& model);
+// Every stage of the model in the order of its layers, one per device (one when not split).
+std::vector<const model::LlamaModel*> stages_of(const Model& model);
 // Held around all device work of the model (one command pool, one thread at a time).
 std::recursive_mutex& device_lock_of(const Model& model);
 // The cache dtype a KvDtype asks for; Auto: the model's default (model::default_kv_type).

@@ -175,6 +175,8 @@ int run_bench(const BenchArgs& a) {
   struct Breakdown {
     std::vector<std::pair<double, std::string>> shares;  // percent of the step's kernel time, largest first
     double total_ns = 0;
+    std::vector<DeviceStepTime> devices;  // each device's part of the step
+    double transfer_host_seconds = 0;     // the step's host copies of the hidden state between devices
   };
   auto breakdown = [&](int new_tokens) {
     SessionOptions ts = so;
@@ -192,6 +194,8 @@ int run_bench(const BenchArgs& a) {
     }
     for (const auto& [name, ns] : kernel_ns) b.shares.push_back({b.total_ns > 0 ? 100.0 * ns / b.total_ns : 0, name});
     std::sort(b.shares.rbegin(), b.shares.rend());
+    b.devices = session.last_device_times();
+    b.transfer_host_seconds = session.transfers().last_step_host_copy_seconds;
     return b;
   };
   const Breakdown prefill_kernels = breakdown(1), decode_kernels = breakdown(2);
@@ -218,6 +222,14 @@ int run_bench(const BenchArgs& a) {
   const double fma_gps = fma.fma_per_second / 1e9;
   const double prefill_compute_pct = fma_gps > 0 ? 100.0 * prefill_gfma / fma_gps : 0;
   const double decode_compute_pct = fma_gps > 0 ? 100.0 * decode_gfma / fma_gps : 0;
+  // A split model: each device's part of a decode step, and the hidden state's crossing of each boundary per token
+  // (device copies out of one device and into the next, and the host's copies between their mapped buffers).
+  const std::vector<ModelStage> stages = model.stages();
+  const size_t boundaries = stages.size() - 1;
+  double transfer_device_ns = 0;
+  for (const DeviceStepTime& d : decode_kernels.devices) transfer_device_ns += d.transfer_device_ns;
+  const double transfer_ms_per_token = (transfer_device_ns / 1e6 + decode_kernels.transfer_host_seconds * 1e3) / a.batch;
+  const uint64_t transfer_bytes_per_token = uint64_t(info.hidden_size) * 4;  // f32 hidden state, each boundary
 
   if (a.json) {
     JsonWriter j;
@@ -237,6 +249,22 @@ int run_bench(const BenchArgs& a) {
     j.key("kernels").begin_array();
     for (const auto& [share, name] : shares) j.begin_object().field("name", name).field("share_pct", share).end_object();
     j.end_array();
+    j.key("devices").begin_array();
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const ModelStage& st = stages[i];
+      j.begin_object().field("index", st.device.index).field("name", st.device.name);
+      j.field("first_layer", st.first_layer).field("last_layer", st.last_layer).field("weight_bytes", st.weight_bytes);
+      if (i < decode_kernels.devices.size()) {
+        const DeviceStepTime& d = decode_kernels.devices[i];
+        j.field("decode_kernel_ms", d.kernel_ns / 1e6).field("decode_transfer_ms", d.transfer_device_ns / 1e6);
+        j.field("decode_wall_ms", d.wall_ns / 1e6);
+      }
+      j.end_object();
+    }
+    j.end_array();
+    j.key("transfer").begin_object().field("boundaries", uint64_t(boundaries));
+    j.field("bytes_per_token_per_boundary", boundaries ? transfer_bytes_per_token : 0);
+    j.field("ms_per_token", boundaries ? transfer_ms_per_token : 0.0).end_object();
     j.field("prefill_kernel_ms", prefill_kernels.total_ns / 1e6);
     j.key("prefill_kernels").begin_array();
     for (const auto& [share, name] : prefill_kernels.shares)
@@ -265,6 +293,22 @@ int run_bench(const BenchArgs& a) {
     std::printf("decode step by kernel (GPU time):\n");
     for (size_t i = 0; i < std::min<size_t>(shares.size(), 10); ++i)
       std::printf("  %5.1f %%  %s\n", shares[i].first, shares[i].second.c_str());
+  }
+  if (boundaries > 0) {
+    std::printf("devices (a decode step):\n");
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const ModelStage& st = stages[i];
+      const DeviceStepTime d = i < decode_kernels.devices.size() ? decode_kernels.devices[i] : DeviceStepTime{};
+      const std::string layers = st.first_layer == st.last_layer
+                                     ? std::string("no layers")
+                                     : "layers " + std::to_string(st.first_layer) + "-" + std::to_string(st.last_layer - 1);
+      std::printf("  device %d (%s): %s, %.2f ms kernels, %.3f ms copying the hidden state, %.2f ms wall\n",
+                  st.device.index, st.device.name.c_str(), layers.c_str(), d.kernel_ns / 1e6, d.transfer_device_ns / 1e6,
+                  d.wall_ns / 1e6);
+    }
+    std::printf("transfer: %llu bytes per token per boundary, %zu boundar%s, %.3f ms per token (device and host copies)\n",
+                (unsigned long long)transfer_bytes_per_token, boundaries, boundaries == 1 ? "y" : "ies",
+                transfer_ms_per_token);
   }
   if (!prefill_kernels.shares.empty()) {
     std::printf("prefill of %u tokens: %.2f ms in kernels; by kernel (GPU time):\n", a.prompt_tokens,

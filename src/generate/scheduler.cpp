@@ -39,7 +39,11 @@ struct Scheduler::Sequence {
 };
 
 Scheduler::Scheduler(const model::LlamaModel& model, model::PagedKvCache& cache, SchedulerOptions options)
-    : model_(model), cache_(cache), options_(options), forward_(model, cache, options.max_context) {
+    : Scheduler(std::vector<const model::LlamaModel*>{&model}, cache, options) {}
+
+Scheduler::Scheduler(const std::vector<const model::LlamaModel*>& stages, model::PagedKvCache& cache,
+                     SchedulerOptions options)
+    : model_(*stages.at(0)), cache_(cache), options_(options), forward_(stages, cache, options.max_context) {
   if (options_.max_sequences == 0) throw Error("the batch must hold at least one sequence (--parallel)");
   if (options_.batch_tokens < options_.max_sequences)
     throw Error("--batch-tokens " + std::to_string(options_.batch_tokens) + " is smaller than --parallel " +
@@ -265,7 +269,11 @@ void Scheduler::run_until_idle() {
 
 BatchEngine::BatchEngine(const model::LlamaModel& model, model::PagedKvCache& cache, SchedulerOptions options,
                          std::recursive_mutex* device_lock)
-    : scheduler_(model, cache, options), device_lock_(device_lock), thread_([this] { loop(); }) {}
+    : BatchEngine(std::vector<const model::LlamaModel*>{&model}, cache, options, device_lock) {}
+
+BatchEngine::BatchEngine(const std::vector<const model::LlamaModel*>& stages, model::PagedKvCache& cache,
+                         SchedulerOptions options, std::recursive_mutex* device_lock)
+    : scheduler_(stages, cache, options), device_lock_(device_lock), thread_([this] { loop(); }) {}
 
 void BatchEngine::cancel(uint64_t id) {
   scheduler_.cancel(id);

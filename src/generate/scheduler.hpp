@@ -58,6 +58,8 @@ struct SchedulerStats {
 class Scheduler {
  public:
   Scheduler(const model::LlamaModel& model, model::PagedKvCache& cache, SchedulerOptions options);
+  // A model split over devices: its stages in order (see model::PagedPipeline), `cache` holding every stage's layers.
+  Scheduler(const std::vector<const model::LlamaModel*>& stages, model::PagedKvCache& cache, SchedulerOptions options);
   ~Scheduler();
 
   // Queues a request; thread-safe. Returns its id (for cancel).
@@ -86,7 +88,7 @@ class Scheduler {
   const model::LlamaModel& model_;
   model::PagedKvCache& cache_;
   SchedulerOptions options_;
-  model::PagedForward forward_;
+  model::PagedPipeline forward_;
   mutable std::mutex mutex_;
   std::deque<std::unique_ptr<Sequence>> incoming_;  // submitted, not yet seen by a step
   std::vector<uint64_t> cancelled_;
@@ -103,6 +105,8 @@ class BatchEngine {
  public:
   // device_lock (optional): held around every step, for devices whose other users take it too.
   BatchEngine(const model::LlamaModel& model, model::PagedKvCache& cache, SchedulerOptions options,
+              std::recursive_mutex* device_lock = nullptr);
+  BatchEngine(const std::vector<const model::LlamaModel*>& stages, model::PagedKvCache& cache, SchedulerOptions options,
               std::recursive_mutex* device_lock = nullptr);
   ~BatchEngine();  // stops the thread; what is queued or running ends as cancelled
   BatchEngine(const BatchEngine&) = delete;

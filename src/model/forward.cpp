@@ -1,6 +1,7 @@
 #include "model/forward.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -40,8 +41,9 @@ KvCache::KvCache(vk::Device& device, const LlamaHyper& h, uint32_t batch, uint32
   const uint64_t per_layer = uint64_t(batch) * h.kv_heads * capacity * h.head_dim * kernels::kv_type_bytes(type);
   if (per_layer > device.caps().max_storage_buffer_range)  // larger than the device allows: as memory run out
     throw OutOfDeviceMemory("KV cache: " + std::to_string(per_layer) + " bytes per layer for batch " + std::to_string(batch) +
-                " and context " + std::to_string(capacity) + " exceed this device's " +
-                std::to_string(device.caps().max_storage_buffer_range) + "-byte storage buffer range; use a smaller --ctx");
+                " and context " + std::to_string(capacity) + " exceed the " +
+                std::to_string(device.caps().max_storage_buffer_range) + "-byte storage buffer range of " + device.label() +
+                "; use a smaller --ctx");
   for (uint32_t l = 0; l < h.layers; ++l) {
     k_.emplace_back(device, per_layer, vk::MemoryKind::Device, "kv_cache.k." + std::to_string(l));
     v_.emplace_back(device, per_layer, vk::MemoryKind::Device, "kv_cache.v." + std::to_string(l));
@@ -234,7 +236,11 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
   shape.splits = s.tokens <= kMaxSplitTokens ? std::min(attention_splits_, cache_.capacity()) : 1;
 
   ensure_scratch(rows, model_.has_head() ? out_rows : 0, kernels::attention_partial_floats(shape, rows));
-  if (!model_.has_embedding()) std::memcpy(hidden_in_.mapped(), s.hidden.data(), s.hidden.size() * 4);
+  if (!model_.has_embedding()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::memcpy(hidden_in_.mapped(), s.hidden.data(), s.hidden.size() * 4);
+    hidden_copy_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   update_rope_table(s.positions, max_pos);
   std::memcpy(ids_.mapped(), s.ids.data(), rows * 4);
   std::memcpy(positions_.mapped(), s.positions.data(), rows * 4);
@@ -315,7 +321,7 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
 
   rec.begin();
   if (model_.has_embedding()) kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
-  else rec.copy(hidden_in_, 0, x_, 0, uint64_t(rows) * h.hidden * 4);
+  else rec.copy(hidden_in_, 0, x_, 0, uint64_t(rows) * h.hidden * 4, kTransferLabel);
   probe_stage(x_, rows, h.hidden, model_.has_embedding() ? "the embedding (" + model_.embedding().name + ")" : "the hidden state from the previous device");
   const kernels::KvWriteRope rope{qkv_, qkv, 0, positions_, rope_table_, cache_.capacity()};
   for (uint32_t i = 0; i < model_.layers().size(); ++i) {
@@ -335,7 +341,7 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
     probe_stage(x_, rows, h.hidden, "layer " + layer + " (model.layers." + layer + ")");
   }
   if (!model_.has_head()) {
-    rec.copy(x_, 0, hidden_out_, 0, uint64_t(rows) * h.hidden * 4);  // every row, to the next stage
+    rec.copy(x_, 0, hidden_out_, 0, uint64_t(rows) * h.hidden * 4, kTransferLabel);  // every row, to the next stage
   } else if (s.rows == LogitsRows::All) {
     head(x_, rows);  // (the hidden states are not needed after this: normed in place where not folded)
   } else {
@@ -358,8 +364,10 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
 std::vector<float> Forward::finish_step(uint32_t tokens, uint32_t out_rows) {
   past_ += tokens;
   const bool head = model_.has_head();
+  const auto t0 = std::chrono::steady_clock::now();
   std::vector<float> out(size_t(out_rows) * (head ? model_.hyper().vocab : model_.hyper().hidden));
   std::memcpy(out.data(), (head ? readback_ : hidden_out_).mapped(), out.size() * 4);
+  if (!head) hidden_copy_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
 

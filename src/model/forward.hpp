@@ -70,6 +70,10 @@ class Forward {
   // What scratch for `rows` rows of tokens takes, with `logits_rows` rows of logits (generation: one per sequence).
   static uint64_t scratch_bytes_for(const LlamaHyper& hyper, uint32_t batch, uint32_t rows, uint32_t logits_rows);
   const vk::Recorder& recorder() const { return *last_rec_; }  // the last step's commands (timings)
+  // A stage of a split model: host seconds spent so far copying the hidden state into and out of its mapped
+  // buffers (the device's own copies are timed among the recorder's timings as kTransferLabel).
+  double hidden_copy_seconds() const { return hidden_copy_seconds_; }
+  static constexpr const char* kTransferLabel = "hidden_state_transfer";
   uint64_t recordings() const { return recordings_; }          // steps recorded, not replayed
   // Decode steps replay one recording (the default); off, every step is recorded afresh (tests compare the two).
   void set_replay_decode(bool on) { replay_decode_ = on; }
@@ -124,6 +128,7 @@ class Forward {
   vk::Buffer rope_table_;
   vk::Buffer xq_, xscale_;  // int8 activations of w8a8 layers (allocated only for such models)
   vk::Buffer hidden_in_, hidden_out_;  // host-visible: the hidden state from the stage before, to the stage after
+  double hidden_copy_seconds_ = 0;
 };
 
 }  // namespace inferno::model

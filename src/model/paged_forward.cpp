@@ -44,7 +44,7 @@ PagedForward::PagedForward(const LlamaModel& model, PagedKvCache& cache, uint32_
 uint64_t PagedForward::scratch_bytes() const {
   uint64_t total = 0;
   for (const vk::Buffer* b : {&x_, &xn_, &qkv_, &attn_, &gate_up_, &act_, &partials_, &last_, &logits_, &ids_,
-                              &positions_, &paging_, &readback_, &rope_table_, &xq_, &xscale_})
+                              &positions_, &paging_, &readback_, &rope_table_, &xq_, &xscale_, &hidden_in_, &hidden_out_})
     total += b->allocated_bytes();
   return total;
 }
@@ -66,6 +66,10 @@ void PagedForward::ensure_scratch(uint32_t rows, uint32_t logits_rows, uint32_t 
                        "int8_activations");
       xscale_ = f32(rows, "int8_activation_scales");
     }
+    if (!model_.has_embedding())
+      hidden_in_ = vk::Buffer(device_, uint64_t(rows) * h.hidden * 4, vk::MemoryKind::Staging, "hidden_in");
+    if (!model_.has_head())
+      hidden_out_ = vk::Buffer(device_, uint64_t(rows) * h.hidden * 4, vk::MemoryKind::Readback, "hidden_out");
     scratch_rows_ = rows;
   }
   if (logits_rows > logits_rows_) {
@@ -81,7 +85,7 @@ void PagedForward::ensure_scratch(uint32_t rows, uint32_t logits_rows, uint32_t 
   if (partial_floats * 4 > partials_.bytes()) partials_ = f32(partial_floats, "attention_partials");
 }
 
-std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs) {
+std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::span<const float> hidden) {
   const auto& h = model_.hyper();
   if (seqs.empty()) throw Error("a paged step needs at least one sequence");
   const uint32_t bs = cache_.block_size();
@@ -101,10 +105,13 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs) {
       if (id < 0 || uint32_t(id) >= h.vocab)
         throw Error("token id " + std::to_string(id) + " is outside the vocabulary (size " + std::to_string(h.vocab) + ")");
     rows += uint32_t(s.ids.size());
-    out_rows += s.logits ? 1 : 0;
+    out_rows += s.logits && model_.has_head() ? 1 : 0;
     width = std::max(width, uint32_t((end + bs - 1) / bs));
     longest = std::max(longest, uint32_t(end));
   }
+  if (!model_.has_embedding() && hidden.size() != uint64_t(rows) * h.hidden)
+    throw Error("paged step of a stage without the embedding: the hidden state has " + std::to_string(hidden.size()) +
+                " floats, not rows × hidden = " + std::to_string(uint64_t(rows) * h.hidden));
   const uint32_t n_seqs = uint32_t(seqs.size());
   kernels::PagedShape shape{.rows = rows, .heads = h.heads, .kv_heads = h.kv_heads, .head_dim = h.head_dim,
                             .block_size = bs, .blocks = cache_.blocks(), .table_width = width, .table_first = rows,
@@ -118,7 +125,7 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs) {
     }
   }
   const uint32_t paging_words = rows + n_seqs * width;
-  ensure_scratch(rows, std::max(out_rows, 1u), paging_words, kernels::paged_partial_floats(shape));
+  ensure_scratch(rows, model_.has_head() ? std::max(out_rows, 1u) : 0, paging_words, kernels::paged_partial_floats(shape));
 
   auto* ids = static_cast<int32_t*>(ids_.mapped());
   auto* positions = static_cast<int32_t*>(positions_.mapped());
@@ -161,16 +168,19 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs) {
     }
   };
 
+  if (!model_.has_embedding()) std::memcpy(hidden_in_.mapped(), hidden.data(), hidden.size() * 4);
   rec.begin();
-  kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
+  if (model_.has_embedding()) kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
+  else rec.copy(hidden_in_, 0, x_, 0, uint64_t(rows) * h.hidden * 4);
   const kernels::KvWriteRope rope{qkv_, qkv, 0, positions_, rope_table_, max_context_};
-  for (uint32_t i = 0; i < h.layers; ++i) {
+  for (uint32_t i = 0; i < model_.layers().size(); ++i) {
     const LayerWeights& l = model_.layers()[i];
+    const uint32_t layer = model_.first_layer() + i;  // the cache's layers are the whole model's
     kernels::record_rmsnorm(d, rec, x_, l.attn_norm, xn_, rows, h.hidden, h.rms_eps);
     project(xn_, rows, l.qkv.parts, qkv_, qkv, false);
     kernels::record_kv_write_paged(d, rec, kv, shape, qkv_, qkv, h.q_dim(), qkv_, qkv, h.q_dim() + h.kv_dim(),
-                                   cache_.k(i), cache_.v(i), paging_, positions_, rope);
-    kernels::record_attention_paged(d, rec, kv, shape, qkv_, qkv, cache_.k(i), cache_.v(i), paging_, positions_, attn_,
+                                   cache_.k(layer), cache_.v(layer), paging_, positions_, rope);
+    kernels::record_attention_paged(d, rec, kv, shape, qkv_, qkv, cache_.k(layer), cache_.v(layer), paging_, positions_, attn_,
                                     &partials_);
     project(attn_, rows, std::span(&l.o, 1), x_, h.hidden, true);
     kernels::record_rmsnorm(d, rec, x_, l.ffn_norm, xn_, rows, h.hidden, h.rms_eps);
@@ -178,7 +188,9 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs) {
     kernels::record_silu_mul(d, rec, gate_up_, act_, rows, h.intermediate);
     project(act_, rows, std::span(&l.down, 1), x_, h.hidden, true);
   }
-  if (out_rows > 0) {
+  if (!model_.has_head()) {
+    rec.copy(x_, 0, hidden_out_, 0, uint64_t(rows) * h.hidden * 4);  // every row, to the next stage
+  } else if (out_rows > 0) {
     // Each wanted sequence's last row, gathered, then normed and projected alone.
     uint32_t r = 0, o = 0;
     for (const PagedSequence& s : seqs) {
@@ -191,8 +203,34 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs) {
     rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
   }
   rec.submit_and_wait();
+  if (!model_.has_head()) {
+    std::vector<float> out(size_t(rows) * h.hidden);
+    std::memcpy(out.data(), hidden_out_.mapped(), out.size() * 4);
+    return out;
+  }
   std::vector<float> out(size_t(out_rows) * h.vocab);
   if (!out.empty()) std::memcpy(out.data(), readback_.mapped(), out.size() * 4);
+  return out;
+}
+
+PagedPipeline::PagedPipeline(const std::vector<const LlamaModel*>& stages, PagedKvCache& cache, uint32_t max_context) {
+  if (stages.empty()) throw Error("a paged pipeline needs at least one stage");
+  uint32_t next_layer = 0;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const LlamaModel& m = *stages[i];
+    if (m.has_embedding() != (i == 0) || m.has_head() != (i + 1 == stages.size()) || m.first_layer() != next_layer)
+      throw Error("paged pipeline stage " + std::to_string(i) + " does not continue the stage before it");
+    next_layer += uint32_t(m.layers().size());
+    forwards_.push_back(std::make_unique<PagedForward>(m, cache, max_context));
+  }
+  if (next_layer != stages.front()->hyper().layers)
+    throw Error("paged pipeline stages hold " + std::to_string(next_layer) + " of the model's " +
+                std::to_string(stages.front()->hyper().layers) + " layers");
+}
+
+std::vector<float> PagedPipeline::step(std::span<const PagedSequence> sequences) {
+  std::vector<float> out = forwards_.front()->step(sequences);
+  for (size_t i = 1; i < forwards_.size(); ++i) out = forwards_[i]->step(sequences, out);
   return out;
 }
 

@@ -4,6 +4,7 @@
 // submission. Every projection takes all the step's rows at once, so each weight is read once per step whatever the
 // number of sequences.
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -23,11 +24,15 @@ struct PagedSequence {
 
 class PagedForward {
  public:
-  // max_context: the longest a sequence may grow (the RoPE table's positions).
+  // max_context: the longest a sequence may grow (the RoPE table's positions). `model` may be one stage of a model
+  // split over devices (see LoadOptions): it runs the layers it holds, with their part of `cache`.
   PagedForward(const LlamaModel& model, PagedKvCache& cache, uint32_t max_context);
 
-  // Runs the step and returns the logits [sequences with logits = true, vocab], in their order.
-  std::vector<float> step(std::span<const PagedSequence> sequences);
+  // Runs the step and returns the logits [sequences with logits = true, vocab], in their order. A stage without the
+  // embedding takes the hidden state of every row [rows, hidden] from the stage before; a stage without the head
+  // returns that of every row instead of logits.
+  std::vector<float> step(std::span<const PagedSequence> sequences, std::span<const float> hidden = {});
+  const LlamaModel& model() const { return model_; }
 
   uint32_t max_context() const { return max_context_; }
   PagedKvCache& cache() { return cache_; }
@@ -49,6 +54,20 @@ class PagedForward {
   vk::Buffer ids_, positions_, paging_;  // host-visible
   vk::Buffer rope_table_;
   vk::Buffer xq_, xscale_;
+  vk::Buffer hidden_in_, hidden_out_;  // host-visible: the hidden state from the stage before, to the stage after
+};
+
+// The paged step over a model split over devices: one PagedForward per stage, each stage's hidden state of every
+// row handed to the next through host memory. With one stage it is the plain PagedForward.
+class PagedPipeline {
+ public:
+  PagedPipeline(const std::vector<const LlamaModel*>& stages, PagedKvCache& cache, uint32_t max_context);
+  std::vector<float> step(std::span<const PagedSequence> sequences);
+  size_t stages() const { return forwards_.size(); }
+  PagedForward& stage(size_t i) { return *forwards_[i]; }
+
+ private:
+  std::vector<std::unique_ptr<PagedForward>> forwards_;
 };
 
 }  // namespace inferno::model

@@ -1,6 +1,8 @@
 #include "model/paged_kv_cache.hpp"
 
 #include <algorithm>
+#include <array>
+#include <numeric>
 #include <string>
 
 #include "util/error.hpp"
@@ -13,16 +15,28 @@ uint64_t PagedKvCache::bytes_per_block(const LlamaHyper& h, uint32_t block_size,
 
 PagedKvCache::PagedKvCache(vk::Device& device, const LlamaHyper& h, uint32_t blocks, uint32_t block_size,
                            kernels::KvType type)
+    : PagedKvCache(std::span<vk::Device* const>(std::array<vk::Device*, 1>{&device}),
+                   std::span<const uint32_t>(std::array<uint32_t, 1>{h.layers}), h, blocks, block_size, type) {}
+
+PagedKvCache::PagedKvCache(std::span<vk::Device* const> devices, std::span<const uint32_t> layers_per_device,
+                           const LlamaHyper& h, uint32_t blocks, uint32_t block_size, kernels::KvType type)
     : block_size_(block_size), type_(type), refs_(blocks, 0), entries_(blocks) {
   if (blocks == 0 || block_size == 0) throw Error("paged KV cache: blocks and block size must be positive");
+  if (devices.size() != layers_per_device.size() ||
+      std::accumulate(layers_per_device.begin(), layers_per_device.end(), uint64_t(0)) != h.layers)
+    throw Error("paged KV cache: the layers per device do not add up to the model's " + std::to_string(h.layers));
   const uint64_t per_layer = uint64_t(blocks) * h.kv_heads * block_size * h.head_dim * kernels::kv_type_bytes(type);
-  if (per_layer > device.caps().max_storage_buffer_range)
-    throw Error("paged KV cache: " + std::to_string(per_layer) + " bytes per layer for " + std::to_string(blocks) +
-                " blocks exceed this device's " + std::to_string(device.caps().max_storage_buffer_range) +
-                "-byte storage buffer range; use a smaller --kv-budget");
-  for (uint32_t l = 0; l < h.layers; ++l) {
-    k_.emplace_back(device, per_layer, vk::MemoryKind::Device, "kv_pool.k." + std::to_string(l));
-    v_.emplace_back(device, per_layer, vk::MemoryKind::Device, "kv_pool.v." + std::to_string(l));
+  for (size_t d = 0; d < devices.size(); ++d) {
+    vk::Device& device = *devices[d];
+    if (layers_per_device[d] > 0 && per_layer > device.caps().max_storage_buffer_range)
+      throw Error("paged KV cache: " + std::to_string(per_layer) + " bytes per layer for " + std::to_string(blocks) +
+                  " blocks exceed the " + std::to_string(device.caps().max_storage_buffer_range) +
+                  "-byte storage buffer range of " + device.label() + "; use a smaller --kv-budget");
+    for (uint32_t i = 0; i < layers_per_device[d]; ++i) {
+      const std::string l = std::to_string(k_.size());
+      k_.emplace_back(device, per_layer, vk::MemoryKind::Device, "kv_pool.k." + l);
+      v_.emplace_back(device, per_layer, vk::MemoryKind::Device, "kv_pool.v." + l);
+    }
   }
   free_.reserve(blocks);
   for (uint32_t b = blocks; b-- > 0;) free_.push_back(b);  // handed out from block 0 up

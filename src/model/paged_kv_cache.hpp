@@ -24,6 +24,11 @@ class PagedKvCache {
   static constexpr uint32_t kDefaultBlockSize = 16;
 
   PagedKvCache(vk::Device& device, const LlamaHyper& hyper, uint32_t blocks, uint32_t block_size, kernels::KvType type);
+  // A pool whose layers lie on several devices (a model split over them): layers_per_device[i] consecutive layers on
+  // devices[i], summing to hyper.layers. Every device holds the same blocks of its own layers, so one block table
+  // (and this one bookkeeping) serves them all.
+  PagedKvCache(std::span<vk::Device* const> devices, std::span<const uint32_t> layers_per_device,
+               const LlamaHyper& hyper, uint32_t blocks, uint32_t block_size, kernels::KvType type);
 
   // Device bytes one block takes over all layers (K and V).
   static uint64_t bytes_per_block(const LlamaHyper& hyper, uint32_t block_size, kernels::KvType type);
@@ -31,6 +36,7 @@ class PagedKvCache {
   uint32_t blocks() const { return uint32_t(refs_.size()); }
   uint32_t block_size() const { return block_size_; }
   kernels::KvType type() const { return type_; }
+  // Layer `layer` of the model (not of a stage), on the device that holds it.
   const vk::Buffer& k(uint32_t layer) const { return k_[layer]; }
   const vk::Buffer& v(uint32_t layer) const { return v_[layer]; }
   uint64_t bytes() const;  // device bytes held

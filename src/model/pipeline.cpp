@@ -1,5 +1,7 @@
 #include "model/pipeline.hpp"
 
+#include <chrono>
+
 #include "util/error.hpp"
 
 namespace inferno::model {
@@ -27,13 +29,24 @@ void Pipeline::rewind(uint32_t past) {
 }
 
 std::vector<float> Pipeline::step(const Step& s) {
+  using Clock = std::chrono::steady_clock;
+  stage_seconds_.assign(forwards_.size(), 0.0);
+  double copies_before = 0;
+  for (const auto& f : forwards_) copies_before += f->hidden_copy_seconds();
+  auto t0 = Clock::now();
   std::vector<float> out = forwards_.front()->step(s);
   for (size_t i = 1; i < forwards_.size(); ++i) {
+    const auto t1 = Clock::now();
+    stage_seconds_[i - 1] = std::chrono::duration<double>(t1 - t0).count();
+    t0 = t1;
     Step next = s;
     next.hidden = out;  // read back from stage i-1, written into stage i's mapped input
     transferred_bytes_ += out.size() * 4;
     out = forwards_[i]->step(next);
   }
+  stage_seconds_.back() = std::chrono::duration<double>(Clock::now() - t0).count();
+  transfer_seconds_ = -copies_before;
+  for (const auto& f : forwards_) transfer_seconds_ += f->hidden_copy_seconds();
   return out;
 }
 

@@ -23,10 +23,17 @@ class Pipeline {
   Forward& stage(size_t i) { return *forwards_[i]; }
   const Forward& stage(size_t i) const { return *forwards_[i]; }
   uint64_t transferred_bytes() const { return transferred_bytes_; }  // hidden state across boundaries so far
+  // Host seconds of each stage's last step, from its call to its result (recording, submission, the wait, the
+  // hidden state's host copies).
+  const std::vector<double>& last_stage_seconds() const { return stage_seconds_; }
+  // Host seconds of the last step spent copying the hidden state into and out of the stages' mapped buffers.
+  double last_transfer_seconds() const { return transfer_seconds_; }
 
  private:
   std::vector<std::unique_ptr<Forward>> forwards_;
   uint64_t transferred_bytes_ = 0;
+  std::vector<double> stage_seconds_;
+  double transfer_seconds_ = 0;
 };
 
 }  // namespace inferno::model

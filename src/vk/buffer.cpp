@@ -39,6 +39,13 @@ Buffer::Buffer(Device& device, uint64_t bytes, MemoryKind kind, std::string name
       preferred = VK_MEMORY_PROPERTY_HOST_CACHED_BIT;
       break;
   }
+  try {
+    device.check_room(req.size, name_);
+  } catch (...) {
+    vkDestroyBuffer(device.handle(), buffer_, nullptr);
+    buffer_ = VK_NULL_HANDLE;
+    throw;
+  }
   VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
   ai.allocationSize = req.size;
   ai.memoryTypeIndex = device.memory_type(req.memoryTypeBits, required, preferred);
@@ -48,7 +55,7 @@ Buffer::Buffer(Device& device, uint64_t bytes, MemoryKind kind, std::string name
     buffer_ = VK_NULL_HANDLE;
     if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
       throw OutOfDeviceMemory("out of device memory allocating " + std::to_string(bytes) + " bytes for '" + name_ +
-                              "' on " + device.caps().name + " (" + std::to_string(device.allocated_bytes()) +
+                              "' on " + device.label() + " (" + std::to_string(device.allocated_bytes()) +
                               " bytes already held)");
     check(r, "vkAllocateMemory");
   }
@@ -83,6 +90,13 @@ Buffer::Buffer(Device& device, std::shared_ptr<const ImportedMemory> memory, uin
     vkDestroyBuffer(device.handle(), buffer_, nullptr);
     buffer_ = VK_NULL_HANDLE;
     throw Error("imported buffer '" + name_ + "': the device cannot bind it to '" + memory->name() + "'");
+  }
+  try {
+    device.check_room(std::max<uint64_t>(16, (bytes + 15) & ~uint64_t(15)), name_);
+  } catch (...) {
+    vkDestroyBuffer(device.handle(), buffer_, nullptr);
+    buffer_ = VK_NULL_HANDLE;
+    throw;
   }
   check(vkBindBufferMemory(device.handle(), buffer_, memory->handle(), 0), "vkBindBufferMemory");
   imported_ = std::move(memory);

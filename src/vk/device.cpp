@@ -217,6 +217,39 @@ DeviceClass device_class(const Capabilities& caps) {
   return caps.type == "cpu" ? DeviceClass::Cpu : DeviceClass::Gpu;
 }
 
+namespace {
+// INFERNO_DEVICE_MEMORY_LIMIT=INDEX:BYTES[,INDEX:BYTES...]: the limit for device `index`, 0 for none.
+uint64_t memory_limit_from_env(int index) {
+  const char* env = std::getenv("INFERNO_DEVICE_MEMORY_LIMIT");
+  if (!env || !*env) return 0;
+  const std::string text = env;
+  uint64_t limit = 0;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    const size_t colon = item.find(':');
+    char* end = nullptr;
+    const long long device = colon == std::string::npos ? -1 : std::strtoll(item.c_str(), &end, 10);
+    const bool device_ok = colon != std::string::npos && end == item.c_str() + colon && device >= 0;
+    const std::string bytes_text = colon == std::string::npos ? "" : item.substr(colon + 1);
+    const unsigned long long bytes = bytes_text.empty() ? 0 : std::strtoull(bytes_text.c_str(), &end, 10);
+    if (!device_ok || bytes_text.empty() || bytes_text.find_first_not_of("0123456789") != std::string::npos)
+      throw Error("INFERNO_DEVICE_MEMORY_LIMIT=" + text + ": expected INDEX:BYTES[,INDEX:BYTES...]");
+    if (device == index) limit = bytes;
+    start = comma + 1;
+  }
+  return limit;
+}
+}  // namespace
+
+void Device::check_room(uint64_t bytes, const std::string& what) const {
+  if (memory_limit_ == 0 || allocated_bytes() + bytes <= memory_limit_) return;
+  throw OutOfDeviceMemory("out of device memory on " + label() + ": " + std::to_string(bytes) + " bytes for '" + what +
+                          "' with " + std::to_string(allocated_bytes()) + " bytes already held (limit " +
+                          std::to_string(memory_limit_) + " bytes, INFERNO_DEVICE_MEMORY_LIMIT)");
+}
+
 const char* device_class_name(DeviceClass c) { return c == DeviceClass::Cpu ? "cpu" : "gpu"; }
 
 int device_preference(const Capabilities& c) {
@@ -257,6 +290,7 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   physical_ = physicals[size_t(index)];
   caps_ = probe_capabilities(instance_->handle(), physical_);
   class_ = vk::device_class(caps_);
+  memory_limit_ = memory_limit_from_env(index_);
   if (caps_.api_version < VK_API_VERSION_1_2)
     throw Error("Vulkan: device " + std::to_string(index) + " (" + caps_.name + ") supports only Vulkan " +
                 std::to_string(VK_API_VERSION_MAJOR(caps_.api_version)) + "." +

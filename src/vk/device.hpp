@@ -103,6 +103,11 @@ class Device {
   DeviceClass device_class() const { return class_; }
   bool cpu_class() const { return class_ == DeviceClass::Cpu; }
   int index() const { return index_; }
+  // "device 1 (llvmpipe ...)": how errors name this device when a model is split over several.
+  std::string label() const { return "device " + std::to_string(index_) + " (" + caps_.name + ")"; }
+  // Throws OutOfDeviceMemory naming this device and `what` when `bytes` more would pass its memory limit: none
+  // unless INFERNO_DEVICE_MEMORY_LIMIT=INDEX:BYTES[,INDEX:BYTES...] sets one (tests: a device that runs out).
+  void check_room(uint64_t bytes, const std::string& what) const;
   Instance& instance() { return *instance_; }
   VkPipelineCache pipeline_cache() const { return pipeline_cache_; }
 
@@ -160,6 +165,7 @@ class Device {
   Capabilities caps_;
   DeviceClass class_ = DeviceClass::Gpu;
   int index_ = -1;
+  uint64_t memory_limit_ = 0;  // 0: none (INFERNO_DEVICE_MEMORY_LIMIT)
   std::atomic<uint64_t> allocated_bytes_{0}, live_allocations_{0}, submissions_{0}, imported_bytes_{0};
   PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties_ = nullptr;
   std::mutex queue_mutex_;

@@ -180,7 +180,8 @@ void Recorder::dispatch(const Pipeline& pipeline, std::span<const Binding> bindi
   timestamp(pipeline.name());
 }
 
-void Recorder::copy(const Buffer& src, uint64_t src_offset, const Buffer& dst, uint64_t dst_offset, uint64_t bytes) {
+void Recorder::copy(const Buffer& src, uint64_t src_offset, const Buffer& dst, uint64_t dst_offset, uint64_t bytes,
+                    const char* label) {
   if (!recording_) throw Error("Recorder::copy outside begin()/submit_and_wait()");
   if (src_offset + bytes > src.size() || dst_offset + bytes > dst.size())
     throw Error("copy of " + std::to_string(bytes) + " bytes from '" + src.name() + "' to '" + dst.name() +
@@ -190,7 +191,7 @@ void Recorder::copy(const Buffer& src, uint64_t src_offset, const Buffer& dst, u
   hazard_barrier(accesses);
   VkBufferCopy region{src_offset, dst_offset, bytes};
   vkCmdCopyBuffer(cb_, src.handle(), dst.handle(), 1, &region);
-  timestamp("copy");
+  timestamp(label);
 }
 
 void Recorder::submit_and_wait() {

@@ -51,7 +51,9 @@ class Recorder {
     dispatch(pipeline, std::span<const Binding>(bindings.begin(), bindings.size()), &push, sizeof(Push), groups_x,
              groups_y, groups_z);
   }
-  void copy(const Buffer& src, uint64_t src_offset, const Buffer& dst, uint64_t dst_offset, uint64_t bytes);
+  // `label`: the copy's name among the timings.
+  void copy(const Buffer& src, uint64_t src_offset, const Buffer& dst, uint64_t dst_offset, uint64_t bytes,
+            const char* label = "copy");
   // Ends the recording (if open), submits it and waits. May be called again to replay the same recording.
   void submit_and_wait();
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "test_support.hpp"
@@ -34,9 +35,10 @@ struct RemoveTemp {
   }
 } remove_temp;
 
-Run run(const std::string& program, const std::string& args, const std::string& env = "") {
-  const fs::path out = temp_dir() / "stdout", err = temp_dir() / "stderr";
-  const std::string cmd = env + " " + program + " " + args + " </dev/null >" + out.string() + " 2>" + err.string();
+Run run(const std::string& program, const std::string& args, const std::string& env = "", const std::string& input = "") {
+  const fs::path out = temp_dir() / "stdout", err = temp_dir() / "stderr", in = temp_dir() / "stdin";
+  std::ofstream(in, std::ios::binary) << input;
+  const std::string cmd = env + " " + program + " " + args + " <" + in.string() + " >" + out.string() + " 2>" + err.string();
   const int raw = std::system(cmd.c_str());
   Run r;
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
@@ -45,10 +47,10 @@ Run run(const std::string& program, const std::string& args, const std::string& 
   return r;
 }
 
-Run inferno_cli(const std::string& args, const std::string& env = "") {
+Run inferno_cli(const std::string& args, const std::string& env = "", const std::string& input = "") {
   const char* bin = std::getenv("INFERNO_BIN");
   REQUIRE_MESSAGE(bin, "INFERNO_BIN is not set (meson sets it)");
-  return run(bin, args, env);
+  return run(bin, args, env, input);
 }
 
 // Two Vulkan devices from one lavapipe: the loader lists one physical device per ICD manifest.
@@ -267,4 +269,85 @@ TEST_CASE("the plan of a fixture: bytes by layer add up; bad --devices, --split,
   CHECK(missing.status == 1);
   CHECK(missing.err.find("--devices: device 7 does not exist") != std::string::npos);
   CHECK(inferno_cli("generate --device 0 --devices 0,1 --ids 1 -n 1 -m " + model, two_lavapipes()).status == 2);
+}
+
+// Every command that runs a model, split over two devices with --devices 0,1 --split: the same output as on one
+// device, byte for byte (the same kernels on the same driver; the hidden state crosses as f32).
+TEST_CASE("generate, logits, perplexity and chat split over two devices print what one device prints") {
+  const std::string brown = (root_dir() / "models/brown-8m-bf16").string();  // 6 layers
+  const std::string gen = "generate --quiet -m " + brown + " -p 'The jury said' -n 12 --ignore-eos --greedy --kv-dtype f32";
+  const Run one = inferno_cli(gen + " --print-ids");
+  REQUIRE_MESSAGE(one.status == 0, one.err);
+  for (const char* split : {"1,5", "0,6", "3,3", "6,0", "auto"}) {
+    CAPTURE(split);
+    const Run two = inferno_cli(gen + " --print-ids --devices 0,1 --split " + split, two_lavapipes());
+    REQUIRE_MESSAGE(two.status == 0, two.err);
+    CHECK(two.out == one.out);
+  }
+  const Run text_one = inferno_cli(gen), text_two = inferno_cli(gen + " --devices 0,1 --split 1,5", two_lavapipes());
+  REQUIRE_MESSAGE(text_two.status == 0, text_two.err);
+  CHECK(text_two.out == text_one.out);
+
+  const fs::path a = temp_dir() / "logits-one.safetensors", b = temp_dir() / "logits-two.safetensors";
+  const std::string logits = "logits --quiet -m " + brown + " --ids 1,450,432,8,99,1000";
+  REQUIRE(inferno_cli(logits + " --out " + a.string()).status == 0);
+  const Run l2 = inferno_cli(logits + " --devices 0,1 --split 2,4 --out " + b.string(), two_lavapipes());
+  REQUIRE_MESSAGE(l2.status == 0, l2.err);
+  CHECK(read_text(a) == read_text(b));
+
+  const fs::path text = temp_dir() / "split-perplexity.txt";
+  std::ofstream(text) << "The jury said that the election was conducted. It was a fine day in the county, and the "
+                         "city hall was full of people who had come to hear the mayor speak about the new roads.\n";
+  const std::string ppl = "perplexity --quiet -m " + brown + " -f " + text.string() + " --window 16 --stride 8";
+  const Run p1 = inferno_cli(ppl), p2 = inferno_cli(ppl + " --devices 0,1 --split 4,2", two_lavapipes());
+  REQUIRE_MESSAGE(p2.status == 0, p2.err);
+  CHECK(p2.out == p1.out);
+  CHECK(p1.out.find("perplexity: ") != std::string::npos);
+
+  const fs::path chat_model = llama3_text_checkpoint(temp_dir() / "llama3-text");
+  const std::string chat = "chat --quiet --greedy -n 8 -m " + chat_model.string();
+  const std::string turns = "Hello there\nAnd again\n";  // two turns: the second reuses the first's cache
+  const Run c1 = inferno_cli(chat, "", turns), c2 = inferno_cli(chat + " --devices 0,1 --split 1,1", two_lavapipes(), turns);
+  REQUIRE_MESSAGE(c1.status == 0, c1.err);
+  REQUIRE_MESSAGE(c2.status == 0, c2.err);
+  CHECK(c2.out == c1.out);
+}
+
+TEST_CASE("bench over two devices reports each device's kernel time and the transfer per token") {
+  simdjson::dom::parser p;
+  const std::string brown = (root_dir() / "models/brown-8m-bf16").string();
+  const Run r = inferno_cli("bench --json --quiet -m " + brown + " -p 8 -n 4 --repeats 1 --devices 0,1 --split 2,4",
+                            two_lavapipes());
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  simdjson::dom::element j = parse(p, r.out);
+  simdjson::dom::array devices = j["devices"];
+  REQUIRE(devices.size() == 2);
+  CHECK(uint64_t(devices.at(0)["index"]) == 0);
+  CHECK(uint64_t(devices.at(0)["last_layer"]) == 2);
+  CHECK(uint64_t(devices.at(1)["first_layer"]) == 2);
+  CHECK(uint64_t(devices.at(1)["last_layer"]) == 6);
+  for (simdjson::dom::element d : devices) {
+    CHECK(double(d["decode_kernel_ms"]) > 0);
+    CHECK(double(d["decode_transfer_ms"]) >= 0);
+    CHECK(double(d["decode_wall_ms"]) > 0);
+  }
+  CHECK(uint64_t(j["transfer"]["boundaries"]) == 1);
+  CHECK(uint64_t(j["transfer"]["bytes_per_token_per_boundary"]) == 192 * 4);  // hidden 192, f32
+  CHECK(double(j["transfer"]["ms_per_token"]) > 0);
+  CHECK(double(j["decode"]["tok_per_s"]) > 0);
+  // One device: no boundary.
+  const Run one = inferno_cli("bench --json --quiet -m " + brown + " -p 8 -n 4 --repeats 1");
+  REQUIRE_MESSAGE(one.status == 0, one.err);
+  simdjson::dom::element j1 = parse(p, one.out);
+  CHECK(simdjson::dom::array(j1["devices"]).size() == 1);
+  CHECK(uint64_t(j1["transfer"]["boundaries"]) == 0);
+}
+
+TEST_CASE("a device that runs out of memory while a split model loads is named, exit 1") {
+  const std::string brown = (root_dir() / "models/brown-8m-bf16").string();
+  const Run r = inferno_cli("generate --quiet -m " + brown + " --ids 1,2 -n 2 --devices 0,1 --split 3,3",
+                            two_lavapipes() + " INFERNO_DEVICE_MEMORY_LIMIT=1:100000");
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.err.find("out of device memory on device 1 (") != std::string::npos, r.err);
+  CHECK(r.out.empty());
 }
