@@ -19,7 +19,8 @@ fi
 PKGS=(build-essential pkg-config meson ninja-build git ca-certificates
       libvulkan-dev vulkan-tools glslc glslang-tools spirv-tools vulkan-validationlayers
       libsimdjson-dev doctest-dev libpcre2-dev libutf8proc-dev libcli11-dev libcpp-httplib-dev
-      python3 clang libclang-rt-14-dev)
+      python3 clang libclang-rt-14-dev
+      haproxy prometheus curl)  # the scale-out test: a router, promtool, a client
 
 missing=()
 for p in "${PKGS[@]}" mesa-vulkan-drivers; do

@@ -389,6 +389,8 @@ class Engine {
   uint64_t kv_pool_bytes() const;
   size_t running() const;                // requests in the batch
   size_t waiting() const;                // requests queued behind them
+  uint32_t kv_blocks_in_use() const;     // blocks held by requests after the last step (idle prefix-cache blocks are free)
+  double step_seconds() const;           // how long the step now running has run (waiting for the device included); 0 between steps
 
   struct Impl;
 

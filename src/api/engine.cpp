@@ -107,5 +107,7 @@ uint32_t Engine::kv_block_tokens() const { return impl_->pool->block_size(); }
 uint64_t Engine::kv_pool_bytes() const { return impl_->pool->bytes(); }
 size_t Engine::running() const { return impl_->engine->scheduler().running(); }
 size_t Engine::waiting() const { return impl_->engine->scheduler().waiting(); }
+uint32_t Engine::kv_blocks_in_use() const { return impl_->engine->scheduler().kv_blocks_in_use(); }
+double Engine::step_seconds() const { return impl_->engine->step_seconds(); }
 
 }  // namespace inferno

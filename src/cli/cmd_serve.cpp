@@ -2,9 +2,11 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "cli/commands.hpp"
@@ -17,55 +19,74 @@ namespace {
 struct ServeArgs {
   ModelArgs model;
   server::ServerOptions server;
+  double drain_timeout_s = 30;
 };
 
 int run_serve(ServeArgs a) {
   if (a.server.port < 0 || a.server.port > 65535) throw UsageError("serve: --port must be in 0..65535");
-  // SIGINT and SIGTERM go to one thread, which stops the server (or ends the process while the model loads).
+  // SIGINT and SIGTERM go to one thread, which drains the server (or ends the process while the model loads).
   // They are blocked before any other thread starts (the Vulkan driver starts some) so that all inherit the mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Listen first, then load: probes see the process alive (/health) and not yet ready (/ready) meanwhile, and a
+  // port in use is refused before the minutes a large model takes to load.
+  a.server.session = session_options(a.model);
+  std::optional<Model> model;  // declared before the server, which refers to it until it is destroyed
+  server::Server server(a.server);
+  const int port = server.bind();
+  std::fprintf(stderr, "inferno serve: bound to %s:%d, loading the model (/ready answers 503 until it is loaded)\n",
+               a.server.host.c_str(), port);
+
   std::mutex mutex;
-  server::Server* running = nullptr;
-  bool finished = false;
+  bool loaded = false, finished = false;
   std::thread waiter([&] {
     int signal = 0;
     sigwait(&signals, &signal);
+    {
+      std::lock_guard lock(mutex);
+      if (finished) return;
+    }
+    std::fprintf(stderr, "inferno serve: %s: draining (up to %g s for the requests in flight)\n",
+                 signal == SIGINT ? "SIGINT" : "SIGTERM", a.drain_timeout_s);
+    server.drain(std::chrono::milliseconds(int64_t(a.drain_timeout_s * 1000)));
     std::lock_guard lock(mutex);
-    if (finished) return;
-    if (!running) std::_Exit(128 + signal);  // still loading: nothing to shut down
-    running->stop();
+    if (!loaded && !finished) {  // the load cannot be interrupted, and there was nothing to finish
+      std::fprintf(stderr, "inferno serve: stopped before the model was loaded\n");
+      std::_Exit(0);
+    }
   });
   const auto release_waiter = [&] {
     {
       std::lock_guard lock(mutex);
       finished = true;
-      running = nullptr;
     }
     pthread_kill(waiter.native_handle(), SIGTERM);  // a no-op for the waiter once it has had its signal
     waiter.join();
   };
+  std::thread http([&] { server.serve(); });
 
   try {
-    Model model = load_model(a.model);
-    a.server.session = session_options(a.model);
-    server::Server server(model, a.server);
-    const int port = server.bind();
-    std::fprintf(stderr, "inferno serve: listening on http://%s:%d (model \"%s\"); Ctrl-C stops\n",
-                 a.server.host.c_str(), port, server.model_name().c_str());
+    model.emplace(load_model(a.model));
+    server.attach(*model);
     {
       std::lock_guard lock(mutex);
-      running = &server;
+      loaded = true;
     }
-    server.serve();
-    release_waiter();
+    // The line scripts wait for: from here on requests are served.
+    std::fprintf(stderr, "inferno serve: listening on http://%s:%d (model \"%s\"); Ctrl-C stops\n",
+                 a.server.host.c_str(), port, server.model_name().c_str());
   } catch (...) {
+    server.stop();
+    http.join();
     release_waiter();
     throw;
   }
+  http.join();  // serve() returns once drained or stopped
+  release_waiter();
   std::fprintf(stderr, "inferno serve: stopped\n");
   return 0;
 }
@@ -75,7 +96,7 @@ int run_serve(ServeArgs a) {
 void add_serve_command(CLI::App& app, Action& action) {
   auto a = std::make_shared<ServeArgs>();
   auto* cmd = app.add_subcommand("serve", "an OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, "
-                                          "/v1/models, /health");
+                                          "/v1/models, /health, /ready, /metrics");
   add_model_args(*cmd, a->model);
   cmd->add_option("--host", a->server.host, "address to listen on (default 127.0.0.1: this machine only)");
   cmd->add_option("--port", a->server.port, "port to listen on (default 8080; 0: any free port, printed on stderr)")
@@ -101,7 +122,21 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_option("--batch-tokens", a->server.batch_tokens,
                   "tokens one engine step runs: a decode row per request plus prompt chunks (default 512)")
       ->check(CLI::Range(1u, 65536u));
-  cmd->add_flag("--log", a->server.log, "one line per request on stderr");
+  cmd->add_flag("--log", a->server.log,
+                "one line per request on stderr: UTC time, request id, method and path, status, and for generations "
+                "prompt/completion/cached tokens, time to first token and latency");
+  cmd->add_option("--api-key", a->server.api_key,
+                  "/v1/* require 'Authorization: Bearer KEY' (401 otherwise); /health, /ready, /metrics stay open")
+      ->envname("INFERNO_API_KEY");
+  cmd->add_option("--cors-origin", a->server.cors_origins,
+                  "an origin browsers may call from (repeatable; * for any): CORS headers and OPTIONS preflights");
+  cmd->add_option("--drain-timeout", a->drain_timeout_s,
+                  "on SIGTERM or SIGINT: seconds the requests in flight may take to finish before they are cancelled "
+                  "(default 30)")
+      ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--stuck-timeout", a->server.stuck_after_s,
+                  "/ready answers 503 while one engine step has run longer than this many seconds (default 60)")
+      ->check(CLI::Range(0.001, 86400.0));
   cmd->callback([&action, a] { action = [a] { return run_serve(*a); }; });
 }
 

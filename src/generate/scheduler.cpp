@@ -78,6 +78,7 @@ void Scheduler::cancel(uint64_t id) {
 
 void Scheduler::publish_counts() {
   running_count_ = running_.size();
+  kv_in_use_count_ = cache_.in_use();
   std::lock_guard lock(mutex_);
   waiting_count_ = waiting_.size() + incoming_.size();
 }
@@ -275,6 +276,13 @@ BatchEngine::BatchEngine(const std::vector<const model::LlamaModel*>& stages, mo
                          SchedulerOptions options, std::recursive_mutex* device_lock)
     : scheduler_(stages, cache, options), device_lock_(device_lock), thread_([this] { loop(); }) {}
 
+double BatchEngine::step_seconds() const {
+  const int64_t started = step_started_ns_;
+  if (started == 0) return 0;
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return double(std::max<int64_t>(now - started, 0)) * 1e-9;
+}
+
 void BatchEngine::cancel(uint64_t id) {
   scheduler_.cancel(id);
   {
@@ -311,12 +319,15 @@ void BatchEngine::loop() {
       pending_ = 0;
     }
     bool stepped;
+    step_started_ns_ = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                std::chrono::steady_clock::now().time_since_epoch()).count());
     if (device_lock_) {
       std::lock_guard device(*device_lock_);
       stepped = scheduler_.step();
     } else {
       stepped = scheduler_.step();
     }
+    step_started_ns_ = 0;
     if (stepped) continue;
     std::unique_lock lock(mutex_);
     wake_.wait(lock, [&] { return stopping_ || pending_ > 0; });

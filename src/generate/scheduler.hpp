@@ -73,6 +73,7 @@ class Scheduler {
 
   size_t running() const { return running_count_; }   // sequences in the batch after the last step
   size_t waiting() const { return waiting_count_; }   // requests queued behind them
+  uint32_t kv_blocks_in_use() const { return kv_in_use_count_; }  // cache blocks held by sequences, as running()
   const SchedulerStats& stats() const { return stats_; }
   model::PagedKvCache& cache() { return cache_; }
   const SchedulerOptions& options() const { return options_; }
@@ -94,6 +95,7 @@ class Scheduler {
   std::vector<uint64_t> cancelled_;
   uint64_t next_id_ = 1;
   std::atomic<size_t> running_count_{0}, waiting_count_{0};
+  std::atomic<uint32_t> kv_in_use_count_{0};
   // Touched only by the stepping thread:
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
@@ -115,6 +117,9 @@ class BatchEngine {
   uint64_t submit(BatchRequest request);
   void cancel(uint64_t id);
   Scheduler& scheduler() { return scheduler_; }
+  // Seconds the step now running has taken so far (the wait for the device lock included); 0 between steps. A
+  // step that never ends (a hung device, a callback that blocks) shows here as a number that keeps growing.
+  double step_seconds() const;
 
  private:
   void loop();
@@ -124,6 +129,7 @@ class BatchEngine {
   std::condition_variable wake_;
   uint64_t pending_ = 0;  // submissions not yet seen by the loop
   bool stopping_ = false;
+  std::atomic<int64_t> step_started_ns_{0};  // steady-clock time of the running step's start; 0: none runs
   std::thread thread_;
 };
 

@@ -62,6 +62,8 @@ void Generation::start(Engine& engine, Model& model, std::shared_ptr<Generation>
       outcome.prompt_tokens = res.prompt_tokens;
       outcome.cached_tokens = res.cached_tokens;
       outcome.completion_tokens = int(res.tokens.size());
+      outcome.first_token_seconds = res.first_token_seconds;
+      outcome.seconds = res.seconds;
       try {
         if (!stop->stopped()) self->post(stop->push(stream->finish()));
         if (!stop->stopped()) self->post(stop->finish());

@@ -30,6 +30,7 @@ struct GenerationOutcome {
   std::string finish_reason;  // "stop" (eos or a stop string), "length", or "cancelled"
   int prompt_tokens = 0, completion_tokens = 0;
   int cached_tokens = 0;  // prompt tokens whose K/V came from the prefix cache
+  double first_token_seconds = 0, seconds = 0;  // from the submission to the engine (EngineResult's)
   std::optional<std::string> error;  // the engine failed: its message
 };
 
@@ -84,6 +85,7 @@ class ModelWorker {
   // Cancels every generation, running or queued (the server is stopping).
   void cancel_all();
   uint64_t cancelled_count() const { return cancelled_count_; }  // generations cut short by cancel()
+  const Engine& engine() const { return engine_; }  // its gauges, for /metrics and /ready
 
  private:
   Model& model_;
