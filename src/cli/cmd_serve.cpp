@@ -17,10 +17,16 @@ namespace {
 struct ServeArgs {
   ModelArgs model;
   server::ServerOptions server;
+  std::string template_file;
 };
+
+// A chat template is a few kilobytes (Llama 3.1's, the longest in use, 10 KB); the bound keeps a wrong path from
+// being read whole.
+constexpr uint64_t kMaxTemplateBytes = 1 << 20;
 
 int run_serve(ServeArgs a) {
   if (a.server.port < 0 || a.server.port > 65535) throw UsageError("serve: --port must be in 0..65535");
+  if (!a.template_file.empty()) a.server.chat_template = read_text_file(a.template_file, kMaxTemplateBytes);
   // SIGINT and SIGTERM go to one thread, which stops the server (or ends the process while the model loads).
   // They are blocked before any other thread starts (the Vulkan driver starts some) so that all inherit the mask.
   sigset_t signals;
@@ -51,6 +57,13 @@ int run_serve(ServeArgs a) {
 
   try {
     Model model = load_model(a.model);
+    if (a.server.chat_template) {  // a template that cannot render one user turn is refused now, naming its file
+      try {
+        model.render_chat({{"user", "hello"}}, true, a.server.chat_template);
+      } catch (const Error& e) {
+        throw Error(a.template_file + ": " + e.what());
+      }
+    }
     a.server.session = session_options(a.model);
     server::Server server(model, a.server);
     const int port = server.bind();
@@ -75,7 +88,7 @@ int run_serve(ServeArgs a) {
 void add_serve_command(CLI::App& app, Action& action) {
   auto a = std::make_shared<ServeArgs>();
   auto* cmd = app.add_subcommand("serve", "an OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, "
-                                          "/v1/models, /health");
+                                          "/v1/models, /health, /tokenize, /detokenize");
   add_model_args(*cmd, a->model);
   cmd->add_option("--host", a->server.host, "address to listen on (default 127.0.0.1: this machine only)");
   cmd->add_option("--port", a->server.port, "port to listen on (default 8080; 0: any free port, printed on stderr)")
@@ -101,6 +114,7 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_option("--batch-tokens", a->server.batch_tokens,
                   "tokens one engine step runs: a decode row per request plus prompt chunks (default 512)")
       ->check(CLI::Range(1u, 65536u));
+  cmd->add_option("--template", a->template_file, "a Jinja chat template file for /v1/chat/completions instead of the model's");
   cmd->add_flag("--log", a->server.log, "one line per request on stderr");
   cmd->callback([&action, a] { action = [a] { return run_serve(*a); }; });
 }

@@ -131,13 +131,13 @@ struct Server::Impl {
     GenerationRequest g;
     const char* prompt_param = r.chat ? "messages" : "prompt";
     if (r.chat) {
-      if (!model.has_chat_template())
+      if (!model.has_chat_template() && !options.chat_template)
         throw ApiError::invalid("messages", (model.info().path / "tokenizer_config.json").string() +
                                                 ": the model has no chat template, so chat messages cannot be formatted "
-                                                "(use /v1/completions with a prompt)");
+                                                "(use /v1/completions with a prompt, or serve with --template FILE)");
       std::string text;
       try {
-        text = model.render_chat(r.messages, true);
+        text = model.render_chat(r.messages, true, options.chat_template);
       } catch (const Error& e) {
         throw ApiError::invalid("messages", std::string("the chat template refused the messages: ") + e.what());
       }
@@ -187,6 +187,7 @@ struct Server::Impl {
     if (r.temperature && *r.temperature == 0) s.do_sample = false;
     s.seed = r.seed ? uint64_t(*r.seed) : uint64_t(std::random_device{}()) << 32 | std::random_device{}();
     g.stop = r.stop;
+    apply_choice_fields(r, g);
     return g;
   }
 
@@ -225,16 +226,14 @@ struct Server::Impl {
   // ends at its next token (the answer goes nowhere).
   static void answer_whole(const std::shared_ptr<Generation>& generation, const ResponseHead& head, int socket,
                            httplib::Response& res) {
-    std::string text;
     for (;;) {
       auto update = generation->next(100ms);
-      text += update.text;
       if (update.done) break;
       if (!generation->cancelled() && client_gone(socket)) generation->cancel();
     }
     const GenerationOutcome& outcome = generation->outcome();
     if (const auto error = outcome_error(outcome)) return send_error(res, *error);
-    res.set_content(completion_json(head, text, outcome.finish_reason, {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}),
+    res.set_content(completion_json(head, generation->choices(), {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}),
                     "application/json");
   }
 
@@ -247,17 +246,19 @@ struct Server::Impl {
       generation.cancel();
       return false;
     };
-    bool first = true;
-    if (head.chat) {  // the role comes first, as OpenAI sends it
-      if (!send(chunk_json(head, "", true, std::nullopt))) return false;
-      first = false;
-    }
+    std::vector<bool> first(size_t(generation.n()), true);
+    if (head.chat)  // the role comes first, as OpenAI sends it
+      for (int i = 0; i < generation.n(); ++i) {
+        if (!send(chunk_json(head, Choice{.index = i}, true))) return false;
+        first[size_t(i)] = false;
+      }
     for (;;) {
       auto update = generation.next(1s);
-      if (!update.text.empty()) {
-        if (!send(chunk_json(head, update.text, first, std::nullopt))) return false;
-        first = false;
-      } else if (!update.done) {
+      for (const Choice& delta : update.deltas) {
+        if (!send(chunk_json(head, delta, first[size_t(delta.index)]))) return false;
+        first[size_t(delta.index)] = false;
+      }
+      if (update.deltas.empty() && !update.done) {
         // A second without text (queued behind other requests, or a long prefill): an SSE comment, which clients
         // skip, shows whether the client is still there.
         static const std::string keep_alive = ": waiting\n\n";
@@ -272,13 +273,33 @@ struct Server::Impl {
     if (const auto error = outcome_error(outcome)) {
       if (!send(error->to_json())) return false;
     } else {
-      if (!send(chunk_json(head, "", false, outcome.finish_reason))) return false;
       if (include_usage && !send(usage_chunk_json(head, {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}))) return false;
     }
     static const std::string done = "data: [DONE]\n\n";
     if (!sink.write(done.data(), done.size())) return false;
     sink.done();
     return true;
+  }
+
+  void tokenize(const httplib::Request& req, httplib::Response& res) const {
+    try {
+      const TokenizeRequest r = parse_tokenize_request(req.body);
+      res.set_content(tokenize_json(model.tokenize(r.content, r.add_special)), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const std::exception& e) {
+      send_error(res, ApiError::invalid("content", e.what()));
+    }
+  }
+  void detokenize(const httplib::Request& req, httplib::Response& res) const {
+    try {
+      const auto ids = parse_detokenize_request(req.body, model.info().vocab_size);
+      res.set_content(detokenize_json(model.detokenize(ids, false)), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const std::exception& e) {
+      send_error(res, ApiError::invalid("tokens", e.what()));
+    }
   }
 
   void routes() {
@@ -304,6 +325,8 @@ struct Server::Impl {
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(models_json(options.model_name, int64_t(std::time(nullptr))), "application/json");
     });
+    http.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) { tokenize(req, res); });
+    http.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) { detokenize(req, res); });
     http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("{\"status\":\"ok\"}", "application/json");
     });

@@ -1,11 +1,12 @@
 #pragma once
 // inferno's local HTTP server, compatible with OpenAI's API (see openai.hpp for the fields it reads):
 //   POST /v1/completions, POST /v1/chat/completions  (JSON, or server-sent events with "stream": true)
-//   GET /v1/models, GET /health
+//   GET /v1/models, GET /health, POST /tokenize, POST /detokenize (llama.cpp's shapes)
 // Requests go to one batching engine for the model, which runs up to `parallel` of them together and queues the
 // rest; a streaming client that disconnects cancels its generation. Errors are JSON in OpenAI's error shape.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "inferno/inferno.hpp"
@@ -27,6 +28,7 @@ struct ServerOptions {
   int keep_alive_timeout_s = 5;       // an idle kept-alive connection is closed after this long
   int default_max_tokens = 16;        // /v1/completions without max_tokens (OpenAI's default)
   int default_chat_max_tokens = 1024; // /v1/chat/completions without max_tokens, at most what the context leaves
+  std::optional<std::string> chat_template;  // --template: the chat template instead of the model's
   bool log = false;                   // one line per request on stderr
 };
 
