@@ -37,5 +37,6 @@ fi
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}"
 $SUDO apt-get install -y -q --no-install-recommends "${BACKPORTS[@]}" mesa-vulkan-drivers
-# npm fetches the real tokenizer files; a machine with Node.js from elsewhere already has it.
-command -v npm >/dev/null || $SUDO apt-get install -y -q --no-install-recommends npm
+# npm fetches the real tokenizer files and OpenAI's Node client, which node runs in the server tests; a machine with
+# Node.js from elsewhere already has both.
+command -v npm >/dev/null && command -v node >/dev/null || $SUDO apt-get install -y -q --no-install-recommends nodejs npm

@@ -142,6 +142,8 @@ class Model {
   bool has_chat_template() const;  // tokenizer_config.json (or tokenizer.json) has one
   std::vector<int32_t> tokenize(const std::string& text, bool add_special_tokens = true) const;
   std::string detokenize(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;
+  // The bytes one token stands for within a text (" world"; a byte token's single byte, maybe part of a character).
+  std::string token_bytes(int32_t id) const;
   // The model's chat template (tokenizer_config.json) or `template_source` when given.
   std::string render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                           const std::optional<std::string>& template_source = std::nullopt) const;
@@ -185,6 +187,10 @@ class TextStream {
   ~TextStream();
   std::string push(int32_t token);
   std::string finish();
+  // Feeds the tokens that precede the streamed ones (the prompt) without returning their text, so that the first
+  // streamed token reads as it does after them: SentencePiece's "▁" at its start stays a space, and the text of
+  // prompt then continuation is decode(prompt + continuation).
+  void prime(const std::vector<int32_t>& context);
   struct Impl;
 
  private:
@@ -241,6 +247,8 @@ struct SamplingOptions {  // transformers' GenerationConfig semantics and defaul
   std::vector<int32_t> suppress_tokens;
   int min_length = 0, min_new_tokens = 0;
   uint64_t seed = 0;
+  // OpenAI's penalties, over generated tokens only: logit -= presence·[count > 0] + frequency·count; in [-2, 2].
+  float presence_penalty = 0.0f, frequency_penalty = 0.0f;
 };
 // The model's generation_config.json defaults (do_sample, temperature, top_k, top_p, ...).
 SamplingOptions default_sampling(const Model& model);
@@ -354,12 +362,20 @@ struct EngineOptions {
   bool prefix_cache = true;
 };
 
+// The log-probabilities at one generated position: log-softmax of the model's raw logits there (before penalties,
+// temperature or any filter), the chosen token's and the most likely ones, most likely first.
+struct TokenLogprobs {
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
+};
+
 struct EngineResult {
   std::vector<int32_t> tokens;
   std::string finish_reason;  // "stop" (eos, or on_token returned false), "length", "cancelled" or "error"
   std::string error;          // finish_reason "error": why
   int prompt_tokens = 0, cached_tokens = 0;  // cached: prompt tokens whose K/V came from the prefix cache
   double first_token_seconds = 0, seconds = 0;  // from submission
+  std::vector<TokenLogprobs> logprobs;  // one per token, when EngineRequest::logprobs >= 0
 };
 
 struct EngineRequest {
@@ -367,6 +383,10 @@ struct EngineRequest {
   GenerateOptions options;
   std::function<bool(int32_t)> on_token;  // may return false to stop
   std::function<void(const EngineResult&)> on_finish;  // called once
+  // -1: none; k >= 0: each token's log-probability and the k most likely (EngineResult::logprobs), given to
+  // on_token_logprobs, which is called instead of on_token when set.
+  int logprobs = -1;
+  std::function<bool(int32_t, const TokenLogprobs&)> on_token_logprobs;
 };
 
 class Engine {

@@ -11,9 +11,13 @@ namespace inferno {
 
 namespace {
 
+TokenLogprobs to_logprobs(const gen::TokenLogprobs& l) { return {l.logprob, l.top}; }
+
 EngineResult to_result(const gen::RequestResult& r) {
-  return {r.tokens, gen::finish_reason_name(r.reason), r.error, r.prompt_tokens, r.cached_tokens,
-          r.first_token_seconds, r.seconds};
+  EngineResult out{r.tokens, gen::finish_reason_name(r.reason), r.error, r.prompt_tokens, r.cached_tokens,
+                   r.first_token_seconds, r.seconds, {}};
+  for (const auto& l : r.logprobs) out.logprobs.push_back(to_logprobs(l));
+  return out;
 }
 
 }  // namespace
@@ -73,8 +77,14 @@ Engine::~Engine() {
 
 uint64_t Engine::submit(EngineRequest request) {
   if (request.options.max_new_tokens < 0) throw Error("max_new_tokens must not be negative");
+  if (request.logprobs < -1) throw Error("logprobs must be -1 (none) or a count of at least 0");
   gen::BatchRequest r{.prompt = std::move(request.prompt), .options = impl_->engine_options(request.options),
-                      .on_token = std::move(request.on_token), .on_finish = {}};
+                      .on_token = std::move(request.on_token), .on_finish = {}, .logprobs = request.logprobs,
+                      .on_token_logprobs = {}};
+  if (request.on_token_logprobs)
+    r.on_token_logprobs = [cb = std::move(request.on_token_logprobs)](int32_t token, const gen::TokenLogprobs& l) {
+      return cb(token, to_logprobs(l));
+    };
   r.on_finish = [done = std::move(request.on_finish)](const gen::RequestResult& result) {
     if (done) done(to_result(result));
   };

@@ -435,6 +435,7 @@ std::vector<int32_t> Model::tokenize(const std::string& text, bool add_special_t
 std::string Model::detokenize(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
   return impl_->text->need_tokenizer(impl_->info.path).decode(ids, skip_special_tokens);
 }
+std::string Model::token_bytes(int32_t id) const { return impl_->text->need_tokenizer(impl_->info.path).token_bytes(id); }
 
 std::string Model::render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                const std::optional<std::string>& template_source) const {
@@ -532,6 +533,9 @@ TextStream::TextStream(TextStream&&) noexcept = default;
 TextStream::~TextStream() = default;
 std::string TextStream::push(int32_t token) { return impl_->decoder.push(token); }
 std::string TextStream::finish() { return impl_->decoder.finish(); }
+void TextStream::prime(const std::vector<int32_t>& context) {
+  for (int32_t token : context) impl_->decoder.push(token);
+}
 
 // ---- Session ----
 struct Session::Impl {
@@ -700,7 +704,8 @@ gen::GenerateOptions engine_options(const GenerateOptions& o, const std::vector<
                 .min_p = s.min_p, .typical_p = s.typical_p, .repetition_penalty = s.repetition_penalty,
                 .no_repeat_ngram_size = s.no_repeat_ngram_size, .bad_words_ids = s.bad_words_ids,
                 .suppress_tokens = s.suppress_tokens, .min_length = s.min_length, .min_new_tokens = s.min_new_tokens,
-                .eos_ids = o.eos_ids ? *o.eos_ids : model_eos, .seed = s.seed};
+                .eos_ids = o.eos_ids ? *o.eos_ids : model_eos, .seed = s.seed,
+                .presence_penalty = s.presence_penalty, .frequency_penalty = s.frequency_penalty};
   return g;
 }
 }  // namespace inferno::api

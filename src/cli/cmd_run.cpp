@@ -145,7 +145,10 @@ int run_generate(const GenerateArgs& a) {
     std::fprintf(stderr, "inferno: no tokenizer.json beside the model: printing token ids\n");
     print_ids = true;
   }
-  if (!print_ids) stream.emplace(model);
+  if (!print_ids) {
+    stream.emplace(model);
+    stream->prime(prompts[0]);  // the continuation reads as it does after the prompt: its first space kept
+  }
   std::string text;
   auto on_token = [&](int32_t token) {
     if (!stream) return true;

@@ -20,10 +20,16 @@ struct ServeArgs {
   ModelArgs model;
   server::ServerOptions server;
   double drain_timeout_s = 30;
+  std::string template_file;
 };
+
+// A chat template is a few kilobytes (Llama 3.1's, the longest in use, 10 KB); the bound keeps a wrong path from
+// being read whole.
+constexpr uint64_t kMaxTemplateBytes = 1 << 20;
 
 int run_serve(ServeArgs a) {
   if (a.server.port < 0 || a.server.port > 65535) throw UsageError("serve: --port must be in 0..65535");
+  if (!a.template_file.empty()) a.server.chat_template = read_text_file(a.template_file, kMaxTemplateBytes);
   // SIGINT and SIGTERM go to one thread, which drains the server (or ends the process while the model loads).
   // They are blocked before any other thread starts (the Vulkan driver starts some) so that all inherit the mask.
   sigset_t signals;
@@ -71,6 +77,13 @@ int run_serve(ServeArgs a) {
 
   try {
     model.emplace(load_model(a.model));
+    if (a.server.chat_template) {  // a template that cannot render one user turn is refused now, naming its file
+      try {
+        model->render_chat({{"user", "hello"}}, true, a.server.chat_template);
+      } catch (const Error& e) {
+        throw Error(a.template_file + ": " + e.what());
+      }
+    }
     server.attach(*model);
     {
       std::lock_guard lock(mutex);
@@ -96,7 +109,7 @@ int run_serve(ServeArgs a) {
 void add_serve_command(CLI::App& app, Action& action) {
   auto a = std::make_shared<ServeArgs>();
   auto* cmd = app.add_subcommand("serve", "an OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, "
-                                          "/v1/models, /health, /ready, /metrics");
+                                          "/v1/models, /health, /ready, /metrics, /tokenize, /detokenize");
   add_model_args(*cmd, a->model);
   cmd->add_option("--host", a->server.host, "address to listen on (default 127.0.0.1: this machine only)");
   cmd->add_option("--port", a->server.port, "port to listen on (default 8080; 0: any free port, printed on stderr)")
@@ -126,7 +139,7 @@ void add_serve_command(CLI::App& app, Action& action) {
                 "one line per request on stderr: UTC time, request id, method and path, status, and for generations "
                 "prompt/completion/cached tokens, time to first token and latency");
   cmd->add_option("--api-key", a->server.api_key,
-                  "/v1/* require 'Authorization: Bearer KEY' (401 otherwise); /health, /ready, /metrics stay open")
+                  "every route but /health requires 'Authorization: Bearer KEY' (401 otherwise)")
       ->envname("INFERNO_API_KEY");
   cmd->add_option("--cors-origin", a->server.cors_origins,
                   "an origin browsers may call from (repeatable; * for any): CORS headers and OPTIONS preflights");
@@ -137,6 +150,7 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_option("--stuck-timeout", a->server.stuck_after_s,
                   "/ready answers 503 while one engine step has run longer than this many seconds (default 60)")
       ->check(CLI::Range(0.001, 86400.0));
+  cmd->add_option("--template", a->template_file, "a Jinja chat template file for /v1/chat/completions instead of the model's");
   cmd->callback([&action, a] { action = [a] { return run_serve(*a); }; });
 }
 

@@ -200,6 +200,44 @@ void apply_suppress_tokens(std::span<float> scores, std::span<const int32_t> sup
     if (token >= 0 && size_t(token) < scores.size()) scores[token] = kFilterValue;
 }
 
+void apply_presence_frequency_penalty(std::span<float> scores, std::span<const int32_t> generated, double presence,
+                                      double frequency) {
+  check_not_empty(scores, "presence/frequency penalty");
+  for (const auto& [name, value] : {std::pair{"presence_penalty", presence}, std::pair{"frequency_penalty", frequency}})
+    if (!(value >= -2.0 && value <= 2.0)) fail(std::string(name) + " must be in [-2, 2], got " + std::to_string(value));
+  check_token_ids(generated, scores.size(), "presence/frequency penalty");
+  std::vector<uint32_t> counts(scores.size(), 0);
+  for (int32_t id : generated) ++counts[size_t(id)];
+  for (size_t v = 0; v < scores.size(); ++v)
+    if (counts[v]) scores[v] = float(double(scores[v]) - (presence + frequency * double(counts[v])));
+}
+
+TokenLogprobs token_logprobs(std::span<const float> logits, int32_t token, int top) {
+  check_not_empty(logits, "logprobs");
+  if (token < 0 || size_t(token) >= logits.size())
+    fail("logprobs: token id " + std::to_string(token) + " is outside the vocabulary of " +
+         std::to_string(logits.size()) + " tokens");
+  // log p(v) = x_v - (max + log(sum exp(x - max))): the sum in double, so the normalizer is exact to double
+  // rounding; each value then rounds once to float.
+  double max = -std::numeric_limits<double>::infinity();
+  for (float x : logits) max = std::max(max, double(x));
+  double sum = 0.0;
+  for (float x : logits) sum += std::exp(double(x) - max);
+  const double log_normalizer = max + std::log(sum);
+  TokenLogprobs out;
+  out.logprob = float(double(logits[size_t(token)]) - log_normalizer);
+  const size_t k = std::min(size_t(std::max(top, 0)), logits.size());
+  if (k == 0) return out;
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + long(k), order.end(), [&](int32_t a, int32_t b) {
+    return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+  });
+  for (size_t i = 0; i < k; ++i)
+    out.top.emplace_back(order[i], float(double(logits[size_t(order[i])]) - log_normalizer));
+  return out;
+}
+
 void apply_temperature(std::span<float> scores, double temperature) {
   check_not_empty(scores, "temperature");
   if (!(temperature > 0))
@@ -307,6 +345,9 @@ void apply_logits_processors(std::span<float> scores, std::span<const int32_t> i
   if (params.min_new_tokens > 0 && !params.eos_ids.empty())
     apply_min_new_tokens(scores, ids_so_far.size(), prompt_length, params.min_new_tokens, params.eos_ids);
   if (!params.suppress_tokens.empty()) apply_suppress_tokens(scores, params.suppress_tokens);
+  if (params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f)
+    apply_presence_frequency_penalty(scores, ids_so_far.subspan(size_t(prompt_length)),
+                                     as_python_float(params.presence_penalty), as_python_float(params.frequency_penalty));
 
   if (!params.do_sample) return;
   if (params.temperature != 1.0f) apply_temperature(scores, as_python_float(params.temperature));

@@ -8,6 +8,7 @@
 // far (transformers' `input_ids`). Parameters are doubles because transformers holds them as Python floats.
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace inferno::gen {
@@ -28,6 +29,9 @@ struct SamplingParams {
   int min_new_tokens = 0;  // counts generated tokens only
   std::vector<int32_t> eos_ids;
   uint64_t seed = 0;
+  // OpenAI's penalties (not transformers'): 0 is off.
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
 };
 
 // ---- processors: always applied, in this order ----
@@ -55,6 +59,11 @@ void apply_min_new_tokens(std::span<float> scores, size_t sequence_length, int p
 // SuppressTokensLogitsProcessor: bans the listed tokens (ids outside the vocabulary are ignored, as torch.isin does).
 void apply_suppress_tokens(std::span<float> scores, std::span<const int32_t> suppress_tokens);
 
+// OpenAI's presence and frequency penalties (their API reference, and vLLM): over the generated tokens only,
+// logit[v] -= presence * (count[v] > 0) + frequency * count[v]. Both in [-2, 2]; outside is an error.
+void apply_presence_frequency_penalty(std::span<float> scores, std::span<const int32_t> generated, double presence,
+                                      double frequency);
+
 // ---- warpers: applied only when sampling, in this order ----
 
 // TemperatureLogitsWarper: scores / temperature (temperature > 0).
@@ -72,6 +81,15 @@ void apply_min_p(std::span<float> scores, double min_p, int min_tokens_to_keep =
 
 // TypicalLogitsWarper: keeps the tokens whose surprisal is closest to the entropy, up to probability mass `mass`.
 void apply_typical(std::span<float> scores, double mass, int min_tokens_to_keep = 1);
+
+// Log-probabilities of one position: log-softmax of its logits (as they come from the model, before any processor),
+// the chosen token's and the `top` most likely ones, most likely first (equal ones: the lower id first).
+struct TokenLogprobs {
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
+};
+// `top` is clamped to the vocabulary; throws inferno::Error for empty logits or a token outside them.
+TokenLogprobs token_logprobs(std::span<const float> logits, int32_t token, int top);
 
 // The processors above in the order transformers' `generate` builds them (`_get_logits_processor`), each only when
 // its parameter asks for it, the warpers only when params.do_sample. prompt_length is the number of leading entries

@@ -139,14 +139,22 @@ void Scheduler::publish_full_blocks(Sequence& s) {
   }
 }
 
-int32_t Scheduler::choose(Sequence& s, std::span<float> logits) {
+int32_t Scheduler::choose(Sequence& s, std::span<float> logits, TokenLogprobs* logprobs) {
   const GenerateOptions& o = s.request.options;
   SamplingParams params = o.sampling;
   if (o.ignore_eos) params.eos_ids.clear();
+  std::vector<float> raw;  // the processors edit the logits in place; log-probabilities are of the model's own
+  if (logprobs) raw.assign(logits.begin(), logits.end());
   apply_logits_processors(logits, s.tokens, int(s.prompt_length), params);
-  if (!params.do_sample) return argmax(logits);
-  if (!s.sampler) s.sampler = std::make_unique<Sampler>(params.seed);
-  return s.sampler->sample(logits);
+  int32_t token;
+  if (!params.do_sample) {
+    token = argmax(logits);
+  } else {
+    if (!s.sampler) s.sampler = std::make_unique<Sampler>(params.seed);
+    token = s.sampler->sample(logits);
+  }
+  if (logprobs) *logprobs = token_logprobs(raw, token, s.request.logprobs);
+  return token;
 }
 
 bool Scheduler::step() {
@@ -240,8 +248,10 @@ bool Scheduler::step() {
     if (!parts[i].logits) continue;
     const std::span<float> own(logits.data() + row++ * vocab, vocab);
     int32_t token;
+    TokenLogprobs logprobs;
+    const bool want_logprobs = s.request.logprobs >= 0;
     try {
-      token = choose(s, own);
+      token = choose(s, own, want_logprobs ? &logprobs : nullptr);
     } catch (const std::exception& e) {
       finish(s, FinishReason::Error, e.what());
       continue;
@@ -252,7 +262,9 @@ bool Scheduler::step() {
     const auto& o = s.request.options;
     const bool eos = !o.ignore_eos && std::find(o.sampling.eos_ids.begin(), o.sampling.eos_ids.end(), token) !=
                                           o.sampling.eos_ids.end();
-    const bool keep_going = !s.request.on_token || s.request.on_token(token);
+    if (want_logprobs) s.result.logprobs.push_back(logprobs);
+    const bool keep_going = s.request.on_token_logprobs ? s.request.on_token_logprobs(token, logprobs)
+                                                        : !s.request.on_token || s.request.on_token(token);
     if (eos) finish(s, FinishReason::Eos);
     else if (!keep_going) finish(s, FinishReason::Stopped);
     else if (int(s.result.tokens.size()) >= o.max_new_tokens || s.tokens.size() >= options_.max_context)

@@ -35,6 +35,7 @@ struct RequestResult {
   int cached_tokens = 0;        // prompt tokens whose K/V came from the prefix cache
   double first_token_seconds = 0;  // from submission to the first token
   double seconds = 0;              // from submission to the end
+  std::vector<TokenLogprobs> logprobs;  // one per generated token, when BatchRequest::logprobs >= 0
 };
 
 struct BatchRequest {
@@ -42,6 +43,10 @@ struct BatchRequest {
   GenerateOptions options;
   TokenCallback on_token;  // each new token, from the stepping thread; returning false stops the request
   std::function<void(const RequestResult&)> on_finish;  // once, from the stepping thread (or cancel's caller)
+  // -1: no log-probabilities; k >= 0: each token's and the k most likely at its position (token_logprobs), kept in
+  // the result and given to on_token_logprobs, which is then called instead of on_token when set.
+  int logprobs = -1;
+  std::function<bool(int32_t token, const TokenLogprobs&)> on_token_logprobs;
 };
 
 struct SchedulerOptions {
@@ -82,7 +87,7 @@ class Scheduler {
   struct Sequence;
   bool admit(Sequence& s);
   void finish(Sequence& s, FinishReason reason, std::string error = {});
-  int32_t choose(Sequence& s, std::span<float> logits);
+  int32_t choose(Sequence& s, std::span<float> logits, TokenLogprobs* logprobs);
   void publish_full_blocks(Sequence& s);
   void publish_counts();
 

@@ -1,8 +1,8 @@
 #pragma once
 // Generations of the server: each request becomes a Generation, submitted to the model's batching engine, which
 // runs up to --parallel of them together over one paged KV cache and queues the rest in arrival order (a greedy
-// answer is what the request would get alone). The HTTP thread that made the request waits on the Generation for
-// its text as it comes, and cancels it when the client goes away.
+// answer is what the request would get alone). A request for n choices submits n sequences. The HTTP thread that
+// made the request waits on the Generation for its text as it comes, and cancels it when the client goes away.
 #include <atomic>
 #include <functional>
 #include <chrono>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "inferno/inferno.hpp"
+#include "server/openai.hpp"
 
 namespace inferno::server {
 
@@ -24,15 +25,22 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;
   GenerateOptions options;
   std::vector<std::string> stop;
+  int n = 1;                      // choices, each its own sequence; choice i samples with seed + i
+  int logprobs = -1;              // -1: none; k: each token's log-probability and the k most likely
+  bool continue_prompt = false;   // the text continues the prompt's (completions): its first space is kept
 };
 
 struct GenerationOutcome {
-  std::string finish_reason;  // "stop" (eos or a stop string), "length", or "cancelled"
-  int prompt_tokens = 0, completion_tokens = 0;
-  int cached_tokens = 0;  // prompt tokens whose K/V came from the prefix cache
-  double first_token_seconds = 0, seconds = 0;  // from the submission to the engine (EngineResult's)
+  std::string finish_reason;  // "stop" (eos or a stop string), "length", or "cancelled"; of the first choice
+  int prompt_tokens = 0, completion_tokens = 0;  // the prompt once, the tokens of every choice
+  int cached_tokens = 0;  // prompt tokens whose K/V came from the prefix cache (the first choice's)
+  double first_token_seconds = 0, seconds = 0;  // from the submission to the engine (EngineResult's; the first choice's)
   std::optional<std::string> error;  // the engine failed: its message
 };
+
+// The GenerationRequest of a checked OpenAI request whose prompt and base options are set: n, logprobs, penalties,
+// and choice-dependent seeds.
+void apply_choice_fields(const CompletionRequest& request, GenerationRequest& generation);
 
 class Generation {
  public:
@@ -45,13 +53,16 @@ class Generation {
   // Ends a generation that will never run (the server is stopping).
   void abandon(const std::string& why);
 
-  // HTTP side: waits up to `timeout` for text or the end. Returns the text posted since the last call; `done` once
-  // the generation has ended and all its text was taken.
+  // HTTP side: waits up to `timeout` for text or the end. Returns what each choice added since the last call (text,
+  // logprobs, its finish_reason when it ended), in order; `done` once the generation has ended and all was taken.
   struct Update {
-    std::string text;
+    std::vector<Choice> deltas;
     bool done = false;
   };
   Update next(std::chrono::milliseconds timeout);
+  // Every choice whole; valid once next() has said done.
+  const std::vector<Choice>& choices() const { return choices_; }
+  int n() const { return request_.n; }
   // Stops the generation at its next token (or before it starts).
   void cancel();
   bool cancelled() const { return cancelled_; }
@@ -59,15 +70,21 @@ class Generation {
   const GenerationOutcome& outcome() const { return outcome_; }
 
  private:
-  void post(const std::string& text);
+  struct ChoiceState;
+  void post(Choice delta);
   void finish(GenerationOutcome outcome);
+  void choice_finished(int index, const EngineResult& result, const std::string& finish_reason,
+                       const std::optional<std::string>& error);
 
   GenerationRequest request_;
   std::atomic<bool> cancelled_{false};
   std::function<void()> engine_cancel_;  // set while the engine holds the generation
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::string pending_;
+  std::vector<Choice> pending_;   // deltas not yet taken by next()
+  std::vector<Choice> choices_;   // each choice whole
+  int choices_left_ = 0;          // choices the engine has not finished
+  GenerationOutcome running_outcome_;  // summed as choices finish
   bool finished_ = false;
   GenerationOutcome outcome_;
 };

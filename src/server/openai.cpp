@@ -77,22 +77,10 @@ void check_range(const std::optional<double>& v, const char* key, double lo, dou
 }
 
 void refuse_unsupported(const Fields& f, bool chat) {
-  for (const char* key : {"presence_penalty", "frequency_penalty"})
-    if (auto v = f.number(key); v && *v != 0)
-      throw ApiError::invalid(key, std::string("'") + key + "' is not supported by this server (only 0)");
-  if (auto e = f.get("logprobs")) {
-    const bool asked = e->is_bool() ? bool(*e) : (e->is_number() ? double(*e) != 0 : true);
-    if (asked) throw ApiError::invalid("logprobs", "'logprobs' is not supported by this server");
-  }
-  if (auto e = f.get("top_logprobs"); e && !(e->is_number() && double(*e) == 0))
-    throw ApiError::invalid("top_logprobs", "'top_logprobs' is not supported by this server");
   if (auto e = f.get("logit_bias")) {
     simdjson::dom::object o;
     if (e->get(o) != simdjson::SUCCESS) throw Fields::type_error("logit_bias", "an object");
     if (o.size() != 0) throw ApiError::invalid("logit_bias", "'logit_bias' is not supported by this server");
-  }
-  if (auto e = f.get("n")) {
-    if (Fields::as_integer(*e, "n") != 1) throw ApiError::invalid("n", "'n' must be 1: this server makes one choice per request");
   }
   if (chat) {
     if (auto e = f.get("tools")) {
@@ -109,7 +97,8 @@ void refuse_unsupported(const Fields& f, bool chat) {
     }
   } else {
     if (auto echo = f.boolean("echo"); echo && *echo) throw ApiError::invalid("echo", "'echo' is not supported by this server");
-    if (auto b = f.integer("best_of"); b && *b != 1) throw ApiError::invalid("best_of", "'best_of' must be 1");
+    if (auto b = f.integer("best_of"); b && *b != 1 && *b != f.integer("n").value_or(1))
+      throw ApiError::invalid("best_of", "'best_of' must equal 'n': this server returns every sequence it makes");
     if (auto s = f.string("suffix"); s && !s->empty()) throw ApiError::invalid("suffix", "'suffix' is not supported by this server");
   }
 }
@@ -185,6 +174,35 @@ void read_messages(const Fields& f, CompletionRequest& r) {
   }
 }
 
+// n, the penalties and logprobs, in OpenAI's shapes: chat has logprobs (a boolean) and top_logprobs, completions
+// a logprobs count.
+void read_choice_fields(const Fields& f, CompletionRequest& r) {
+  if (auto n = f.integer("n")) {
+    if (*n < 1 || *n > kMaxChoices)
+      throw ApiError::invalid("n", "'n' must be in [1, " + std::to_string(kMaxChoices) + "]");
+    r.n = int(*n);
+  }
+  r.presence_penalty = f.number("presence_penalty");
+  check_range(r.presence_penalty, "presence_penalty", -2.0, 2.0);
+  r.frequency_penalty = f.number("frequency_penalty");
+  check_range(r.frequency_penalty, "frequency_penalty", -2.0, 2.0);
+  const auto top_count = [](int64_t k, const char* key) {
+    if (k < 0 || k > kMaxTopLogprobs)
+      throw ApiError::invalid(key, std::string("'") + key + "' must be in [0, " + std::to_string(kMaxTopLogprobs) + "]");
+    return int(k);
+  };
+  if (r.chat) {
+    const bool asked = f.boolean("logprobs").value_or(false);
+    const auto top = f.integer("top_logprobs");
+    if (top && !asked) throw ApiError::invalid("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    if (asked) r.logprobs = top ? top_count(*top, "top_logprobs") : 0;
+  } else {
+    if (f.get("top_logprobs"))
+      throw ApiError::invalid("top_logprobs", "'top_logprobs' is a chat field; completions take 'logprobs': N");
+    if (auto k = f.integer("logprobs")) r.logprobs = top_count(*k, "logprobs");
+  }
+}
+
 void read_stop(const Fields& f, CompletionRequest& r) {
   auto e = f.get("stop");
   if (!e) return;
@@ -254,6 +272,7 @@ CompletionRequest parse_completion_request(std::string_view body, bool chat) {
     r.top_k = int(std::max<int64_t>(*k, 0));
   }
   r.seed = f.integer("seed");
+  read_choice_fields(f, r);
   read_stop(f, r);
   r.stream = f.boolean("stream").value_or(false);
   if (auto e = f.get("stream_options")) {
@@ -282,38 +301,146 @@ void usage_field(JsonWriter& j, const Usage& usage) {
 
 }  // namespace
 
-std::string completion_json(const ResponseHead& head, const std::string& text, const std::string& finish_reason,
-                            const Usage& usage) {
+namespace {
+
+// A log-probability as JSON: a token the model gives no chance has -inf, which JSON cannot hold; vLLM writes
+// -9999.0 for it, and so does this.
+float json_logprob(float logprob) { return std::isfinite(logprob) ? logprob : -9999.0f; }
+
+void bytes_field(JsonWriter& j, const std::string& bytes) {
+  j.key("bytes").begin_array();
+  for (unsigned char b : bytes) j.value(int(b));
+  j.end_array();
+}
+
+// Chat's choices[].logprobs: {"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}],
+// "refusal": null}. `token` is the bytes as text (a piece of a character comes out as U+FFFD), `bytes` exact.
+void chat_logprobs(JsonWriter& j, const std::vector<TokenLogprob>& tokens) {
+  j.key("logprobs").begin_object().key("content").begin_array();
+  for (const TokenLogprob& t : tokens) {
+    j.begin_object().field("token", t.bytes).field("logprob", json_logprob(t.logprob));
+    bytes_field(j, t.bytes);
+    j.key("top_logprobs").begin_array();
+    for (const auto& [bytes, logprob] : t.top) {
+      j.begin_object().field("token", bytes).field("logprob", json_logprob(logprob));
+      bytes_field(j, bytes);
+      j.end_object();
+    }
+    j.end_array().end_object();
+  }
+  j.end_array().null_field("refusal").end_object();
+}
+
+// Completions' choices[].logprobs: {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}.
+void completion_logprobs(JsonWriter& j, const std::vector<TokenLogprob>& tokens) {
+  j.key("logprobs").begin_object();
+  j.key("tokens").begin_array();
+  for (const TokenLogprob& t : tokens) j.value(t.bytes);
+  j.end_array().key("token_logprobs").begin_array();
+  for (const TokenLogprob& t : tokens) j.value(json_logprob(t.logprob));
+  j.end_array().key("top_logprobs").begin_array();
+  for (const TokenLogprob& t : tokens) {
+    j.begin_object();
+    for (const auto& [bytes, logprob] : t.top) j.field(bytes, json_logprob(logprob));
+    j.end_object();
+  }
+  j.end_array().key("text_offset").begin_array();
+  for (const TokenLogprob& t : tokens) j.value(uint64_t(t.text_offset));
+  j.end_array().end_object();
+}
+
+void logprobs_field(JsonWriter& j, const ResponseHead& head, const Choice& c) {
+  if (!c.with_logprobs) j.null_field("logprobs");
+  else if (head.chat) chat_logprobs(j, c.logprobs);
+  else completion_logprobs(j, c.logprobs);
+}
+
+}  // namespace
+
+std::string completion_json(const ResponseHead& head, const std::vector<Choice>& choices, const Usage& usage) {
   JsonWriter j;
   j.begin_object();
   head_fields(j, head, head.chat ? "chat.completion" : "text_completion");
-  j.key("choices").begin_array().begin_object().field("index", 0);
-  if (head.chat) j.key("message").begin_object().field("role", "assistant").field("content", text).end_object();
-  else j.field("text", text);
-  j.null_field("logprobs").field("finish_reason", finish_reason).end_object().end_array();
+  j.key("choices").begin_array();
+  for (const Choice& c : choices) {
+    j.begin_object().field("index", c.index);
+    if (head.chat) j.key("message").begin_object().field("role", "assistant").field("content", c.text).end_object();
+    else j.field("text", c.text);
+    logprobs_field(j, head, c);
+    j.field("finish_reason", c.finish_reason.value_or("stop")).end_object();
+  }
+  j.end_array();
   usage_field(j, usage);
   j.end_object();
   return j.str();
 }
 
-std::string chunk_json(const ResponseHead& head, const std::string& text, bool first,
-                       const std::optional<std::string>& finish_reason) {
+std::string chunk_json(const ResponseHead& head, const Choice& delta, bool first) {
   JsonWriter j;
   j.begin_object();
   head_fields(j, head, head.chat ? "chat.completion.chunk" : "text_completion");
-  j.key("choices").begin_array().begin_object().field("index", 0);
+  j.key("choices").begin_array().begin_object().field("index", delta.index);
   if (head.chat) {
     j.key("delta").begin_object();
     if (first) j.field("role", "assistant");
-    if (first || !text.empty()) j.field("content", text);
+    if (first || !delta.text.empty()) j.field("content", delta.text);
     j.end_object();
   } else {
-    j.field("text", text);
+    j.field("text", delta.text);
   }
-  j.null_field("logprobs");
-  if (finish_reason) j.field("finish_reason", *finish_reason);
+  if (delta.logprobs.empty()) j.null_field("logprobs");
+  else logprobs_field(j, head, delta);
+  if (delta.finish_reason) j.field("finish_reason", *delta.finish_reason);
   else j.null_field("finish_reason");
   j.end_object().end_array().end_object();
+  return j.str();
+}
+
+TokenizeRequest parse_tokenize_request(std::string_view body) {
+  simdjson::dom::parser parser;
+  element root;
+  simdjson::dom::object object;
+  if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS || root.get(object) != simdjson::SUCCESS)
+    throw ApiError::invalid("", "the request body must be a JSON object");
+  const Fields f(object);
+  TokenizeRequest r;
+  auto content = f.string("content");
+  if (!content) throw ApiError::invalid("content", "'content' is required");
+  r.content = std::move(*content);
+  r.add_special = f.boolean("add_special").value_or(false);
+  return r;
+}
+
+std::vector<int32_t> parse_detokenize_request(std::string_view body, uint32_t vocab_size) {
+  simdjson::dom::parser parser;
+  element root;
+  simdjson::dom::object object;
+  if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS || root.get(object) != simdjson::SUCCESS)
+    throw ApiError::invalid("", "the request body must be a JSON object");
+  auto e = Fields(object).get("tokens");
+  if (!e) throw ApiError::invalid("tokens", "'tokens' is required");
+  simdjson::dom::array a;
+  if (e->get(a) != simdjson::SUCCESS) throw Fields::type_error("tokens", "a list of token ids");
+  std::vector<int32_t> ids;
+  for (element t : a) {
+    if (!t.is_int64() || int64_t(t) < 0 || int64_t(t) >= int64_t(vocab_size))
+      throw ApiError::invalid("tokens", "'tokens' must hold token ids in [0, " + std::to_string(vocab_size) + ")");
+    ids.push_back(int32_t(int64_t(t)));
+  }
+  return ids;
+}
+
+std::string tokenize_json(const std::vector<int32_t>& ids) {
+  JsonWriter j;
+  j.begin_object().key("tokens").begin_array();
+  for (int32_t id : ids) j.value(int(id));
+  j.end_array().end_object();
+  return j.str();
+}
+
+std::string detokenize_json(const std::string& text) {
+  JsonWriter j;
+  j.begin_object().field("content", text).end_object();
   return j.str();
 }
 

@@ -5,10 +5,11 @@
 // Fields read (others are ignored): model (any string: the server has one model), prompt (completions: a string,
 // a list of token ids, or a list holding one of those), messages (chat: {role, content} with content a string or
 // a list of {"type": "text", "text"} parts), max_tokens / max_completion_tokens, temperature (0: greedy), top_p,
-// seed, stop (a string or a list of up to 16), n (1 only), stream, stream_options.include_usage. Extensions as in
-// vLLM and llama.cpp: top_k, min_p, repetition_penalty, ignore_eos. Refused with 400 rather than silently ignored:
-// nonzero presence_penalty / frequency_penalty, logprobs, echo, best_of > 1, suffix, logit_bias, tools,
-// response_format other than text.
+// seed, stop (a string or a list of up to 16), n (1..16 choices), presence_penalty / frequency_penalty ([-2, 2]),
+// logprobs (chat: true with top_logprobs 0..20; completions: 0..20), stream, stream_options.include_usage.
+// Extensions as in vLLM and llama.cpp: top_k, min_p, repetition_penalty, ignore_eos. Refused with 400 rather than
+// silently ignored: echo, best_of other than n, suffix, logit_bias, tools, response_format other than text.
+// Also llama.cpp's /tokenize and /detokenize bodies.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -44,10 +45,26 @@ struct CompletionRequest {
   std::optional<int64_t> seed;
   std::vector<std::string> stop;
   bool stream = false, include_usage = false, ignore_eos = false;
+  int n = 1;                                // choices
+  std::optional<double> presence_penalty, frequency_penalty;
+  int logprobs = -1;                        // -1: none; k: each token's and the k most likely (top_logprobs)
 };
+
+constexpr int kMaxChoices = 16;      // n
+constexpr int kMaxTopLogprobs = 20;  // top_logprobs (chat) and logprobs (completions), as OpenAI's chat and vLLM
 
 // Parses and checks a request body; throws ApiError naming the field at fault.
 CompletionRequest parse_completion_request(std::string_view body, bool chat);
+
+// llama.cpp's /tokenize: {"content": "...", "add_special": false} → ids; /detokenize: {"tokens": [...]} → text.
+struct TokenizeRequest {
+  std::string content;
+  bool add_special = false;
+};
+TokenizeRequest parse_tokenize_request(std::string_view body);
+std::vector<int32_t> parse_detokenize_request(std::string_view body, uint32_t vocab_size);
+std::string tokenize_json(const std::vector<int32_t>& ids);   // {"tokens": [...]}
+std::string detokenize_json(const std::string& text);         // {"content": "..."}
 
 // The response pieces. `id` names the completion ("cmpl-..." / "chatcmpl-..."), `created` is Unix seconds.
 struct ResponseHead {
@@ -59,11 +76,24 @@ struct Usage {
   int prompt_tokens = 0, completion_tokens = 0;
   int cached_tokens = 0;  // usage.prompt_tokens_details.cached_tokens: prompt tokens from the prefix cache
 };
-std::string completion_json(const ResponseHead& head, const std::string& text, const std::string& finish_reason,
-                            const Usage& usage);
-// One stream chunk. For chat, the first chunk carries the role; a finish_reason ends the choice.
-std::string chunk_json(const ResponseHead& head, const std::string& text, bool first,
-                       const std::optional<std::string>& finish_reason);
+// One generated token with its log-probabilities (log-softmax of the model's raw logits at its position).
+struct TokenLogprob {
+  std::string bytes;        // what the token stands for in the text (maybe part of a UTF-8 character)
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;  // the most likely tokens' bytes and log-probabilities
+  size_t text_offset = 0;   // characters of the choice's text before this token (completions' text_offset)
+};
+// One choice of a response, or what a stream chunk adds to it.
+struct Choice {
+  int index = 0;
+  std::string text;
+  std::optional<std::string> finish_reason;  // set when the choice has ended
+  bool with_logprobs = false;                // logprobs asked for: the "logprobs" object, else null
+  std::vector<TokenLogprob> logprobs;
+};
+std::string completion_json(const ResponseHead& head, const std::vector<Choice>& choices, const Usage& usage);
+// One stream chunk. For chat, the first chunk of each choice carries the role; a finish_reason ends the choice.
+std::string chunk_json(const ResponseHead& head, const Choice& delta, bool first);
 // The last chunk when stream_options.include_usage: no choices, the usage.
 std::string usage_chunk_json(const ResponseHead& head, const Usage& usage);
 std::string models_json(const std::string& model, int64_t created);

@@ -368,13 +368,13 @@ struct Server::Impl {
     GenerationRequest g;
     const char* prompt_param = r.chat ? "messages" : "prompt";
     if (r.chat) {
-      if (!model.has_chat_template())
+      if (!model.has_chat_template() && !options.chat_template)
         throw ApiError::invalid("messages", (model.info().path / "tokenizer_config.json").string() +
                                                 ": the model has no chat template, so chat messages cannot be formatted "
-                                                "(use /v1/completions with a prompt)");
+                                                "(use /v1/completions with a prompt, or serve with --template FILE)");
       std::string text;
       try {
-        text = model.render_chat(r.messages, true);
+        text = model.render_chat(r.messages, true, options.chat_template);
       } catch (const Error& e) {
         throw ApiError::invalid("messages", std::string("the chat template refused the messages: ") + e.what());
       }
@@ -424,6 +424,7 @@ struct Server::Impl {
     if (r.temperature && *r.temperature == 0) s.do_sample = false;
     s.seed = r.seed ? uint64_t(*r.seed) : uint64_t(std::random_device{}()) << 32 | std::random_device{}();
     g.stop = r.stop;
+    apply_choice_fields(r, g);
     return g;
   }
 
@@ -485,17 +486,15 @@ struct Server::Impl {
   // ends at its next token (the answer goes nowhere).
   void answer_whole(const std::shared_ptr<Generation>& generation, const ResponseHead& head, int socket,
                            httplib::Response& res, RequestRecord* record, Clock::time_point submitted) {
-    std::string text;
     for (;;) {
       auto update = generation->next(100ms);
-      text += update.text;
       if (update.done) break;
       if (!generation->cancelled() && client_gone(socket)) generation->cancel();
     }
     const GenerationOutcome& outcome = generation->outcome();
     record_outcome(record, outcome, submitted);
     if (const auto error = outcome_error(outcome)) return send_error(res, *error);
-    res.set_content(completion_json(head, text, outcome.finish_reason, {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}),
+    res.set_content(completion_json(head, generation->choices(), {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}),
                     "application/json");
   }
 
@@ -521,17 +520,19 @@ struct Server::Impl {
         impl.record_outcome(record, generation.outcome(), submitted);
       }
     } record_at_end{*this, generation, record, submitted};
-    bool first = true;
-    if (head.chat) {  // the role comes first, as OpenAI sends it
-      if (!send(chunk_json(head, "", true, std::nullopt))) return false;
-      first = false;
-    }
+    std::vector<bool> first(size_t(generation.n()), true);
+    if (head.chat)  // the role comes first, as OpenAI sends it
+      for (int i = 0; i < generation.n(); ++i) {
+        if (!send(chunk_json(head, Choice{.index = i}, true))) return false;
+        first[size_t(i)] = false;
+      }
     for (;;) {
       auto update = generation.next(1s);
-      if (!update.text.empty()) {
-        if (!send(chunk_json(head, update.text, first, std::nullopt))) return false;
-        first = false;
-      } else if (!update.done) {
+      for (const Choice& delta : update.deltas) {
+        if (!send(chunk_json(head, delta, first[size_t(delta.index)]))) return false;
+        first[size_t(delta.index)] = false;
+      }
+      if (update.deltas.empty() && !update.done) {
         // A second without text (queued behind other requests, or a long prefill): an SSE comment, which clients
         // skip, shows whether the client is still there.
         static const std::string keep_alive = ": waiting\n\n";
@@ -547,7 +548,6 @@ struct Server::Impl {
     if (const auto error = outcome_error(outcome)) {
       if (!send(error->to_json())) return false;
     } else {
-      if (!send(chunk_json(head, "", false, outcome.finish_reason))) return false;
       if (include_usage && !send(usage_chunk_json(head, {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}))) return false;
     }
     static const std::string done = "data: [DONE]\n\n";
@@ -599,7 +599,9 @@ struct Server::Impl {
       res.status = 204;
       return httplib::Server::HandlerResponse::Handled;
     }
-    if (!options.api_key.empty() && req.path.rfind("/v1/", 0) == 0) {
+    // Every route but /health (liveness must answer a probe that carries no secret; readiness and metrics probes
+    // send the key as a header).
+    if (!options.api_key.empty() && req.path != "/health") {
       const std::string given = req.get_header_value("Authorization");
       const std::string_view prefix = "Bearer ";
       if (given.size() < prefix.size() || given.compare(0, prefix.size(), prefix) != 0 ||
@@ -652,6 +654,33 @@ struct Server::Impl {
     std::fputs(line, stderr);
   }
 
+  void tokenize(const httplib::Request& req, httplib::Response& res) const {
+    const Loaded* l = loaded.load(std::memory_order_acquire);
+    if (!l) return send_error(res, *not_ready());
+    const Model& model = l->model;
+    try {
+      const TokenizeRequest r = parse_tokenize_request(req.body);
+      res.set_content(tokenize_json(model.tokenize(r.content, r.add_special)), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const std::exception& e) {
+      send_error(res, ApiError::invalid("content", e.what()));
+    }
+  }
+  void detokenize(const httplib::Request& req, httplib::Response& res) const {
+    const Loaded* l = loaded.load(std::memory_order_acquire);
+    if (!l) return send_error(res, *not_ready());
+    const Model& model = l->model;
+    try {
+      const auto ids = parse_detokenize_request(req.body, model.info().vocab_size);
+      res.set_content(detokenize_json(model.detokenize(ids, false)), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const std::exception& e) {
+      send_error(res, ApiError::invalid("tokens", e.what()));
+    }
+  }
+
   void routes() {
     // Every connection has a thread of its own for as long as it is open, so that connections waiting on the
     // model, idle or slow never hold up the others (cpp-httplib's default is 8 threads for everything); more
@@ -677,6 +706,8 @@ struct Server::Impl {
       if (!loaded.load(std::memory_order_acquire)) return send_error(res, *not_ready());
       res.set_content(models_json(options.model_name, int64_t(std::time(nullptr))), "application/json");
     });
+    http.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) { tokenize(req, res); });
+    http.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) { detokenize(req, res); });
     // Liveness: the process answers. Nothing here may wait on the model.
     http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("{\"status\":\"ok\"}", "application/json");

@@ -2,6 +2,7 @@
 // inferno's local HTTP server, compatible with OpenAI's API (see openai.hpp for the fields it reads):
 //   POST /v1/completions, POST /v1/chat/completions  (JSON, or server-sent events with "stream": true)
 //   GET /v1/models
+//   POST /tokenize, POST /detokenize (llama.cpp's shapes)
 //   GET /health   liveness: 200 while the process answers
 //   GET /ready    readiness: 200 once the model is loaded; 503 while it loads, while draining, or while an engine
 //                 step has run longer than stuck_after_s
@@ -10,11 +11,12 @@
 // rest; a client that disconnects cancels its generation. Errors are JSON in OpenAI's error shape.
 //
 // A server may start listening before its model is loaded (Server(options), then attach()): /v1/* answer 503
-// until then. With an API key, /v1/* need `Authorization: Bearer KEY`; /health, /ready and /metrics stay open so
-// that probes and scrapers need no secret.
+// until then. With an API key, every route but /health needs `Authorization: Bearer KEY` (liveness probes carry
+// no secret; readiness probes and scrapers send the key).
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,7 @@ struct ServerOptions {
   int keep_alive_timeout_s = 5;       // an idle kept-alive connection is closed after this long
   int default_max_tokens = 16;        // /v1/completions without max_tokens (OpenAI's default)
   int default_chat_max_tokens = 1024; // /v1/chat/completions without max_tokens, at most what the context leaves
+  std::optional<std::string> chat_template;  // --template: the chat template instead of the model's
   bool log = false;                   // one line per request on stderr (see README: time, id, route, status, ...)
   std::string api_key;                // not empty: /v1/* need "Authorization: Bearer <api_key>" (401 otherwise)
   std::vector<std::string> cors_origins;  // origins answered with Access-Control-Allow-Origin; "*": any

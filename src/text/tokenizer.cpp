@@ -618,6 +618,11 @@ int32_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const { return impl_->token_to_id(token); }
 
+std::string Tokenizer::token_bytes(int32_t id) const {
+  const std::string* text = impl_->decode_text(id);
+  return text ? impl_->decoder.token_bytes(*text) : std::string();
+}
+
 std::string Tokenizer::id_to_token(int32_t id) const {
   const Impl& impl = *impl_;
   impl.check_id(id);

@@ -37,6 +37,9 @@ class Tokenizer {
   int32_t vocab_size() const;
   std::optional<int32_t> token_to_id(std::string_view token) const;
   std::string id_to_token(int32_t id) const;  // the token string as stored (e.g. "Ġworld", "▁world")
+  // The bytes the token stands for within a decoded text (" world"; "<0xE2>" is one byte), "" for an id without a
+  // token (DecoderChain::token_bytes).
+  std::string token_bytes(int32_t id) const;
   bool is_special(int32_t id) const;
 
   // BOS/EOS: tokenizer_config.json's bos_token/eos_token; without them, the post-processor's added tokens;

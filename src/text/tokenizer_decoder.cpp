@@ -159,6 +159,32 @@ std::string DecoderChain::decode(std::vector<std::string> tokens) const {
   return out;
 }
 
+std::string DecoderChain::token_bytes(std::string_view token) const {
+  std::string t(token);
+  if (!has_decoder_) return t;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const DecoderStep& step = steps_[i];
+    switch (step.kind) {
+      case Kind::Replace: t = replace_all(t, step.pattern, step.content); break;
+      case Kind::Strip:  // after fusing, Strip sees the whole text, whose ends are elsewhere
+        if (!fused_before_[i]) t = strip_token(t, step.content, step.start, step.stop);
+        break;
+      case Kind::Metaspace: t = metaspace_token(t, step.content, false, step.prepend_scheme); break;
+      case Kind::Fuse: break;
+      case Kind::ByteLevel: {
+        std::string bytes;
+        append_byte_level_bytes(bytes, t);
+        t = std::move(bytes);
+        break;
+      }
+      case Kind::ByteFallback:
+        if (auto b = byte_of_token(t)) t.assign(1, char(*b));
+        break;
+    }
+  }
+  return t;
+}
+
 DecoderChain::Stream::Stream(const DecoderChain& chain) : chain_(&chain), states_(chain.steps_.size()) {}
 
 std::string DecoderChain::Stream::push(std::string_view token) {

@@ -20,6 +20,10 @@ class DecoderChain {
 
   // The tokenizers library's Decoder::decode: every step over the whole list, then the pieces concatenated.
   std::string decode(std::vector<std::string> tokens) const;
+  // The bytes one token stands for in the middle of a text: each step on the token alone, as if tokens came before
+  // and after it (no stripping at the ends of the text, Metaspace's "▁" a space), byte tokens as their raw bytes,
+  // which may be part of a UTF-8 character only.
+  std::string token_bytes(std::string_view token) const;
 
   class Stream {
    public:

@@ -1,6 +1,8 @@
 #pragma once
 // Writing JSON (the server's responses, the command line's --json): objects and arrays in order, strings escaped. Text that is not valid UTF-8 (a file
 // name in an error message, say) comes out with U+FFFD in place of each bad byte, so the output is always JSON.
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -89,6 +91,13 @@ class JsonWriter {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.6g", v);
     return raw(buf);
+  }
+  // The shortest decimal that reads back as the same float; JSON has no number for inf or NaN: null.
+  JsonWriter& value(float v) {
+    char buf[32];
+    const auto written = std::to_chars(buf, buf + sizeof buf, v);
+    if (!std::isfinite(v) || written.ec != std::errc()) return null();
+    return raw(std::string_view(buf, size_t(written.ptr - buf)));
   }
   JsonWriter& null() { return raw("null"); }
   template <class T>

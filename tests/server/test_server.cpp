@@ -249,13 +249,23 @@ std::string quote(const std::string& s) { return inferno::json_quote(s); }
 
 // ---- references ----
 
+// The text new tokens add after the prompt: decode(prompt + new) less decode(prompt), so a continuation keeps the
+// space SentencePiece's "▁" puts at its start.
+std::string continuation_text(inferno::Model& model, const std::vector<int32_t>& prompt, const std::vector<int32_t>& out) {
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), out.begin(), out.end());
+  const std::string before = model.detokenize(prompt), whole = model.detokenize(all);
+  REQUIRE(whole.rfind(before, 0) == 0);
+  return whole.substr(before.size());
+}
+
 // What Session::generate gives alone on the same model: greedy, exactly max_new_tokens.
 std::string reference_text(inferno::Model& model, const std::vector<int32_t>& prompt, int max_new_tokens) {
   inferno::Session session(model);
   inferno::GenerateOptions options;
   options.max_new_tokens = max_new_tokens;
   options.ignore_eos = true;
-  return model.detokenize(session.generate(prompt, options));
+  return continuation_text(model, prompt, session.generate(prompt, options));
 }
 
 std::string completion_body(const std::string& prompt, int max_tokens, const std::string& extra = "") {
@@ -366,7 +376,8 @@ TEST_CASE("temperature, top_p and seed sample as Session::generate does with the
   options.sampling.top_p = top_p;
   options.sampling.seed = seed;
   inferno::Session session(served.model);
-  const std::string want = served.model.detokenize(session.generate(served.model.tokenize(prompt), options));
+  const auto prompt_ids = served.model.tokenize(prompt);
+  const std::string want = continuation_text(served.model, prompt_ids, session.generate(prompt_ids, options));
 
   // Parameters that are null, zero or 1 are accepted as "not asked for".
   const std::string body = "{\"prompt\":" + quote(prompt) + ",\"max_tokens\":5,\"ignore_eos\":true,\"temperature\":0.7," +
@@ -543,8 +554,8 @@ TEST_CASE("bad requests get 4xx errors in OpenAI's shape") {
   CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"stop\": 3}"), 400) == "stop");
   CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"seed\": \"1\"}"), 400) == "seed");
   CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"model\": 7}"), 400) == "model");
-  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"n\": 2}"), 400) == "n");
-  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"presence_penalty\": 0.5}"), 400) == "presence_penalty");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"n\": 17}"), 400) == "n");
+  CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"presence_penalty\": 2.5}"), 400) == "presence_penalty");
   CHECK(error_param(post(port, "/v1/completions", "{\"prompt\": \"x\", \"echo\": true}"), 400) == "echo");
   CHECK(error_param(post(port, "/v1/chat/completions", "{\"messages\": \"hi\"}"), 400) == "messages");
   CHECK(error_param(post(port, "/v1/chat/completions", "{\"messages\": [{\"content\": \"hi\"}]}"), 400) == "messages[0].role");

@@ -500,7 +500,7 @@ TEST_CASE("Histogram: a value on a bound counts in that bucket; numbers print as
   CHECK(inferno::server::prometheus_number(std::nan("")) == "NaN");
 }
 
-TEST_CASE("--api-key: /v1/* need the bearer key (401 in OpenAI's shape); probes and metrics stay open") {
+TEST_CASE("--api-key: every route but /health needs the bearer key (401 in OpenAI's shape)") {
   Served own({.api_key = "sk-test-123"});
   CHECK(error_code(get(own.port, "/v1/models"), 401) == "invalid_api_key");
   CHECK(error_code(get(own.port, "/v1/models", {{"Authorization", "Bearer sk-test-124"}}), 401) == "invalid_api_key");
@@ -510,7 +510,12 @@ TEST_CASE("--api-key: /v1/* need the bearer key (401 in OpenAI's shape); probes 
   CHECK(get(own.port, "/v1/models", {{"Authorization", "Bearer sk-test-123"}}).status == 200);
   CHECK(post(own.port, "/v1/completions", completion_body("The jury said", 2), {{"Authorization", "Bearer sk-test-123"}})
             .status == 200);
-  for (const char* open : {"/health", "/ready", "/metrics"}) CHECK(get(own.port, open).status == 200);
+  CHECK(get(own.port, "/health").status == 200);  // liveness probes carry no secret
+  for (const char* closed : {"/ready", "/metrics"}) {
+    CHECK(error_code(get(own.port, closed), 401) == "invalid_api_key");
+    CHECK(get(own.port, closed, {{"Authorization", "Bearer sk-test-123"}}).status == 200);
+  }
+  CHECK(error_code(post(own.port, "/tokenize", "{\"content\":\"a\"}"), 401) == "invalid_api_key");
 
   // Refused before its body is read, the connection ends after the 401: the body is never taken for a request.
   const int fd = connect_raw(own.port);
