@@ -6,9 +6,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 
+#include "generate/json_schema.hpp"
 #include "generate/session.hpp"
 #include "io/checkpoint.hpp"
 #include "io/hf_config.hpp"
@@ -319,6 +321,9 @@ struct Model::Impl {
   // Held by a batching Engine around each of its steps (its KV pool and step recordings are one stream of device
   // work); Sessions need none: the Device guards its own command pool and queue.
   std::recursive_mutex device_work;
+  // The tokenizer's vocabulary as a trie of token bytes, made on the first constrained request.
+  mutable std::mutex vocabulary_mutex;
+  mutable std::shared_ptr<const gen::TokenTrie> vocabulary;
 
   std::vector<int32_t> eos_ids() const {  // generation_config.json, else config.json, else the tokenizer's
     std::vector<int32_t> ids;
@@ -510,7 +515,11 @@ struct Session::Impl {
     session = std::make_unique<gen::Session>(llama, ctx, api::kv_type(options.kv_dtype, llama), batch, options.timestamps);
     return *session;
   }
-  gen::GenerateOptions engine_options(const GenerateOptions& o) const { return api::engine_options(o, model->eos_ids()); }
+  gen::GenerateOptions engine_options(const GenerateOptions& o) const {
+    gen::GenerateOptions g = api::engine_options(o, model->eos_ids());
+    g.grammar = api::grammar_constraint(*model, o.json_schema);
+    return g;
+  }
   void take_stats() {
     const auto& s = session->stats();
     stats = {s.prompt_tokens, s.reused_tokens, s.new_tokens, s.prefill_seconds, s.decode_seconds};
@@ -573,6 +582,8 @@ Bandwidth measure_bandwidth(const Model& model) {
   return {r.bytes_per_second, r.bytes_read, r.gpu_timed};
 }
 
+void check_json_schema(const std::string& schema) { gen::compile_json_schema(schema); }
+
 std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes) {
   return io::read_regular_file(path, max_bytes);
 }
@@ -608,6 +619,23 @@ kernels::KvType kv_type(KvDtype d, const model::LlamaModel& m) {
 }
 
 const model::LlamaModel& llama_of(const Model& model) { return *model.impl().llama; }
+
+std::shared_ptr<const gen::GrammarConstraint> grammar_constraint(const Model::Impl& model, const std::string& schema) {
+  if (schema.empty()) return nullptr;
+  auto grammar = std::make_shared<const gen::Grammar>(gen::compile_json_schema(schema));
+  std::shared_ptr<const gen::TokenTrie> vocabulary;
+  {
+    std::lock_guard lock(model.vocabulary_mutex);
+    if (!model.vocabulary) {
+      const text::Tokenizer& tokenizer = model.text->need_tokenizer(model.info.path);
+      std::vector<std::string> bytes = tokenizer.token_bytes();
+      bytes.resize(model.llama->hyper().vocab);  // the logits' rows: padded embeddings have no token
+      model.vocabulary = std::make_shared<const gen::TokenTrie>(bytes);
+    }
+    vocabulary = model.vocabulary;
+  }
+  return std::make_shared<const gen::GrammarConstraint>(gen::GrammarConstraint{std::move(grammar), std::move(vocabulary)});
+}
 std::recursive_mutex& device_lock_of(const Model& model) { return model.impl().device_work; }
 gen::GenerateOptions engine_options(const GenerateOptions& o, const std::vector<int32_t>& model_eos) {
   gen::GenerateOptions g;

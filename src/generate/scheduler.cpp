@@ -33,6 +33,7 @@ struct Scheduler::Sequence {
   std::vector<uint32_t> blocks;  // the block table; every block it can need, reserved at admission
   std::vector<uint64_t> chain;   // the prefix-cache hash of each full block computed so far (published or found)
   std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<GrammarMatcher> matcher;  // constrained decoding (options.grammar)
   RequestResult result;
   Clock::time_point submitted = Clock::now();
   bool done = false;
@@ -138,6 +139,10 @@ int32_t Scheduler::choose(Sequence& s, std::span<float> logits) {
   const GenerateOptions& o = s.request.options;
   SamplingParams params = o.sampling;
   if (o.ignore_eos) params.eos_ids.clear();
+  if (o.grammar) {
+    if (!s.matcher) s.matcher = std::make_unique<GrammarMatcher>(o.grammar);
+    s.matcher->apply_mask(logits, params.eos_ids);
+  }
   apply_logits_processors(logits, s.tokens, int(s.prompt_length), params);
   if (!params.do_sample) return argmax(logits);
   if (!s.sampler) s.sampler = std::make_unique<Sampler>(params.seed);
@@ -248,7 +253,9 @@ bool Scheduler::step() {
     const bool eos = !o.ignore_eos && std::find(o.sampling.eos_ids.begin(), o.sampling.eos_ids.end(), token) !=
                                           o.sampling.eos_ids.end();
     const bool keep_going = !s.request.on_token || s.request.on_token(token);
-    if (eos) finish(s, FinishReason::Eos);
+    // The grammar allows nothing after this token: the text is whole, which ends the sequence as eos would.
+    const bool grammar_done = !eos && s.matcher && s.matcher->advance(token) && s.matcher->finished();
+    if (eos || grammar_done) finish(s, FinishReason::Eos);
     else if (!keep_going) finish(s, FinishReason::Stopped);
     else if (int(s.result.tokens.size()) >= o.max_new_tokens || s.tokens.size() >= options_.max_context)
       finish(s, FinishReason::Length);

@@ -38,6 +38,9 @@ class Tokenizer {
   std::optional<int32_t> token_to_id(std::string_view token) const;
   std::string id_to_token(int32_t id) const;  // the token string as stored (e.g. "Ġworld", "▁world")
   bool is_special(int32_t id) const;
+  // For every id: the bytes the token adds in the middle of a text (see DecoderChain::token_bytes); empty for
+  // special tokens and ids without a token.
+  std::vector<std::string> token_bytes() const;
 
   // BOS/EOS: tokenizer_config.json's bos_token/eos_token; without them, the post-processor's added tokens;
   // without those, the usual added special tokens (<s>, <|begin_of_text|>, ...). Whether encode adds BOS

@@ -94,6 +94,31 @@ DecoderChain::DecoderChain(bool has_decoder, std::vector<DecoderStep> steps, std
   }
 }
 
+std::string DecoderChain::token_bytes(std::string token) const {
+  if (!has_decoder_) return " " + token;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const DecoderStep& step = steps_[i];
+    switch (step.kind) {
+      case Kind::Replace: token = replace_all(token, step.pattern, step.content); break;
+      case Kind::Strip:
+        if (!fused_before_[i]) token = strip_token(token, step.content, step.start, step.stop);
+        break;
+      case Kind::Metaspace: token = metaspace_token(token, step.content, false, step.prepend_scheme); break;
+      case Kind::Fuse: break;
+      case Kind::ByteLevel: {
+        std::string bytes;
+        append_byte_level_bytes(bytes, token);
+        token = std::move(bytes);
+        break;
+      }
+      case Kind::ByteFallback:
+        if (auto b = byte_of_token(token)) token = std::string(1, char(*b));
+        break;
+    }
+  }
+  return token;
+}
+
 std::string DecoderChain::decode(std::vector<std::string> tokens) const {
   if (!has_decoder_) {
     std::string out;

@@ -20,6 +20,9 @@ class DecoderChain {
 
   // The tokenizers library's Decoder::decode: every step over the whole list, then the pieces concatenated.
   std::string decode(std::vector<std::string> tokens) const;
+  // The bytes one token adds in the middle of a text (not at its start or end, where Strip and Metaspace differ):
+  // raw bytes, possibly part of a UTF-8 character, for constrained decoding.
+  std::string token_bytes(std::string token) const;
 
   class Stream {
    public:
