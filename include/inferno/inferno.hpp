@@ -135,6 +135,10 @@ class Model {
   // The model's chat template (tokenizer_config.json) or `template_source` when given.
   std::string render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                           const std::optional<std::string>& template_source = std::nullopt) const;
+  // Messages as JSON (a list of objects with role, content and whatever else the template reads, such as
+  // tool_calls), with `tools_json` (a JSON list; "" for none) given to the template as `tools`.
+  std::string render_chat_json(const std::string& messages_json, bool add_generation_prompt,
+                               const std::string& tools_json = "") const;
   std::vector<int32_t> eos_ids() const;  // generation_config.json, else config.json, else the tokenizer's
   std::optional<int32_t> pad_id() const;
 

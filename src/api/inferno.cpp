@@ -118,7 +118,7 @@ struct TextAssets {
     return source;
   }
   std::string render(const std::filesystem::path& path, const text::Value& messages, bool add_generation_prompt,
-                     const std::optional<std::string>& template_source) const {
+                     const std::optional<std::string>& template_source, const text::Value* tools = nullptr) const {
     std::optional<std::string> source = template_source ? template_source : chat_template();
     if (!source) throw Error(path.string() + ": the model has no chat_template");
     text::Value extra = text::Value::dict();
@@ -128,6 +128,7 @@ struct TextAssets {
       extra = text::Value::from_json("{\"bos_token\":" + text::Value(tokenizer->bos_token()).to_json() +
                                      ",\"eos_token\":" + text::Value(tokenizer->eos_token()).to_json() + "}");
     }
+    if (tools) extra.set("tools", *tools);
     return text::ChatTemplate(*source).render(messages, add_generation_prompt, extra);
   }
 };
@@ -398,6 +399,16 @@ std::string Model::detokenize(const std::vector<int32_t>& ids, bool skip_special
 std::string Model::render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                const std::optional<std::string>& template_source) const {
   return impl_->text->render(impl_->info.path, messages_value(messages), add_generation_prompt, template_source);
+}
+
+std::string Model::render_chat_json(const std::string& messages_json, bool add_generation_prompt,
+                                    const std::string& tools_json) const {
+  const text::Value messages = text::Value::from_json(messages_json);
+  if (!messages.is_list()) throw Error("messages: expected a JSON list of message objects");
+  if (tools_json.empty()) return impl_->text->render(impl_->info.path, messages, add_generation_prompt, std::nullopt);
+  const text::Value tools = text::Value::from_json(tools_json);
+  if (!tools.is_list()) throw Error("tools: expected a JSON list of tool objects");
+  return impl_->text->render(impl_->info.path, messages, add_generation_prompt, std::nullopt, &tools);
 }
 
 std::vector<int32_t> Model::eos_ids() const { return impl_->eos_ids(); }

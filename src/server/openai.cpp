@@ -94,20 +94,8 @@ void refuse_unsupported(const Fields& f, bool chat) {
   if (auto e = f.get("n")) {
     if (Fields::as_integer(*e, "n") != 1) throw ApiError::invalid("n", "'n' must be 1: this server makes one choice per request");
   }
-  if (chat) {
-    if (auto e = f.get("tools")) {
-      simdjson::dom::array a;
-      if (e->get(a) != simdjson::SUCCESS) throw Fields::type_error("tools", "a list");
-      if (a.size() != 0) throw ApiError::invalid("tools", "'tools' (function calling) is not supported by this server");
-    }
-    if (auto e = f.get("response_format")) {
-      simdjson::dom::object o;
-      std::string_view type;
-      if (e->get(o) != simdjson::SUCCESS || o["type"].get(type) != simdjson::SUCCESS)
-        throw Fields::type_error("response_format", "an object with a string 'type'");
-      if (type != "text") throw ApiError::invalid("response_format", "only response_format {\"type\": \"text\"} is supported");
-    }
-  } else {
+  // response_format, tools and tool_choice: server/structured.hpp.
+  if (!chat) {
     if (auto echo = f.boolean("echo"); echo && *echo) throw ApiError::invalid("echo", "'echo' is not supported by this server");
     if (auto b = f.integer("best_of"); b && *b != 1) throw ApiError::invalid("best_of", "'best_of' must be 1");
     if (auto s = f.string("suffix"); s && !s->empty()) throw ApiError::invalid("suffix", "'suffix' is not supported by this server");

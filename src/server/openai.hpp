@@ -7,8 +7,8 @@
 // a list of {"type": "text", "text"} parts), max_tokens / max_completion_tokens, temperature (0: greedy), top_p,
 // seed, stop (a string or a list of up to 16), n (1 only), stream, stream_options.include_usage. Extensions as in
 // vLLM and llama.cpp: top_k, min_p, repetition_penalty, ignore_eos. Refused with 400 rather than silently ignored:
-// nonzero presence_penalty / frequency_penalty, logprobs, echo, best_of > 1, suffix, logit_bias, tools,
-// response_format other than text.
+// nonzero presence_penalty / frequency_penalty, logprobs, echo, best_of > 1, suffix, logit_bias. response_format,
+// tools and tool_choice are read by server/structured.hpp.
 #include <cstdint>
 #include <optional>
 #include <string>

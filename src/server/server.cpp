@@ -17,6 +17,7 @@
 
 #include "server/generation.hpp"
 #include "server/openai.hpp"
+#include "server/structured.hpp"
 
 namespace inferno::server {
 
@@ -127,7 +128,7 @@ struct Server::Impl {
   uint32_t context_limit() const { return context_limit(model, options); }
 
   // The prompt's ids and the generation options of a checked request; ApiError for what the model cannot do.
-  GenerationRequest prepare(const CompletionRequest& r) const {
+  GenerationRequest prepare(const CompletionRequest& r, const StructuredRequest& structured) const {
     GenerationRequest g;
     const char* prompt_param = r.chat ? "messages" : "prompt";
     if (r.chat) {
@@ -137,7 +138,10 @@ struct Server::Impl {
                                                 "(use /v1/completions with a prompt)");
       std::string text;
       try {
-        text = model.render_chat(r.messages, true);
+        text = structured.messages_json.empty()
+                   ? model.render_chat(r.messages, true)
+                   : model.render_chat_json(structured.messages_json, true,
+                                            structured.tools.active() ? structured.tools.tools_json : "");
       } catch (const Error& e) {
         throw ApiError::invalid("messages", std::string("the chat template refused the messages: ") + e.what());
       }
@@ -187,15 +191,18 @@ struct Server::Impl {
     if (r.temperature && *r.temperature == 0) s.do_sample = false;
     s.seed = r.seed ? uint64_t(*r.seed) : uint64_t(std::random_device{}()) << 32 | std::random_device{}();
     g.stop = r.stop;
+    g.options.json_schema = structured.json_schema;
     return g;
   }
 
   void completions(const httplib::Request& req, httplib::Response& res, bool chat) {
     CompletionRequest request;
     GenerationRequest generation_request;
+    StructuredRequest structured;
     try {
       request = parse_completion_request(req.body, chat);
-      generation_request = prepare(request);
+      structured = read_structured(req.body, request);
+      generation_request = prepare(request, structured);
     } catch (const ApiError& e) {
       return send_error(res, e);
     } catch (const std::exception& e) {
@@ -209,7 +216,7 @@ struct Server::Impl {
     std::snprintf(serial, sizeof serial, "%08llx", static_cast<unsigned long long>(next_id++));
     const ResponseHead head{(chat ? "chatcmpl-" : "cmpl-") + id_prefix + serial, options.model_name,
                             int64_t(std::time(nullptr)), chat};
-    if (!request.stream) return answer_whole(generation, head, connection_socket(req), res);
+    if (!request.stream) return answer_whole(generation, head, connection_socket(req), res, structured.tools);
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
@@ -224,7 +231,7 @@ struct Server::Impl {
   // Waits for the whole text; a client that closes the connection meanwhile cancels the generation, which then
   // ends at its next token (the answer goes nowhere).
   static void answer_whole(const std::shared_ptr<Generation>& generation, const ResponseHead& head, int socket,
-                           httplib::Response& res) {
+                           httplib::Response& res, const ToolRequest& tools) {
     std::string text;
     for (;;) {
       auto update = generation->next(100ms);
@@ -234,6 +241,11 @@ struct Server::Impl {
     }
     const GenerationOutcome& outcome = generation->outcome();
     if (const auto error = outcome_error(outcome)) return send_error(res, *error);
+    if (tools.active() && outcome.finish_reason == "stop")
+      if (const auto calls = parse_tool_calls(text, tools.names))
+        return res.set_content(tool_calls_completion_json(head, *calls, {outcome.prompt_tokens, outcome.completion_tokens,
+                                                                         outcome.cached_tokens}),
+                               "application/json");
     res.set_content(completion_json(head, text, outcome.finish_reason, {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}),
                     "application/json");
   }

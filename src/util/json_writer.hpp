@@ -91,6 +91,7 @@ class JsonWriter {
     return raw(buf);
   }
   JsonWriter& null() { return raw("null"); }
+  JsonWriter& json(std::string_view already_json) { return raw(already_json); }  // a value written elsewhere
   template <class T>
   JsonWriter& field(std::string_view k, const T& v) {
     key(k);
