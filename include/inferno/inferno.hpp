@@ -147,6 +147,12 @@ class Model {
   // The model's chat template (tokenizer_config.json) or `template_source` when given.
   std::string render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                           const std::optional<std::string>& template_source = std::nullopt) const;
+  // Messages as JSON (a list of objects with role, content and whatever else the template reads, such as
+  // tool_calls), with `tools_json` (a JSON list; "" for none) given to the template as `tools`; `template_source` as
+  // render_chat's.
+  std::string render_chat_json(const std::string& messages_json, bool add_generation_prompt,
+                               const std::string& tools_json = "",
+                               const std::optional<std::string>& template_source = std::nullopt) const;
   std::vector<int32_t> eos_ids() const;  // generation_config.json, else config.json, else the tokenizer's
   std::optional<int32_t> pad_id() const;
 
@@ -262,7 +268,17 @@ struct GenerateOptions {
   bool ignore_eos = false;             // never stop at eos, never ban it (eos_token_id = None)
   std::optional<std::vector<int32_t>> eos_ids;  // default: the model's
   SamplingOptions sampling;
+  // Constrained decoding: when not empty, a JSON schema (the subset check_json_schema takes; {"type": "object"}
+  // for any object) that the output is a JSON text of. Only tokens that keep the output a prefix of such a text
+  // are chosen, eos only once it is whole, and generation ends ("stop") when the text allows nothing more. A
+  // generation cut by max_new_tokens may end inside the value.
+  std::string json_schema;
 };
+
+// Throws Error naming the keyword (and where) when `schema` is not JSON or uses what constrained decoding does not
+// support: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, enum,
+// const, anyOf and local $ref ("#", "#/$defs/NAME", "#/definitions/NAME") are; annotations are ignored.
+void check_json_schema(const std::string& schema);
 
 struct SessionOptions {
   uint32_t ctx = 0;          // KV cache tokens; 0: set by the first call (prompt + max_new_tokens)

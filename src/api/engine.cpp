@@ -35,7 +35,11 @@ struct Engine::Impl {
   std::unique_ptr<model::PagedKvCache> pool;
   std::unique_ptr<gen::BatchEngine> engine;
 
-  gen::GenerateOptions engine_options(const GenerateOptions& o) const { return api::engine_options(o, model.eos_ids()); }
+  gen::GenerateOptions engine_options(const GenerateOptions& o) const {
+    gen::GenerateOptions g = api::engine_options(o, model.eos_ids());
+    g.grammar = api::grammar_constraint(model.impl(), o.json_schema);
+    return g;
+  }
 };
 
 Engine::Engine(Model& model, const EngineOptions& o) : impl_(std::make_unique<Impl>(Impl{Model(need_state(model.impl_)), 0, {}, {}, {}})) {

@@ -6,9 +6,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 
+#include "generate/json_schema.hpp"
 #include "generate/session.hpp"
 #include "io/checkpoint.hpp"
 #include "io/hf_config.hpp"
@@ -116,7 +118,7 @@ struct TextAssets {
     return source;
   }
   std::string render(const std::filesystem::path& path, const text::Value& messages, bool add_generation_prompt,
-                     const std::optional<std::string>& template_source) const {
+                     const std::optional<std::string>& template_source, const text::Value* tools = nullptr) const {
     std::optional<std::string> source = template_source ? template_source : chat_template();
     if (!source) throw Error(path.string() + ": the model has no chat_template");
     text::Value extra = text::Value::dict();
@@ -126,6 +128,7 @@ struct TextAssets {
       extra = text::Value::from_json("{\"bos_token\":" + text::Value(tokenizer->bos_token()).to_json() +
                                      ",\"eos_token\":" + text::Value(tokenizer->eos_token()).to_json() + "}");
     }
+    if (tools) extra.set("tools", *tools);
     return text::ChatTemplate(*source).render(messages, add_generation_prompt, extra);
   }
 };
@@ -333,6 +336,9 @@ struct Model::Impl {
   // Held by a batching Engine around each of its steps (its KV pool and step recordings are one stream of device
   // work); Sessions need none: the Device guards its own command pool and queue.
   std::recursive_mutex device_work;
+  // The tokenizer's vocabulary as a trie of token bytes, made on the first constrained request.
+  mutable std::mutex vocabulary_mutex;
+  mutable std::shared_ptr<const gen::TokenTrie> vocabulary;
 
   std::vector<int32_t> eos_ids() const {  // generation_config.json, else config.json, else the tokenizer's
     std::vector<int32_t> ids;
@@ -440,6 +446,17 @@ std::string Model::token_bytes(int32_t id) const { return impl_->text->need_toke
 std::string Model::render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                const std::optional<std::string>& template_source) const {
   return impl_->text->render(impl_->info.path, messages_value(messages), add_generation_prompt, template_source);
+}
+
+std::string Model::render_chat_json(const std::string& messages_json, bool add_generation_prompt,
+                                    const std::string& tools_json,
+                                    const std::optional<std::string>& template_source) const {
+  const text::Value messages = text::Value::from_json(messages_json);
+  if (!messages.is_list()) throw Error("messages: expected a JSON list of message objects");
+  if (tools_json.empty()) return impl_->text->render(impl_->info.path, messages, add_generation_prompt, template_source);
+  const text::Value tools = text::Value::from_json(tools_json);
+  if (!tools.is_list()) throw Error("tools: expected a JSON list of tool objects");
+  return impl_->text->render(impl_->info.path, messages, add_generation_prompt, template_source, &tools);
 }
 
 std::vector<int32_t> Model::eos_ids() const { return impl_->eos_ids(); }
@@ -561,7 +578,11 @@ struct Session::Impl {
                                              options.timestamps);
     return *session;
   }
-  gen::GenerateOptions engine_options(const GenerateOptions& o) const { return api::engine_options(o, model->eos_ids()); }
+  gen::GenerateOptions engine_options(const GenerateOptions& o) const {
+    gen::GenerateOptions g = api::engine_options(o, model->eos_ids());
+    g.grammar = api::grammar_constraint(*model, o.json_schema);
+    return g;
+  }
   void take_stats() {
     const auto& s = session->stats();
     stats = {s.prompt_tokens, s.reused_tokens, s.new_tokens, s.prefill_seconds, s.decode_seconds};
@@ -658,6 +679,8 @@ Bandwidth measure_bandwidth(const Model& model) {
   return {r.bytes_per_second, r.bytes_read, r.gpu_timed};
 }
 
+void check_json_schema(const std::string& schema) { gen::compile_json_schema(schema); }
+
 std::string read_text_file(const std::filesystem::path& path, uint64_t max_bytes) {
   return io::read_regular_file(path, max_bytes);
 }
@@ -694,6 +717,23 @@ kernels::KvType kv_type(KvDtype d, const model::LlamaModel& m) {
 
 const model::LlamaModel& llama_of(const Model& model) { return model.impl().llama(); }
 std::vector<const model::LlamaModel*> stages_of(const Model& model) { return model.impl().stage_models(); }
+
+std::shared_ptr<const gen::GrammarConstraint> grammar_constraint(const Model::Impl& model, const std::string& schema) {
+  if (schema.empty()) return nullptr;
+  auto grammar = std::make_shared<const gen::Grammar>(gen::compile_json_schema(schema));
+  std::shared_ptr<const gen::TokenTrie> vocabulary;
+  {
+    std::lock_guard lock(model.vocabulary_mutex);
+    if (!model.vocabulary) {
+      const text::Tokenizer& tokenizer = model.text->need_tokenizer(model.info.path);
+      std::vector<std::string> bytes = tokenizer.token_bytes();
+      bytes.resize(model.llama().hyper().vocab);  // the logits' rows: padded embeddings have no token
+      model.vocabulary = std::make_shared<const gen::TokenTrie>(bytes);
+    }
+    vocabulary = model.vocabulary;
+  }
+  return std::make_shared<const gen::GrammarConstraint>(gen::GrammarConstraint{std::move(grammar), std::move(vocabulary)});
+}
 std::recursive_mutex& device_lock_of(const Model& model) { return model.impl().device_work; }
 gen::GenerateOptions engine_options(const GenerateOptions& o, const std::vector<int32_t>& model_eos) {
   gen::GenerateOptions g;

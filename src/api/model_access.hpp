@@ -18,5 +18,7 @@ std::recursive_mutex& device_lock_of(const Model& model);
 kernels::KvType kv_type(KvDtype d, const model::LlamaModel& m);
 // The public generation options as the engine's sessions and scheduler take them; `model_eos` where `o` names none.
 gen::GenerateOptions engine_options(const GenerateOptions& o, const std::vector<int32_t>& model_eos);
+// The constraint for GenerateOptions::json_schema over the model's vocabulary (null for an empty schema).
+std::shared_ptr<const gen::GrammarConstraint> grammar_constraint(const Model::Impl& model, const std::string& schema);
 
 }  // namespace inferno::api

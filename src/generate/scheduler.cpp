@@ -33,6 +33,7 @@ struct Scheduler::Sequence {
   std::vector<uint32_t> blocks;  // the block table; every block it can need, reserved at admission
   std::vector<uint64_t> chain;   // the prefix-cache hash of each full block computed so far (published or found)
   std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<GrammarMatcher> matcher;  // constrained decoding (options.grammar)
   RequestResult result;
   Clock::time_point submitted = Clock::now();
   bool done = false;
@@ -145,6 +146,10 @@ int32_t Scheduler::choose(Sequence& s, std::span<float> logits, TokenLogprobs* l
   if (o.ignore_eos) params.eos_ids.clear();
   std::vector<float> raw;  // the processors edit the logits in place; log-probabilities are of the model's own
   if (logprobs) raw.assign(logits.begin(), logits.end());
+  if (o.grammar) {
+    if (!s.matcher) s.matcher = std::make_unique<GrammarMatcher>(o.grammar);
+    s.matcher->apply_mask(logits, params.eos_ids);
+  }
   apply_logits_processors(logits, s.tokens, int(s.prompt_length), params);
   int32_t token;
   if (!params.do_sample) {
@@ -265,7 +270,9 @@ bool Scheduler::step() {
     if (want_logprobs) s.result.logprobs.push_back(logprobs);
     const bool keep_going = s.request.on_token_logprobs ? s.request.on_token_logprobs(token, logprobs)
                                                         : !s.request.on_token || s.request.on_token(token);
-    if (eos) finish(s, FinishReason::Eos);
+    // The grammar allows nothing after this token: the text is whole, which ends the sequence as eos would.
+    const bool grammar_done = !eos && s.matcher && s.matcher->advance(token) && s.matcher->finished();
+    if (eos || grammar_done) finish(s, FinishReason::Eos);
     else if (!keep_going) finish(s, FinishReason::Stopped);
     else if (int(s.result.tokens.size()) >= o.max_new_tokens || s.tokens.size() >= options_.max_context)
       finish(s, FinishReason::Length);

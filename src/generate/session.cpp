@@ -1,6 +1,7 @@
 #include "generate/session.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "generate/sampler.hpp"
 #include "util/error.hpp"
@@ -28,9 +29,10 @@ Session::Session(std::vector<const model::LlamaModel*> stages, uint32_t capacity
 Session::~Session() = default;
 
 int32_t Session::choose(std::span<float> logits, std::span<const int32_t> ids_so_far, int prompt_length,
-                        const GenerateOptions& options) {
+                        const GenerateOptions& options, GrammarMatcher* matcher) {
   SamplingParams params = options.sampling;
   if (options.ignore_eos) params.eos_ids.clear();
+  if (matcher) matcher->apply_mask(logits, params.eos_ids);
   apply_logits_processors(logits, ids_so_far, prompt_length, params);
   if (!params.do_sample) return argmax(logits);
   if (!sampler_ || sampler_seed_ != params.seed) {
@@ -62,6 +64,8 @@ std::vector<int32_t> Session::generate(std::span<const int32_t> prompt, const Ge
   const int32_t kv_start = 0;
   std::vector<int32_t> step_ids(prompt.begin() + long(common), prompt.end()), positions;
   for (size_t i = common; i < prompt.size(); ++i) positions.push_back(int32_t(i));
+  std::optional<GrammarMatcher> matcher;
+  if (options.grammar) matcher.emplace(options.grammar);
   auto t0 = Clock::now();
   while (int(generated.size()) < options.max_new_tokens) {
     if (pipeline_.past() + step_ids.size() > capacity)
@@ -71,12 +75,13 @@ std::vector<int32_t> Session::generate(std::span<const int32_t> prompt, const Ge
                                  .positions = positions, .kv_start = std::span(&kv_start, 1)});
     cached_.insert(cached_.end(), step_ids.begin(), step_ids.end());
     if (generated.empty()) stats_.prefill_seconds = seconds_since(t0);
-    const int32_t token = choose(logits, ids, int(prompt.size()), options);
+    const int32_t token = choose(logits, ids, int(prompt.size()), options, matcher ? &*matcher : nullptr);
     generated.push_back(token);
     ids.push_back(token);
     stats_.new_tokens = int(generated.size());
     const bool keep_going = !on_token || on_token(token);
     if (is_eos(token, options) || !keep_going) break;
+    if (matcher && matcher->advance(token) && matcher->finished()) break;
     step_ids = {token};
     positions = {int32_t(ids.size() - 1)};
   }
@@ -117,6 +122,9 @@ std::vector<std::vector<int32_t>> Session::generate_batch(const std::vector<std:
   stats_.prompt_tokens = int(step_ids.size());
   std::vector<std::vector<int32_t>> generated(batch);
   std::vector<bool> finished(batch, false);
+  std::vector<std::optional<GrammarMatcher>> matchers(batch);
+  if (options.grammar)
+    for (auto& m : matchers) m.emplace(options.grammar);
   const uint32_t vocab = model_.hyper().vocab;
   auto t0 = Clock::now();
   for (int n = 0; n < options.max_new_tokens; ++n) {
@@ -128,8 +136,10 @@ std::vector<std::vector<int32_t>> Session::generate_batch(const std::vector<std:
     for (uint32_t b = 0; b < batch; ++b) {
       int32_t token = pad_id;
       if (!finished[b]) {
-        token = choose(std::span(logits).subspan(size_t(b) * vocab, vocab), seqs[b], int(prompts[b].size()), options);
-        if (is_eos(token, options)) finished[b] = true;
+        auto& matcher = matchers[b];
+        token = choose(std::span(logits).subspan(size_t(b) * vocab, vocab), seqs[b], int(prompts[b].size()), options,
+                       matcher ? &*matcher : nullptr);
+        if (is_eos(token, options) || (matcher && matcher->advance(token) && matcher->finished())) finished[b] = true;
       }
       generated[b].push_back(token);
       seqs[b].push_back(token);

@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "generate/grammar.hpp"
 #include "generate/logits_processors.hpp"
 #include "model/forward.hpp"
 #include "model/pipeline.hpp"
@@ -21,6 +22,9 @@ struct GenerateOptions {
   // Treat the model as having no eos id (transformers' eos_token_id=None): never stop early, never ban eos.
   bool ignore_eos = false;
   SamplingParams sampling;  // sampling.eos_ids: the ids that end a sequence
+  // Constrained decoding: only tokens the grammar allows are chosen, eos only once the text is complete, and the
+  // sequence ends (as at eos) when the grammar allows nothing more. Null: free text.
+  std::shared_ptr<const GrammarConstraint> grammar;
 };
 
 // Called with each new token as soon as it is chosen; returning false stops generation (stop strings, cancel).
@@ -55,7 +59,7 @@ class Session {
   std::vector<float> all_logits(std::span<const int32_t> ids);
   // Chooses the next token of one sequence from its logits (processors, then argmax or a draw).
   int32_t choose(std::span<float> logits, std::span<const int32_t> ids_so_far, int prompt_length,
-                 const GenerateOptions& options);
+                 const GenerateOptions& options, GrammarMatcher* matcher = nullptr);
 
   const GenerationStats& stats() const { return stats_; }
   model::Forward& forward() { return pipeline_.stage(0); }  // the first stage (the whole model when unsplit)

@@ -82,20 +82,8 @@ void refuse_unsupported(const Fields& f, bool chat) {
     if (e->get(o) != simdjson::SUCCESS) throw Fields::type_error("logit_bias", "an object");
     if (o.size() != 0) throw ApiError::invalid("logit_bias", "'logit_bias' is not supported by this server");
   }
-  if (chat) {
-    if (auto e = f.get("tools")) {
-      simdjson::dom::array a;
-      if (e->get(a) != simdjson::SUCCESS) throw Fields::type_error("tools", "a list");
-      if (a.size() != 0) throw ApiError::invalid("tools", "'tools' (function calling) is not supported by this server");
-    }
-    if (auto e = f.get("response_format")) {
-      simdjson::dom::object o;
-      std::string_view type;
-      if (e->get(o) != simdjson::SUCCESS || o["type"].get(type) != simdjson::SUCCESS)
-        throw Fields::type_error("response_format", "an object with a string 'type'");
-      if (type != "text") throw ApiError::invalid("response_format", "only response_format {\"type\": \"text\"} is supported");
-    }
-  } else {
+  // response_format, tools and tool_choice: server/structured.hpp.
+  if (!chat) {
     if (auto echo = f.boolean("echo"); echo && *echo) throw ApiError::invalid("echo", "'echo' is not supported by this server");
     if (auto b = f.integer("best_of"); b && *b != 1 && *b != f.integer("n").value_or(1))
       throw ApiError::invalid("best_of", "'best_of' must equal 'n': this server returns every sequence it makes");

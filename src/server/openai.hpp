@@ -8,8 +8,8 @@
 // seed, stop (a string or a list of up to 16), n (1..16 choices), presence_penalty / frequency_penalty ([-2, 2]),
 // logprobs (chat: true with top_logprobs 0..20; completions: 0..20), stream, stream_options.include_usage.
 // Extensions as in vLLM and llama.cpp: top_k, min_p, repetition_penalty, ignore_eos. Refused with 400 rather than
-// silently ignored: echo, best_of other than n, suffix, logit_bias, tools, response_format other than text.
-// Also llama.cpp's /tokenize and /detokenize bodies.
+// silently ignored: echo, best_of other than n, suffix, logit_bias. response_format, tools and tool_choice are read
+// by server/structured.hpp. Also llama.cpp's /tokenize and /detokenize bodies.
 #include <cstdint>
 #include <optional>
 #include <string>

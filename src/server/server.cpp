@@ -21,6 +21,7 @@
 #include "server/generation.hpp"
 #include "server/metrics.hpp"
 #include "server/openai.hpp"
+#include "server/structured.hpp"
 
 namespace inferno::server {
 
@@ -364,7 +365,7 @@ struct Server::Impl {
   }
 
   // The prompt's ids and the generation options of a checked request; ApiError for what the model cannot do.
-  GenerationRequest prepare(Model& model, const CompletionRequest& r) const {
+  GenerationRequest prepare(Model& model, const CompletionRequest& r, const StructuredRequest& structured) const {
     GenerationRequest g;
     const char* prompt_param = r.chat ? "messages" : "prompt";
     if (r.chat) {
@@ -374,7 +375,11 @@ struct Server::Impl {
                                                 "(use /v1/completions with a prompt, or serve with --template FILE)");
       std::string text;
       try {
-        text = model.render_chat(r.messages, true, options.chat_template);
+        text = structured.messages_json.empty()
+                   ? model.render_chat(r.messages, true, options.chat_template)
+                   : model.render_chat_json(structured.messages_json, true,
+                                            structured.tools.active() ? structured.tools.tools_json : "",
+                                            options.chat_template);
       } catch (const Error& e) {
         throw ApiError::invalid("messages", std::string("the chat template refused the messages: ") + e.what());
       }
@@ -425,6 +430,7 @@ struct Server::Impl {
     s.seed = r.seed ? uint64_t(*r.seed) : uint64_t(std::random_device{}()) << 32 | std::random_device{}();
     g.stop = r.stop;
     apply_choice_fields(r, g);
+    g.options.json_schema = structured.json_schema;
     return g;
   }
 
@@ -455,9 +461,13 @@ struct Server::Impl {
     if (!l) return send_error(res, *not_ready());
     CompletionRequest request;
     GenerationRequest generation_request;
+    StructuredRequest structured;
     try {
       request = parse_completion_request(req.body, chat);
-      generation_request = prepare(l->model, request);
+      structured = read_structured(req.body, request);
+      if (structured.tools.active() && request.n > 1)
+        throw ApiError::invalid("n", "'n' must be 1 with 'tools': tool calls are parsed from one choice");
+      generation_request = prepare(l->model, request, structured);
     } catch (const ApiError& e) {
       return send_error(res, e);
     } catch (const std::exception& e) {
@@ -470,7 +480,7 @@ struct Server::Impl {
                                        " requests are already waiting; try again later", "server_error", "", "server_busy"});
     const std::string serial = record ? record->id : id_prefix + std::to_string(next_id++);
     const ResponseHead head{(chat ? "chatcmpl-" : "cmpl-") + serial, options.model_name, int64_t(std::time(nullptr)), chat};
-    if (!request.stream) return answer_whole(generation, head, record ? record->socket : -1, res, record, submitted);
+    if (!request.stream) return answer_whole(generation, head, record ? record->socket : -1, res, record, submitted, structured.tools);
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
@@ -485,7 +495,7 @@ struct Server::Impl {
   // Waits for the whole text; a client that closes the connection meanwhile cancels the generation, which then
   // ends at its next token (the answer goes nowhere).
   void answer_whole(const std::shared_ptr<Generation>& generation, const ResponseHead& head, int socket,
-                           httplib::Response& res, RequestRecord* record, Clock::time_point submitted) {
+                    httplib::Response& res, RequestRecord* record, Clock::time_point submitted, const ToolRequest& tools) {
     for (;;) {
       auto update = generation->next(100ms);
       if (update.done) break;
@@ -494,6 +504,11 @@ struct Server::Impl {
     const GenerationOutcome& outcome = generation->outcome();
     record_outcome(record, outcome, submitted);
     if (const auto error = outcome_error(outcome)) return send_error(res, *error);
+    if (tools.active() && outcome.finish_reason == "stop" && !generation->choices().empty())
+      if (const auto calls = parse_tool_calls(generation->choices().front().text, tools.names))
+        return res.set_content(tool_calls_completion_json(head, *calls, {outcome.prompt_tokens, outcome.completion_tokens,
+                                                                         outcome.cached_tokens}),
+                               "application/json");
     res.set_content(completion_json(head, generation->choices(), {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}),
                     "application/json");
   }

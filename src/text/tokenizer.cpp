@@ -634,6 +634,16 @@ std::string Tokenizer::id_to_token(int32_t id) const {
 }
 
 bool Tokenizer::is_special(int32_t id) const { return impl_->is_special(id); }
+
+std::vector<std::string> Tokenizer::token_bytes() const {
+  const Impl& impl = *impl_;
+  std::vector<std::string> out(size_t(impl.vocab_size));
+  for (int32_t id = 0; id < impl.vocab_size; ++id) {
+    const std::string* text = impl.decode_text(id);
+    if (text && !impl.is_special(id)) out[size_t(id)] = impl.decoder.token_bytes(*text);
+  }
+  return out;
+}
 std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos_id; }
 std::vector<int32_t> Tokenizer::eos_ids() const { return impl_->eos_ids; }
 

@@ -41,6 +41,9 @@ class Tokenizer {
   // token (DecoderChain::token_bytes).
   std::string token_bytes(int32_t id) const;
   bool is_special(int32_t id) const;
+  // For every id: the bytes the token adds in the middle of a text (see DecoderChain::token_bytes); empty for
+  // special tokens and ids without a token.
+  std::vector<std::string> token_bytes() const;
 
   // BOS/EOS: tokenizer_config.json's bos_token/eos_token; without them, the post-processor's added tokens;
   // without those, the usual added special tokens (<s>, <|begin_of_text|>, ...). Whether encode adds BOS

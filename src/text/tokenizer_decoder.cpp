@@ -161,7 +161,7 @@ std::string DecoderChain::decode(std::vector<std::string> tokens) const {
 
 std::string DecoderChain::token_bytes(std::string_view token) const {
   std::string t(token);
-  if (!has_decoder_) return t;
+  if (!has_decoder_) return " " + t;  // decode joins tokens with a space
   for (size_t i = 0; i < steps_.size(); ++i) {
     const DecoderStep& step = steps_[i];
     switch (step.kind) {

@@ -22,7 +22,8 @@ class DecoderChain {
   std::string decode(std::vector<std::string> tokens) const;
   // The bytes one token stands for in the middle of a text: each step on the token alone, as if tokens came before
   // and after it (no stripping at the ends of the text, Metaspace's "▁" a space), byte tokens as their raw bytes,
-  // which may be part of a UTF-8 character only.
+  // which may be part of a UTF-8 character only; without a decoder, the space that joins it to the token before.
+  // For logprobs' bytes and constrained decoding.
   std::string token_bytes(std::string_view token) const;
 
   class Stream {

@@ -100,6 +100,7 @@ class JsonWriter {
     return raw(std::string_view(buf, size_t(written.ptr - buf)));
   }
   JsonWriter& null() { return raw("null"); }
+  JsonWriter& json(std::string_view already_json) { return raw(already_json); }  // a value written elsewhere
   template <class T>
   JsonWriter& field(std::string_view k, const T& v) {
     key(k);

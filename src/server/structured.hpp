@@ -1,0 +1,57 @@
+#pragma once
+// Structured output in the OpenAI API: response_format (json_object, json_schema) and tools / tool_choice, read from
+// a request into what the engine decodes under (a JSON schema) and what the chat template renders (the tools), and
+// the model's tool-call text turned back into OpenAI's tool_calls.
+//
+// Tool calls follow Llama 3.1's JSON format: the model answers {"name": NAME, "parameters": {...}} (after its
+// <|python_tag|> special token, which decoding drops), or a list of such objects. tool_choice "required" or a named
+// function constrains decoding to that format with the function's parameters schema; "auto" lets the model choose
+// and parses its text; "none" keeps the text and gives the template no tools.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <simdjson.h>
+
+#include "server/openai.hpp"
+
+namespace inferno::server {
+
+// The JSON schema a response_format asks for: "" for none or {"type": "text"}, {"type": "object"} for json_object,
+// the schema of json_schema (checked: ApiError 400 naming the unsupported keyword).
+std::string read_response_format(std::optional<simdjson::dom::element> response_format);
+
+struct ToolRequest {
+  enum class Choice { None, Auto, Required, Named };
+  Choice choice = Choice::None;   // None also when no tools were given
+  std::string tools_json;         // the tools for the template: [{"type": "function", "function": {...}}, ...]
+  std::vector<std::string> names;  // the functions' names
+  std::string call_schema;        // Required / Named: the schema of a call, for constrained decoding
+  bool active() const { return choice != Choice::None; }
+};
+// Throws ApiError naming the field at fault.
+ToolRequest read_tools(std::optional<simdjson::dom::element> tools, std::optional<simdjson::dom::element> tool_choice);
+
+struct ToolCall {
+  std::string name;
+  std::string arguments;  // a JSON object as text, as OpenAI sends it
+};
+// The calls in a model's answer, or nothing when the text is not a call of one of `names`.
+std::optional<std::vector<ToolCall>> parse_tool_calls(const std::string& text, const std::vector<std::string>& names);
+
+// A chat completion whose message holds tool_calls (content null), finish_reason "tool_calls".
+std::string tool_calls_completion_json(const ResponseHead& head, const std::vector<ToolCall>& calls, const Usage& usage);
+
+// The structured-output fields of a request body already checked by parse_completion_request.
+struct StructuredRequest {
+  std::string json_schema;    // what decoding follows: response_format's, or the tool-call schema; "" for free text
+  ToolRequest tools;
+  std::string messages_json;  // chat with tools or tool turns: the messages for Model::render_chat_json; else ""
+};
+StructuredRequest read_structured(std::string_view body, const CompletionRequest& request);
+
+// The messages of a chat request as the template reads them: role, content (text), and an assistant's tool_calls
+// with their arguments as objects (as transformers' templates expect), tool_call_id and name as given.
+std::string template_messages_json(simdjson::dom::array messages, const std::vector<ChatMessage>& checked);
+
+}  // namespace inferno::server
