@@ -170,7 +170,8 @@ typedef enum inferno_kv_dtype {
   INFERNO_KV_AUTO = 0,  /* f32 for F32 weights, f16 otherwise */
   INFERNO_KV_F32 = 1,
   INFERNO_KV_F16 = 2,
-  INFERNO_KV_BF16 = 3
+  INFERNO_KV_BF16 = 3,
+  INFERNO_KV_Q8 = 4     /* int8 with an f32 scale per 32 values (56 % of f16's bytes); head_dim a multiple of 32 */
 } inferno_kv_dtype;
 
 typedef struct inferno_session_params {

@@ -52,7 +52,9 @@ struct DeviceInfo {
 std::vector<DeviceInfo> list_devices();
 
 // ---- models ----
-enum class KvDtype { Auto, F32, F16, BF16 };  // Auto: f32 for F32 weights, f16 otherwise
+// Auto: f32 for F32 weights, f16 otherwise. Q8: int8 with an f32 scale per 32 values of a head (1.125 bytes a value,
+// 56 % of f16's); it needs head_dim to be a multiple of 32.
+enum class KvDtype { Auto, F32, F16, BF16, Q8 };
 std::optional<KvDtype> parse_kv_dtype(const std::string& name);
 const char* kv_dtype_name(KvDtype);
 
@@ -207,6 +209,7 @@ struct SplitPlan {
   std::vector<DevicePlan> devices;
   bool fits = false;
   uint64_t transfer_bytes_per_token = 0;  // the f32 hidden state crossing each device boundary, per token
+  uint64_t kv_bytes_per_token = 0;        // K and V of one token over all layers, in the planned KV dtype
   // When it does not fit: the options that would, each tried alone ("--ctx 8192", "--kv-dtype f16",
   // "--quantize int8", "--split 30,50", "--devices 0,1,2").
   std::vector<std::string> suggestions;

@@ -343,6 +343,7 @@ inferno_status inferno_session_create(inferno_model* model, const inferno_sessio
       case INFERNO_KV_F32: options.kv_dtype = inferno::KvDtype::F32; break;
       case INFERNO_KV_F16: options.kv_dtype = inferno::KvDtype::F16; break;
       case INFERNO_KV_BF16: options.kv_dtype = inferno::KvDtype::BF16; break;
+      case INFERNO_KV_Q8: options.kv_dtype = inferno::KvDtype::Q8; break;
       default:
         throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT,
                           "kv_dtype " + std::to_string(kv_dtype) + " is not one of inferno_kv_dtype"};

@@ -91,6 +91,7 @@ KvDtype Engine::kv_dtype() const {
     case kernels::KvType::F32: return KvDtype::F32;
     case kernels::KvType::F16: return KvDtype::F16;
     case kernels::KvType::BF16: return KvDtype::BF16;
+    case kernels::KvType::Q8: return KvDtype::Q8;
   }
   return KvDtype::F32;
 }

@@ -199,7 +199,7 @@ int run_bench(const BenchArgs& a) {
   const double total_ns = decode_kernels.total_ns;
 
   // Bytes one decode step reads: every weight once, plus the KV cache at the average context of the decode.
-  const uint32_t kv_bytes = kv == KvDtype::F32 ? 4 : 2;
+  const double kv_bytes = kv == KvDtype::F32 ? 4 : kv == KvDtype::Q8 ? 36.0 / 32 : 2;  // a value, scales included
   const double avg_ctx = a.prompt_tokens + a.gen_tokens / 2.0;
   const double kv_read = 2.0 * info.layers * info.kv_heads * info.head_dim * kv_bytes * avg_ctx * a.batch;
   const double bytes_per_step = double(info.weight_bytes) + kv_read;

@@ -8,14 +8,15 @@
 namespace inferno::model {
 
 uint64_t PagedKvCache::bytes_per_block(const LlamaHyper& h, uint32_t block_size, kernels::KvType type) {
-  return 2ull * h.layers * h.kv_heads * block_size * h.head_dim * kernels::kv_type_bytes(type);
+  return 2ull * h.layers * kernels::kv_bytes(type, uint64_t(h.kv_heads) * block_size * h.head_dim);
 }
 
 PagedKvCache::PagedKvCache(vk::Device& device, const LlamaHyper& h, uint32_t blocks, uint32_t block_size,
                            kernels::KvType type)
     : block_size_(block_size), type_(type), refs_(blocks, 0), entries_(blocks) {
   if (blocks == 0 || block_size == 0) throw Error("paged KV cache: blocks and block size must be positive");
-  const uint64_t per_layer = uint64_t(blocks) * h.kv_heads * block_size * h.head_dim * kernels::kv_type_bytes(type);
+  kernels::check_kv_head_dim("paged KV cache", type, h.head_dim);
+  const uint64_t per_layer = kernels::kv_bytes(type, uint64_t(blocks) * h.kv_heads * block_size * h.head_dim);
   if (per_layer > device.caps().max_storage_buffer_range)
     throw Error("paged KV cache: " + std::to_string(per_layer) + " bytes per layer for " + std::to_string(blocks) +
                 " blocks exceed this device's " + std::to_string(device.caps().max_storage_buffer_range) +
