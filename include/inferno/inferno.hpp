@@ -326,6 +326,9 @@ struct EngineOptions {
   uint32_t parallel = 8;          // requests decoded together; more wait in a queue
   uint32_t ctx = 0;               // the longest a request may grow; 0: max_position_embeddings, at most 4096
   uint64_t kv_budget_bytes = 0;   // the KV pool; 0: room for `parallel` requests of `ctx` tokens
+  // (0, 1]: the KV pool is this share of the device's memory left free after the weights (and whatever else inferno
+  // holds on it), at most what one storage binding a layer allows; overrides kv_budget_bytes.
+  double kv_budget_share = 0;
   uint32_t batch_tokens = 512;    // rows of one step: decode rows plus prefill chunks
   KvDtype kv_dtype = KvDtype::Auto;
   bool prefix_cache = true;
@@ -345,6 +348,14 @@ struct EngineRequest {
   std::function<bool(int32_t)> on_token;  // may return false to stop
   std::function<void(const EngineResult&)> on_finish;  // called once
 };
+
+// `--kv-budget`: "50%" (a share of the free device memory, 0 < PCT ≤ 100) or a size ("2G", "512M", "1048576";
+// K, M, G, T: powers of 1024). Throws an Error naming --kv-budget on anything else.
+struct KvBudget {
+  uint64_t bytes = 0;
+  double share = 0;
+};
+KvBudget parse_kv_budget(const std::string& text);
 
 class Engine {
  public:

@@ -53,6 +53,14 @@ std::vector<int> parse_devices(const std::string& text) {
   return devices;
 }
 
+KvBudget parse_kv_budget_flag(const std::string& text) {
+  try {
+    return parse_kv_budget(text);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+}
+
 std::vector<uint32_t> parse_split_flag(const std::string& text) {
   try {
     return parse_split(text);
