@@ -340,6 +340,7 @@ struct EngineResult {
   std::string error;          // finish_reason "error": why
   int prompt_tokens = 0, cached_tokens = 0;  // cached: prompt tokens whose K/V came from the prefix cache
   double first_token_seconds = 0, seconds = 0;  // from submission
+  uint64_t id = 0;                              // what Engine::submit returned
 };
 
 struct EngineRequest {
@@ -377,6 +378,7 @@ class Engine {
   uint64_t kv_pool_bytes() const;
   size_t running() const;                // requests in the batch
   size_t waiting() const;                // requests queued behind them
+  uint32_t kv_blocks_in_use() const;     // pool blocks some request holds (the prefix cache's idle ones not counted)
 
   struct Impl;
 

@@ -14,7 +14,7 @@ namespace {
 
 EngineResult to_result(const gen::RequestResult& r) {
   return {r.tokens, gen::finish_reason_name(r.reason), r.error, r.prompt_tokens, r.cached_tokens,
-          r.first_token_seconds, r.seconds};
+          r.first_token_seconds, r.seconds, r.id};
 }
 
 }  // namespace
@@ -141,5 +141,6 @@ uint32_t Engine::kv_block_tokens() const { return impl_->pool->block_size(); }
 uint64_t Engine::kv_pool_bytes() const { return impl_->pool->bytes(); }
 size_t Engine::running() const { return impl_->engine->scheduler().running(); }
 size_t Engine::waiting() const { return impl_->engine->scheduler().waiting(); }
+uint32_t Engine::kv_blocks_in_use() const { return impl_->engine->scheduler().blocks_in_use(); }
 
 }  // namespace inferno

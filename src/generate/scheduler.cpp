@@ -61,6 +61,7 @@ uint64_t Scheduler::submit(BatchRequest request) {
   s->result.prompt_tokens = int(s->prompt_length);
   std::lock_guard lock(mutex_);
   s->id = next_id_++;
+  s->result.id = s->id;
   const uint64_t id = s->id;
   incoming_.push_back(std::move(s));
   ++waiting_count_;
@@ -74,6 +75,7 @@ void Scheduler::cancel(uint64_t id) {
 
 void Scheduler::publish_counts() {
   running_count_ = running_.size();
+  blocks_in_use_count_ = cache_.in_use();
   std::lock_guard lock(mutex_);
   waiting_count_ = waiting_.size() + incoming_.size();
 }

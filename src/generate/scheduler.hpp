@@ -28,6 +28,7 @@ enum class FinishReason { Eos, Length, Stopped, Cancelled, Error };
 const char* finish_reason_name(FinishReason reason);  // "stop", "length", "stop", "cancelled", "error"
 
 struct RequestResult {
+  uint64_t id = 0;              // what submit returned
   std::vector<int32_t> tokens;  // generated
   FinishReason reason = FinishReason::Length;
   std::string error;            // FinishReason::Error: why
@@ -71,6 +72,7 @@ class Scheduler {
 
   size_t running() const { return running_count_; }   // sequences in the batch after the last step
   size_t waiting() const { return waiting_count_; }   // requests queued behind them
+  uint32_t blocks_in_use() const { return blocks_in_use_count_; }  // pool blocks referenced after the last step
   const SchedulerStats& stats() const { return stats_; }
   model::PagedKvCache& cache() { return cache_; }
   const SchedulerOptions& options() const { return options_; }
@@ -92,6 +94,7 @@ class Scheduler {
   std::vector<uint64_t> cancelled_;
   uint64_t next_id_ = 1;
   std::atomic<size_t> running_count_{0}, waiting_count_{0};
+  std::atomic<uint32_t> blocks_in_use_count_{0};
   // Touched only by the stepping thread:
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
