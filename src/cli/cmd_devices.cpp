@@ -75,9 +75,10 @@ std::string joined(const std::vector<std::string>& items) {
 void print_plan(const SplitPlan& plan) {
   std::string split;
   for (const auto& d : plan.devices) split += (split.empty() ? "" : ",") + std::to_string(d.last_layer - d.first_layer);
-  std::printf("plan for ctx %u, batch %u, KV %s (%llu bytes per token): split %s%s over %zu device(s)\n", plan.ctx,
-              plan.batch, kv_dtype_name(plan.kv_dtype), (unsigned long long)plan.kv_bytes_per_token, split.c_str(),
-              plan.auto_split ? " (auto)" : "", plan.devices.size());
+  std::printf("plan for ctx %u, batch %u, KV %s: split %s%s over %zu device(s)\n", plan.ctx, plan.batch,
+              kv_dtype_name(plan.kv_dtype), split.c_str(), plan.auto_split ? " (auto)" : "", plan.devices.size());
+  std::printf("  KV cache: %llu bytes per token (%s)\n", (unsigned long long)plan.kv_bytes_per_token,
+              kv_dtype_name(plan.kv_dtype));
   for (const auto& d : plan.devices) {
     std::string extra;
     if (d.embedding) extra += " + embedding";

@@ -1024,7 +1024,7 @@ TEST_CASE("--kv-dtype q8: info's plan at 9/16 of f16's KV bytes, generate, refus
   CHECK(uint64_t(q8["plan"]["kv_bytes_per_token"]) * 16 == f16_token * 9);
   const Run text = run_inferno("info --ctx 256 -m " + brown() + " --kv-dtype q8");
   CHECK(text.status == 0);
-  CHECK(text.out.find("KV q8 (864 bytes per token)") != std::string::npos);
+  CHECK(text.out.find("KV cache: 864 bytes per token (q8)") != std::string::npos);
 
   const std::string gen = "generate --quiet -m " + brown() + " -p " + quote("The jury said that") +
                           " -n 16 --greedy --ignore-eos --print-ids --kv-dtype ";
