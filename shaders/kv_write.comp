@@ -1,8 +1,9 @@
 #version 450
 // Writes this step's K and V rows (f32 [batch·tokens, kv_heads·head_dim], rows m = b·tokens + t) into the cache at
 // slots past + t (past from the push constants, or from kv_start[past_slot] when the recording is replayed step after
-// step), rounding to the cache dtype (round to nearest even, as PyTorch's .to(dtype) does). One invocation
-// per pair of elements; the dispatch covers the planes [first_plane, first_plane + planes) of the cache.
+// step), rounding to the cache dtype (round to nearest even, as PyTorch's .to(dtype) does; Q8: kv_cache.glsl's
+// blocks). One invocation per pair of elements (per block of 32 for Q8); the dispatch covers the planes
+// [first_plane, first_plane + planes) of the cache.
 //
 // With -DROPE (kv_write_rope_*), the same dispatch also applies RoPE (rope.comp's rotation, table and NaN for a
 // position outside it): K is rotated on its way into the cache (its rows stay as they were) and the plane's query
@@ -54,11 +55,12 @@ void main() {
   const uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
   const uint index = group * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
   const uint pairs = pc.head_dim / 2u;
+  const uint items = pc.head_dim / KV_WRITE_VALUES;  // cache invocations per (plane, token)
 #if defined(ROPE)
-  // Per (plane, token): `pairs` invocations for the cache, then group_size · pairs for the query heads.
-  const uint per_token = pairs * (1u + pc.group_size);
+  // Per (plane, token): `items` invocations for the cache, then group_size · pairs for the query heads.
+  const uint per_token = items + pc.group_size * pairs;
 #else
-  const uint per_token = pairs;
+  const uint per_token = items;
 #endif
   if (index >= pc.planes * pc.tokens * per_token) return;
   const uint j = index % per_token;
@@ -71,8 +73,8 @@ void main() {
   const int position = positions[pc.positions_first + row];
   const bool in_table = position >= 0 && uint(position) < pc.table_positions;
   const uint table_row = in_table ? uint(position) * pairs : 0u;
-  if (j >= pairs) {  // a query pair (i, i + d/2), in place, as rope.comp turns it
-    const uint head = kv_head * pc.group_size + (j - pairs) / pairs, i = (j - pairs) % pairs;
+  if (j >= items) {  // a query pair (i, i + d/2), in place, as rope.comp turns it
+    const uint head = kv_head * pc.group_size + (j - items) / pairs, i = (j - items) % pairs;
     const uint first = pc.q_first + row * pc.q_stride + head * pc.head_dim + i;
     if (!in_table) {
       q[first] = quiet_nan();
@@ -85,11 +87,24 @@ void main() {
     return;
   }
 #endif
-  const uint d = 2u * j;
+  const uint d = KV_WRITE_VALUES * j;
   const uint column = kv_head * pc.head_dim + d;
   const uint ki = pc.k_first + row * pc.k_stride + column, vi = pc.v_first + row * pc.v_stride + column;
   const uint past = pc.past_slot == ~0u ? pc.past : uint(kv_start[pc.past_slot]);
   const uint slot = pc.cache_first + (local_plane * pc.capacity + past + t) * pc.head_dim + d;
+#if defined(KV_Q8)
+  float k_block[32], v_block[32];
+  for (uint e = 0u; e < Q8_BLOCK; ++e) {
+#if defined(ROPE)
+    k_block[e] = in_table ? rotated_k(ki - d, d + e, table_row) : quiet_nan();
+#else
+    k_block[e] = k[ki + e];
+#endif
+    v_block[e] = v[vi + e];
+  }
+  KV_STORE_BLOCK(k_cache, slot, k_block);
+  KV_STORE_BLOCK(v_cache, slot, v_block);
+#else
 #if defined(ROPE)
   const uint head_first = ki - d;
   const vec2 k_pair = in_table ? vec2(rotated_k(head_first, d, table_row), rotated_k(head_first, d + 1u, table_row))
@@ -99,4 +114,5 @@ void main() {
 #endif
   KV_STORE_PAIR(k_cache, slot, k_pair);
   KV_STORE_PAIR(v_cache, slot, vec2(v[vi], v[vi + 1u]));
+#endif
 }

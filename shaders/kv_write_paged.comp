@@ -1,7 +1,7 @@
 #version 450
 // kv_write.comp with RoPE (-DROPE there) for a paged cache (paged_kv.glsl): each row's K, rotated, and V go to its
 // sequence's block at its position, and the row's query heads are rotated in place. One invocation per pair of
-// elements, rows of any number of sequences in one dispatch. The rotation and rounding are kv_write.comp's, so a
+// elements (a block of 32 for Q8), rows of any number of sequences in one dispatch. The rotation and rounding are kv_write.comp's, so a
 // paged cache holds bit for bit what the contiguous one does.
 #extension GL_GOOGLE_include_directive : require
 #include "kv_cache.glsl"
@@ -38,8 +38,9 @@ void main() {
   const uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
   const uint index = group * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
   const uint pairs = pc.head_dim / 2u;
-  // Per (row, kv head): `pairs` invocations for the cache, then group_size · pairs for the query heads.
-  const uint per_head = pairs * (1u + pc.group_size);
+  const uint items = pc.head_dim / KV_WRITE_VALUES;
+  // Per (row, kv head): `items` invocations for the cache, then group_size · pairs for the query heads.
+  const uint per_head = items + pc.group_size * pairs;
   if (index >= pc.rows * pc.kv_heads * per_head) return;
   const uint j = index % per_head;
   const uint kv_head = (index / per_head) % pc.kv_heads;
@@ -47,8 +48,8 @@ void main() {
   const int position = positions[row];
   const bool in_table = position >= 0 && uint(position) < pc.table_positions;
   const uint table_row = in_table ? uint(position) * pairs : 0u;
-  if (j >= pairs) {  // a query pair (i, i + d/2), in place
-    const uint head = kv_head * pc.group_size + (j - pairs) / pairs, i = (j - pairs) % pairs;
+  if (j >= items) {  // a query pair (i, i + d/2), in place
+    const uint head = kv_head * pc.group_size + (j - items) / pairs, i = (j - items) % pairs;
     const uint first = pc.q_first + row * pc.q_stride + head * pc.head_dim + i;
     if (!in_table) {
       q[first] = quiet_nan();
@@ -61,12 +62,22 @@ void main() {
     return;
   }
   if (!in_table) return;  // the host never sends such a row: there is no slot to write
-  const uint d = 2u * j;
+  const uint d = KV_WRITE_VALUES * j;
   const uint column = kv_head * pc.head_dim + d;
   const uint ki = pc.k_first + row * pc.k_stride + column, vi = pc.v_first + row * pc.v_stride + column;
   const uint slot = paged_element(uint(paging[row]), uint(position), kv_head, d);
   const uint head_first = ki - d;
+#if defined(KV_Q8)
+  float k_block[32], v_block[32];
+  for (uint e = 0u; e < Q8_BLOCK; ++e) {
+    k_block[e] = rotated_k(head_first, d + e, table_row);
+    v_block[e] = v[vi + e];
+  }
+  KV_STORE_BLOCK(k_pool, slot, k_block);
+  KV_STORE_BLOCK(v_pool, slot, v_block);
+#else
   const vec2 k_pair = vec2(rotated_k(head_first, d, table_row), rotated_k(head_first, d + 1u, table_row));
   KV_STORE_PAIR(k_pool, slot, k_pair);
   KV_STORE_PAIR(v_pool, slot, vec2(v[vi], v[vi + 1u]));
+#endif
 }

@@ -175,7 +175,8 @@ typedef enum inferno_kv_dtype {
   INFERNO_KV_AUTO = 0,  /* f32 for F32 weights, f16 otherwise */
   INFERNO_KV_F32 = 1,
   INFERNO_KV_F16 = 2,
-  INFERNO_KV_BF16 = 3
+  INFERNO_KV_BF16 = 3,
+  INFERNO_KV_Q8 = 4     /* int8 with an f32 scale per 32 values (56 % of f16's bytes); head_dim a multiple of 32 */
 } inferno_kv_dtype;
 
 typedef struct inferno_session_params {
@@ -221,7 +222,9 @@ inferno_generate_params inferno_generate_default_params(void);
 typedef enum inferno_finish_reason {
   INFERNO_FINISH_LENGTH = 0,    /* max_new_tokens reached */
   INFERNO_FINISH_EOS = 1,       /* an eos id was generated (it is the last id) */
-  INFERNO_FINISH_CANCELLED = 2  /* the token callback returned nonzero */
+  INFERNO_FINISH_CANCELLED = 2, /* the token callback returned nonzero (engine: or inferno_engine_cancel, or the
+                                   engine was freed) */
+  INFERNO_FINISH_ERROR = 3      /* engine only: the request could not run (error says why) */
 } inferno_finish_reason;
 
 typedef struct inferno_generate_result {
@@ -239,6 +242,75 @@ typedef struct inferno_generate_result {
 inferno_status inferno_generate(inferno_session* session, const int32_t* prompt, size_t count,
                                 const inferno_generate_params* params, int32_t* ids, size_t capacity,
                                 inferno_generate_result* result);
+
+/* ---- many requests at once: the batching engine ----
+ *
+ * One engine per model serves many conversations together: each step decodes a token for every running request and
+ * prefills others in chunks, over one paged KV cache shared by all (prompts that begin like earlier ones reuse their
+ * blocks). Up to `parallel` requests run together; more wait in a queue.
+ *
+ * Thread-safety: inferno_engine_submit, inferno_engine_cancel and inferno_engine_counts may be called from any
+ * number of threads at once. Callbacks run on the engine's own thread (never inside submit), one at a time, so a
+ * slow callback delays every request: copy what you need and return. A callback may submit or cancel requests; it
+ * must not free the engine. inferno_engine_free is one thread's, after the others' calls on the engine returned.
+ * Lifetimes: an engine keeps its model alive, as a session does. */
+
+typedef struct inferno_engine inferno_engine;
+
+typedef struct inferno_engine_params {
+  uint32_t parallel;         /* requests decoded together (8) */
+  uint32_t ctx;              /* the longest a request may grow; 0: max_position_embeddings, at most 4096 */
+  uint64_t kv_budget_bytes;  /* the KV pool; 0: room for parallel requests of ctx tokens */
+  double kv_budget_share;    /* (0, 1]: the pool is this share of the device memory free after the weights (at
+                                most what one storage binding a layer allows); overrides kv_budget_bytes; 0: off */
+  uint32_t batch_tokens;     /* rows of one step: a decode row per request plus prompt chunks (512) */
+  inferno_kv_dtype kv_dtype; /* INFERNO_KV_AUTO */
+  int prefix_cache;          /* 1: reuse the KV blocks of earlier prompts */
+} inferno_engine_params;
+
+/* parallel 8, ctx 0, no budget (parallel x ctx), batch_tokens 512, INFERNO_KV_AUTO, prefix cache on. */
+inferno_engine_params inferno_engine_default_params(void);
+
+/* params may be NULL for the defaults. On failure *engine is NULL. */
+inferno_status inferno_engine_create(inferno_model* model, const inferno_engine_params* params,
+                                     inferno_engine** engine);
+/* Cancels what is queued or running (their finish callbacks run, with INFERNO_FINISH_CANCELLED, before it returns)
+ * and frees the engine. NULL is allowed. */
+void inferno_engine_free(inferno_engine* engine);
+
+typedef struct inferno_request_result {
+  uint64_t id;                         /* what inferno_engine_submit returned */
+  inferno_finish_reason finish_reason;
+  const int32_t* tokens;               /* the new ids, valid during the callback only */
+  size_t new_tokens;
+  int prompt_tokens;
+  int cached_tokens;                   /* prompt tokens whose KV came from the prefix cache */
+  double first_token_seconds;          /* from submission */
+  double seconds;                      /* from submission to the end */
+  const char* error;                   /* INFERNO_FINISH_ERROR: why (NUL-terminated); "" otherwise */
+} inferno_request_result;
+
+/* Called once per request when it ends, whatever the reason, with the user_data of its params. */
+typedef void (*inferno_finish_fn)(const inferno_request_result* result, void* user_data);
+
+/* Queues a request: prompt (count ids) and params as inferno_generate takes them (params->on_token streams its
+ * tokens and pieces, and may return nonzero to stop it; params->user_data goes to both callbacks), on_finish (may be
+ * NULL) called when it ends. *id (may be NULL) receives the id inferno_engine_cancel takes. */
+inferno_status inferno_engine_submit(inferno_engine* engine, const int32_t* prompt, size_t count,
+                                     const inferno_generate_params* params, inferno_finish_fn on_finish, uint64_t* id);
+/* Stops a request before its next token, or before it starts; its KV blocks go back to the pool and its finish
+ * callback sees INFERNO_FINISH_CANCELLED. An id that has finished (or never was) is ignored. */
+inferno_status inferno_engine_cancel(inferno_engine* engine, uint64_t id);
+
+typedef struct inferno_engine_counts {
+  size_t running;             /* requests in the batch after the last step */
+  size_t waiting;             /* requests queued behind them */
+  uint32_t kv_blocks;         /* blocks in the KV pool */
+  uint32_t kv_blocks_in_use;  /* blocks some request holds (idle prefix-cache blocks are free to take) */
+  uint32_t kv_block_tokens;   /* tokens a block holds */
+} inferno_engine_counts;
+
+inferno_status inferno_engine_get_counts(const inferno_engine* engine, inferno_engine_counts* counts);
 
 #ifdef __cplusplus
 }

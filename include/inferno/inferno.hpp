@@ -52,7 +52,9 @@ struct DeviceInfo {
 std::vector<DeviceInfo> list_devices();
 
 // ---- models ----
-enum class KvDtype { Auto, F32, F16, BF16 };  // Auto: f32 for F32 weights, f16 otherwise
+// Auto: f32 for F32 weights, f16 otherwise. Q8: int8 with an f32 scale per 32 values of a head (1.125 bytes a value,
+// 56 % of f16's); it needs head_dim to be a multiple of 32.
+enum class KvDtype { Auto, F32, F16, BF16, Q8 };
 std::optional<KvDtype> parse_kv_dtype(const std::string& name);
 const char* kv_dtype_name(KvDtype);
 
@@ -229,6 +231,7 @@ struct SplitPlan {
   std::vector<DevicePlan> devices;
   bool fits = false;
   uint64_t transfer_bytes_per_token = 0;  // the f32 hidden state crossing each device boundary, per token
+  uint64_t kv_bytes_per_token = 0;        // K and V of one token over all layers, in the planned KV dtype
   // When it does not fit: the options that would, each tried alone ("--ctx 8192", "--kv-dtype f16",
   // "--quantize int8", "--split 30,50", "--devices 0,1,2").
   std::vector<std::string> suggestions;
@@ -373,6 +376,9 @@ struct EngineOptions {
   uint32_t parallel = 8;          // requests decoded together; more wait in a queue
   uint32_t ctx = 0;               // the longest a request may grow; 0: max_position_embeddings, at most 4096
   uint64_t kv_budget_bytes = 0;   // the KV pool; 0: room for `parallel` requests of `ctx` tokens
+  // (0, 1]: the KV pool is this share of the device's memory left free after the weights (and whatever else inferno
+  // holds on it), at most what one storage binding a layer allows; overrides kv_budget_bytes.
+  double kv_budget_share = 0;
   uint32_t batch_tokens = 512;    // rows of one step: decode rows plus prefill chunks
   KvDtype kv_dtype = KvDtype::Auto;
   bool prefix_cache = true;
@@ -392,6 +398,7 @@ struct EngineResult {
   int prompt_tokens = 0, cached_tokens = 0;  // cached: prompt tokens whose K/V came from the prefix cache
   double first_token_seconds = 0, seconds = 0;  // from submission
   std::vector<TokenLogprobs> logprobs;  // one per token, when EngineRequest::logprobs >= 0
+  uint64_t id = 0;                              // what Engine::submit returned
 };
 
 struct EngineRequest {
@@ -404,6 +411,14 @@ struct EngineRequest {
   int logprobs = -1;
   std::function<bool(int32_t, const TokenLogprobs&)> on_token_logprobs;
 };
+
+// `--kv-budget`: "50%" (a share of the free device memory, 0 < PCT ≤ 100) or a size ("2G", "512M", "1048576";
+// K, M, G, T: powers of 1024). Throws an Error naming --kv-budget on anything else.
+struct KvBudget {
+  uint64_t bytes = 0;
+  double share = 0;
+};
+KvBudget parse_kv_budget(const std::string& text);
 
 class Engine {
  public:

@@ -2,6 +2,7 @@
 // everything and turns it into a status and a thread-local message.
 #include "inferno/inferno.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -23,6 +24,14 @@ struct inferno_model {
 struct inferno_session {
   std::shared_ptr<inferno::Model> model;
   inferno::Session session;
+};
+
+// The engine keeps the model's shared state alive itself; the handle's shared_ptr keeps the C++ Model the engine
+// was made from (it takes a reference) until the engine has gone.
+struct inferno_engine {
+  std::shared_ptr<inferno::Model> model;
+  std::unique_ptr<inferno::Engine> engine;
+  ~inferno_engine() { engine.reset(); }  // before `model`
 };
 
 namespace {
@@ -149,6 +158,63 @@ inferno_sampling to_c(const inferno::SamplingOptions& o) {
   s.min_new_tokens = o.min_new_tokens;
   s.seed = o.seed;
   return s;
+}
+
+inferno::KvDtype kv_dtype_of(const inferno_kv_dtype& value) {
+  const int kv_dtype = enum_value(value);
+  switch (kv_dtype) {
+    case INFERNO_KV_AUTO: return inferno::KvDtype::Auto;
+    case INFERNO_KV_F32: return inferno::KvDtype::F32;
+    case INFERNO_KV_F16: return inferno::KvDtype::F16;
+    case INFERNO_KV_BF16: return inferno::KvDtype::BF16;
+    case INFERNO_KV_Q8: return inferno::KvDtype::Q8;
+    default: break;
+  }
+  throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, "kv_dtype " + std::to_string(kv_dtype) + " is not one of inferno_kv_dtype"};
+}
+
+// Checks a prompt against the vocabulary (what inferno_generate and inferno_engine_submit take).
+void check_prompt(const inferno::Model& model, const int32_t* prompt, size_t count) {
+  require(prompt != nullptr && count > 0, "the prompt is empty (NULL or count 0)");
+  const uint32_t vocab = model.info().vocab_size;
+  for (size_t i = 0; i < count; ++i)
+    if (prompt[i] < 0 || uint32_t(prompt[i]) >= vocab)
+      throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT, "prompt id " + std::to_string(prompt[i]) + " at " +
+                                                            std::to_string(i) + " is outside the vocabulary (" +
+                                                            std::to_string(vocab) + " ids)"};
+}
+
+// The C++ generation options of C parameters.
+inferno::GenerateOptions generate_options(const inferno_generate_params& p) {
+  require(p.max_new_tokens >= 0, "max_new_tokens must not be negative");
+  require(p.eos_ids != nullptr || p.eos_count == 0, "eos_ids is NULL but eos_count is not 0");
+  inferno::GenerateOptions options;
+  options.max_new_tokens = p.max_new_tokens;
+  options.ignore_eos = p.ignore_eos != 0;
+  if (p.eos_ids) options.eos_ids = std::vector<int32_t>(p.eos_ids, p.eos_ids + p.eos_count);
+  options.sampling = to_cpp(p.sampling);
+  return options;
+}
+
+// One engine request's C side: its callbacks, its text stream, and whether its token callback stopped it. Shared
+// by the C++ request's two callbacks, which run on the engine's thread.
+struct EngineRequestState {
+  inferno_token_fn on_token = nullptr;
+  inferno_finish_fn on_finish = nullptr;
+  void* user_data = nullptr;
+  std::optional<inferno::TextStream> stream;
+  bool stopped = false;
+  std::vector<int32_t> eos;
+  bool ignore_eos = false;
+};
+
+inferno_finish_reason finish_reason_of(const inferno::EngineResult& r, const EngineRequestState& s) {
+  if (r.finish_reason == "error") return INFERNO_FINISH_ERROR;
+  if (r.finish_reason == "cancelled" || s.stopped) return INFERNO_FINISH_CANCELLED;
+  if (r.finish_reason == "length") return INFERNO_FINISH_LENGTH;
+  const bool eos = !s.ignore_eos && !r.tokens.empty() &&
+                   std::find(s.eos.begin(), s.eos.end(), r.tokens.back()) != s.eos.end();
+  return eos ? INFERNO_FINISH_EOS : INFERNO_FINISH_LENGTH;
 }
 
 // The latest device listing, for inferno_device_info.
@@ -347,16 +413,7 @@ inferno_status inferno_session_create(inferno_model* model, const inferno_sessio
     const inferno_session_params p = params ? *params : inferno_session_default_params();
     inferno::SessionOptions options;
     options.ctx = p.ctx;
-    const int kv_dtype = enum_value(p.kv_dtype);
-    switch (kv_dtype) {
-      case INFERNO_KV_AUTO: options.kv_dtype = inferno::KvDtype::Auto; break;
-      case INFERNO_KV_F32: options.kv_dtype = inferno::KvDtype::F32; break;
-      case INFERNO_KV_F16: options.kv_dtype = inferno::KvDtype::F16; break;
-      case INFERNO_KV_BF16: options.kv_dtype = inferno::KvDtype::BF16; break;
-      default:
-        throw StatusError{INFERNO_ERROR_INVALID_ARGUMENT,
-                          "kv_dtype " + std::to_string(kv_dtype) + " is not one of inferno_kv_dtype"};
-    }
+    options.kv_dtype = kv_dtype_of(p.kv_dtype);
     *session = new inferno_session{owner.shared, inferno::Session(owner.model, options)};
   });
 }
@@ -435,6 +492,114 @@ inferno_status inferno_generate(inferno_session* session, const int32_t* prompt,
       result->prefill_seconds = stats.prefill_seconds;
       result->decode_seconds = stats.decode_seconds;
     }
+  });
+}
+
+inferno_engine_params inferno_engine_default_params(void) {
+  inferno_engine_params p;
+  p.parallel = 8;
+  p.ctx = 0;
+  p.kv_budget_bytes = 0;
+  p.kv_budget_share = 0;
+  p.batch_tokens = 512;
+  p.kv_dtype = INFERNO_KV_AUTO;
+  p.prefix_cache = 1;
+  return p;
+}
+
+inferno_status inferno_engine_create(inferno_model* model, const inferno_engine_params* params,
+                                     inferno_engine** engine) {
+  return guarded([&] {
+    require(engine != nullptr, "engine is NULL");
+    *engine = nullptr;
+    inferno_model& owner = need(model, "model");
+    const inferno_engine_params p = params ? *params : inferno_engine_default_params();
+    require(p.parallel >= 1, "parallel must be at least 1");
+    require(p.batch_tokens >= 1, "batch_tokens must be at least 1");
+    require(p.kv_budget_share == 0 || (p.kv_budget_share > 0 && p.kv_budget_share <= 1),
+            "kv_budget_share must be 0 (off) or above 0 and at most 1");
+    inferno::EngineOptions o;
+    o.parallel = p.parallel;
+    o.ctx = p.ctx;
+    o.kv_budget_bytes = p.kv_budget_bytes;
+    o.kv_budget_share = p.kv_budget_share;
+    o.batch_tokens = p.batch_tokens;
+    o.kv_dtype = kv_dtype_of(p.kv_dtype);
+    o.prefix_cache = p.prefix_cache != 0;
+    auto handle = std::make_unique<inferno_engine>();
+    handle->model = owner.shared;
+    handle->engine = std::make_unique<inferno::Engine>(*owner.shared, o);
+    *engine = handle.release();
+  });
+}
+
+void inferno_engine_free(inferno_engine* engine) {
+  try {
+    delete engine;
+  } catch (...) {  // the engine's destructor waits for its thread and the device; nothing may escape into C
+  }
+}
+
+inferno_status inferno_engine_submit(inferno_engine* engine, const int32_t* prompt, size_t count,
+                                     const inferno_generate_params* params, inferno_finish_fn on_finish, uint64_t* id) {
+  return guarded([&] {
+    inferno_engine& e = need(engine, "engine");
+    const inferno::Model& model = *e.model;
+    check_prompt(model, prompt, count);
+    const inferno_generate_params p = params ? *params : inferno_generate_default_params();
+    const inferno::GenerateOptions options = generate_options(p);
+    auto state = std::make_shared<EngineRequestState>();
+    state->on_token = p.on_token;
+    state->on_finish = on_finish;
+    state->user_data = p.user_data;
+    state->ignore_eos = options.ignore_eos;
+    state->eos = options.eos_ids ? *options.eos_ids : model.eos_ids();
+    if (p.on_token && model.has_tokenizer()) state->stream.emplace(model, p.skip_special_tokens != 0);
+    inferno::EngineRequest request;
+    request.prompt.assign(prompt, prompt + count);
+    request.options = options;
+    if (p.on_token)
+      request.on_token = [state](int32_t token) {
+        const std::string piece = state->stream ? state->stream->push(token) : std::string();
+        state->stopped = state->on_token(token, piece.c_str(), piece.size(), state->user_data) != 0;
+        return !state->stopped;
+      };
+    request.on_finish = [state](const inferno::EngineResult& r) {
+      if (state->stream && state->on_token) {
+        const std::string rest = state->stream->finish();
+        if (!rest.empty()) state->on_token(-1, rest.c_str(), rest.size(), state->user_data);
+      }
+      if (!state->on_finish) return;
+      inferno_request_result c{};
+      c.id = r.id;
+      c.finish_reason = finish_reason_of(r, *state);
+      c.tokens = r.tokens.data();
+      c.new_tokens = r.tokens.size();
+      c.prompt_tokens = r.prompt_tokens;
+      c.cached_tokens = r.cached_tokens;
+      c.first_token_seconds = r.first_token_seconds;
+      c.seconds = r.seconds;
+      c.error = r.error.c_str();
+      state->on_finish(&c, state->user_data);
+    };
+    const uint64_t request_id = e.engine->submit(std::move(request));
+    if (id) *id = request_id;
+  });
+}
+
+inferno_status inferno_engine_cancel(inferno_engine* engine, uint64_t id) {
+  return guarded([&] { need(engine, "engine").engine->cancel(id); });
+}
+
+inferno_status inferno_engine_get_counts(const inferno_engine* engine, inferno_engine_counts* counts) {
+  return guarded([&] {
+    const inferno::Engine& e = *need(engine, "engine").engine;
+    require(counts != nullptr, "counts is NULL");
+    counts->running = e.running();
+    counts->waiting = e.waiting();
+    counts->kv_blocks = e.kv_blocks();
+    counts->kv_blocks_in_use = e.kv_blocks_in_use();
+    counts->kv_block_tokens = e.kv_block_tokens();
   });
 }
 

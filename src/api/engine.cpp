@@ -1,5 +1,6 @@
 // inferno::Engine: the public face of continuous batching (generate/scheduler.hpp).
 #include <algorithm>
+#include <cctype>
 #include <future>
 
 #include "api/model_access.hpp"
@@ -15,7 +16,7 @@ TokenLogprobs to_logprobs(const gen::TokenLogprobs& l) { return {l.logprob, l.to
 
 EngineResult to_result(const gen::RequestResult& r) {
   EngineResult out{r.tokens, gen::finish_reason_name(r.reason), r.error, r.prompt_tokens, r.cached_tokens,
-                   r.first_token_seconds, r.seconds, {}};
+                   r.first_token_seconds, r.seconds, {}, r.id};
   for (const auto& l : r.logprobs) out.logprobs.push_back(to_logprobs(l));
   return out;
 }
@@ -42,6 +43,32 @@ struct Engine::Impl {
   }
 };
 
+KvBudget parse_kv_budget(const std::string& text) {
+  const std::string bad = "--kv-budget '" + text + "' is neither a share of free device memory (e.g. 50%) nor a size "
+                          "(e.g. 2G, 512M)";
+  if (!text.empty() && text.back() == '%') {
+    const std::string number = text.substr(0, text.size() - 1);
+    double pct = -1;
+    try {
+      size_t used = 0;
+      pct = std::stod(number, &used);
+      if (used != number.size() || number.empty() || !std::isdigit(static_cast<unsigned char>(number[0]))) pct = -1;
+    } catch (const std::exception&) {
+      pct = -1;
+    }
+    if (!(pct > 0 && pct <= 100)) throw Error(bad + ": the share must be above 0% and at most 100%");
+    return {.bytes = 0, .share = pct / 100};
+  }
+  std::vector<uint64_t> sizes;
+  try {
+    sizes = parse_memory_sizes(text);
+  } catch (const Error&) {
+    throw Error(bad);
+  }
+  if (sizes.size() != 1 || sizes[0] == 0) throw Error(bad);
+  return {.bytes = sizes[0], .share = 0};
+}
+
 Engine::Engine(Model& model, const EngineOptions& o) : impl_(std::make_unique<Impl>(Impl{Model(need_state(model.impl_)), 0, {}, {}, {}})) {
   const model::LlamaModel& llama = api::llama_of(model);
   const auto& h = llama.hyper();
@@ -50,10 +77,24 @@ Engine::Engine(Model& model, const EngineOptions& o) : impl_(std::make_unique<Im
   impl_->kv_type = api::kv_type(o.kv_dtype, llama);
   const uint32_t bs = model::PagedKvCache::kDefaultBlockSize;
   const uint64_t per_block = model::PagedKvCache::bytes_per_block(h, bs, impl_->kv_type);
-  uint64_t blocks = o.kv_budget_bytes ? o.kv_budget_bytes / per_block
-                                      : uint64_t(o.parallel) * ((uint64_t(impl_->ctx) + bs - 1) / bs);
+  uint64_t budget = o.kv_budget_bytes;
+  if (o.kv_budget_share != 0) {
+    if (!(o.kv_budget_share > 0 && o.kv_budget_share <= 1))
+      throw Error("--kv-budget: a share of free device memory must be above 0% and at most 100%");
+    const uint64_t total = model.device().budget_bytes, used = model.device_bytes_in_use();
+    if (total <= used)
+      throw Error("--kv-budget " + std::to_string(o.kv_budget_share * 100) + "%: device '" + model.device().name +
+                  "' has no memory left after the weights (" + std::to_string(used) + " of " + std::to_string(total) +
+                  " bytes in use)");
+    budget = std::max<uint64_t>(1, uint64_t(o.kv_budget_share * double(total - used)));
+    // A layer's pool is one storage binding: a share of a large device may ask for more than that allows.
+    const uint64_t per_layer_block = per_block / (2ull * h.layers);
+    const uint64_t binding_blocks = llama.device().caps().max_storage_buffer_range / per_layer_block;
+    budget = std::min(budget, binding_blocks * per_block);
+  }
+  uint64_t blocks = budget ? budget / per_block : uint64_t(o.parallel) * ((uint64_t(impl_->ctx) + bs - 1) / bs);
   if (blocks == 0)
-    throw Error("--kv-budget " + std::to_string(o.kv_budget_bytes) + " bytes is less than one KV block (" +
+    throw Error("--kv-budget " + std::to_string(budget) + " bytes is less than one KV block (" +
                 std::to_string(per_block) + " bytes of " + std::to_string(bs) + " tokens)");
   if (blocks > UINT32_MAX) throw Error("--kv-budget: too many KV blocks");
   std::lock_guard lock(api::device_lock_of(model));
@@ -113,6 +154,7 @@ KvDtype Engine::kv_dtype() const {
     case kernels::KvType::F32: return KvDtype::F32;
     case kernels::KvType::F16: return KvDtype::F16;
     case kernels::KvType::BF16: return KvDtype::BF16;
+    case kernels::KvType::Q8: return KvDtype::Q8;
   }
   return KvDtype::F32;
 }

@@ -67,6 +67,7 @@ KvDtype from_kv_type(kernels::KvType t) {
     case kernels::KvType::F32: return KvDtype::F32;
     case kernels::KvType::F16: return KvDtype::F16;
     case kernels::KvType::BF16: return KvDtype::BF16;
+    case kernels::KvType::Q8: return KvDtype::Q8;
   }
   return KvDtype::F32;
 }
@@ -192,6 +193,7 @@ std::optional<KvDtype> parse_kv_dtype(const std::string& name) {
   if (name == "f32") return KvDtype::F32;
   if (name == "f16") return KvDtype::F16;
   if (name == "bf16") return KvDtype::BF16;
+  if (name == "q8") return KvDtype::Q8;
   return std::nullopt;
 }
 
@@ -201,6 +203,7 @@ const char* kv_dtype_name(KvDtype d) {
     case KvDtype::F32: return "f32";
     case KvDtype::F16: return "f16";
     case KvDtype::BF16: return "bf16";
+    case KvDtype::Q8: return "q8";
   }
   return "?";
 }
@@ -293,6 +296,10 @@ uint64_t kv_cache_bytes(const ModelInfo& info, uint32_t ctx, uint32_t batch, KvD
   kernels::KvType t = kernels::KvType::F16;
   if (dtype == KvDtype::F32) t = kernels::KvType::F32;
   if (dtype == KvDtype::BF16) t = kernels::KvType::BF16;
+  if (dtype == KvDtype::Q8) {
+    t = kernels::KvType::Q8;
+    kernels::check_kv_head_dim(info.path.string().c_str(), t, info.head_dim);
+  }
   if (dtype == KvDtype::Auto) {
     // The rule a session applies to the loaded model, from the embedding's dtype as the file stores it.
     bool f32_embedding = false;
@@ -710,6 +717,7 @@ kernels::KvType kv_type(KvDtype d, const model::LlamaModel& m) {
     case KvDtype::F32: return kernels::KvType::F32;
     case KvDtype::F16: return kernels::KvType::F16;
     case KvDtype::BF16: return kernels::KvType::BF16;
+    case KvDtype::Q8: return kernels::KvType::Q8;
     case KvDtype::Auto: break;
   }
   return model::default_kv_type(m);

@@ -77,6 +77,7 @@ model::PlanCosts costs_of(const ModelInfo& info, uint32_t ctx, uint32_t batch, K
   ModelInfo one_layer = info;
   one_layer.layers = 1;
   c.kv_bytes_per_layer = kv_cache_bytes(one_layer, ctx, batch, kv) - rope_table;
+  c.kv_bytes_per_token = kv_cache_bytes(info, 1, 1, kv) - uint64_t(info.head_dim) * 4;
   const uint32_t prompt = std::min<uint32_t>(ctx, 512);
   const uint64_t logits = uint64_t(batch) * info.vocab_size * 8;  // device logits + their host-visible copy
   c.logits_bytes = logits;
@@ -116,6 +117,7 @@ SplitPlan plan_devices(const std::filesystem::path& path, const PlanOptions& o) 
   plan.kv_dtype = resolve_kv(info, o.kv_dtype);
   plan.auto_split = o.split.empty();
   plan.transfer_bytes_per_token = target.available.size() > 1 ? uint64_t(info.hidden_size) * 4 : 0;
+  plan.kv_bytes_per_token = costs_of(info, 1, 1, plan.kv_dtype, target.available.size()).kv_bytes_per_token;
   const Attempt a = attempt(info, plan.ctx, plan.batch, plan.kv_dtype, o.split, target.available);
   for (size_t i = 0; i < a.stages.size(); ++i) {
     const model::StagePlan& s = a.stages[i];
@@ -143,6 +145,9 @@ SplitPlan plan_devices(const std::filesystem::path& path, const PlanOptions& o) 
   }
   if (plan.kv_dtype == KvDtype::F32 && attempt(info, plan.ctx, plan.batch, KvDtype::F16, o.split, target.available).fits)
     plan.suggestions.push_back("--kv-dtype f16");
+  if (plan.kv_dtype != KvDtype::Q8 && info.head_dim % 32 == 0 &&
+      attempt(info, plan.ctx, plan.batch, KvDtype::Q8, o.split, target.available).fits)
+    plan.suggestions.push_back("--kv-dtype q8");
   if (!o.quantize_int8 && info.quantization.empty()) {
     const ModelInfo int8 = inspect_model(path, true);
     if (int8.weight_bytes < info.weight_bytes &&

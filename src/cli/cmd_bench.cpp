@@ -22,6 +22,7 @@ struct BenchArgs {
   bool json = false;
   std::string concurrency;  // "1,4,8,16": the load test instead of the single-stream measurement
   uint32_t batch_tokens = 512;
+  std::string kv_budget;  // load test: the KV pool (--kv-budget PCT% | SIZE)
 };
 
 // Multiply-adds one token costs at `context` earlier positions: every projection (each weight once), and attention's
@@ -48,6 +49,7 @@ double percentile(std::vector<double> v, double p) {
 // --parallel C. Reports aggregate output tok/s, time to first token and time per output token.
 int run_concurrency(const BenchArgs& a) {
   const auto levels = parse_ids(a.concurrency, "--concurrency");
+  const KvBudget budget = a.kv_budget.empty() ? KvBudget{} : parse_kv_budget_flag(a.kv_budget);
   for (int32_t c : levels)
     if (c < 1 || c > 1024) throw UsageError("bench: --concurrency levels must be from 1 to 1024");
   ModelArgs margs = a.model;
@@ -67,6 +69,8 @@ int run_concurrency(const BenchArgs& a) {
     eo.ctx = so.ctx ? so.ctx : a.prompt_tokens + a.gen_tokens;
     eo.kv_dtype = so.kv_dtype;
     eo.batch_tokens = a.batch_tokens;
+    eo.kv_budget_bytes = budget.bytes;
+    eo.kv_budget_share = budget.share;
     eo.prefix_cache = false;  // random prompts share nothing; this measures batching alone
     Engine engine(model, eo);
     GenerateOptions options;
@@ -128,6 +132,7 @@ int run_concurrency(const BenchArgs& a) {
 
 int run_bench(const BenchArgs& a) {
   if (!a.concurrency.empty()) return run_concurrency(a);
+  if (!a.kv_budget.empty()) throw UsageError("bench: --kv-budget sizes the load test's KV pool: give --concurrency too");
   if (a.gen_tokens < 2) throw UsageError("bench: -n must be at least 2 (decode speed needs two tokens)");
   if (a.prompt_tokens < 1) throw UsageError("bench: -p must be at least 1");
   ModelArgs margs = a.model;
@@ -203,7 +208,7 @@ int run_bench(const BenchArgs& a) {
   const double total_ns = decode_kernels.total_ns;
 
   // Bytes one decode step reads: every weight once, plus the KV cache at the average context of the decode.
-  const uint32_t kv_bytes = kv == KvDtype::F32 ? 4 : 2;
+  const double kv_bytes = kv == KvDtype::F32 ? 4 : kv == KvDtype::Q8 ? 36.0 / 32 : 2;  // a value, scales included
   const double avg_ctx = a.prompt_tokens + a.gen_tokens / 2.0;
   const double kv_read = 2.0 * info.layers * info.kv_heads * info.head_dim * kv_bytes * avg_ctx * a.batch;
   const double bytes_per_step = double(info.weight_bytes) + kv_read;
@@ -335,6 +340,9 @@ void add_bench_command(CLI::App& app, Action& action) {
   cmd->add_option("--concurrency", a->concurrency,
                   "load test: clients at once, e.g. 1,4,8,16 (each sends --repeats requests of -p + -n tokens to one "
                   "in-process engine)");
+  cmd->add_option("--kv-budget", a->kv_budget,
+                  "load test: the KV pool, a share of the device memory free after the weights (50%) or a size (2G) "
+                  "(default: each level's clients × (-p + -n) tokens)");
   cmd->add_option("--batch-tokens", a->batch_tokens, "load test: rows of one engine step (default 512)")
       ->check(CLI::PositiveNumber);
   cmd->callback([&action, a] { action = [a] { return run_bench(*a); }; });

@@ -77,6 +77,8 @@ void print_plan(const SplitPlan& plan) {
   for (const auto& d : plan.devices) split += (split.empty() ? "" : ",") + std::to_string(d.last_layer - d.first_layer);
   std::printf("plan for ctx %u, batch %u, KV %s: split %s%s over %zu device(s)\n", plan.ctx, plan.batch,
               kv_dtype_name(plan.kv_dtype), split.c_str(), plan.auto_split ? " (auto)" : "", plan.devices.size());
+  std::printf("  KV cache: %llu bytes per token (%s)\n", (unsigned long long)plan.kv_bytes_per_token,
+              kv_dtype_name(plan.kv_dtype));
   for (const auto& d : plan.devices) {
     std::string extra;
     if (d.embedding) extra += " + embedding";
@@ -99,6 +101,7 @@ void plan_json(JsonWriter& j, const SplitPlan& plan) {
   j.field("ctx", plan.ctx).field("batch", plan.batch).field("kv_dtype", std::string(kv_dtype_name(plan.kv_dtype)));
   j.field("auto_split", plan.auto_split).field("fits", plan.fits);
   j.field("transfer_bytes_per_token", plan.transfer_bytes_per_token);
+  j.field("kv_bytes_per_token", plan.kv_bytes_per_token);
   j.key("devices").begin_array();
   for (const auto& d : plan.devices) {
     j.begin_object().field("index", d.index).field("name", d.name).field("available_bytes", d.available_bytes);
@@ -225,7 +228,7 @@ void add_device_commands(CLI::App& app, Action& action) {
       ->check(int_in(0, kMaxCtx));
   info->add_option("--batch", args->batch, "sequences for the memory estimate")->check(int_in(1, kMaxBatch));
   info->add_option("--kv-dtype", args->kv_dtype, "KV cache dtype for the estimate")
-      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
+      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16", "q8"}));
   info->add_option("--quantize", args->quantize, "show the footprint with float linear layers quantized: int8")
       ->check(CLI::IsMember({"none", "int8"}));
   info->add_flag("--json", args->json, "machine-readable output");

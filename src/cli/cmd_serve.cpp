@@ -21,6 +21,7 @@ struct ServeArgs {
   server::ServerOptions server;
   double drain_timeout_s = 30;
   std::string template_file;
+  std::string kv_budget;
 };
 
 // A chat template is a few kilobytes (Llama 3.1's, the longest in use, 10 KB); the bound keeps a wrong path from
@@ -29,6 +30,11 @@ constexpr uint64_t kMaxTemplateBytes = 1 << 20;
 
 int run_serve(ServeArgs a) {
   if (a.server.port < 0 || a.server.port > 65535) throw UsageError("serve: --port must be in 0..65535");
+  if (!a.kv_budget.empty()) {
+    const KvBudget budget = parse_kv_budget_flag(a.kv_budget);
+    a.server.kv_budget_bytes = budget.bytes;
+    a.server.kv_budget_share = budget.share;
+  }
   if (!a.template_file.empty()) a.server.chat_template = read_text_file(a.template_file, kMaxTemplateBytes);
   // SIGINT and SIGTERM go to one thread, which drains the server (or ends the process while the model loads).
   // They are blocked before any other thread starts (the Vulkan driver starts some) so that all inherit the mask.
@@ -130,8 +136,9 @@ void add_serve_command(CLI::App& app, Action& action) {
       ->check(int_in(1, kMaxTokens));
   cmd->add_option("--parallel", a->server.parallel, "requests decoded together; more wait in the queue (default 8)")
       ->check(CLI::Range(1u, 1024u));
-  cmd->add_option("--kv-budget", a->server.kv_budget_bytes,
-                  "bytes of the shared KV cache (default: --parallel × --ctx tokens)")->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-budget", a->kv_budget,
+                  "the shared KV cache: a share of the device memory free after the weights (50%) or a size (2G, "
+                  "512M, bytes) (default: --parallel × --ctx tokens)");
   cmd->add_option("--batch-tokens", a->server.batch_tokens,
                   "tokens one engine step runs: a decode row per request plus prompt chunks (default 512)")
       ->check(CLI::Range(1u, 65536u));

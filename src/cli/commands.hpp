@@ -45,6 +45,8 @@ std::vector<int32_t> parse_ids(const std::string& text, const char* flag);
 // --devices "0,1" (empty: none given) and --split "auto|N1,N2"; bad lists are usage errors.
 std::vector<int> parse_devices(const std::string& text);
 std::vector<uint32_t> parse_split_flag(const std::string& text);
+// --kv-budget PCT% | SIZE; a bad value is a usage error (exit 2) naming the flag.
+KvBudget parse_kv_budget_flag(const std::string& text);
 
 void add_device_commands(CLI::App& app, Action& action);  // devices, info
 void add_run_commands(CLI::App& app, Action& action);     // logits, generate, perplexity

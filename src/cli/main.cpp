@@ -33,8 +33,9 @@ void add_model_args(CLI::App& cmd, ModelArgs& a) {
   cmd.add_option("-m,--model", a.path, "Hugging Face checkpoint directory or .gguf file")->required();
   cmd.add_option("--device", a.device, "Vulkan device index (see `inferno devices`); default: the preferred one")
       ->check(int_in(0, INT32_MAX));
-  cmd.add_option("--kv-dtype", a.kv_dtype, "KV cache dtype: f32, f16, bf16 (default: f32 for F32 weights, else f16)")
-      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
+  cmd.add_option("--kv-dtype", a.kv_dtype,
+                 "KV cache dtype: f32, f16, bf16, q8 (int8, a scale per 32 values) (default: f32 for F32 weights, else f16)")
+      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16", "q8"}));
   cmd.add_option("--ctx", a.ctx, "KV cache size in tokens (default or 0: what the request needs)")
       ->check(int_in(0, kMaxCtx));
   cmd.add_flag("--quiet", a.quiet, "no loading bar");
@@ -50,6 +51,14 @@ std::vector<int> parse_devices(const std::string& text) {
   if (text.empty()) return devices;
   for (int32_t d : parse_ids(text, "--devices")) devices.push_back(int(d));
   return devices;
+}
+
+KvBudget parse_kv_budget_flag(const std::string& text) {
+  try {
+    return parse_kv_budget(text);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
 }
 
 std::vector<uint32_t> parse_split_flag(const std::string& text) {

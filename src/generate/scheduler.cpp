@@ -66,6 +66,7 @@ uint64_t Scheduler::submit(BatchRequest request) {
   s->result.prompt_tokens = int(s->prompt_length);
   std::lock_guard lock(mutex_);
   s->id = next_id_++;
+  s->result.id = s->id;
   const uint64_t id = s->id;
   incoming_.push_back(std::move(s));
   ++waiting_count_;

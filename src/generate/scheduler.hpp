@@ -28,6 +28,7 @@ enum class FinishReason { Eos, Length, Stopped, Cancelled, Error };
 const char* finish_reason_name(FinishReason reason);  // "stop", "length", "stop", "cancelled", "error"
 
 struct RequestResult {
+  uint64_t id = 0;              // what submit returned
   std::vector<int32_t> tokens;  // generated
   FinishReason reason = FinishReason::Length;
   std::string error;            // FinishReason::Error: why

@@ -1,6 +1,7 @@
 #include "kernels/attention.hpp"
 
 #include <algorithm>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -14,11 +15,28 @@ const char* kv_type_name(KvType type) {
     case KvType::F32: return "f32";
     case KvType::F16: return "f16";
     case KvType::BF16: return "bf16";
+    case KvType::Q8: return "q8";
   }
   return "?";
 }
 
-uint32_t kv_type_bytes(KvType type) { return type == KvType::F32 ? 4 : 2; }
+uint64_t kv_bytes(KvType type, uint64_t elements) {
+  switch (type) {
+    case KvType::F32: return elements * 4;
+    case KvType::F16:
+    case KvType::BF16: return elements * 2;
+    case KvType::Q8: return (elements + 31) / 32 * 36;
+  }
+  return elements * 4;
+}
+
+uint32_t kv_write_values(KvType type) { return type == KvType::Q8 ? 32 : 2; }
+
+void check_kv_head_dim(const char* what, KvType type, uint32_t head_dim) {
+  if (type == KvType::Q8 && head_dim % 32 != 0)
+    throw Error(std::string(what) + ": the q8 KV cache needs head_dim to be a multiple of 32 (its scale blocks); " +
+                "head_dim is " + std::to_string(head_dim) + ", use --kv-dtype f16 or f32");
+}
 
 namespace {
 
@@ -49,6 +67,22 @@ void check_stride(const char* kernel, const char* what, uint32_t stride, uint64_
 // The shader variant of a family for a cache dtype, e.g. "attention_bf16".
 std::string variant(const char* family, KvType type) { return std::string(family) + "_" + kv_type_name(type); }
 
+// The bytes a cache binding starts at a multiple of: the device's offset alignment, and for Q8 also its 36-byte blocks.
+uint64_t cache_granule(const vk::Device& device, KvType type) {
+  const uint64_t align = device.caps().min_storage_offset_alignment;
+  return type == KvType::Q8 ? std::lcm<uint64_t>(align, 36) : align;
+}
+
+// Planes of plane_bytes that one cache binding holds wherever it starts (cache_window may put up to granule − 4
+// bytes in front of them).
+uint64_t cache_planes_per_window(const vk::Device& device, const char* kernel, KvType type, uint64_t plane_bytes) {
+  const uint64_t granule = cache_granule(device, type), range = device.caps().max_storage_buffer_range;
+  if (granule - 4 + plane_bytes > range)
+    throw Error(std::string(kernel) + ": one cache plane of " + std::to_string(plane_bytes) +
+                " bytes does not fit one binding (maxStorageBufferRange " + std::to_string(range) + ")");
+  return (range - (granule - 4)) / plane_bytes;
+}
+
 // A dispatch's share of the cache: planes [first, first + count), each plane the [capacity, head_dim] block of one
 // (sequence, kv head), numbered b · kv_heads + kv_head. Whole sequences go together while the cache window and the
 // row windows of their activations fit one binding; a sequence whose planes do not fit is split by kv heads.
@@ -59,8 +93,8 @@ struct PlaneRange {
 
 std::vector<PlaneRange> plane_ranges(const vk::Device& device, const char* kernel, const AttentionShape& s, KvType type,
                                      uint32_t widest_stride) {
-  const uint64_t plane_bytes = uint64_t(s.capacity) * s.head_dim * kv_type_bytes(type);
-  const uint64_t planes_fit = items_per_window(device, kernel, plane_bytes);
+  const uint64_t plane_bytes = kv_bytes(type, uint64_t(s.capacity) * s.head_dim);
+  const uint64_t planes_fit = cache_planes_per_window(device, kernel, type, plane_bytes);
   const uint64_t sequences_fit = items_per_window(device, kernel, uint64_t(s.tokens) * widest_stride * 4);
   std::vector<PlaneRange> ranges;
   const uint32_t total = s.batch * s.kv_heads;
@@ -88,12 +122,25 @@ DataWindow row_window(const vk::Device& device, const char* kernel, const vk::Bu
 
 DataWindow cache_window(const vk::Device& device, const char* kernel, const vk::Buffer& cache, const AttentionShape& s,
                         KvType type, const PlaneRange& r, bool writes) {
-  const uint64_t plane_bytes = uint64_t(s.capacity) * s.head_dim * kv_type_bytes(type);
-  return data_window(device, kernel, cache, r.first * plane_bytes, (r.first + uint64_t(r.count)) * plane_bytes, writes);
+  const uint64_t plane_bytes = kv_bytes(type, uint64_t(s.capacity) * s.head_dim);
+  const uint64_t first = r.first * plane_bytes, end = (r.first + uint64_t(r.count)) * plane_bytes;
+  // Q8 addresses its 36-byte blocks from the binding's start: the binding begins on a block boundary too.
+  const uint64_t granule = cache_granule(device, type);
+  DataWindow w = data_window(device, kernel, cache, first / granule * granule, end, writes);
+  w.first_word += uint32_t(first % granule / 4);
+  return w;
 }
 
-// The window's start in cache elements (two per word for 16-bit caches).
-uint32_t cache_first_element(const DataWindow& w, KvType type) { return w.first_word * (4 / kv_type_bytes(type)); }
+// The window's start in cache elements (two per word for 16-bit caches, 32 per 9 words for Q8).
+uint32_t cache_first_element(const DataWindow& w, KvType type) {
+  switch (type) {
+    case KvType::F32: return w.first_word;
+    case KvType::F16:
+    case KvType::BF16: return w.first_word * 2;
+    case KvType::Q8: return w.first_word / 9 * 32;
+  }
+  return w.first_word;
+}
 
 // The push constants of kv_write.comp and attention.comp, field for field.
 struct KvWritePush {
@@ -147,6 +194,7 @@ void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const A
                      uint32_t k_column, uint32_t v_column, const KvWriteRope* rope) {
   const char* kernel = rope ? "kv_write_rope" : "kv_write";
   check_shape(kernel, shape);
+  check_kv_head_dim(kernel, type, shape.head_dim);
   const uint64_t width = uint64_t(shape.kv_heads) * shape.head_dim;
   check_stride(kernel, "k", k_stride, k_column + width);
   check_stride(kernel, "v", v_stride, v_column + width);
@@ -178,9 +226,10 @@ void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const A
                            .v_first = vw.first_word,
                            .cache_first = cache_first_element(kc, type),
                            .past_slot = shape.past_at_run_time ? shape.batch : kPastInPush};
-    const uint64_t pairs = uint64_t(r.count) * shape.tokens * (shape.head_dim / 2);
+    const uint64_t rows = uint64_t(r.count) * shape.tokens;
+    const uint64_t items = rows * (shape.head_dim / kv_write_values(type));  // cache invocations
     if (!rope) {
-      const Grid grid = grid_1d(device, groups_for(pairs, kWriteGroup));
+      const Grid grid = grid_1d(device, groups_for(items, kWriteGroup));
       rec.dispatch(pipe, {kw.binding, vw.binding, kc.binding, vc.binding, starts}, push, grid.x, grid.y);
       continue;
     }
@@ -194,7 +243,7 @@ void record_kv_write(vk::Device& device, vk::Recorder& rec, KvType type, const A
                                       uint64_t(rope->table_positions) * (shape.head_dim / 2) * 2 * 4, false);
     const KvWriteRopePush rope_push{push, group_size, rope->q_stride, qw.first_word, pw.first_word,
                                     rope->table_positions};
-    const Grid grid = grid_1d(device, groups_for(pairs * (1 + group_size), kWriteGroup));
+    const Grid grid = grid_1d(device, groups_for(items + rows * group_size * (shape.head_dim / 2), kWriteGroup));
     rec.dispatch(pipe, {kw.binding, vw.binding, kc.binding, vc.binding, starts, qw.binding, pw.binding, tw.binding},
                  rope_push, grid.x, grid.y);
   }
@@ -213,6 +262,7 @@ void record_attention(vk::Device& device, vk::Recorder& rec, KvType type, const 
                       const vk::Buffer& kv_start, const vk::Buffer& out, const vk::Buffer* partials) {
   const char* kernel = "attention";
   check_shape(kernel, shape);
+  check_kv_head_dim(kernel, type, shape.head_dim);
   const uint32_t splits = shape.splits;
   if (splits == 0 || splits > shape.capacity)
     throw Error(std::string(kernel) + ": splits " + std::to_string(splits) + " must be 1 .. the capacity " +

@@ -1,7 +1,7 @@
 #pragma once
 // The KV cache write and causal GQA attention over the cache.
 //
-// Cache layout per layer: K and V each [batch, kv_heads, capacity, head_dim] in the cache dtype (f32, f16 or bf16),
+// Cache layout per layer: K and V each [batch, kv_heads, capacity, head_dim] in the cache dtype (f32, f16, bf16, q8),
 // in device memory for the whole session. A step processes `tokens` new tokens for each of `batch` sequences
 // (left-padded so they have equal length): rows of Q/K/V are m = b * tokens + t, and token t of every sequence goes
 // to cache slot past + t. Slots < kv_start[b] (left padding) are masked out for sequence b.
@@ -12,9 +12,16 @@
 
 namespace inferno::kernels {
 
-enum class KvType { F32, F16, BF16 };
+// Q8: int8 values with an f32 scale (absmax / 127) per block of 32 along head_dim, 36 bytes a block (kv_cache.glsl);
+// it needs head_dim to be a multiple of 32.
+enum class KvType { F32, F16, BF16, Q8 };
 const char* kv_type_name(KvType);
-uint32_t kv_type_bytes(KvType);
+// Bytes of `elements` cache values (for Q8 a multiple of 32: whole heads).
+uint64_t kv_bytes(KvType, uint64_t elements);
+// Elements one cache-write invocation stores: a pair, or a Q8 block.
+uint32_t kv_write_values(KvType);
+// Throws naming `what` when a cache of this dtype cannot hold heads of head_dim values (Q8: a multiple of 32).
+void check_kv_head_dim(const char* what, KvType type, uint32_t head_dim);
 
 struct AttentionShape {
   uint32_t batch = 1, tokens = 1, past = 0;  // this step: batch × tokens new rows; `past` slots already filled

@@ -49,7 +49,7 @@ vk::Binding whole(const vk::Device& device, const char* kernel, const vk::Buffer
 }  // namespace
 
 uint64_t paged_pool_bytes(const PagedShape& s, KvType type) {
-  return uint64_t(s.blocks) * s.kv_heads * s.block_size * s.head_dim * kv_type_bytes(type);
+  return kv_bytes(type, uint64_t(s.blocks) * s.kv_heads * s.block_size * s.head_dim);
 }
 
 uint64_t paged_partial_floats(const PagedShape& s) {
@@ -62,6 +62,7 @@ void record_kv_write_paged(vk::Device& device, vk::Recorder& rec, KvType type, c
                            const vk::Buffer& paging, const vk::Buffer& positions, const KvWriteRope& rope) {
   const char* kernel = "kv_write_paged";
   check_shape(kernel, s);
+  check_kv_head_dim(kernel, type, s.head_dim);
   const uint64_t width = uint64_t(s.kv_heads) * s.head_dim, q_width = uint64_t(s.heads) * s.head_dim;
   check_stride(kernel, "k", k_stride, k_column + width);
   check_stride(kernel, "v", v_stride, v_column + width);
@@ -79,7 +80,8 @@ void record_kv_write_paged(vk::Device& device, vk::Recorder& rec, KvType type, c
     uint32_t k_first, v_first, q_first, group_size, table_positions;
   } push{s.rows, s.kv_heads, s.head_dim, s.block_size, s.table_width, s.table_first, k_stride, v_stride,
          rope.q_stride, kw.first_word, vw.first_word, qw.first_word, group_size, rope.table_positions};
-  const uint64_t invocations = uint64_t(s.rows) * s.kv_heads * (s.head_dim / 2) * (1 + group_size);
+  const uint64_t invocations =
+      uint64_t(s.rows) * s.kv_heads * (s.head_dim / kv_write_values(type) + uint64_t(group_size) * (s.head_dim / 2));
   const Grid grid = grid_1d(device, groups_for(invocations, kWriteGroup));
   rec.dispatch(pipeline(device, variant(kernel, type), {kWriteGroup}),
                {kw.binding, vw.binding, whole(device, kernel, k_pool, pool, true),
@@ -95,6 +97,7 @@ void record_attention_paged(vk::Device& device, vk::Recorder& rec, KvType type, 
                             const vk::Buffer* partials) {
   const char* kernel = "attention_paged";
   check_shape(kernel, s);
+  check_kv_head_dim(kernel, type, s.head_dim);
   if (s.splits == 0) throw Error(std::string(kernel) + ": splits must be at least 1");
   if (s.splits > 1 && (!partials || partials == &out || s.split_keys == 0))
     throw Error(std::string(kernel) + ": split-K needs a partials buffer of its own and keys per split");

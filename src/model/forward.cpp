@@ -26,19 +26,23 @@ kernels::KvType default_kv_type(const LlamaModel& model) {
 
 uint64_t KvCache::bytes_for(const LlamaHyper& h, uint32_t batch, uint32_t capacity, KvType type) {
   // Checked: a plan for a huge batch and context must not wrap around to a small number.
-  uint64_t bytes = 2;
-  for (const uint64_t factor : {uint64_t(h.layers), uint64_t(batch), uint64_t(h.kv_heads), uint64_t(capacity),
-                                uint64_t(h.head_dim), uint64_t(kernels::kv_type_bytes(type))})
-    if (__builtin_mul_overflow(bytes, factor, &bytes))
+  // Elements of one layer's K, checked, then bytes (at most 4 per element, and 2 · layers more, still checked).
+  uint64_t elements = 1, bytes = 0;
+  for (const uint64_t factor : {uint64_t(batch), uint64_t(h.kv_heads), uint64_t(capacity), uint64_t(h.head_dim), uint64_t(4)})
+    if (__builtin_mul_overflow(elements, factor, &elements))
       throw Error("KV cache for batch " + std::to_string(batch) + " and context " + std::to_string(capacity) +
                   ": its size overflows 64 bits");
+  if (__builtin_mul_overflow(kernels::kv_bytes(type, elements / 4), 2ull * h.layers, &bytes))
+    throw Error("KV cache for batch " + std::to_string(batch) + " and context " + std::to_string(capacity) +
+                ": its size overflows 64 bits");
   return bytes;
 }
 
 KvCache::KvCache(vk::Device& device, const LlamaHyper& h, uint32_t batch, uint32_t capacity, KvType type)
     : batch_(batch), capacity_(capacity), type_(type) {
   if (batch == 0 || capacity == 0) throw Error("KV cache: batch and context must be positive");
-  const uint64_t per_layer = uint64_t(batch) * h.kv_heads * capacity * h.head_dim * kernels::kv_type_bytes(type);
+  kernels::check_kv_head_dim("KV cache", type, h.head_dim);
+  const uint64_t per_layer = kernels::kv_bytes(type, uint64_t(batch) * h.kv_heads * capacity * h.head_dim);
   if (per_layer > device.caps().max_storage_buffer_range)  // larger than the device allows: as memory run out
     throw OutOfDeviceMemory("KV cache: " + std::to_string(per_layer) + " bytes per layer for batch " + std::to_string(batch) +
                 " and context " + std::to_string(capacity) + " exceed the " +

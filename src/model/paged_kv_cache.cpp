@@ -10,7 +10,7 @@
 namespace inferno::model {
 
 uint64_t PagedKvCache::bytes_per_block(const LlamaHyper& h, uint32_t block_size, kernels::KvType type) {
-  return 2ull * h.layers * h.kv_heads * block_size * h.head_dim * kernels::kv_type_bytes(type);
+  return 2ull * h.layers * kernels::kv_bytes(type, uint64_t(h.kv_heads) * block_size * h.head_dim);
 }
 
 PagedKvCache::PagedKvCache(vk::Device& device, const LlamaHyper& h, uint32_t blocks, uint32_t block_size,
@@ -25,7 +25,8 @@ PagedKvCache::PagedKvCache(std::span<vk::Device* const> devices, std::span<const
   if (devices.size() != layers_per_device.size() ||
       std::accumulate(layers_per_device.begin(), layers_per_device.end(), uint64_t(0)) != h.layers)
     throw Error("paged KV cache: the layers per device do not add up to the model's " + std::to_string(h.layers));
-  const uint64_t per_layer = uint64_t(blocks) * h.kv_heads * block_size * h.head_dim * kernels::kv_type_bytes(type);
+  kernels::check_kv_head_dim("paged KV cache", type, h.head_dim);
+  const uint64_t per_layer = kernels::kv_bytes(type, uint64_t(blocks) * h.kv_heads * block_size * h.head_dim);
   for (size_t d = 0; d < devices.size(); ++d) {
     vk::Device& device = *devices[d];
     if (layers_per_device[d] > 0 && per_layer > device.caps().max_storage_buffer_range)

@@ -16,6 +16,7 @@ struct PlanCosts {
   bool tied = false;                  // lm_head is the embedding: one matrix when both sit on the same device
   uint64_t tied_matrix_bytes = 0;     // that matrix, not counted twice on one device
   uint64_t kv_bytes_per_layer = 0;    // K and V of one layer for the planned context and batch
+  uint64_t kv_bytes_per_token = 0;    // K and V of one token over all layers (q8: 1.125 bytes a value, f16: 2)
   uint64_t per_device_bytes = 0;      // activations scratch + RoPE table + hidden-state transfer buffers, each device
   uint64_t logits_bytes = 0;          // logits on the device with the head
 };

@@ -319,6 +319,7 @@ struct Server::Impl {
 
   static EngineOptions engine_options(const Model& m, const ServerOptions& o) {
     return {.parallel = o.parallel, .ctx = context_limit(m, o), .kv_budget_bytes = o.kv_budget_bytes,
+            .kv_budget_share = o.kv_budget_share,
             .batch_tokens = o.batch_tokens, .kv_dtype = o.session.kv_dtype};
   }
   static uint32_t context_limit(const Model& m, const ServerOptions& o) {

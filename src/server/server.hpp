@@ -31,6 +31,7 @@ struct ServerOptions {
   SessionOptions session;             // ctx (0: max_position_embeddings, at most 4096) and KV dtype
   uint32_t parallel = 8;              // requests decoded together (--parallel)
   uint64_t kv_budget_bytes = 0;       // the KV pool (--kv-budget); 0: parallel × ctx tokens
+  double kv_budget_share = 0;         // --kv-budget PCT%: that share of the device memory free after the weights
   uint32_t batch_tokens = 512;        // rows of one engine step (--batch-tokens)
   size_t max_body_bytes = 1 << 20;    // larger request bodies get 413
   size_t max_queued = 64;             // requests waiting for the model beyond this get 503

@@ -213,3 +213,31 @@ TEST_CASE("the default KV dtype: info's estimate and a session's cache agree, fo
   CHECK_THROWS_WITH_AS(inferno::kv_cache_bytes(info, 4294967295u, 4294967295u, inferno::KvDtype::F16),
                        doctest::Contains("overflows"), inferno::Error);
 }
+
+TEST_CASE("--kv-budget: a share of the device memory free after the weights, or a size; bad values name the flag") {
+  CHECK(inferno::parse_kv_budget("50%").share == doctest::Approx(0.5));
+  CHECK(inferno::parse_kv_budget("100%").share == doctest::Approx(1.0));
+  CHECK(inferno::parse_kv_budget("2.5%").share == doctest::Approx(0.025));
+  CHECK(inferno::parse_kv_budget("512M").bytes == 512ull << 20);
+  CHECK(inferno::parse_kv_budget("1048576").bytes == 1048576);
+  for (const std::string bad : {"0%", "101%", "-5%", "%", "nan%", "inf%", "x", "", "0", "12Q", " 5%", "1e400%"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(inferno::parse_kv_budget(bad), doctest::Contains("--kv-budget"), inferno::Error);
+  }
+  // The pool of a share: that share of (device budget − what inferno holds), in whole blocks. A share that makes a
+  // pool of about 2 MiB on whatever device runs the test.
+  inferno::Model model = inferno::Model::load(brown(), {.quiet = true});
+  const uint64_t free_bytes = model.device().budget_bytes - model.device_bytes_in_use();
+  const double share = double(2 << 20) / double(free_bytes);
+  inferno::Engine engine(model, {.parallel = 2, .ctx = 64, .kv_budget_share = share});
+  const uint64_t block_bytes = engine.kv_pool_bytes() / engine.kv_blocks();
+  const uint64_t expected = uint64_t(share * double(free_bytes));
+  CHECK(engine.kv_pool_bytes() <= expected + 64 * 1024);  // allocation rounding
+  CHECK(engine.kv_pool_bytes() + block_bytes > expected);
+  inferno::GenerateOptions options;
+  options.max_new_tokens = 4;
+  options.ignore_eos = true;
+  CHECK(engine.generate({1, 2, 3}, options).tokens.size() == 4);
+  CHECK_THROWS_WITH_AS(inferno::Engine(model, {.kv_budget_share = 1.5}), doctest::Contains("--kv-budget"),
+                       inferno::Error);
+}

@@ -34,6 +34,19 @@ static int collect(int32_t token, const char* piece, size_t piece_length, void* 
   return 0;
 }
 
+struct finished {
+  int count;
+  int reason;
+  size_t tokens;
+};
+
+static void on_finish(const inferno_request_result* result, void* user_data) {
+  struct finished* f = (struct finished*)user_data;
+  f->count++;
+  f->reason = (int)result->finish_reason;
+  f->tokens = result->new_tokens;
+}
+
 int main(void) {
   char model_dir[4096];
   const char* root = getenv("INFERNO_ROOT");
@@ -108,6 +121,33 @@ int main(void) {
         INFERNO_ERROR_UNSUPPORTED);
 
   inferno_session_free(session);
+  {
+    /* The batching engine from C: a request to completion, then its counts back at zero. */
+    inferno_engine_params ep = inferno_engine_default_params();
+    inferno_engine* engine = NULL;
+    inferno_generate_params g = inferno_generate_default_params();
+    struct finished f = {0, -1, 0};
+    const int32_t prompt[3] = {1, 450, 4853};
+    uint64_t id = 0;
+    inferno_engine_counts counts;
+    long polls = 0;
+    ep.parallel = 2;
+    ep.ctx = 64;
+    CHECK(inferno_engine_create(model, &ep, &engine) == INFERNO_OK);
+    g.max_new_tokens = 6;
+    g.ignore_eos = 1;
+    g.user_data = &f;
+    CHECK(inferno_engine_submit(engine, prompt, 3, &g, on_finish, &id) == INFERNO_OK);
+    CHECK(id != 0);
+    do { /* the request leaves the counts when it ends */
+      CHECK(inferno_engine_get_counts(engine, &counts) == INFERNO_OK);
+    } while ((counts.running != 0 || counts.waiting != 0 || counts.kv_blocks_in_use != 0) && ++polls < 200000000L);
+    inferno_engine_free(engine); /* joins the engine's thread: f is complete */
+    CHECK(f.count == 1);
+    CHECK(f.reason == INFERNO_FINISH_LENGTH);
+    CHECK(f.tokens == 6);
+    CHECK(inferno_engine_create(NULL, &ep, &engine) == INFERNO_ERROR_INVALID_ARGUMENT);
+  }
   inferno_model_free(model);
   inferno_session_free(NULL);
   inferno_model_free(NULL);

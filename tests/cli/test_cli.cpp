@@ -913,6 +913,15 @@ TEST_CASE("numeric flags out of range: exit 2 at parse time naming the flag, bef
       {"serve" + model + "--max-body-bytes 0", "--max-body-bytes"},
       {"serve" + model + "--max-queue -1", "--max-queue"},
       {"serve" + model + "--default-max-tokens 0", "--default-max-tokens"},
+      {"serve" + model + "--kv-budget 0%", "--kv-budget"},
+      {"serve" + model + "--kv-budget 150%", "--kv-budget"},
+      {"serve" + model + "--kv-budget half", "--kv-budget"},
+      {"serve" + model + "--kv-budget -5", "--kv-budget"},
+      {"serve" + model + "--kv-budget 0", "--kv-budget"},
+      {"serve" + model + "--kv-budget nan%", "--kv-budget"},
+      {"bench" + model + "--concurrency 1 --kv-budget 5X", "--kv-budget"},
+      {"bench" + model + "--kv-budget 50%", "--kv-budget"},
+      {gen + "--kv-dtype q4", "--kv-dtype"},
       {"info" + model + "--batch 0", "--batch"},
       {"info" + model + "--batch 268435456 --ctx 134217728", "--batch"},
       {"info" + model + "--ctx 4294967297", "--ctx"},
@@ -992,6 +1001,49 @@ TEST_CASE("a NaN planted in one layer's weight: generate and logits exit 1 namin
     check_one_error_line(r, "layer 1 (model.layers.1)");
   }
   CHECK(!fs::exists(temp_dir() / "nan.safetensors"));
+}
+
+// q8 KV on the command line: info plans 36 bytes per 32 values (9/16 of f16's), generate runs with it and keeps the
+// f32 cache's greedy ids on the demo model (tests/api/test_kv_q8.cpp measures its logits), a head_dim 16 model
+// refuses it naming head_dim, and bench --concurrency takes --kv-budget as a size.
+TEST_CASE("--kv-dtype q8: info's plan at 9/16 of f16's KV bytes, generate, refusal on head_dim 16") {
+  simdjson::dom::parser parser;
+  auto info = [&](const std::string& kv) {
+    const Run r = run_inferno("info --json --ctx 256 -m " + brown() + " --kv-dtype " + kv);
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    return r.out;
+  };
+  const std::string f16_text = info("f16"), q8_text = info("q8");
+  const simdjson::dom::element f16 = parser.parse(f16_text);
+  const uint64_t f16_kv = uint64_t(f16["kv_cache_bytes"]), f16_token = uint64_t(f16["plan"]["kv_bytes_per_token"]);
+  const simdjson::dom::element q8 = parser.parse(q8_text);
+  const uint64_t rope_table = 256 * 32 * 4;  // brown-8m: head_dim 32
+  CHECK((uint64_t(q8["kv_cache_bytes"]) - rope_table) * 16 == (f16_kv - rope_table) * 9);
+  CHECK(std::string_view(q8["plan"]["kv_dtype"]) == "q8");
+  CHECK(f16_token == 2ull * 6 * 2 * 32 * 2);  // K and V, 6 layers, 2 KV heads, head_dim 32, 2 bytes
+  CHECK(uint64_t(q8["plan"]["kv_bytes_per_token"]) * 16 == f16_token * 9);
+  const Run text = run_inferno("info --ctx 256 -m " + brown() + " --kv-dtype q8");
+  CHECK(text.status == 0);
+  CHECK(text.out.find("KV cache: 864 bytes per token (q8)") != std::string::npos);
+
+  const std::string gen = "generate --quiet -m " + brown() + " -p " + quote("The jury said that") +
+                          " -n 16 --greedy --ignore-eos --print-ids --kv-dtype ";
+  const Run f32_ids = run_inferno(gen + "f32"), q8_ids = run_inferno(gen + "q8");
+  REQUIRE_MESSAGE(q8_ids.status == 0, q8_ids.err);
+  CHECK(q8_ids.out == f32_ids.out);
+
+  const Run narrow = run_inferno("generate --quiet -m " + quote(data_path("hf-llama/llama3-gqa-f32").string()) +
+                                 " --ids 1,2 -n 2 --kv-dtype q8");
+  CHECK(narrow.status == 1);
+  CHECK(narrow.err.find("head_dim is 16") != std::string::npos);
+  const Run narrow_info = run_inferno("info -m " + quote(data_path("hf-llama/llama3-gqa-f32").string()) + " --kv-dtype q8");
+  CHECK(narrow_info.status == 1);
+  CHECK(narrow_info.err.find("head_dim is 16") != std::string::npos);
+
+  const Run load = run_inferno("bench --quiet --json -m " + brown() +
+                               " --concurrency 2 -p 8 -n 4 --repeats 1 --kv-dtype q8 --kv-budget 1M");
+  REQUIRE_MESSAGE(load.status == 0, load.err);
+  CHECK(uint64_t(parser.parse(load.out)["levels"].at(0)["concurrency"]) == 2);
 }
 
 // info's KV estimate follows the sessions' default (f32 for F32 weights, f16 otherwise) in both formats: the F32 GGUF

@@ -188,8 +188,9 @@ TEST_CASE("the 70B plan on 2 x 80 GB and 4 x 48 GB, printed without loading") {
     check_plan_bytes(plan2, 131072);
     std::vector<std::string> suggestions;
     for (simdjson::dom::element s : simdjson::dom::array(plan2["suggestions"])) suggestions.emplace_back(std::string_view(s));
-    REQUIRE(suggestions.size() == 2);
-    CHECK(suggestions[1] == "--quantize int8");
+    REQUIRE(suggestions.size() == 3);
+    CHECK(suggestions[1] == "--kv-dtype q8");  // 56 % of the f16 cache's bytes
+    CHECK(suggestions[2] == "--quantize int8");
     // the largest context that fits: what 160 GiB leaves for KV after weights and activations
     REQUIRE(suggestions[0].rfind("--ctx ", 0) == 0);
     const uint64_t ctx = std::stoull(suggestions[0].substr(6));

@@ -56,6 +56,23 @@ inline std::vector<float> decode(Dtype t, const std::vector<uint8_t>& bytes) {
   return values;
 }
 
+// The q8 KV cache's bytes (kv_cache.glsl: per 32 values, 32 int8 levels then their f32 scale) as floats.
+inline std::vector<float> decode_q8(const std::vector<uint8_t>& bytes) {
+  std::vector<float> values(bytes.size() / 36 * 32);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const size_t block = i / 32 * 36;
+    float scale;
+    std::memcpy(&scale, &bytes[block + 32], 4);
+    values[i] = float(int8_t(bytes[block + i % 32])) * scale;
+  }
+  return values;
+}
+
+// What q8 quantization may move a value of a block whose largest magnitude is absmax: half a level (absmax / 254),
+// and a few f32 roundings of the scale and its inverse (the device's division errs by up to 2.5 ulp), below 1e-6
+// relative to absmax.
+inline double q8_value_bound(double absmax) { return absmax * (1.0 / 254 + 1e-6); }
+
 // Records a NaN fill of the first `floats` values of an output, so that whatever the kernel fails to write shows.
 inline void poison(vk::Recorder& rec, const vk::Buffer& buffer, uint64_t floats) {
   kernels::record_fill(test_device(), rec, buffer, 0, floats, kNaN);

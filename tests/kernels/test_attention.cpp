@@ -1,7 +1,7 @@
 // KV-cache writes and causal GQA attention against a double-precision reference of transformers' eager attention,
 // run over the cache-rounded K/V values: several steps per case (prefill, then decode or more prefill with past > 0),
-// left padding through kv_start, GQA / MQA / MHA, head_dim up to 256, contexts of several key chunks, all three cache
-// dtypes, and caches too large for one binding.
+// left padding through kv_start, GQA / MQA / MHA, head_dim up to 256, contexts of several key chunks, all four cache
+// dtypes (q8 against its own bound, below), and caches too large for one binding.
 #include <algorithm>
 #include <bit>
 
@@ -53,9 +53,10 @@ struct HostCache {
 
 // out[row, h] = Σ_j softmax(q·k_j · scale) v_j over j = max(kv_start, 0) .. past + t, in double; zeros where no key
 // is visible. Also gives each output row's error bound for the f32 kernel (see the comment at the bound).
+// With `quantized`, the cache holds the values before q8 quantization and the bound adds what it may do to the output.
 void reference_attention(const Case& c, const kernels::AttentionShape& s, const HostCache& cache,
                          const std::vector<float>& q, uint32_t q_stride, std::vector<double>& out,
-                         std::vector<double>& tolerance) {
+                         std::vector<double>& tolerance, bool quantized = false) {
   const uint32_t group = c.heads / c.kv_heads, D = c.head_dim;
   out.assign(size_t(s.batch) * s.tokens * c.heads * D, 0.0);
   tolerance.assign(out.size(), 0.0);
@@ -68,13 +69,14 @@ void reference_attention(const Case& c, const kernels::AttentionShape& s, const 
         if (first > last) continue;  // no visible key: zeros
         const float* qh = &q[row * q_stride + size_t(h) * D];
         std::vector<double> scores;
-        double max_score = -1e300, max_abs_score = 0, max_abs_products = 0, max_abs_v = 0;
+        double max_score = -1e300, max_abs_score = 0, max_abs_products = 0, max_abs_v = 0, max_abs_k = 0;
         for (int64_t j = first; j <= last; ++j) {
           double dot = 0, abs_products = 0;
           for (uint32_t d = 0; d < D; ++d) {
             const double kd = cache.k[cache.at(plane, uint32_t(j), d)];
             dot += qh[d] * kd;
             abs_products += std::abs(qh[d] * kd);
+            max_abs_k = std::max(max_abs_k, std::abs(kd));
             max_abs_v = std::max(max_abs_v, std::abs(double(cache.v[cache.at(plane, uint32_t(j), d)])));
           }
           scores.push_back(dot * s.scale);
@@ -102,7 +104,16 @@ void reference_attention(const Case& c, const kernels::AttentionShape& s, const 
         const double u = kUnitRoundoff, chunks = std::ceil(double(scores.size()) / keys) + (s.splits > 1 ? s.splits : 0);
         const double score_error = (D + 2) * u * s.scale * max_abs_products;
         const double exp_error = 2 * (chunks + 1) * 2 * (3 + 4 * max_abs_score) * u;
-        const double bound = max_abs_v * (2 * score_error + exp_error + (keys + 2 * chunks + 8) * u);
+        double bound = max_abs_v * (2 * score_error + exp_error + (keys + 2 * chunks + 8) * u);
+        if (quantized) {
+          // q8 moves each k and v value by at most δ = q8_value_bound(max|k|) (or of max|v|): a score by at most
+          // ε = scale · Σ_d |q_d| · δ_k, so a softmax weight by a factor within e^{±2ε}, and the output (a convex
+          // combination of the v_j) by at most max|v| · (e^{2ε} − 1) from the weights plus δ_v from the values.
+          double q_l1 = 0;
+          for (uint32_t d = 0; d < D; ++d) q_l1 += std::abs(qh[d]);
+          const double eps = s.scale * q_l1 * q8_value_bound(max_abs_k);
+          bound += max_abs_v * std::expm1(2 * eps) + q8_value_bound(max_abs_v);
+        }
         for (uint32_t d = 0; d < D; ++d) tolerance[row * c.heads * D + size_t(h) * D + d] = bound;
       }
 }
@@ -117,7 +128,8 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
   const uint32_t D = c.head_dim, planes = c.batch * c.kv_heads;
   const uint32_t q_width = c.heads * D, kv_width = c.kv_heads * D;
   const uint32_t q_stride = q_width + c.q_padding, kv_stride = kv_width + c.kv_padding;
-  const uint64_t cache_bytes = uint64_t(planes) * c.capacity * D * kernels::kv_type_bytes(type);
+  const bool q8 = type == KvType::Q8;
+  const uint64_t cache_bytes = kernels::kv_bytes(type, uint64_t(planes) * c.capacity * D);
   vk::Buffer k_cache(d, cache_bytes, vk::MemoryKind::Device, "k cache"),
       v_cache(d, cache_bytes, vk::MemoryKind::Device, "v cache");
   if (c.poison_cache) {
@@ -130,6 +142,8 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
   starts_and_past.push_back(0);
   vk::Buffer kv_start = device_buffer(starts_and_past, "kv_start");
   HostCache host(planes, c.first_slot, c.capacity, D);
+  // q8: the values before quantization (host holds what the device stored, read back after each write).
+  HostCache exact(planes, c.first_slot, c.capacity, D);
 
   uint32_t past = c.first_slot;
   for (size_t step = 0; step < c.steps.size(); ++step) {
@@ -169,6 +183,9 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
             const size_t src = row * kv_stride + size_t(h) * D + i;
             k[src] *= boost;
             v[src] *= boost;
+            exact.k[host.at(b * c.kv_heads + h, past + t, i)] = k[src];
+            exact.v[host.at(b * c.kv_heads + h, past + t, i)] = v[src];
+            if (q8) continue;
             host.k[host.at(b * c.kv_heads + h, past + t, i)] = round_to(dt, k[src]);
             host.v[host.at(b * c.kv_heads + h, past + t, i)] = round_to(dt, v[src]);
           }
@@ -188,17 +205,39 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
     dispatches.push_back(rec.dispatch_count() - (st.attend ? 1 : 0));
     rec.submit_and_wait();
 
-    // The cache holds exactly the rounded values where written, and its poison everywhere else.
-    const uint32_t bytes = kernels::kv_type_bytes(type);
+    // The cache holds exactly the rounded values where written (q8: within its bound of the value, and then taken
+    // as what attention must see), and its poison everywhere else.
     size_t bad = 0;
     for (uint32_t p = 0; p < planes; ++p) {
-      const uint64_t plane_offset = (uint64_t(p) * c.capacity + c.first_slot) * D * bytes;
+      const uint64_t plane_offset = kernels::kv_bytes(type, (uint64_t(p) * c.capacity + c.first_slot) * D);
       const size_t n = size_t(host.slots) * D;
       for (int which = 0; which < 2; ++which) {
         const vk::Buffer& cache = which == 0 ? k_cache : v_cache;
-        const std::vector<float>& expected = which == 0 ? host.k : host.v;
-        const auto raw = read_back<uint8_t>(cache, n * bytes, plane_offset);
-        const auto got = decode(dt, raw);
+        std::vector<float>& expected = which == 0 ? host.k : host.v;
+        const std::vector<float>& before = which == 0 ? exact.k : exact.v;
+        const auto raw = read_back<uint8_t>(cache, kernels::kv_bytes(type, n), plane_offset);
+        const auto got = q8 ? decode_q8(raw) : decode(dt, raw);
+        if (q8) {
+          for (size_t i = 0; i < n; ++i) {
+            const float value = before[size_t(p) * n + i];
+            const size_t block = i / 32 * 36;
+            bool ok;
+            if (std::isnan(value)) {
+              ok = !c.poison_cache || (raw[block + i % 32] == 0xFF &&
+                                       std::all_of(&raw[block + 32], &raw[block + 36], [](uint8_t x) { return x == 0xFF; }));
+            } else {
+              double absmax = 0;
+              for (size_t j = i / 32 * 32; j < i / 32 * 32 + 32; ++j) absmax = std::max(absmax, std::abs(double(before[size_t(p) * n + j])));
+              ok = std::abs(double(got[i]) - value) <= q8_value_bound(absmax);
+              expected[size_t(p) * n + i] = got[i];
+            }
+            if (!ok && bad++ < 3)
+              FAIL_CHECK((which ? "v" : "k") << " q8 cache plane " << p << " slot " << c.first_slot + i / D << " dim "
+                                             << i % D << ": " << got[i] << ", stored for " << value);
+          }
+          continue;
+        }
+        const uint32_t bytes = dt == Dtype::F32 ? 4 : 2;
         for (size_t i = 0; i < n; ++i) {
           const float want = expected[size_t(p) * n + i];
           const bool ok = std::isnan(want) ? (!c.poison_cache || std::all_of(&raw[i * bytes], &raw[(i + 1) * bytes],
@@ -224,6 +263,15 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
           FAIL_CHECK("out row " << i / q_width << " head " << (i % q_width) / D << " dim " << i % D << ": " << got[i]
                                 << ", expected " << want[i] << " ± " << tolerance[i]);
       CHECK(bad == 0);
+      if (q8) {  // against attention over the values before quantization, within the bound q8 adds
+        reference_attention(c, real, exact, q, q_stride, want, tolerance, true);
+        bad = 0;
+        for (size_t i = 0; i < want.size(); ++i)
+          if (!(std::abs(got[i] - want[i]) <= tolerance[i]) && bad++ < 3)
+            FAIL_CHECK("q8 out row " << i / q_width << " head " << (i % q_width) / D << " dim " << i % D << ": "
+                                     << got[i] << ", unquantized " << want[i] << " ± " << tolerance[i]);
+        CHECK(bad == 0);
+      }
     }
     past += st.tokens;
   }
@@ -231,6 +279,7 @@ std::vector<uint64_t> run_case(const Case& c, KvType type, Rng& rng) {
 }
 
 const KvType kAllTypes[] = {KvType::F32, KvType::F16, KvType::BF16};
+const KvType kAllTypesAndQ8[] = {KvType::F32, KvType::F16, KvType::BF16, KvType::Q8};
 
 }  // namespace
 
@@ -238,9 +287,88 @@ TEST_CASE("kv type names and sizes") {
   CHECK(std::string(kernels::kv_type_name(KvType::F32)) == "f32");
   CHECK(std::string(kernels::kv_type_name(KvType::F16)) == "f16");
   CHECK(std::string(kernels::kv_type_name(KvType::BF16)) == "bf16");
-  CHECK(kernels::kv_type_bytes(KvType::F32) == 4);
-  CHECK(kernels::kv_type_bytes(KvType::F16) == 2);
-  CHECK(kernels::kv_type_bytes(KvType::BF16) == 2);
+  CHECK(std::string(kernels::kv_type_name(KvType::Q8)) == "q8");
+  CHECK(kernels::kv_bytes(KvType::F32, 64) == 256);
+  CHECK(kernels::kv_bytes(KvType::F16, 64) == 128);
+  CHECK(kernels::kv_bytes(KvType::BF16, 64) == 128);
+  CHECK(kernels::kv_bytes(KvType::Q8, 64) == 72);  // 56 % of f16: two blocks of 32 levels and a scale
+  CHECK_NOTHROW(kernels::check_kv_head_dim("x", KvType::Q8, 96));
+  CHECK_THROWS_WITH_AS(kernels::check_kv_head_dim("model m", KvType::Q8, 16), doctest::Contains("head_dim is 16"),
+                       inferno::Error);
+  CHECK_NOTHROW(kernels::check_kv_head_dim("x", KvType::F16, 16));
+}
+
+TEST_CASE("kv_write q8: each block of 32 as round(value / scale) levels with scale absmax / 127; zeros, NaN, signs") {
+  INFERNO_SEED_INFO();
+  ValidationGuard guard;
+  vk::Device& d = test_device();
+  Rng rng(406);
+  kernels::AttentionShape s;
+  s.tokens = 2;
+  s.kv_heads = 2;
+  s.heads = 2;
+  s.head_dim = 64;
+  s.capacity = 2;
+  const size_t n = size_t(s.tokens) * s.kv_heads * s.head_dim, blocks = n / 32;
+  // Block 0 all zeros, block 1 holds a NaN, block 2 the levels -127 .. 127 of 2^-3 exactly, the rest random of
+  // magnitudes from 1e-30 to 1e30.
+  std::vector<float> k(n), v(n);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t block = i / 32;
+    const float magnitude = std::pow(10.f, float(rng.integer(-30, 30)));
+    k[i] = block == 0 ? 0.f : block == 2 ? float(int(i % 32) * 8 - 127) / 8 : rng.uniform(-1.f, 1.f) * magnitude;
+    v[i] = -k[i];
+  }
+  k[32 + 5] = kNaN;
+  vk::Buffer kb = device_buffer(k, "k"), vb = device_buffer(v, "v");
+  const uint64_t bytes = kernels::kv_bytes(KvType::Q8, n);
+  vk::Buffer k_cache(d, bytes, vk::MemoryKind::Device, "k cache"), v_cache(d, bytes, vk::MemoryKind::Device, "v cache");
+  const vk::Buffer kv_start = device_buffer(std::vector<int32_t>{0}, "kv_start");
+  vk::Recorder rec(d);
+  rec.begin();
+  kernels::record_kv_write(d, rec, KvType::Q8, s, kb, s.kv_heads * s.head_dim, vb, s.kv_heads * s.head_dim, k_cache,
+                           v_cache, kv_start);
+  rec.submit_and_wait();
+  // The cache is [kv_heads, capacity, head_dim]; the rows are [tokens, kv_heads · head_dim].
+  auto source = [&](const std::vector<float>& x, size_t cache_index) {
+    const size_t dim = cache_index % s.head_dim, slot = cache_index / s.head_dim % s.capacity;
+    const size_t head = cache_index / (size_t(s.head_dim) * s.capacity);
+    return x[(slot * s.kv_heads + head) * s.head_dim + dim];
+  };
+  size_t bad = 0;
+  for (int which = 0; which < 2; ++which) {
+    const std::vector<float>& src = which == 0 ? k : v;
+    const auto raw = read_back<uint8_t>(which == 0 ? k_cache : v_cache, bytes);
+    const auto got = decode_q8(raw);
+    for (size_t b = 0; b < blocks; ++b) {
+      float scale;
+      std::memcpy(&scale, &raw[b * 36 + 32], 4);
+      double absmax = 0;
+      bool nan = false;
+      for (size_t i = b * 32; i < b * 32 + 32; ++i) {
+        absmax = std::max(absmax, std::abs(double(source(src, i))));
+        nan = nan || std::isnan(source(src, i));
+      }
+      if (nan) {
+        if (!std::isnan(scale) && bad++ < 3) FAIL_CHECK("block " << b << " holds a NaN but its scale is " << scale);
+        continue;
+      }
+      if (!(std::abs(scale - absmax / 127) <= 1e-6 * absmax) && bad++ < 3)
+        FAIL_CHECK("block " << b << ": scale " << scale << ", absmax / 127 is " << absmax / 127);
+      for (size_t i = b * 32; i < b * 32 + 32; ++i) {
+        const double x = source(src, i);
+        const int level = int8_t(raw[b * 36 + i % 32]);
+        // The nearest level (ties may go either way within the device's division error), never -128.
+        const double exact_level = absmax > 0 ? x * 127 / absmax : 0;
+        const bool ok = level >= -127 && std::abs(level - exact_level) <= 0.5 + 1e-4 &&
+                        std::abs(double(got[i]) - x) <= q8_value_bound(absmax);
+        if (!ok && bad++ < 3)
+          FAIL_CHECK((which ? "v" : "k") << "[" << i << "] = " << x << " stored as level " << level << " of scale "
+                                         << scale);
+      }
+    }
+  }
+  CHECK(bad == 0);
 }
 
 TEST_CASE("kv_write rounds to the cache dtype bit for bit like PyTorch, edge values and random bit patterns") {
@@ -268,7 +396,7 @@ TEST_CASE("kv_write rounds to the cache dtype bit for bit like PyTorch, edge val
       k[i] = i < edges.size() ? edges[i] : std::bit_cast<float>(uint32_t(rng.engine()));
       v[i] = i < edges.size() ? -edges[i] : std::bit_cast<float>(uint32_t(rng.engine()));
     }
-    const uint32_t bytes = kernels::kv_type_bytes(type);
+    const uint32_t bytes = type == KvType::F32 ? 4 : 2;
     vk::Buffer kb = device_buffer(k, "k"), vb = device_buffer(v, "v");
     vk::Buffer k_cache(d, n * bytes, vk::MemoryKind::Device, "k cache"),
         v_cache(d, n * bytes, vk::MemoryKind::Device, "v cache");
@@ -324,7 +452,8 @@ TEST_CASE("attention matches eager attention over the rounded cache: padding, GQ
   using Kernel = kernels::AttentionShape::Kernel;
   for (Case c : cases)
     for (Kernel kernel : {Kernel::Rows, Kernel::Tiles})
-      for (KvType type : kAllTypes) {
+      for (KvType type : kAllTypesAndQ8) {
+        if (type == KvType::Q8 && c.head_dim % 32 != 0) continue;  // q8 blocks are 32 values of one head
         c.kernel = kernel;
         const std::string name = c.name;
         CAPTURE(name);
@@ -341,7 +470,7 @@ TEST_CASE("attention matches eager attention over the rounded cache: padding, GQ
       const std::string name = c.name;
       CAPTURE(name);
       CAPTURE(splits);
-      run_case(c, splits == 8 ? KvType::BF16 : KvType::F32, rng);
+      run_case(c, splits == 8 ? KvType::BF16 : splits == 2 && c.head_dim % 32 == 0 ? KvType::Q8 : KvType::F32, rng);
     }
   // past read by the kernels from kv_start[batch] (the replayed decode recording), on the cases with a batch > 1.
   for (Case c : {cases[0], cases[1], cases[5]})
@@ -351,6 +480,7 @@ TEST_CASE("attention matches eager attention over the rounded cache: padding, GQ
       const std::string name = c.name;
       CAPTURE(name);
       run_case(c, KvType::F16, rng);
+      if (c.head_dim % 32 == 0) run_case(c, KvType::Q8, rng);
     }
 }
 
@@ -416,7 +546,7 @@ void check_kv_write_rope(const RopeWriteCase& c, KvType type, Rng& rng, bool out
   kv_start[c.batch] = int32_t(c.past);
   const vk::Buffer positions_b = device_buffer(positions, "positions"), table_b = device_buffer(table, "cos_sin"),
                    starts = device_buffer(kv_start, "kv_start");
-  const uint64_t cache_bytes = uint64_t(c.batch) * c.kv_heads * c.capacity * c.head_dim * kernels::kv_type_bytes(type);
+  const uint64_t cache_bytes = kernels::kv_bytes(type, uint64_t(c.batch) * c.kv_heads * c.capacity * c.head_dim);
   struct Path {
     vk::Buffer qkv, k_cache, v_cache;
   };
@@ -459,7 +589,17 @@ void check_kv_write_rope(const RopeWriteCase& c, KvType type, Rng& rng, bool out
   for (int which = 0; which < 2; ++which) {
     const vk::Buffer& a_cache = which ? separate.v_cache : separate.k_cache;
     const vk::Buffer& b_cache = which ? fused.v_cache : fused.k_cache;
-    if (type == KvType::F32) {
+    if (type == KvType::Q8) {  // block by block: equal words, or both scales NaN (a NaN's levels are undefined)
+      const auto a = read_back<uint32_t>(a_cache, cache_bytes / 4), b = read_back<uint32_t>(b_cache, cache_bytes / 4);
+      for (size_t block = 0; block < a.size() / 9; ++block) {
+        float sa, sb;
+        std::memcpy(&sa, &a[block * 9 + 8], 4);
+        std::memcpy(&sb, &b[block * 9 + 8], 4);
+        const bool equal = std::equal(&a[block * 9], &a[block * 9 + 9], &b[block * 9]);
+        if (!equal && !(std::isnan(sa) && std::isnan(sb)) && bad++ < 3)
+          FAIL_CHECK((which ? "v" : "k") << " q8 cache block " << block << " differs (scales " << sb << ", " << sa << ")");
+      }
+    } else if (type == KvType::F32) {
       const auto a = read_back<float>(a_cache, cache_bytes / 4), b = read_back<float>(b_cache, cache_bytes / 4);
       for (size_t i = 0; i < a.size(); ++i)
         if (!same(a[i], b[i]) && bad++ < 3)
@@ -487,7 +627,8 @@ TEST_CASE("kv_write with RoPE equals rope then kv_write: GQA/MQA/MHA, odd head_d
       {2, 1, 8, 4, 128, 70, 63, 0, true},  // decode over a batch
   };
   for (const RopeWriteCase& c : cases)
-    for (KvType type : kAllTypes) {
+    for (KvType type : kAllTypesAndQ8) {
+      if (type == KvType::Q8 && c.head_dim % 32 != 0) continue;
       CAPTURE(kernels::kv_type_name(type));
       CAPTURE(c.heads);
       CAPTURE(c.head_dim);

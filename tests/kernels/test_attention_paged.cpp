@@ -2,7 +2,8 @@
 // are handed out in a shuffled order; each step mixes decode rows of some sequences with prefill chunks of others in
 // one dispatch. The rotated queries, the attention output and the cached K/V must equal, bit for bit, what the
 // contiguous kernels (kv_write with RoPE, attention.comp's row kernel) give each sequence on its own cache: the paged
-// kernels are the same arithmetic over another addressing, so any difference is an addressing error.
+// kernels are the same arithmetic over another addressing, so any difference is an addressing error. The q8 cache
+// included: its blocks are quantized by the same operations in both writes.
 #include <algorithm>
 #include <bit>
 #include <numeric>
@@ -47,7 +48,7 @@ void check_paged(const PagedCase& c, KvType type, Rng& rng) {
                          .split_keys = (capacity + c.splits - 1) / c.splits};
   const uint64_t pool_bytes = kernels::paged_pool_bytes(ps, type);
   const vk::Buffer k_pool(d, pool_bytes, vk::MemoryKind::Device, "k pool"), v_pool(d, pool_bytes, vk::MemoryKind::Device, "v pool");
-  const uint64_t cache_bytes = uint64_t(c.kv_heads) * capacity * c.head_dim * kernels::kv_type_bytes(type);
+  const uint64_t cache_bytes = kernels::kv_bytes(type, uint64_t(c.kv_heads) * capacity * c.head_dim);
   std::vector<vk::Buffer> k_caches, v_caches;
   for (uint32_t s = 0; s < seqs; ++s) {
     k_caches.emplace_back(d, cache_bytes, vk::MemoryKind::Device, "k cache");
@@ -121,17 +122,17 @@ void check_paged(const PagedCase& c, KvType type, Rng& rng) {
     }
   }
   // The cached keys and values themselves, element by element through the block tables.
-  const uint32_t bytes = kernels::kv_type_bytes(type);
+  const uint64_t head_bytes = kernels::kv_bytes(type, c.head_dim);  // one key's head (q8: whole blocks)
   const auto k_pool_bytes = read_back<uint8_t>(k_pool, pool_bytes), v_pool_bytes = read_back<uint8_t>(v_pool, pool_bytes);
   for (uint32_t s = 0; s < seqs; ++s) {
     const auto kc = read_back<uint8_t>(k_caches[s], cache_bytes), vc = read_back<uint8_t>(v_caches[s], cache_bytes);
     for (uint32_t h = 0; h < c.kv_heads; ++h)
       for (uint32_t j = 0; j < past[s]; ++j) {
         const uint64_t block = uint64_t(tables[size_t(s) * width + j / c.block_size]);
-        const uint64_t paged = ((block * c.kv_heads + h) * c.block_size + j % c.block_size) * c.head_dim * bytes;
-        const uint64_t contiguous = (uint64_t(h) * capacity + j) * c.head_dim * bytes;
-        if ((std::memcmp(&k_pool_bytes[paged], &kc[contiguous], c.head_dim * bytes) != 0 ||
-             std::memcmp(&v_pool_bytes[paged], &vc[contiguous], c.head_dim * bytes) != 0) && bad++ < 3)
+        const uint64_t paged = ((block * c.kv_heads + h) * c.block_size + j % c.block_size) * head_bytes;
+        const uint64_t contiguous = (uint64_t(h) * capacity + j) * head_bytes;
+        if ((std::memcmp(&k_pool_bytes[paged], &kc[contiguous], head_bytes) != 0 ||
+             std::memcmp(&v_pool_bytes[paged], &vc[contiguous], head_bytes) != 0) && bad++ < 3)
           FAIL_CHECK("sequence " << s << " kv head " << h << " key " << j << " differs between the pool and the cache");
       }
   }
@@ -155,7 +156,8 @@ TEST_CASE("paged attention equals the contiguous cache bit for bit: mixed decode
       {2, 1, 256, 32, 2, {{40, 1}, {1, 1}}},
   };
   for (const PagedCase& c : cases)
-    for (KvType type : {KvType::F32, KvType::F16, KvType::BF16}) {
+    for (KvType type : {KvType::F32, KvType::F16, KvType::BF16, KvType::Q8}) {
+      if (type == KvType::Q8 && c.head_dim % 32 != 0) continue;  // q8 blocks are 32 values of one head
       CAPTURE(kernels::kv_type_name(type));
       CAPTURE(c.head_dim);
       CAPTURE(c.block_size);
