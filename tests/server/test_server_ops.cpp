@@ -235,8 +235,8 @@ std::map<std::string, double> parse_metrics(const std::string& text) {
   return samples;
 }
 
-std::map<std::string, double> scrape(int port) {
-  const Reply r = get(port, "/metrics");
+std::map<std::string, double> scrape(int port, const httplib::Headers& headers = {}) {
+  const Reply r = get(port, "/metrics", headers);
   REQUIRE(r.status == 200);
   CHECK(r.headers.find("Content-Type")->second.rfind("text/plain; version=0.0.4", 0) == 0);
   return parse_metrics(r.body);
@@ -657,7 +657,7 @@ TEST_CASE("inferno serve: SIGTERM drains (the request in flight finishes, exit 0
   CHECK(get(serve.port, "/v1/models").status == 401);  // the key from the environment
   Reply long_reply;
   std::thread request([&] { long_reply = post(serve.port, "/v1/completions", completion_body("The jury said", 60), key); });
-  for (int i = 0; i < 500 && scrape(serve.port).at("inferno:num_requests_running") == 0; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 500 && scrape(serve.port, key).at("inferno:num_requests_running") == 0; ++i) std::this_thread::sleep_for(10ms);
   ::kill(serve.pid, SIGTERM);
   request.join();
   CHECK(long_reply.status == 200);
