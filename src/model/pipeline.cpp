@@ -1,10 +1,39 @@
 #include "model/pipeline.hpp"
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
 
+#include "kernels/linear.hpp"
 #include "util/error.hpp"
 
 namespace inferno::model {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds(Clock::time_point from, Clock::time_point to) { return std::chrono::duration<double>(to - from).count(); }
+
+constexpr uint32_t kDefaultMicroBatch = 64;
+
+// INFERNO_PIPELINE_MICROBATCH: rows a micro-batch, 0 for none; unset: the default.
+uint32_t micro_batch_from_env(uint32_t fallback) {
+  const char* env = std::getenv("INFERNO_PIPELINE_MICROBATCH");
+  if (!env) return fallback;
+  const std::string v = env;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long rows = std::strtoul(v.c_str(), &end, 10);
+  if (v.empty() || v[0] == '-' || *end != '\0' || errno == ERANGE || rows > 1'000'000)
+    throw Error("INFERNO_PIPELINE_MICROBATCH=" + v + ": expected rows a micro-batch, 0 (no pipelining) to 1000000");
+  return uint32_t(rows);
+}
+
+}  // namespace
 
 Pipeline::Pipeline(std::vector<const LlamaModel*> stages, uint32_t batch, uint32_t capacity, kernels::KvType kv_type,
                    bool timestamps) {
@@ -22,31 +51,170 @@ Pipeline::Pipeline(std::vector<const LlamaModel*> stages, uint32_t batch, uint32
   if (next_layer != stages.front()->hyper().layers)
     throw Error("pipeline stages hold " + std::to_string(next_layer) + " of the model's " +
                 std::to_string(stages.front()->hyper().layers) + " layers");
+  dynamic_rope_ = stages.front()->hyper().rope.type == "dynamic";
+  max_position_embeddings_ = stages.front()->hyper().max_position_embeddings;
+  micro_batch_ = micro_batch_from_env(stages.size() >= 2 ? kDefaultMicroBatch : 0);
 }
 
 void Pipeline::rewind(uint32_t past) {
   for (auto& f : forwards_) f->rewind(past);
 }
 
+std::vector<Pipeline::Range> Pipeline::micro_batches(uint32_t batch, uint32_t tokens) const {
+  const std::vector<Range> whole = {{0, tokens}};
+  if (forwards_.size() < 2 || micro_batch_ == 0 || batch == 0 || tokens < 2) return whole;
+  const uint64_t rows = uint64_t(batch) * tokens;
+  if (rows <= micro_batch_) return whole;
+  // Tokens a range aims at, and the fewest it may hold: 2 (the tiled attention kernel) and more than
+  // kMatvecMaxRows rows (the matmul kernels).
+  const uint64_t aim = std::max<uint64_t>(1, micro_batch_ / batch);
+  const uint64_t least = std::max<uint64_t>(2, (kernels::kMatvecMaxRows + batch) / batch);
+  const uint64_t count = std::min((tokens + aim - 1) / aim, tokens / least);
+  if (count < 2) return whole;
+  // Even lengths: each range holds floor or ceil of tokens / count ≥ least tokens.
+  std::vector<Range> out;
+  uint32_t first = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint32_t n = uint32_t(tokens / count + (i < tokens % count ? 1 : 0));
+    out.push_back({first, n});
+    first += n;
+  }
+  return out;
+}
+
 std::vector<float> Pipeline::step(const Step& s) {
-  using Clock = std::chrono::steady_clock;
+  int32_t max_pos = 0;
+  for (int32_t p : s.positions) max_pos = std::max(max_pos, p);
+  const bool frequencies_vary = dynamic_rope_ && int64_t(max_pos) + 1 > int64_t(max_position_embeddings_);
+  const auto ranges = frequencies_vary ? std::vector<Range>{{0, s.tokens}} : micro_batches(s.batch, s.tokens);
+  if (ranges.size() < 2) return step_in_turn(s);
+  return step_pipelined(s, ranges);
+}
+
+std::vector<float> Pipeline::step_in_turn(const Step& s) {
   stage_seconds_.assign(forwards_.size(), 0.0);
+  trace_.clear();
   double copies_before = 0;
   for (const auto& f : forwards_) copies_before += f->hidden_copy_seconds();
-  auto t0 = Clock::now();
+  const auto start = Clock::now();
+  auto t0 = start;
   std::vector<float> out = forwards_.front()->step(s);
   for (size_t i = 1; i < forwards_.size(); ++i) {
     const auto t1 = Clock::now();
-    stage_seconds_[i - 1] = std::chrono::duration<double>(t1 - t0).count();
+    stage_seconds_[i - 1] = seconds(t0, t1);
+    trace_.push_back({uint32_t(i - 1), 0, seconds(start, t0), seconds(start, t1)});
     t0 = t1;
     Step next = s;
     next.hidden = out;  // read back from stage i-1, written into stage i's mapped input
     transferred_bytes_ += out.size() * 4;
     out = forwards_[i]->step(next);
   }
-  stage_seconds_.back() = std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto end = Clock::now();
+  stage_seconds_.back() = seconds(t0, end);
+  trace_.push_back({uint32_t(forwards_.size() - 1), 0, seconds(start, t0), seconds(start, end)});
+  step_seconds_ = seconds(start, end);
   transfer_seconds_ = -copies_before;
   for (const auto& f : forwards_) transfer_seconds_ += f->hidden_copy_seconds();
+  return out;
+}
+
+std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Range>& ranges) {
+  const size_t stages = forwards_.size(), pieces = ranges.size();
+  if (s.ids.size() != uint64_t(s.batch) * s.tokens || s.positions.size() != uint64_t(s.batch) * s.tokens)
+    throw Error("forward step: ids, positions and kv_start sizes disagree with batch × tokens");
+  // Each micro-batch's ids and positions: its range of every sequence, sequence-major as a step wants them.
+  std::vector<std::vector<int32_t>> ids(pieces), positions(pieces);
+  for (size_t k = 0; k < pieces; ++k)
+    for (uint32_t b = 0; b < s.batch; ++b) {
+      const size_t from = size_t(b) * s.tokens + ranges[k].first;
+      ids[k].insert(ids[k].end(), s.ids.begin() + long(from), s.ids.begin() + long(from + ranges[k].count));
+      positions[k].insert(positions[k].end(), s.positions.begin() + long(from),
+                          s.positions.begin() + long(from + ranges[k].count));
+    }
+
+  const uint32_t past_before = past();
+  double copies_before = 0;
+  for (const auto& f : forwards_) copies_before += f->hidden_copy_seconds();
+  // outputs[i][k]: what stage i gave out for micro-batch k (the hidden state for stage i + 1, or logits), present
+  // once done[i][k]. One lock for all: a stage holds it only to hand a result over or to take one.
+  std::vector<std::vector<std::vector<float>>> outputs(stages, std::vector<std::vector<float>>(pieces));
+  std::vector<std::vector<char>> done(stages, std::vector<char>(pieces, 0));
+  std::vector<double> busy(stages, 0.0);
+  std::vector<uint64_t> moved(stages, 0);
+  std::vector<MicroBatchTime> trace;
+  std::mutex mutex;
+  std::condition_variable handed_over;
+  bool failed = false;
+  std::exception_ptr error;
+  const auto start = Clock::now();
+
+  auto run_stage = [&](size_t i) {
+    try {
+      for (size_t k = 0; k < pieces; ++k) {
+        std::vector<float> hidden;
+        {
+          std::unique_lock lock(mutex);
+          handed_over.wait(lock, [&] { return failed || i == 0 || done[i - 1][k]; });
+          if (failed) return;
+          if (i > 0) hidden = std::move(outputs[i - 1][k]);
+        }
+        const Step piece{.batch = s.batch, .tokens = ranges[k].count, .ids = ids[k], .positions = positions[k],
+                         .kv_start = s.kv_start, .rows = s.rows, .hidden = hidden};
+        const auto t0 = Clock::now();
+        std::vector<float> out = forwards_[i]->step(piece);
+        const auto t1 = Clock::now();
+        busy[i] += seconds(t0, t1);
+        if (i + 1 < stages) moved[i] += out.size() * 4;
+        {
+          std::lock_guard lock(mutex);
+          outputs[i][k] = std::move(out);
+          done[i][k] = 1;
+          trace.push_back({uint32_t(i), uint32_t(k), seconds(start, t0), seconds(start, t1)});
+        }
+        handed_over.notify_all();
+      }
+    } catch (...) {
+      {
+        std::lock_guard lock(mutex);
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
+      handed_over.notify_all();
+    }
+  };
+  {
+    std::vector<std::jthread> threads;
+    try {
+      for (size_t i = 0; i < stages; ++i) threads.emplace_back(run_stage, i);
+    } catch (...) {  // no thread for a stage: the ones started stop at their next micro-batch
+      {
+        std::lock_guard lock(mutex);
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
+      handed_over.notify_all();
+    }
+  }  // joined
+  step_seconds_ = seconds(start, Clock::now());
+  stage_seconds_ = busy;
+  trace_ = std::move(trace);
+  transfer_seconds_ = -copies_before;
+  for (const auto& f : forwards_) transfer_seconds_ += f->hidden_copy_seconds();
+  for (uint64_t m : moved) transferred_bytes_ += m;
+  if (error) {
+    rewind(past_before);  // every stage as before the step (some ran more micro-batches than others)
+    std::rethrow_exception(error);
+  }
+
+  auto& last = outputs.back();
+  if (s.rows == LogitsRows::Last) return std::move(last.back());  // each sequence's last token is in the last range
+  // Every row's logits: micro-batch k holds rows [first, first + count) of each sequence.
+  const size_t vocab = last.front().size() / (size_t(s.batch) * ranges.front().count);
+  std::vector<float> out(size_t(s.batch) * s.tokens * vocab);
+  for (size_t k = 0; k < pieces; ++k)
+    for (uint32_t b = 0; b < s.batch; ++b)
+      std::copy_n(last[k].begin() + long(size_t(b) * ranges[k].count * vocab), size_t(ranges[k].count) * vocab,
+                  out.begin() + long((size_t(b) * s.tokens + ranges[k].first) * vocab));
   return out;
 }
 

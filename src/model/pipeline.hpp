@@ -2,6 +2,11 @@
 // A model split over devices: one Forward per stage (its device, its layers, their KV cache), chained. A step runs
 // each stage in turn; the hidden state of every row crosses each boundary through host-visible memory (read back
 // from one device, written into the next one's mapped input). With one stage it is the plain Forward.
+//
+// A step of many rows (a prefill) is cut into micro-batches of tokens and pipelined: one thread a stage, each
+// running the micro-batches in order, so that stage d+1 works on micro-batch k while stage d works on k+1. This is
+// exact: micro-batch k+1 on a stage attends to that stage's KV of micro-batches ≤ k, which the same thread wrote
+// before, and every row goes through the same kernels as in one step (see micro_batches()).
 #include <memory>
 #include <vector>
 
@@ -24,16 +29,47 @@ class Pipeline {
   const Forward& stage(size_t i) const { return *forwards_[i]; }
   uint64_t transferred_bytes() const { return transferred_bytes_; }  // hidden state across boundaries so far
   // Host seconds of each stage's last step, from its call to its result (recording, submission, the wait, the
-  // hidden state's host copies).
+  // hidden state's host copies); summed over the micro-batches of a pipelined step.
   const std::vector<double>& last_stage_seconds() const { return stage_seconds_; }
   // Host seconds of the last step spent copying the hidden state into and out of the stages' mapped buffers.
   double last_transfer_seconds() const { return transfer_seconds_; }
+  double last_step_seconds() const { return step_seconds_; }  // wall time of the last step
+
+  // Rows (batch × tokens) a micro-batch aims at; 0 runs every step whole, stage after stage. Default: 64 with two
+  // or more stages, or INFERNO_PIPELINE_MICROBATCH.
+  void set_micro_batch(uint32_t rows) { micro_batch_ = rows; }
+  uint32_t micro_batch() const { return micro_batch_; }
+  // The token ranges [first, first + count) of each sequence a step of `batch` sequences and `tokens` tokens is cut
+  // into (one range: not pipelined). Every range has at least 2 tokens and more than kernels::kMatvecMaxRows rows,
+  // so that it runs the same matmul and attention kernels as the whole step (a step of a few rows takes the
+  // matrix·vector kernel, whose sums may be ordered otherwise: subgroup reductions on GPUs); ranges differ in length
+  // by at most one token.
+  struct Range {
+    uint32_t first, count;
+  };
+  std::vector<Range> micro_batches(uint32_t batch, uint32_t tokens) const;
+
+  // When each stage ran each micro-batch of the last step: seconds from the step's start.
+  struct MicroBatchTime {
+    uint32_t stage, micro_batch;
+    double start, end;
+  };
+  const std::vector<MicroBatchTime>& last_trace() const { return trace_; }
 
  private:
+  std::vector<float> step_in_turn(const Step& step);
+  std::vector<float> step_pipelined(const Step& step, const std::vector<Range>& ranges);
+
   std::vector<std::unique_ptr<Forward>> forwards_;
   uint64_t transferred_bytes_ = 0;
   std::vector<double> stage_seconds_;
-  double transfer_seconds_ = 0;
+  double transfer_seconds_ = 0, step_seconds_ = 0;
+  uint32_t micro_batch_ = 0;
+  // Dynamic NTK RoPE past max_position_embeddings takes its frequencies from the step's largest position: such a
+  // step is never cut (its micro-batches would rotate with other frequencies).
+  bool dynamic_rope_ = false;
+  uint32_t max_position_embeddings_ = 0;
+  std::vector<MicroBatchTime> trace_;
 };
 
 }  // namespace inferno::model

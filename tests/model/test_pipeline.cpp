@@ -3,10 +3,13 @@
 // on the same driver, and the hidden state crosses the boundary as the f32 it is. Every fixture family (F32, BF16,
 // F16, w8a8, GGUF blocks), split at every layer boundary (0 layers on a device, one layer per device).
 #include <cstdlib>
+#include <random>
+#include <set>
 #include <cstring>
 #include <unistd.h>
 
 #include "generate/session.hpp"
+#include "kernels/linear.hpp"
 #include "model/forward.hpp"
 #include "model/llama.hpp"
 #include "model/pipeline.hpp"
@@ -176,4 +179,216 @@ TEST_CASE("generation over a split model: greedy ids of one sequence, of a batch
     CHECK(split[i] == reference[i]);
   }
   CHECK(one_split.pipeline().stages() == 2);
+}
+
+namespace {
+
+// A prompt step (every row's logits) and greedy decode steps, as run() does, and how many micro-batches the prompt
+// step was cut into; `trace` gathers the prompt step's micro-batch times.
+std::vector<std::vector<float>> run_counted(Pipeline& p, const std::vector<int32_t>& prompt, int decode_steps,
+                                            uint32_t vocab, size_t& micro_batches,
+                                            std::vector<Pipeline::MicroBatchTime>& trace) {
+  std::vector<std::vector<float>> out;
+  std::vector<int32_t> positions(prompt.size());
+  for (size_t i = 0; i < prompt.size(); ++i) positions[i] = int32_t(i);
+  const int32_t kv_start = 0;
+  out.push_back(p.step({.batch = 1, .tokens = uint32_t(prompt.size()), .ids = prompt, .positions = positions,
+                        .kv_start = std::span(&kv_start, 1), .rows = LogitsRows::All}));
+  trace = p.last_trace();
+  micro_batches = 0;
+  for (const auto& t : trace) micro_batches = std::max<size_t>(micro_batches, t.micro_batch + 1);
+  int32_t pos = int32_t(prompt.size());
+  const float* last = out.back().data() + (prompt.size() - 1) * vocab;
+  for (int s = 0; s < decode_steps; ++s) {
+    const int32_t id = int32_t(std::max_element(last, last + vocab) - last);
+    out.push_back(p.step({.batch = 1, .tokens = 1, .ids = std::span(&id, 1), .positions = std::span(&pos, 1),
+                          .kv_start = std::span(&kv_start, 1), .rows = LogitsRows::Last}));
+    ++pos;
+    last = out.back().data();
+  }
+  return out;
+}
+
+std::vector<int32_t> random_prompt(std::mt19937& rng, size_t length, uint32_t vocab) {
+  std::vector<int32_t> ids(length);
+  for (auto& id : ids) id = int32_t(rng() % vocab);
+  return ids;
+}
+
+// Micro-batch k on stage i starts only once stage i-1 finished it (its hidden state is the input); counts the
+// overlaps seen: stage i-1 starting micro-batch k+1 before stage i finished k.
+size_t check_trace(const std::vector<Pipeline::MicroBatchTime>& trace, size_t stages, size_t pieces) {
+  REQUIRE(trace.size() == stages * pieces);
+  std::vector<std::vector<Pipeline::MicroBatchTime>> at(stages, std::vector<Pipeline::MicroBatchTime>(pieces));
+  for (const auto& t : trace) at[t.stage][t.micro_batch] = t;
+  size_t overlaps = 0;
+  for (size_t i = 1; i < stages; ++i)
+    for (size_t k = 0; k < pieces; ++k) {
+      CHECK(at[i][k].start >= at[i - 1][k].end);
+      if (k + 1 < pieces && at[i - 1][k + 1].start < at[i][k].end) ++overlaps;
+    }
+  return overlaps;
+}
+
+}  // namespace
+
+TEST_CASE("micro-batches of a step: contiguous, even, never small enough for the matrix-vector kernel") {
+  auto& d = devices();
+  const fs::path path = data_path("hf-llama/llama3-gqa-f32");
+  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
+  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = 1, .embedding = false});
+  Pipeline p({first.get(), second.get()}, 1, 16, kernels::KvType::F32);
+  CHECK(p.micro_batch() == 64);  // the default with two stages
+  for (uint32_t rows : {0u, 1u, 8u, 16u, 64u})
+    for (uint32_t batch = 1; batch <= 5; ++batch)
+      for (uint32_t tokens = 0; tokens <= 200; ++tokens) {
+        CAPTURE(rows);
+        CAPTURE(batch);
+        CAPTURE(tokens);
+        p.set_micro_batch(rows);
+        const auto ranges = p.micro_batches(batch, tokens);
+        REQUIRE(!ranges.empty());
+        uint32_t next = 0, shortest = tokens, longest = 0;
+        for (const auto& r : ranges) {
+          CHECK(r.first == next);
+          next += r.count;
+          shortest = std::min(shortest, r.count);
+          longest = std::max(longest, r.count);
+        }
+        CHECK(next == tokens);
+        if (ranges.size() > 1) {
+          CHECK(shortest >= 2);
+          CHECK(batch * shortest > kernels::kMatvecMaxRows);
+          CHECK(longest - shortest <= 1);
+          CHECK(batch * tokens > rows);  // only a step of more rows than a micro-batch is cut
+        }
+        if (rows == 0 || batch * tokens <= rows) CHECK(ranges.size() == 1);
+        // Cut as asked where that leaves long enough ranges: one range a micro-batch of rows.
+        if (rows >= 32 && batch * tokens > rows) CHECK(ranges.size() == (tokens + rows / batch - 1) / (rows / batch));
+      }
+  setenv("INFERNO_PIPELINE_MICROBATCH", "12x", 1);
+  CHECK_THROWS_WITH_AS(Pipeline({first.get(), second.get()}, 1, 16, kernels::KvType::F32),
+                       doctest::Contains("INFERNO_PIPELINE_MICROBATCH=12x"), Error);
+  setenv("INFERNO_PIPELINE_MICROBATCH", "24", 1);
+  CHECK(Pipeline({first.get(), second.get()}, 1, 16, kernels::KvType::F32).micro_batch() == 24);
+  unsetenv("INFERNO_PIPELINE_MICROBATCH");
+}
+
+TEST_CASE("prefill pipelined in micro-batches: bit-identical to one device and to the stages run in turn") {
+  Devices& d = devices();
+  const uint32_t seed = 1234;
+  CAPTURE(seed);
+  std::mt19937 rng(seed);
+  constexpr uint32_t kMicroBatch = 16;
+  constexpr int kDecode = 4;
+  size_t overlaps = 0, pipelined_steps = 0;
+  for (const char* name : {"hf-llama/llama3-gqa-f32", "hf-llama/mha-sharded-bf16", "gguf/tiny-k-q4_k_m/model.gguf"}) {
+    const fs::path path = data_path(name);
+    CAPTURE(path.string());
+    auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
+    const uint32_t layers = whole->hyper().layers, vocab = whole->hyper().vocab;
+    const kernels::KvType kv = default_kv_type(*whole);
+    // Shorter than, equal to, and several times the micro-batch (with a remainder).
+    const std::vector<std::vector<int32_t>> prompts = {random_prompt(rng, 11, vocab), random_prompt(rng, kMicroBatch, vocab),
+                                                       random_prompt(rng, 3 * kMicroBatch + 5, vocab)};
+    std::vector<std::vector<std::vector<float>>> reference;
+    for (const auto& prompt : prompts) {
+      Forward f(*whole, 1, 96, kv);
+      reference.push_back(run(f, prompt, kDecode, vocab));
+    }
+    std::set<uint32_t> splits = {0, 1, layers / 2, layers};
+    for (uint32_t k : splits) {
+      CAPTURE(k);
+      auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
+      auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = k, .embedding = false});
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        CAPTURE(prompts[i].size());
+        Pipeline in_turn({first.get(), second.get()}, 1, 96, kv), pipelined({first.get(), second.get()}, 1, 96, kv);
+        in_turn.set_micro_batch(0);
+        pipelined.set_micro_batch(kMicroBatch);
+        size_t pieces_in_turn = 0, pieces = 0;
+        std::vector<Pipeline::MicroBatchTime> trace;
+        const auto a = run_counted(in_turn, prompts[i], kDecode, vocab, pieces_in_turn, trace);
+        const auto b = run_counted(pipelined, prompts[i], kDecode, vocab, pieces, trace);
+        CHECK(pieces_in_turn == 1);
+        CHECK(pieces == (prompts[i].size() > kMicroBatch ? 4u : 1u));  // 53 tokens: 14 + 13 + 13 + 13
+        if (pieces > 1) {
+          overlaps += check_trace(trace, 2, pieces);
+          ++pipelined_steps;
+        }
+        REQUIRE(a.size() == reference[i].size());
+        REQUIRE(b.size() == reference[i].size());
+        for (size_t s = 0; s < b.size(); ++s) {
+          CAPTURE(s);
+          REQUIRE(b[s].size() == reference[i][s].size());
+          CHECK(std::memcmp(a[s].data(), reference[i][s].data(), a[s].size() * 4) == 0);
+          CHECK(std::memcmp(b[s].data(), reference[i][s].data(), b[s].size() * 4) == 0);  // bit-identical
+        }
+        CHECK(pipelined.transferred_bytes() == in_turn.transferred_bytes());
+        CHECK(pipelined.past() == prompts[i].size() + kDecode);
+        CHECK(pipelined.stage(1).past() == prompts[i].size() + kDecode);
+      }
+    }
+  }
+  MESSAGE("pipelined prefills: " << pipelined_steps << ", stage 0 ahead of stage 1 in " << overlaps << " places");
+  CHECK(overlaps > 0);  // the stages did run micro-batches at the same time
+}
+
+TEST_CASE("pipelined prefill: three stages, a batch with left padding, a reused cache; a failing micro-batch rewinds all") {
+  Devices& d = devices();
+  const uint32_t seed = 99;
+  CAPTURE(seed);
+  std::mt19937 rng(seed);
+  const fs::path path = data_path("hf-llama/mha-sharded-bf16");  // 3 layers
+  auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
+  const uint32_t vocab = whole->hyper().vocab;
+  auto s0 = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
+  auto s1 = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = 1, .last_layer = 2, .embedding = false, .head = false});
+  auto s2 = LlamaModel::load(*d.a, path, {.quiet = true, .first_layer = 2, .embedding = false});
+  gen::GenerateOptions o;
+  o.max_new_tokens = 6;
+  o.ignore_eos = true;
+  const std::vector<int32_t> prompt = random_prompt(rng, 40, vocab);
+  std::vector<int32_t> longer = prompt;
+  for (int32_t id : random_prompt(rng, 30, vocab)) longer.push_back(id);
+  const std::vector<std::vector<int32_t>> prompts = {random_prompt(rng, 21, vocab), random_prompt(rng, 33, vocab)};
+  auto generate_all = [&](gen::Session& one, gen::Session& two) {
+    std::vector<std::vector<int32_t>> out;
+    out.push_back(one.generate(prompt, o));
+    out.push_back(one.generate(longer, o));  // 30 new tokens after the reused 40: pipelined with past > 0
+    for (auto& ids : two.generate_batch(prompts, o, 0)) out.push_back(ids);
+    return out;
+  };
+  gen::Session one_whole(*whole, 128, kernels::KvType::F32), two_whole(*whole, 128, kernels::KvType::F32, 2);
+  gen::Session one_split({s0.get(), s1.get(), s2.get()}, 128, kernels::KvType::F32);
+  gen::Session two_split({s0.get(), s1.get(), s2.get()}, 128, kernels::KvType::F32, 2);
+  one_split.pipeline().set_micro_batch(12);
+  two_split.pipeline().set_micro_batch(12);
+  const auto reference = generate_all(one_whole, two_whole);
+  const auto split = generate_all(one_split, two_split);
+  REQUIRE(split.size() == reference.size());
+  for (size_t i = 0; i < split.size(); ++i) {
+    CAPTURE(i);
+    CHECK(split[i] == reference[i]);
+  }
+  CHECK(one_split.pipeline().micro_batches(1, 30).size() == 3);
+  CHECK(two_split.pipeline().micro_batches(2, 33).size() == 6);  // 6 tokens (12 rows) of each sequence a micro-batch
+  const auto all = one_split.all_logits(longer);
+  CHECK(all == one_whole.all_logits(longer));
+
+  // A token id outside the vocabulary in the last micro-batch: the first stage fails there, after the later
+  // stages ran the first ones; every stage is back where it was, and the next step runs as if nothing happened.
+  model::Pipeline& p = one_split.pipeline();
+  p.rewind(0);
+  std::vector<int32_t> bad = longer, positions(longer.size());
+  for (size_t i = 0; i < positions.size(); ++i) positions[i] = int32_t(i);
+  bad[bad.size() - 3] = int32_t(vocab);
+  const int32_t kv_start = 0;
+  REQUIRE(p.micro_batches(1, uint32_t(bad.size())).size() >= 3);
+  CHECK_THROWS_WITH_AS(p.step({.batch = 1, .tokens = uint32_t(bad.size()), .ids = bad, .positions = positions,
+                               .kv_start = std::span(&kv_start, 1), .rows = LogitsRows::All}),
+                       doctest::Contains("outside the vocabulary"), Error);
+  for (size_t i = 0; i < p.stages(); ++i) CHECK(p.stage(i).past() == 0);
+  CHECK(p.step({.batch = 1, .tokens = uint32_t(longer.size()), .ids = longer, .positions = positions,
+                .kv_start = std::span(&kv_start, 1), .rows = LogitsRows::All}) == all);
 }
