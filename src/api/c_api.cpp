@@ -290,8 +290,7 @@ inferno_model_params inferno_model_default_params(void) {
 
 inferno_status inferno_model_load(const char* path, const inferno_model_params* params, inferno_model** model) {
   return guarded([&] {
-    require(model != nullptr, "model is NULL");
-    *model = nullptr;
+    need(model, "model") = nullptr;  // NULL in *model on every failure
     require(path != nullptr, "path is NULL");
     const inferno_model_params p = params ? *params : inferno_model_default_params();
     std::error_code ec;
@@ -407,8 +406,7 @@ inferno_session_params inferno_session_default_params(void) {
 inferno_status inferno_session_create(inferno_model* model, const inferno_session_params* params,
                                       inferno_session** session) {
   return guarded([&] {
-    require(session != nullptr, "session is NULL");
-    *session = nullptr;
+    need(session, "session") = nullptr;  // NULL in *session on every failure
     inferno_model& owner = need(model, "model");
     const inferno_session_params p = params ? *params : inferno_session_default_params();
     inferno::SessionOptions options;
@@ -510,8 +508,7 @@ inferno_engine_params inferno_engine_default_params(void) {
 inferno_status inferno_engine_create(inferno_model* model, const inferno_engine_params* params,
                                      inferno_engine** engine) {
   return guarded([&] {
-    require(engine != nullptr, "engine is NULL");
-    *engine = nullptr;
+    need(engine, "engine") = nullptr;  // NULL in *engine on every failure
     inferno_model& owner = need(model, "model");
     const inferno_engine_params p = params ? *params : inferno_engine_default_params();
     require(p.parallel >= 1, "parallel must be at least 1");

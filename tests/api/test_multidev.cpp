@@ -13,28 +13,14 @@
 #include "inferno/inferno.h"
 #include "inferno/inferno.hpp"
 #include "test_support.hpp"
+#include "two_lavapipes.hpp"
 
 using namespace inferno::testing;
 namespace fs = std::filesystem;
 
 namespace {
 
-// Set before the Vulkan loader first looks (static initialization, before any test runs).
-struct TwoLavapipes {
-  fs::path dir = fs::temp_directory_path() / ("inferno-multidev-" + std::to_string(getpid()));
-  TwoLavapipes() {
-    const fs::path icd = "/usr/share/vulkan/icd.d/lvp_icd.json";
-    if (!fs::exists(icd)) return;
-    fs::create_directories(dir);
-    fs::copy_file(icd, dir / "a.json", fs::copy_options::overwrite_existing);
-    fs::copy_file(icd, dir / "b.json", fs::copy_options::overwrite_existing);
-    setenv("VK_DRIVER_FILES", ((dir / "a.json").string() + ":" + (dir / "b.json").string()).c_str(), 1);
-  }
-  ~TwoLavapipes() {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
-} two_lavapipes;
+const TwoLavapipes two_lavapipes("inferno-multidev");
 
 void require_two_devices() {
   REQUIRE_MESSAGE(inferno::list_devices().size() >= 2, "two Vulkan devices are needed (VK_DRIVER_FILES)");

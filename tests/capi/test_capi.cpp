@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "capi_support.hpp"
 #include "inferno/inferno.h"
 #include "inferno/inferno.hpp"
 #include "test_support.hpp"
@@ -17,24 +18,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string brown_dir() { return (root_dir() / "models/brown-8m-bf16").string(); }
-
 // The llama3 test checkpoint with the real Llama 3 tokenizer beside it (which has a chat template).
 std::string llama3_dir() {
   return llama3_text_checkpoint(fs::temp_directory_path() / ("inferno-test-capi-llama3-" + std::to_string(::getpid())))
       .string();
 }
 
-// One C model and one C++ model of the demo checkpoint for the whole executable (loading is the slow part).
-inferno_model* brown_c() {
-  static struct Holder {
-    inferno_model* model = nullptr;
-    ~Holder() { inferno_model_free(model); }
-  } holder;
-  if (!holder.model)
-    REQUIRE_MESSAGE(inferno_model_load(brown_dir().c_str(), nullptr, &holder.model) == INFERNO_OK, inferno_last_error());
-  return holder.model;
-}
+// One C++ model of the demo checkpoint for the whole executable, beside brown_c().
 inferno::Model& brown_cpp() {
   static inferno::Model model = inferno::Model::load(brown_dir(), {.quiet = true});
   return model;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "capi_support.hpp"
 #include "inferno/inferno.h"
 #include "inferno/inferno.hpp"
 #include "test_support.hpp"
@@ -16,18 +17,6 @@
 using namespace inferno::testing;
 
 namespace {
-
-std::string brown_dir() { return (root_dir() / "models/brown-8m-bf16").string(); }
-
-inferno_model* brown_c() {
-  static struct Holder {
-    inferno_model* model = nullptr;
-    ~Holder() { inferno_model_free(model); }
-  } holder;
-  if (!holder.model)
-    REQUIRE_MESSAGE(inferno_model_load(brown_dir().c_str(), nullptr, &holder.model) == INFERNO_OK, inferno_last_error());
-  return holder.model;
-}
 
 // What the callbacks of the requests of one test saw, filled from the engine's thread.
 struct Board {

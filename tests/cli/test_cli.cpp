@@ -18,6 +18,7 @@
 
 #include "io/checkpoint.hpp"
 #include "io/safetensors.hpp"
+#include "cli_support.hpp"
 #include "model/checkpoint_edit.hpp"
 #include "test_support.hpp"
 
@@ -26,11 +27,6 @@ using namespace inferno::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
 
 fs::path temp_dir() {
   static const fs::path dir = [] {
@@ -43,17 +39,7 @@ fs::path temp_dir() {
 
 // Runs `inferno ARGS` (arguments already shell-quoted), with optional stdin text.
 Run run_inferno(const std::string& args, const std::string& stdin_text = "") {
-  const char* bin = std::getenv("INFERNO_BIN");
-  REQUIRE_MESSAGE(bin, "INFERNO_BIN is not set (meson sets it)");
-  const fs::path out = temp_dir() / "stdout", err = temp_dir() / "stderr", in = temp_dir() / "stdin";
-  std::ofstream(in, std::ios::binary) << stdin_text;
-  const std::string cmd = std::string(bin) + " " + args + " <" + in.string() + " >" + out.string() + " 2>" + err.string();
-  const int raw = std::system(cmd.c_str());
-  Run r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.out = read_text(out);
-  r.err = read_text(err);
-  return r;
+  return run_shell("", inferno_bin(), args, stdin_text, temp_dir());
 }
 
 std::string quote(const std::string& s) {

@@ -10,17 +10,14 @@
 #include <fstream>
 #include <string>
 
+#include "cli_support.hpp"
 #include "test_support.hpp"
+#include "two_lavapipes.hpp"
 
 using namespace inferno::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
 
 fs::path temp_dir() {
   const fs::path dir = fs::temp_directory_path() / ("inferno-devices-" + std::to_string(getpid()));
@@ -36,31 +33,18 @@ struct RemoveTemp {
 } remove_temp;
 
 Run run(const std::string& program, const std::string& args, const std::string& env = "", const std::string& input = "") {
-  const fs::path out = temp_dir() / "stdout", err = temp_dir() / "stderr", in = temp_dir() / "stdin";
-  std::ofstream(in, std::ios::binary) << input;
-  const std::string cmd = env + " " + program + " " + args + " <" + in.string() + " >" + out.string() + " 2>" + err.string();
-  const int raw = std::system(cmd.c_str());
-  Run r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.out = read_text(out);
-  r.err = read_text(err);
-  return r;
+  return run_shell(env, program, args, input, temp_dir());
 }
 
 Run inferno_cli(const std::string& args, const std::string& env = "", const std::string& input = "") {
-  const char* bin = std::getenv("INFERNO_BIN");
-  REQUIRE_MESSAGE(bin, "INFERNO_BIN is not set (meson sets it)");
-  return run(bin, args, env, input);
+  return run(inferno_bin(), args, env, input);
 }
 
-// Two Vulkan devices from one lavapipe: the loader lists one physical device per ICD manifest.
+// Two Vulkan devices from one lavapipe, for a child process: its VK_DRIVER_FILES setting.
 std::string two_lavapipes() {
-  const fs::path icd = "/usr/share/vulkan/icd.d/lvp_icd.json";
-  REQUIRE_MESSAGE(fs::exists(icd), icd << " is missing (Mesa's lavapipe)");
-  const fs::path a = temp_dir() / "lvp_a.json", b = temp_dir() / "lvp_b.json";
-  if (!fs::exists(a)) fs::copy_file(icd, a);
-  if (!fs::exists(b)) fs::copy_file(icd, b);
-  return "VK_DRIVER_FILES=" + a.string() + ":" + b.string();
+  const std::string files = two_lavapipe_driver_files(temp_dir());
+  REQUIRE_MESSAGE(!files.empty(), kLavapipeIcd << " is missing (Mesa's lavapipe)");
+  return "VK_DRIVER_FILES=" + files;
 }
 
 // The 70B checkpoint: real headers over sparse shards, made once.

@@ -14,6 +14,7 @@
 #include "model/llama.hpp"
 #include "model/pipeline.hpp"
 #include "test_support.hpp"
+#include "two_lavapipes.hpp"
 #include "vk/device.hpp"
 #include "vk/instance.hpp"
 
@@ -24,22 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Two devices from one lavapipe, set before the Vulkan loader first looks.
-struct TwoLavapipes {
-  fs::path dir = fs::temp_directory_path() / ("inferno-pipeline-" + std::to_string(getpid()));
-  TwoLavapipes() {
-    const fs::path icd = "/usr/share/vulkan/icd.d/lvp_icd.json";
-    if (!fs::exists(icd)) return;
-    fs::create_directories(dir);
-    fs::copy_file(icd, dir / "a.json", fs::copy_options::overwrite_existing);
-    fs::copy_file(icd, dir / "b.json", fs::copy_options::overwrite_existing);
-    setenv("VK_DRIVER_FILES", ((dir / "a.json").string() + ":" + (dir / "b.json").string()).c_str(), 1);
-  }
-  ~TwoLavapipes() {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
-} two_lavapipes;
+const TwoLavapipes two_lavapipes("inferno-pipeline");
 
 struct Devices {
   std::shared_ptr<vk::Instance> instance = std::make_shared<vk::Instance>(vk::InstanceOptions{.validation = true});

@@ -2,34 +2,22 @@
 // the continuation's leading space, logprobs (checked against Session::logits), n choices, presence and frequency
 // penalties, /tokenize and /detokenize, and a chat template given to the server. The models: the demo model
 // (SentencePiece vocabulary) and the llama3 test checkpoint with the real Llama 3 tokenizer (byte-level BPE).
-#include <httplib.h>
-#include <simdjson.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <fcntl.h>
 
 #include <chrono>
-#include <fcntl.h>
-#include <fstream>
-#include <future>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <future>
 #include <thread>
 
-#include "inferno/inferno.hpp"
-#include "server/server.hpp"
-#include "test_support.hpp"
-#include "util/json_writer.hpp"
-
-extern char** environ;
+#include "http_support.hpp"
 
 using namespace inferno::testing;
-using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path brown_dir() { return root_dir() / "models/brown-8m-bf16"; }
 fs::path llama3_dir() {
   return llama3_text_checkpoint(fs::temp_directory_path() / ("inferno-test-openai-llama3-" + std::to_string(::getpid())));
 }
@@ -38,71 +26,31 @@ fs::path llama3_dir() {
 // differ only by the order of float sums.
 constexpr inferno::KvDtype kKv = inferno::KvDtype::F32;
 
-struct Served {
-  inferno::Model model;
-  inferno::server::Server server;
-  int port = 0;
-  std::thread thread;
-
-  explicit Served(const fs::path& dir, inferno::server::ServerOptions options = {})
-      : model(inferno::Model::load(dir, {.quiet = true})),
-        server(model, (options.host = "127.0.0.1", options.port = 0, options.session.kv_dtype = kKv, options)) {
-    port = server.bind();
-    thread = std::thread([this] { server.serve(); });
-    for (int i = 0; i < 500 && !server.running(); ++i) std::this_thread::sleep_for(10ms);
-    REQUIRE(server.running());
-  }
-  ~Served() {
-    server.stop();
-    thread.join();
-  }
-};
+// `options` with the server's sessions on the f32 KV cache.
+inferno::server::ServerOptions f32_kv(inferno::server::ServerOptions options = {}) {
+  options.session.kv_dtype = kKv;
+  return options;
+}
 
 Served& brown() {
-  static Served served(brown_dir());
+  static Served served(brown_dir(), f32_kv());
   return served;
 }
 Served& llama3() {
-  static Served served(llama3_dir());
+  static Served served(llama3_dir(), f32_kv());
   return served;
-}
-
-struct Reply {
-  int status = 0;
-  std::string body;
-};
-
-Reply post(int port, const std::string& path, const std::string& body) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_read_timeout(120s);  // generations on lavapipe with two shared cores
-  auto res = c.Post(path.c_str(), body, "application/json");
-  REQUIRE_MESSAGE(res, "POST " << path << ": " << httplib::to_string(res.error()));
-  return {res->status, res->body};
 }
 
 // The data lines of a server-sent event stream, [DONE] last (checked, then dropped).
 std::vector<std::string> stream_events(int port, const std::string& path, const std::string& body) {
   const Reply r = post(port, path, body);
   REQUIRE_MESSAGE(r.status == 200, r.body);
-  std::vector<std::string> data;
-  size_t start = 0;
-  for (size_t end; (end = r.body.find("\n\n", start)) != std::string::npos; start = end + 2) {
-    const std::string event = r.body.substr(start, end - start);
-    if (event.rfind("data: ", 0) == 0) data.push_back(event.substr(6));
-  }
-  REQUIRE(!data.empty());
-  CHECK(data.back() == "[DONE]");
-  data.pop_back();
-  return data;
+  const Events events = parse_events(r.body);
+  REQUIRE(!events.data.empty());
+  CHECK(events.ended_with_done);
+  return events.data;
 }
 
-simdjson::dom::element parse(simdjson::dom::parser& parser, const std::string& json) {
-  simdjson::dom::element e;
-  REQUIRE_MESSAGE(parser.parse(json).get(e) == simdjson::SUCCESS, "not JSON: " << json);
-  return e;
-}
-std::string str(simdjson::dom::element e) { return std::string(std::string_view(e)); }
-std::string quote(const std::string& s) { return inferno::json_quote(s); }
 int error_status(const Reply& r, const std::string& param) {
   simdjson::dom::parser parser;
   const auto e = parse(parser, r.body)["error"];
@@ -573,7 +521,7 @@ TEST_CASE("/tokenize and /detokenize in llama.cpp's shapes") {
 TEST_CASE("a chat template given to the server serves chat for a model without one; bad template files are refused") {
   const std::string tmpl =
       "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
-  Served served(brown_dir(), {.chat_template = tmpl});
+  Served served(brown_dir(), f32_kv({.chat_template = tmpl}));
   inferno::Model& model = served.model;
   REQUIRE(!model.has_chat_template());
   const auto prompt = model.tokenize(model.render_chat({{"user", "The jury"}}, true, tmpl), false);

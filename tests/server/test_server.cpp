@@ -2,40 +2,21 @@
 // with cpp-httplib's client, their answers checked against Session::generate on the same model; and the
 // `inferno serve` command itself, started and stopped with SIGTERM. Also the pieces without a model: stop strings
 // and JSON escaping.
-#include <arpa/inet.h>
-#include <httplib.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <simdjson.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <thread>
 
-#include "inferno/inferno.hpp"
-#include "util/json_writer.hpp"
-#include "server/server.hpp"
+#include "http_support.hpp"
 #include "server/stop_strings.hpp"
-#include "test_support.hpp"
-
-extern char** environ;
 
 using namespace inferno::testing;
-using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
 
 // ---- servers on the test models ----
-
-fs::path brown_dir() { return root_dir() / "models/brown-8m-bf16"; }
 
 // The llama3 test checkpoint with the real Llama 3 tokenizer beside it (a model with a chat template).
 fs::path llama3_dir() {
@@ -44,87 +25,16 @@ fs::path llama3_dir() {
 
 constexpr size_t kMaxBody = 64 * 1024;  // small, so that the 413 test sends little
 
-// A model and a server on it, answering on a free loopback port from a background thread.
-struct Served {
-  inferno::Model model;
-  inferno::server::Server server;
-  int port = 0;
-  std::thread thread;
-
-  explicit Served(const fs::path& dir, inferno::server::ServerOptions options = {.max_body_bytes = kMaxBody})
-      : model(inferno::Model::load(dir, {.quiet = true})),
-        server(model, (options.host = "127.0.0.1", options.port = 0, options)) {
-    port = server.bind();
-    thread = std::thread([this] { server.serve(); });
-    for (int i = 0; i < 500 && !server.running(); ++i) std::this_thread::sleep_for(10ms);
-    REQUIRE(server.running());
-  }
-  ~Served() {
-    server.stop();
-    thread.join();
-  }
-};
-
 Served& brown() {
-  static Served served(brown_dir());
+  static Served served(brown_dir(), {.max_body_bytes = kMaxBody});
   return served;
 }
 Served& llama3() {
-  static Served served(llama3_dir());
+  static Served served(llama3_dir(), {.max_body_bytes = kMaxBody});
   return served;
 }
 
 // ---- HTTP ----
-
-httplib::Client client(int port) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_connection_timeout(5s);
-  c.set_read_timeout(120s);  // a generation on lavapipe with two shared cores
-  c.set_write_timeout(10s);
-  return c;
-}
-
-struct Reply {
-  int status = 0;
-  std::string body;
-};
-
-Reply post(int port, const std::string& path, const std::string& body) {
-  auto res = client(port).Post(path.c_str(), body, "application/json");
-  REQUIRE_MESSAGE(res, "POST " << path << ": " << httplib::to_string(res.error()));
-  return {res->status, res->body};
-}
-
-Reply get(int port, const std::string& path) {
-  auto res = client(port).Get(path.c_str());
-  REQUIRE_MESSAGE(res, "GET " << path << ": " << httplib::to_string(res.error()));
-  return {res->status, res->body};
-}
-
-// The data lines of a server-sent event stream (comments skipped), in order.
-struct Events {
-  std::vector<std::string> data;
-  bool ended_with_done = false;
-};
-
-Events parse_events(const std::string& stream) {
-  Events events;
-  size_t start = 0;
-  for (;;) {
-    const size_t end = stream.find("\n\n", start);
-    if (end == std::string::npos) break;
-    const std::string event = stream.substr(start, end - start);
-    start = end + 2;
-    if (event.rfind("data: ", 0) == 0) events.data.push_back(event.substr(6));
-    else REQUIRE_MESSAGE(event.rfind(":", 0) == 0, "not an SSE data line or comment: " << event);
-  }
-  CHECK_MESSAGE(start == stream.size(), "a partial event at the end: " << stream.substr(start));
-  if (!events.data.empty() && events.data.back() == "[DONE]") {
-    events.ended_with_done = true;
-    events.data.pop_back();
-  }
-  return events;
-}
 
 // POSTs a streaming request; `keep_reading` sees the bytes so far and may return false to hang up.
 Reply post_stream(int port, const std::string& path, const std::string& body,
@@ -141,111 +51,22 @@ Reply post_stream(int port, const std::string& path, const std::string& body,
   };
   auto c = client(port);
   auto res = c.send(req);
-  if (!res) return {0, received};  // hung up on purpose
-  return {res->status, received};
-}
-
-// ---- raw sockets: clients that misbehave ----
-
-int connect_raw(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(uint16_t(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  return fd;
-}
-
-void send_raw(int fd, const std::string& bytes) {
-  REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == ssize_t(bytes.size()));
-}
-
-// Everything the server sends until it closes the connection, or what came within `timeout`.
-std::string read_raw(int fd, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string received;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
-    if (::poll(&p, 1, int(left.count())) <= 0) break;
-    char buf[4096];
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    received.append(buf, size_t(n));
-  }
-  return received;
-}
-
-std::string raw_post(const std::string& path, const std::string& body) {
-  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (!res) return {0, received, {}};  // hung up on purpose
+  return {res->status, received, {}};
 }
 
 // GET /health on a new connection: the time from connecting to the whole answer, and the answer.
 std::pair<std::chrono::milliseconds, std::string> timed_health(int port) {
   const auto start = std::chrono::steady_clock::now();
   const int fd = connect_raw(port);
-  send_raw(fd, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  REQUIRE(send_raw(fd, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
   const std::string reply = read_raw(fd, 5s);
   ::close(fd);
   return {std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start), reply};
 }
 
-// Runs `inferno ARGS...` to its end (bounded: 60 s, then killed); its exit status and stderr.
-std::pair<int, std::string> run_inferno(std::vector<std::string> args) {
-  const char* bin = std::getenv("INFERNO_BIN");
-  REQUIRE_MESSAGE(bin, "INFERNO_BIN names the inferno binary (set by meson)");
-  int err_pipe[2];
-  REQUIRE(::pipe(err_pipe) == 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  posix_spawn_file_actions_addclose(&actions, err_pipe[0]);
-  args.insert(args.begin(), bin);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  REQUIRE(posix_spawn(&pid, bin, &actions, nullptr, argv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(err_pipe[1]);
-  const std::string err = read_raw(err_pipe[0], 60s);
-  ::close(err_pipe[0]);
-  int status = -1;
-  for (int i = 0; i < 1000 && ::waitpid(pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
-  if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-  }
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, err};
-}
-
-// ---- JSON ----
-
-simdjson::dom::element parse(simdjson::dom::parser& parser, const std::string& json) {
-  simdjson::dom::element e;
-  const auto error = parser.parse(json).get(e);
-  REQUIRE_MESSAGE(error == simdjson::SUCCESS, "not JSON: " << json);
-  return e;
-}
-
-std::string str(simdjson::dom::element e) { return std::string(std::string_view(e)); }
-
 // Checks OpenAI's error shape and returns the error object's param ("" when null).
-std::string error_param(const Reply& r, int status) {
-  CHECK_MESSAGE(r.status == status, r.body);
-  simdjson::dom::parser parser;
-  const auto e = parse(parser, r.body)["error"];
-  CHECK(!str(e["message"]).empty());
-  CHECK(!str(e["type"]).empty());
-  CHECK((e["code"].is_null() || e["code"].is_string()));
-  return e["param"].is_null() ? std::string() : str(e["param"]);
-}
-
-std::string quote(const std::string& s) { return inferno::json_quote(s); }
+std::string error_param(const Reply& r, int status) { return openai_error(r, status).param; }
 
 // ---- references ----
 
@@ -511,7 +332,7 @@ TEST_CASE("a client that hangs up mid-stream cancels its generation; the server 
 }
 
 TEST_CASE("stopping the server ends a running stream with an error event, promptly") {
-  Served own(brown_dir());
+  Served own(brown_dir(), {.max_body_bytes = kMaxBody});
   Reply reply;
   std::atomic<bool> first_text{false};
   std::thread client_thread([&] {
@@ -580,52 +401,18 @@ TEST_CASE("bad requests get 4xx errors in OpenAI's shape") {
 }
 
 TEST_CASE("inferno serve listens on the port it prints and stops on SIGTERM") {
-  const char* bin = std::getenv("INFERNO_BIN");
-  REQUIRE_MESSAGE(bin, "INFERNO_BIN names the inferno binary (set by meson)");
-  int err_pipe[2];
-  REQUIRE(::pipe(err_pipe) == 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  posix_spawn_file_actions_addclose(&actions, err_pipe[0]);
-  const std::string model = brown_dir().string();
-  std::vector<const char*> argv = {bin, "serve", "--quiet", "-m", model.c_str(), "--host", "127.0.0.1", "--port", "0", nullptr};
-  pid_t pid = 0;
-  REQUIRE(posix_spawn(&pid, bin, &actions, nullptr, const_cast<char* const*>(argv.data()), environ) == 0);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(err_pipe[1]);
+  ServeProcess serve({}, "http://127.0.0.1:");
 
-  // Read stderr until the line that names the port (bounded by the pipe's end if the command fails).
-  FILE* err = ::fdopen(err_pipe[0], "r");
-  std::string printed;
-  int port = 0;
-  char line[1024];
-  while (port == 0 && std::fgets(line, sizeof line, err)) {
-    printed += line;
-    if (const char* at = std::strstr(line, "http://127.0.0.1:")) port = std::atoi(at + std::strlen("http://127.0.0.1:"));
-  }
-  REQUIRE_MESSAGE(port > 0, "inferno serve printed: " << printed);
-
-  CHECK(get(port, "/health").status == 200);
+  CHECK(get(serve.port, "/health").status == 200);
   const std::vector<int32_t> ids = brown().model.tokenize("The jury said");
-  const Reply r = post(port, "/v1/completions", completion_body("The jury said", 3));
+  const Reply r = post(serve.port, "/v1/completions", completion_body("The jury said", 3));
   CHECK(r.status == 200);
   simdjson::dom::parser parser;
   CHECK(str(parse(parser, r.body)["choices"].at(0)["text"]) == reference_text(brown().model, ids, 3));
 
-  ::kill(pid, SIGTERM);
-  int status = -1;
-  for (int i = 0; i < 1000 && ::waitpid(pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
-  if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    FAIL("inferno serve did not stop within 10 s of SIGTERM");
-  }
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  while (std::fgets(line, sizeof line, err)) printed += line;
-  CHECK(printed.find("stopped") != std::string::npos);
-  std::fclose(err);
+  ::kill(serve.pid, SIGTERM);
+  CHECK_MESSAGE(serve.wait(10s) == 0, "inferno serve did not exit 0 within 10 s of SIGTERM: " << serve.printed);
+  CHECK(serve.printed.find("stopped") != std::string::npos);
 }
 
 TEST_CASE("idle, slow and waiting connections never hold up /health; past --max-queue a request gets 503 at once") {
@@ -638,7 +425,7 @@ TEST_CASE("idle, slow and waiting connections never hold up /health; past --max-
   for (int i = 0; i < 8; ++i) idle.push_back(connect_raw(own.port));
   for (int i = 0; i < 20; ++i) {
     slow.push_back(connect_raw(own.port));
-    send_raw(slow.back(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+    REQUIRE(send_raw(slow.back(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "));
   }
   std::atomic<bool> trickling{true};
   std::thread trickle([&] {
@@ -651,7 +438,7 @@ TEST_CASE("idle, slow and waiting connections never hold up /health; past --max-
   // connections that send the request and never read.
   for (size_t i = 0; i < 1 + max_queued; ++i) {
     generating.push_back(connect_raw(own.port));
-    send_raw(generating.back(), raw_post("/v1/completions", completion_body("The jury said", 200)));
+    REQUIRE(send_raw(generating.back(), raw_post("/v1/completions", completion_body("The jury said", 200))));
   }
   std::this_thread::sleep_for(1s);  // all submitted: one in the batch, the rest queued
 
@@ -687,9 +474,9 @@ TEST_CASE("a port in use is refused: by bind() and by inferno serve, with exit 1
   const int port = brown().port;
   inferno::server::Server second(brown().model, {.host = "127.0.0.1", .port = port});
   CHECK_THROWS_AS(second.bind(), inferno::Error);
-  const auto [status, err] = run_inferno({"serve", "--quiet", "-m", brown_dir().string(), "--host", "127.0.0.1", "--port",
-                                          std::to_string(port)});
-  CHECK(status == 1);
+  Spawned serve({"serve", "--quiet", "-m", brown_dir().string(), "--host", "127.0.0.1", "--port", std::to_string(port)});
+  CHECK(serve.wait(60s) == 1);
+  const std::string& err = serve.printed;
   CHECK_MESSAGE(err.find("cannot listen on 127.0.0.1:" + std::to_string(port)) != std::string::npos, err);
   CHECK(get(port, "/health").status == 200);  // the first server still answers
 }

@@ -2,108 +2,34 @@
 // header must be seen byte for byte): listening before the model is loaded, /health and /ready, /metrics in
 // Prometheus' text format, the API key, CORS, bounded request heads, the request log and graceful drain (in-process
 // and as `inferno serve` under SIGTERM).
-#include <arpa/inet.h>
-#include <httplib.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <simdjson.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <thread>
 
-#include "inferno/inferno.hpp"
+#include "http_support.hpp"
 #include "server/metrics.hpp"
-#include "server/server.hpp"
-#include "test_support.hpp"
-
-extern char** environ;
 
 using namespace inferno::testing;
-using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using inferno::server::Server;
 using inferno::server::ServerOptions;
 
 namespace {
 
-fs::path brown_dir() { return root_dir() / "models/brown-8m-bf16"; }
-
 inferno::Model& brown_model() {
   static inferno::Model model = inferno::Model::load(brown_dir(), {.quiet = true});
   return model;
 }
 
-// A server answering on a free loopback port from a background thread; with a model, or none yet.
-struct Served {
-  Server server;
-  int port = 0;
-  std::thread thread;
-
-  explicit Served(ServerOptions options, inferno::Model* model = &brown_model())
-      : server((options.host = "127.0.0.1", options.port = 0, options)) {
-    if (model) server.attach(*model);
-    port = server.bind();
-    thread = std::thread([this] { server.serve(); });
-    for (int i = 0; i < 500 && !server.running(); ++i) std::this_thread::sleep_for(10ms);
-    REQUIRE(server.running());
-  }
-  ~Served() {
-    server.stop();
-    thread.join();
-  }
+// A server on the demo model, or (nullptr) on none yet.
+struct OwnServer : ServerThread {
+  explicit OwnServer(ServerOptions options, inferno::Model* model = &brown_model()) : ServerThread(std::move(options), model) {}
 };
-
-// ---- raw HTTP ----
-
-int connect_raw(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(uint16_t(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  return fd;
-}
-
-bool send_raw(int fd, const std::string& bytes) {
-  size_t at = 0;
-  while (at < bytes.size()) {
-    const ssize_t n = ::send(fd, bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    at += size_t(n);
-  }
-  return true;
-}
-
-// What the server sends until it closes the connection, or until `timeout`, or (when `until` is given) until
-// that text has arrived.
-std::string read_raw(int fd, std::chrono::milliseconds timeout, const std::string& until = "") {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string received;
-  for (;;) {
-    if (!until.empty() && received.find(until) != std::string::npos) break;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
-    if (::poll(&p, 1, int(left.count())) <= 0) break;
-    char buf[4096];
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    received.append(buf, size_t(n));
-  }
-  return received;
-}
 
 // Whether the server has closed the connection (EOF within `timeout`).
 bool closed_by_server(int fd, std::chrono::milliseconds timeout) {
@@ -118,58 +44,13 @@ bool closed_by_server(int fd, std::chrono::milliseconds timeout) {
   return false;
 }
 
-std::string raw_get(const std::string& path, const std::string& headers = "") {
-  return "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + "\r\n";
-}
-
-std::string raw_post(const std::string& path, const std::string& body, const std::string& headers = "") {
-  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + headers +
-         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-}
-
-struct Reply {
-  int status = 0;
-  std::string body;
-  httplib::Headers headers;
-};
-
-httplib::Client client(int port) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_connection_timeout(5s);
-  c.set_read_timeout(120s);  // a generation on lavapipe with two shared cores
-  c.set_write_timeout(10s);
-  return c;
-}
-
-Reply get(int port, const std::string& path, const httplib::Headers& headers = {}) {
-  auto res = client(port).Get(path.c_str(), headers);
-  REQUIRE_MESSAGE(res, "GET " << path << ": " << httplib::to_string(res.error()));
-  return {res->status, res->body, res->headers};
-}
-
-Reply post(int port, const std::string& path, const std::string& body, const httplib::Headers& headers = {}) {
-  auto res = client(port).Post(path.c_str(), headers, body, "application/json");
-  REQUIRE_MESSAGE(res, "POST " << path << ": " << httplib::to_string(res.error()));
-  return {res->status, res->body, res->headers};
-}
-
 std::string completion_body(const std::string& prompt, int max_tokens, const std::string& extra = "") {
   return "{\"prompt\":\"" + prompt + "\",\"max_tokens\":" + std::to_string(max_tokens) +
          ",\"temperature\":0,\"ignore_eos\":true" + extra + "}";
 }
 
 // OpenAI's error shape; returns error.code ("" when null).
-std::string error_code(const Reply& r, int status) {
-  CHECK_MESSAGE(r.status == status, r.body);
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc;
-  REQUIRE_MESSAGE(parser.parse(r.body).get(doc) == simdjson::SUCCESS, "not JSON: " << r.body);
-  const auto e = doc["error"];
-  CHECK(!std::string(std::string_view(e["message"])).empty());
-  CHECK(!std::string(std::string_view(e["type"])).empty());
-  CHECK((e["param"].is_null() || e["param"].is_string()));
-  return e["code"].is_null() ? std::string() : std::string(std::string_view(e["code"]));
-}
+std::string error_code(const Reply& r, int status) { return openai_error(r, status).code; }
 
 // ---- Prometheus' text format ----
 
@@ -255,77 +136,10 @@ long rss_kib() {
   return -1;
 }
 
-// ---- `inferno serve` as a process ----
-
-struct Spawned {
-  pid_t pid = -1;
-  FILE* err = nullptr;
-  std::string printed;  // its stderr so far
-  int port = 0;
-
-  // Starts `inferno serve` on a free port; returns once it prints `ready_line` (with the port after it).
-  Spawned(std::vector<std::string> args, const std::string& ready_line, const std::vector<std::string>& env_add = {}) {
-    const char* bin = std::getenv("INFERNO_BIN");
-    REQUIRE_MESSAGE(bin, "INFERNO_BIN names the inferno binary (set by meson)");
-    int err_pipe[2];
-    REQUIRE(::pipe(err_pipe) == 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-    posix_spawn_file_actions_addclose(&actions, err_pipe[0]);
-    args.insert(args.begin(), {bin, "serve", "--quiet", "-m", brown_dir().string(), "--host", "127.0.0.1", "--port", "0"});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings = env_add;
-    std::vector<char*> envp;
-    for (char** e = environ; *e; ++e) envp.push_back(*e);
-    for (auto& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    REQUIRE(posix_spawn(&pid, bin, &actions, nullptr, argv.data(), envp.data()) == 0);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(err_pipe[1]);
-    err = ::fdopen(err_pipe[0], "r");
-    read_until(ready_line);
-    const size_t at = printed.find(ready_line);
-    REQUIRE_MESSAGE(at != std::string::npos, "inferno serve printed: " << printed);
-    port = std::atoi(printed.c_str() + at + ready_line.size());
-    REQUIRE(port > 0);
-  }
-  // Reads stderr until `text` appears or it ends.
-  void read_until(const std::string& text) {
-    char line[2048];
-    while (printed.find(text) == std::string::npos && std::fgets(line, sizeof line, err)) printed += line;
-  }
-  // Waits (bounded) for the process to end; its exit status, -1 when killed or still running.
-  int wait(std::chrono::seconds bound) {
-    int status = -1;
-    const auto deadline = std::chrono::steady_clock::now() + bound;
-    while (std::chrono::steady_clock::now() < deadline && ::waitpid(pid, &status, WNOHANG) == 0)
-      std::this_thread::sleep_for(10ms);
-    if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      pid = -1;
-      return -1;
-    }
-    pid = -1;
-    read_until("\x01");  // the rest of stderr, to its end
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  ~Spawned() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    if (err) std::fclose(err);
-  }
-};
-
 }  // namespace
 
 TEST_CASE("listen first, then load: /health 200, /ready and /v1/* 503 until the model is attached") {
-  Served own({}, nullptr);
+  OwnServer own({}, nullptr);
   CHECK(get(own.port, "/health").status == 200);
   CHECK(error_code(get(own.port, "/ready"), 503) == "model_loading");
   CHECK(error_code(post(own.port, "/v1/completions", completion_body("The jury said", 2)), 503) == "model_loading");
@@ -348,7 +162,7 @@ TEST_CASE("listen first, then load: /health 200, /ready and /v1/* 503 until the 
 
 TEST_CASE("/health, /ready and /metrics answer within 100 ms while 24 requests are queued; the gauges show them") {
   constexpr int queued = 24;
-  Served own({.parallel = 1, .max_queued = 64});
+  OwnServer own({.parallel = 1, .max_queued = 64});
   // One generation running (--parallel 1) and the rest waiting, each far longer than this test lasts, on
   // connections that send the request and never read.
   std::vector<int> generating;
@@ -419,7 +233,7 @@ TEST_CASE("/ready answers 503 while an engine step runs past the bound, and Engi
     CHECK(engine.step_seconds() == 0);  // idle: no step runs
   }
   // Through the server: a bound of 1 ms makes every step of a running request "stuck".
-  Served own({.stuck_after_s = 0.001});
+  OwnServer own({.stuck_after_s = 0.001});
   CHECK(get(own.port, "/ready").status == 200);  // idle: never stuck
   const int fd = connect_raw(own.port);
   REQUIRE(send_raw(fd, raw_post("/v1/completions", completion_body("The jury said", 500))));
@@ -439,7 +253,7 @@ TEST_CASE("/ready answers 503 while an engine step runs past the bound, and Engi
 }
 
 TEST_CASE("/metrics: Prometheus text format whose counters and histograms move with each request") {
-  Served own({});
+  OwnServer own({});
   const auto before = scrape(own.port);
   for (const char* name : {"inferno:num_requests_running", "inferno:num_requests_waiting", "inferno:kv_cache_usage_perc",
                            "inferno:prompt_tokens_total", "inferno:generation_tokens_total",
@@ -501,7 +315,7 @@ TEST_CASE("Histogram: a value on a bound counts in that bucket; numbers print as
 }
 
 TEST_CASE("--api-key: every route but /health needs the bearer key (401 in OpenAI's shape)") {
-  Served own({.api_key = "sk-test-123"});
+  OwnServer own({.api_key = "sk-test-123"});
   CHECK(error_code(get(own.port, "/v1/models"), 401) == "invalid_api_key");
   CHECK(error_code(get(own.port, "/v1/models", {{"Authorization", "Bearer sk-test-124"}}), 401) == "invalid_api_key");
   CHECK(error_code(get(own.port, "/v1/models", {{"Authorization", "Bearer sk-test-12"}}), 401) == "invalid_api_key");
@@ -529,7 +343,7 @@ TEST_CASE("--api-key: every route but /health needs the bearer key (401 in OpenA
 }
 
 TEST_CASE("--cors-origin: allowed origins get CORS headers and preflight answers; others get none") {
-  Served own({.api_key = "k", .cors_origins = {"https://app.example"}});
+  OwnServer own({.api_key = "k", .cors_origins = {"https://app.example"}});
   const Reply allowed = get(own.port, "/health", {{"Origin", "https://app.example"}});
   CHECK(allowed.headers.find("Access-Control-Allow-Origin")->second == "https://app.example");
   CHECK(allowed.headers.find("Vary")->second == "Origin");
@@ -552,12 +366,12 @@ TEST_CASE("--cors-origin: allowed origins get CORS headers and preflight answers
   CHECK(refused.status == 401);
   CHECK(refused.headers.find("Access-Control-Allow-Origin")->second == "https://app.example");
 
-  Served any({.cors_origins = {"*"}});
+  OwnServer any({.cors_origins = {"*"}});
   CHECK(get(any.port, "/health", {{"Origin", "https://x.example"}}).headers.find("Access-Control-Allow-Origin")->second == "*");
 }
 
 TEST_CASE("request heads are bounded in bytes and fields: 431, and memory does not grow") {
-  Served own({});
+  OwnServer own({});
   // At the bound: answered.
   std::string fields;
   for (int i = 0; i < 99; ++i) fields += "X-F" + std::to_string(i) + ": v\r\n";  // + Host = 100
@@ -611,7 +425,7 @@ TEST_CASE("request heads are bounded in bytes and fields: 431, and memory does n
 }
 
 TEST_CASE("drain: in-flight requests finish, /ready says 503, new generations are refused, serve() returns") {
-  Served own({});
+  OwnServer own({});
   // A long generation, and a second connection that has begun a request for /ready.
   const int generating = connect_raw(own.port);
   REQUIRE(send_raw(generating, raw_post("/v1/completions", completion_body("The jury said", 60))));
@@ -652,7 +466,7 @@ TEST_CASE("drain: in-flight requests finish, /ready says 503, new generations ar
 }
 
 TEST_CASE("inferno serve: SIGTERM drains (the request in flight finishes, exit 0); the log has a line a request") {
-  Spawned serve({"--log", "--drain-timeout", "60"}, "listening on http://127.0.0.1:", {"INFERNO_API_KEY=sk-env"});
+  ServeProcess serve({"--log", "--drain-timeout", "60"}, "listening on http://127.0.0.1:", {"INFERNO_API_KEY=sk-env"});
   const httplib::Headers key{{"Authorization", "Bearer sk-env"}};
   CHECK(get(serve.port, "/v1/models").status == 401);  // the key from the environment
   Reply long_reply;
@@ -673,7 +487,7 @@ TEST_CASE("inferno serve: SIGTERM drains (the request in flight finishes, exit 0
 }
 
 TEST_CASE("inferno serve: past --drain-timeout the requests in flight are cancelled, and it still exits 0") {
-  Spawned serve({"--drain-timeout", "1"}, "listening on http://127.0.0.1:");
+  ServeProcess serve({"--drain-timeout", "1"}, "listening on http://127.0.0.1:");
   Reply long_reply;
   const auto start = std::chrono::steady_clock::now();
   std::thread request([&] { long_reply = post(serve.port, "/v1/completions", completion_body("The jury said", 1000)); });
@@ -686,7 +500,7 @@ TEST_CASE("inferno serve: past --drain-timeout the requests in flight are cancel
 }
 
 TEST_CASE("inferno serve: /health answers while the model loads; the port is taken before loading") {
-  Spawned serve({}, "bound to 127.0.0.1:");
+  ServeProcess serve({}, "bound to 127.0.0.1:");
   CHECK(get(serve.port, "/health").status == 200);
   const Reply ready = get(serve.port, "/ready");
   if (ready.status != 200) CHECK(error_code(ready, 503) == "model_loading");  // a fast machine may be done already

@@ -2,48 +2,19 @@
 // JSON, so every valid output is the constraint's doing; tools / tool_choice on a random tiny model with the Llama
 // 3.1 tokenizer and chat template. Outputs are parsed with simdjson and validated against their schema with the
 // test's own validator (tests/json_schema_validator.hpp), not with the grammar that made them.
-#include <httplib.h>
-#include <simdjson.h>
-
-#include <chrono>
 #include <fstream>
-#include <thread>
 
-#include "inferno/inferno.hpp"
+#include "http_support.hpp"
 #include "json_schema_validator.hpp"
-#include "server/server.hpp"
 #include "server/structured.hpp"
-#include "test_support.hpp"
-#include "util/json_writer.hpp"
 
 using namespace inferno::testing;
-using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Served {
-  inferno::Model model;
-  inferno::server::Server server;
-  int port = 0;
-  std::thread thread;
-
-  explicit Served(const fs::path& dir, inferno::server::ServerOptions options = {})
-      : model(inferno::Model::load(dir, {.quiet = true})),
-        server(model, (options.host = "127.0.0.1", options.port = 0, options)) {
-    port = server.bind();
-    thread = std::thread([this] { server.serve(); });
-    for (int i = 0; i < 500 && !server.running(); ++i) std::this_thread::sleep_for(10ms);
-    REQUIRE(server.running());
-  }
-  ~Served() {
-    server.stop();
-    thread.join();
-  }
-};
-
 Served& brown() {
-  static Served served(root_dir() / "models/brown-8m-bf16", {.parallel = 4});
+  static Served served(brown_dir(), {.parallel = 4});
   return served;
 }
 
@@ -71,20 +42,8 @@ Served& llama31() {
   return served;
 }
 
-struct Reply {
-  int status = 0;
-  std::string body;
-};
-
-Reply post(int port, const std::string& path, const std::string& body) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_read_timeout(300s);
-  auto res = c.Post(path.c_str(), body, "application/json");
-  REQUIRE_MESSAGE(res, "POST " << path << ": " << httplib::to_string(res.error()));
-  return {res->status, res->body};
-}
-
-std::string str(simdjson::dom::element e) { return std::string(std::string_view(e)); }
+// Tool-laden prompts and constrained decoding on lavapipe take longer than the usual bound.
+Reply post_slow(int port, const std::string& path, const std::string& body) { return post(port, path, body, {}, 300s); }
 
 const char* const kSchemas[] = {
     R"({"type":"object","properties":{"name":{"type":"string","maxLength":6},"age":{"type":"integer"},
@@ -110,7 +69,7 @@ TEST_CASE("response_format json_schema: every output of the demo model parses an
           std::string("{\"prompt\":\"The jury said\",\"max_tokens\":120,\"temperature\":1.0,\"seed\":") +
           std::to_string(seed) + ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"t\"," +
           "\"strict\":true,\"schema\":" + schema + "}}" + (chat_shape ? ",\"stop\":[\"never\"]" : "") + "}";
-      const Reply r = post(brown().port, "/v1/completions", body);
+      const Reply r = post_slow(brown().port, "/v1/completions", body);
       REQUIRE_MESSAGE(r.status == 200, r.body);
       simdjson::dom::parser parser;
       const auto choice = parser.parse(r.body)["choices"].at(0);
@@ -135,7 +94,7 @@ TEST_CASE("response_format json_object gives an object; max_tokens too small giv
   for (int i = 0; i < 4; ++i) {
     const std::string body = "{\"prompt\":\"The city\",\"max_tokens\":150,\"temperature\":1.0,\"seed\":" +
                              std::to_string(rng.integer(0, 1 << 30)) + ",\"response_format\":{\"type\":\"json_object\"}}";
-    const Reply r = post(brown().port, "/v1/completions", body);
+    const Reply r = post_slow(brown().port, "/v1/completions", body);
     REQUIRE_MESSAGE(r.status == 200, r.body);
     simdjson::dom::parser parser;
     const auto choice = parser.parse(r.body)["choices"].at(0);
@@ -148,7 +107,7 @@ TEST_CASE("response_format json_object gives an object; max_tokens too small giv
     }
   }
   MESSAGE(whole << " of 4 free-form objects closed within 150 tokens");
-  const Reply cut = post(brown().port, "/v1/completions",
+  const Reply cut = post_slow(brown().port, "/v1/completions",
                          std::string("{\"prompt\":\"The\",\"max_tokens\":2,\"temperature\":0,\"response_format\":") +
                              "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"t\",\"schema\":" + kSchemas[0] + "}}}");
   REQUIRE_MESSAGE(cut.status == 200, cut.body);
@@ -160,7 +119,7 @@ TEST_CASE("response_format json_object gives an object; max_tokens too small giv
 
 TEST_CASE("unsupported schemas and malformed response_format get 400 naming the keyword") {
   auto refused = [](const std::string& response_format) {
-    const Reply r = post(brown().port, "/v1/completions",
+    const Reply r = post_slow(brown().port, "/v1/completions",
                          "{\"prompt\":\"x\",\"max_tokens\":2,\"response_format\":" + response_format + "}");
     CHECK_MESSAGE(r.status == 400, r.body);
     simdjson::dom::parser parser;
@@ -212,7 +171,7 @@ TEST_CASE("tools with tool_choice required / named: the answer is a tool call wh
     for (int i = 0; i < 2; ++i) {
       const std::string body = R"({"messages":[{"role":"user","content":"Weather in Paris?"}],"max_tokens":80,"temperature":1.0,"seed":)" +
                                std::to_string(rng.integer(0, 1 << 30)) + ",\"tools\":" + tools + ",\"tool_choice\":" + choice + "}";
-      const Reply r = post(llama31().port, "/v1/chat/completions", body);
+      const Reply r = post_slow(llama31().port, "/v1/chat/completions", body);
       REQUIRE_MESSAGE(r.status == 200, r.body);
       simdjson::dom::parser parser;
       const auto c = parser.parse(r.body)["choices"].at(0);
@@ -232,7 +191,7 @@ TEST_CASE("tools with tool_choice required / named: the answer is a tool call wh
   CHECK(calls_seen >= 2);
 
   // tool_choice none: no constraint, the text comes back as content.
-  const Reply none = post(llama31().port, "/v1/chat/completions",
+  const Reply none = post_slow(llama31().port, "/v1/chat/completions",
                           R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0,"tools":)" + tools +
                               R"(,"tool_choice":"none"})");
   REQUIRE_MESSAGE(none.status == 200, none.body);
@@ -242,7 +201,7 @@ TEST_CASE("tools with tool_choice required / named: the answer is a tool call wh
   CHECK(str(c["finish_reason"]) != "tool_calls");
 
   // A conversation that carries an earlier call and its result renders and answers.
-  const Reply turn = post(llama31().port, "/v1/chat/completions",
+  const Reply turn = post_slow(llama31().port, "/v1/chat/completions",
                           R"({"messages":[{"role":"user","content":"1+2?"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"add","arguments":"{\"a\":1,\"b\":2}"}}]},{"role":"tool","tool_call_id":"call_1","content":"3"}],"max_tokens":3,"temperature":0,"tools":)" +
                               tools + "}");
   CHECK_MESSAGE(turn.status == 200, turn.body);
@@ -252,16 +211,16 @@ TEST_CASE("tools with tool_choice required / named: the answer is a tool call wh
     simdjson::dom::parser p;
     return str(p.parse(r.body)["error"]["param"]);
   };
-  const Reply unknown = post(llama31().port, "/v1/chat/completions",
+  const Reply unknown = post_slow(llama31().port, "/v1/chat/completions",
                              R"({"messages":[{"role":"user","content":"x"}],"tools":)" + tools +
                                  R"(,"tool_choice":{"type":"function","function":{"name":"nope"}}})");
   CHECK(unknown.status == 400);
   CHECK(param_of(unknown) == "tool_choice");
-  const Reply bad_tool = post(llama31().port, "/v1/chat/completions",
+  const Reply bad_tool = post_slow(llama31().port, "/v1/chat/completions",
                               R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]})");
   CHECK(bad_tool.status == 400);
   CHECK(param_of(bad_tool) == "tools");
-  const Reply streamed = post(llama31().port, "/v1/chat/completions",
+  const Reply streamed = post_slow(llama31().port, "/v1/chat/completions",
                               R"({"messages":[{"role":"user","content":"x"}],"stream":true,"tools":)" + tools + "}");
   CHECK(streamed.status == 400);
 }
