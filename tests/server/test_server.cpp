@@ -178,6 +178,36 @@ TEST_CASE("a completion is Session::generate's greedy text, whole or streamed") 
   CHECK(int64_t(usage["usage"]["prompt_tokens"]) == int64_t(ids.size()));
 }
 
+TEST_CASE("a repeated 300-token prompt is not prefilled again: cached_tokens >= 256, and the same text") {
+  // A fresh server: the shared one's prefix cache may already hold anything.
+  Served own(brown_dir(), {.max_body_bytes = kMaxBody});
+  INFERNO_SEED_INFO();
+  Rng rng(7);
+  std::string prompt;
+  std::vector<int32_t> ids;
+  while (ids.size() < 300) {  // random words up to 300 tokens
+    prompt += (prompt.empty() ? "" : " ") + random_prompt(rng);
+    ids = own.model.tokenize(prompt);
+  }
+  CAPTURE(ids.size());
+  std::string text[2];
+  int64_t cached[2] = {-1, -1};
+  for (int round = 0; round < 2; ++round) {
+    const Reply r = post(own.port, "/v1/completions", completion_body(prompt, 4));
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    simdjson::dom::parser parser;
+    const auto doc = parse(parser, r.body);
+    CHECK(int64_t(doc["usage"]["prompt_tokens"]) == int64_t(ids.size()));
+    cached[round] = int64_t(doc["usage"]["prompt_tokens_details"]["cached_tokens"]);
+    text[round] = str(doc["choices"].at(0)["text"]);
+  }
+  CHECK(cached[0] == 0);
+  // Every full 16-token block but the one holding the prompt's last token (its logits are needed).
+  CHECK(cached[1] >= 256);
+  CHECK(cached[1] == int64_t((ids.size() - 1) / 16 * 16));
+  CHECK(text[1] == text[0]);
+}
+
 TEST_CASE("temperature, top_p and seed sample as Session::generate does with the same seed") {
   INFERNO_SEED_INFO();
   Rng rng(6);
@@ -438,7 +468,9 @@ TEST_CASE("idle, slow and waiting connections never hold up /health; past --max-
   // connections that send the request and never read.
   for (size_t i = 0; i < 1 + max_queued; ++i) {
     generating.push_back(connect_raw(own.port));
-    REQUIRE(send_raw(generating.back(), raw_post("/v1/completions", completion_body("The jury said", 200))));
+    // 1000 tokens (the 1024-token context's worth): seconds each even on a quiet machine, so none ends and frees
+    // the queue before the refused request below.
+    REQUIRE(send_raw(generating.back(), raw_post("/v1/completions", completion_body("The jury said", 1000))));
   }
   std::this_thread::sleep_for(1s);  // all submitted: one in the batch, the rest queued
 
@@ -462,7 +494,7 @@ TEST_CASE("idle, slow and waiting connections never hold up /health; past --max-
   CHECK(own.server.cancelled_generations() == cancelled_before + generating.size());
   const auto next_start = std::chrono::steady_clock::now();
   CHECK(post(own.port, "/v1/completions", completion_body("The jury said", 2)).status == 200);
-  CHECK(std::chrono::steady_clock::now() - next_start < 10s);  // 4 × 200 tokens would take minutes on lavapipe
+  CHECK(std::chrono::steady_clock::now() - next_start < 10s);  // 4 × 1000 tokens would take far longer
 
   trickling = false;
   trickle.join();
