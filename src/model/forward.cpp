@@ -12,6 +12,7 @@
 #include "kernels/int8.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/norm.hpp"
+#include "model/projection.hpp"
 #include "util/error.hpp"
 
 namespace inferno::model {
@@ -267,25 +268,8 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
   // scale differs.
   auto project = [&](const vk::Buffer& x, uint32_t m, std::span<const Linear> parts, const vk::Buffer& y,
                      uint32_t y_stride, bool accumulate, const kernels::DeviceVector* norm = nullptr) {
-    std::optional<float> quantized_with;
-    uint32_t column = 0;
-    for (const Linear& part : parts) {
-      const kernels::DeviceVector* bias = part.bias ? &*part.bias : nullptr;
-      if (!part.int8_activations) {
-        kernels::record_linear(d, rec, {.weight = &part.weight, .bias = bias, .x = &x, .y = &y, .m = m,
-                                        .y_stride = y_stride, .y_column = column, .accumulate = accumulate,
-                                        .norm = norm, .norm_eps = h.rms_eps});
-      } else {
-        if (quantized_with != part.input_scale) {
-          kernels::record_quantize_rows(d, rec, x, xq_, xscale_, m, part.weight.cols, part.input_scale);
-          quantized_with = part.input_scale;
-        }
-        kernels::record_linear_w8a8(d, rec, {.weight = &part.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
-                                             .y = &y, .m = m, .y_stride = y_stride, .y_column = column,
-                                             .accumulate = accumulate});
-      }
-      column += part.weight.rows;
-    }
+    record_projection(d, rec, {.x = &x, .m = m, .parts = parts, .y = &y, .y_stride = y_stride, .accumulate = accumulate,
+                               .xq = &xq_, .xscale = &xscale_, .norm = norm, .norm_eps = h.rms_eps});
   };
   // A projection of the norm of x: the norm folded into it where it can be (a few rows, no int8 activations),
   // else the norm kernel into xn_ first.

@@ -11,6 +11,7 @@
 #include "kernels/int8.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/norm.hpp"
+#include "model/projection.hpp"
 #include "model/rope.hpp"
 #include "util/error.hpp"
 
@@ -148,24 +149,8 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::
   vk::Recorder& rec = rec_;
   auto project = [&](const vk::Buffer& x, uint32_t m, std::span<const Linear> parts, const vk::Buffer& y,
                      uint32_t y_stride, bool accumulate) {
-    std::optional<float> quantized_with;
-    uint32_t column = 0;
-    for (const Linear& part : parts) {
-      const kernels::DeviceVector* bias = part.bias ? &*part.bias : nullptr;
-      if (!part.int8_activations) {
-        kernels::record_linear(d, rec, {.weight = &part.weight, .bias = bias, .x = &x, .y = &y, .m = m,
-                                        .y_stride = y_stride, .y_column = column, .accumulate = accumulate});
-      } else {
-        if (quantized_with != part.input_scale) {
-          kernels::record_quantize_rows(d, rec, x, xq_, xscale_, m, part.weight.cols, part.input_scale);
-          quantized_with = part.input_scale;
-        }
-        kernels::record_linear_w8a8(d, rec, {.weight = &part.weight, .bias = bias, .xq = &xq_, .xscale = &xscale_,
-                                             .y = &y, .m = m, .y_stride = y_stride, .y_column = column,
-                                             .accumulate = accumulate});
-      }
-      column += part.weight.rows;
-    }
+    record_projection(d, rec, {.x = &x, .m = m, .parts = parts, .y = &y, .y_stride = y_stride, .accumulate = accumulate,
+                               .xq = &xq_, .xscale = &xscale_});
   };
 
   if (!model_.has_embedding()) std::memcpy(hidden_in_.mapped(), hidden.data(), hidden.size() * 4);
