@@ -196,7 +196,8 @@ TEST_CASE("/v1/completions keeps the continuation's leading space: prompt + text
         if (choices.size()) streamed += str(choices.at(0)["text"]);
       }
       CHECK(streamed == text);
-      if (served == &brown()) CHECK(text.front() == ' ');  // "▁the" after the prompt reads " the"
+      // "▁the" after "The jury said that" reads " the" (a random prompt may continue with punctuation, no space).
+      if (served == &brown() && prompt == "The jury said that") CHECK(text.front() == ' ');
     }
   }
 }
