@@ -186,6 +186,12 @@ inline std::string str(simdjson::dom::element e) { return std::string(std::strin
 
 inline std::string quote(const std::string& s) { return json_quote(s); }
 
+// A greedy /v1/completions body of max_tokens new tokens that decodes all of them (ignore_eos); `extra` adds fields.
+inline std::string completion_body(const std::string& prompt, int max_tokens, const std::string& extra = "") {
+  return "{\"model\":\"brown\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":" + std::to_string(max_tokens) +
+         ",\"temperature\":0,\"ignore_eos\":true" + extra + "}";
+}
+
 // An error reply's param and code ("" when null).
 struct OpenAIError {
   std::string param, code;

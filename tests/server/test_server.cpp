@@ -89,11 +89,6 @@ std::string reference_text(inferno::Model& model, const std::vector<int32_t>& pr
   return continuation_text(model, prompt, session.generate(prompt, options));
 }
 
-std::string completion_body(const std::string& prompt, int max_tokens, const std::string& extra = "") {
-  return "{\"model\":\"brown\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":" + std::to_string(max_tokens) +
-         ",\"temperature\":0,\"ignore_eos\":true" + extra + "}";
-}
-
 // The text of a completions or chat stream, checking every chunk's shape on the way.
 std::string stream_text(const Events& events, bool chat, std::string* finish_reason = nullptr) {
   simdjson::dom::parser parser;

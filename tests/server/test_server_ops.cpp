@@ -49,11 +49,6 @@ bool closed_by_server(int fd, std::chrono::milliseconds timeout) {
   return false;
 }
 
-std::string completion_body(const std::string& prompt, int max_tokens, const std::string& extra = "") {
-  return "{\"prompt\":\"" + prompt + "\",\"max_tokens\":" + std::to_string(max_tokens) +
-         ",\"temperature\":0,\"ignore_eos\":true" + extra + "}";
-}
-
 // OpenAI's error shape; returns error.code ("" when null).
 std::string error_code(const Reply& r, int status) { return openai_error(r, status).code; }
 
