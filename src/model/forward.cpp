@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <optional>
 
 #include "kernels/elementwise.hpp"
 #include "kernels/embedding.hpp"

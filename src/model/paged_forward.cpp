@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <optional>
 
 #include "kernels/attention_paged.hpp"
 #include "kernels/elementwise.hpp"
