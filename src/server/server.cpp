@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <mutex>
@@ -263,6 +265,11 @@ class HttpFront final : public httplib::Server {
  public:
   explicit HttpFront(HeadLimits limits) : limits_(limits) {}
   bool listening_stopped() const { return svr_sock_ == INVALID_SOCKET; }
+  // cpp-httplib listens with a backlog of 5 (compiled into Debian's library). When the accepting thread is slow to
+  // run (lavapipe's threads busy on every core), a burst of connections overflows it and the kernel drops their
+  // handshakes: those clients wait for retransmits of 1, 2, 4, ... s, and a request sent first may arrive last.
+  // listen() again on the bound socket sets the kernel's queue to the system's bound (net.core.somaxconn).
+  bool widen_backlog() { return svr_sock_ != INVALID_SOCKET && ::listen(svr_sock_, SOMAXCONN) == 0; }
 
  private:
   bool process_and_close_socket(socket_t sock) override {
@@ -802,6 +809,8 @@ int Server::bind() {
   const int port = o.port == 0 ? impl_->http.bind_to_any_port(o.host) : (impl_->http.bind_to_port(o.host, o.port) ? o.port : -1);
   if (port <= 0)
     throw Error("cannot listen on " + o.host + ":" + std::to_string(o.port) + " (address in use, or not an address of this machine)");
+  if (!impl_->http.widen_backlog())
+    throw Error("cannot listen on " + o.host + ":" + std::to_string(port) + ": " + std::strerror(errno));
   return port;
 }
 
