@@ -634,8 +634,8 @@ std::vector<KernelTime> Session::last_kernel_times() const {
   std::vector<KernelTime> out;
   if (!impl_->session) return out;
   const model::Pipeline& p = impl_->session->pipeline();
-  for (size_t i = 0; i < p.stages(); ++i)
-    for (const auto& t : p.stage(i).recorder().timings()) out.push_back({t.label, t.ns});
+  for (const auto& stage : p.last_timings())
+    for (const auto& t : stage) out.push_back({t.label, t.ns});
   return out;
 }
 
@@ -647,8 +647,9 @@ std::vector<DeviceStepTime> Session::last_device_times() const {
     DeviceStepTime d;
     d.device = impl_->model->stages[i].info.index;
     d.wall_ns = i < p.last_stage_seconds().size() ? p.last_stage_seconds()[i] * 1e9 : 0;
-    for (const auto& t : p.stage(i).recorder().timings())
-      (t.label == model::Forward::kTransferLabel ? d.transfer_device_ns : d.kernel_ns) += t.ns;
+    if (i < p.last_timings().size())
+      for (const auto& t : p.last_timings()[i])
+        (t.label == model::Forward::kTransferLabel ? d.transfer_device_ns : d.kernel_ns) += t.ns;
     out.push_back(d);
   }
   return out;

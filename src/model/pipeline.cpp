@@ -94,6 +94,7 @@ std::vector<float> Pipeline::step(const Step& s) {
 std::vector<float> Pipeline::step_in_turn(const Step& s) {
   stage_seconds_.assign(forwards_.size(), 0.0);
   trace_.clear();
+  timings_.assign(forwards_.size(), {});
   double copies_before = 0;
   for (const auto& f : forwards_) copies_before += f->hidden_copy_seconds();
   const auto start = Clock::now();
@@ -110,6 +111,7 @@ std::vector<float> Pipeline::step_in_turn(const Step& s) {
     out = forwards_[i]->step(next);
   }
   const auto end = Clock::now();
+  for (size_t i = 0; i < forwards_.size(); ++i) timings_[i] = forwards_[i]->recorder().timings();
   stage_seconds_.back() = seconds(t0, end);
   trace_.push_back({uint32_t(forwards_.size() - 1), 0, seconds(start, t0), seconds(start, end)});
   step_seconds_ = seconds(start, end);
@@ -141,6 +143,7 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
   std::vector<std::vector<char>> done(stages, std::vector<char>(pieces, 0));
   std::vector<double> busy(stages, 0.0);
   std::vector<uint64_t> moved(stages, 0);
+  std::vector<std::vector<vk::DispatchTime>> timings(stages);  // each stage's thread appends to its own
   std::vector<MicroBatchTime> trace;
   std::mutex mutex;
   std::condition_variable handed_over;
@@ -164,6 +167,7 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
         std::vector<float> out = forwards_[i]->step(piece);
         const auto t1 = Clock::now();
         busy[i] += seconds(t0, t1);
+        for (auto& t : forwards_[i]->recorder().timings()) timings[i].push_back(std::move(t));
         if (i + 1 < stages) moved[i] += out.size() * 4;
         {
           std::lock_guard lock(mutex);
@@ -198,6 +202,7 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
   step_seconds_ = seconds(start, Clock::now());
   stage_seconds_ = busy;
   trace_ = std::move(trace);
+  timings_ = std::move(timings);
   transfer_seconds_ = -copies_before;
   for (const auto& f : forwards_) transfer_seconds_ += f->hidden_copy_seconds();
   for (uint64_t m : moved) transferred_bytes_ += m;

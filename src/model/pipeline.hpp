@@ -34,6 +34,9 @@ class Pipeline {
   // Host seconds of the last step spent copying the hidden state into and out of the stages' mapped buffers.
   double last_transfer_seconds() const { return transfer_seconds_; }
   double last_step_seconds() const { return step_seconds_; }  // wall time of the last step
+  // GPU time of every dispatch of each stage in the last step (with timestamps), every micro-batch's in turn: a
+  // stage's recorder holds only its last submission's.
+  const std::vector<std::vector<vk::DispatchTime>>& last_timings() const { return timings_; }
 
   // Rows (batch × tokens) a micro-batch aims at; 0 runs every step whole, stage after stage. Default: 64 with two
   // or more stages, or INFERNO_PIPELINE_MICROBATCH.
@@ -70,6 +73,7 @@ class Pipeline {
   bool dynamic_rope_ = false;
   uint32_t max_position_embeddings_ = 0;
   std::vector<MicroBatchTime> trace_;
+  std::vector<std::vector<vk::DispatchTime>> timings_;
 };
 
 }  // namespace inferno::model

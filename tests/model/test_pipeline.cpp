@@ -320,6 +320,44 @@ TEST_CASE("prefill pipelined in micro-batches: bit-identical to one device and t
   CHECK(overlaps > 0);  // the stages did run micro-batches at the same time
 }
 
+TEST_CASE("a pipelined step's GPU timings hold every micro-batch's dispatches, not only the last one's") {
+  Devices& d = devices();
+  std::mt19937 rng(7);
+  const fs::path path = data_path("hf-llama/llama3-gqa-f32");
+  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
+  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = 1, .embedding = false});
+  const auto prompt = random_prompt(rng, 40, first->hyper().vocab);
+  std::vector<int32_t> positions(prompt.size());
+  for (size_t i = 0; i < prompt.size(); ++i) positions[i] = int32_t(i);
+  const int32_t kv_start = 0;
+  const Step step{.batch = 1, .tokens = uint32_t(prompt.size()), .ids = prompt, .positions = positions,
+                  .kv_start = std::span(&kv_start, 1), .rows = LogitsRows::Last};
+  std::vector<std::vector<std::vector<std::string>>> labels;  // [in turn | pipelined][stage][dispatch]
+  size_t pieces = 0;
+  for (uint32_t micro_batch : {0u, 16u}) {
+    Pipeline p({first.get(), second.get()}, 1, 64, kernels::KvType::F32, /*timestamps=*/true);
+    p.set_micro_batch(micro_batch);
+    p.step(step);
+    REQUIRE(p.last_timings().size() == 2);
+    auto& l = labels.emplace_back(2);
+    for (size_t i = 0; i < 2; ++i)
+      for (const auto& t : p.last_timings()[i]) {
+        CHECK(t.ns >= 0);
+        l[i].push_back(t.label);
+      }
+    for (const auto& t : p.last_trace()) pieces = std::max<size_t>(pieces, t.micro_batch + 1);
+  }
+  REQUIRE(pieces == 3);  // 40 tokens in micro-batches of 16 rows: 14 + 13 + 13
+  for (size_t i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    REQUIRE(!labels[0][i].empty());
+    // Each micro-batch runs the whole step's dispatches: the in-turn labels once per micro-batch.
+    std::vector<std::string> repeated;
+    for (size_t k = 0; k < pieces; ++k) repeated.insert(repeated.end(), labels[0][i].begin(), labels[0][i].end());
+    CHECK(labels[1][i] == repeated);
+  }
+}
+
 TEST_CASE("pipelined prefill: three stages, a batch with left padding, a reused cache; a failing micro-batch rewinds all") {
   Devices& d = devices();
   const uint32_t seed = 99;
