@@ -44,16 +44,22 @@ class SchemaCompiler {
   // ---- shared pieces ----
   uint32_t ws() {
     if (ws_) return *ws_;
-    const ByteSet space = ByteSet().add(' ').add('\t').add('\n');
-    uint32_t inner = b_.new_rule();  // matches the empty text only
-    b_.add(inner, {});
-    for (int i = 0; i < kMaxWhitespace; ++i) {
+    // Nothing, one space, or one newline and an indentation of spaces and tabs: the layouts JSON is written in. A
+    // model is not let fill every place with blank lines (the greedy demo model would, until max_tokens).
+    const ByteSet indent = ByteSet().add(' ').add('\t');
+    uint32_t tail = b_.new_rule();  // matches the empty text only
+    b_.add(tail, {});
+    for (int i = 0; i < kMaxIndent; ++i) {
       const uint32_t r = b_.new_rule();
       b_.add(r, {});
-      b_.add(r, {b_.bytes(space), GrammarBuilder::ref(inner)});
-      inner = r;
+      b_.add(r, {b_.bytes(indent), GrammarBuilder::ref(tail)});
+      tail = r;
     }
-    return *(ws_ = inner);
+    const uint32_t r = b_.new_rule();
+    b_.add(r, {});
+    b_.add(r, {b_.bytes(ByteSet().add(' '))});
+    b_.add(r, {b_.bytes(ByteSet().add('\n')), GrammarBuilder::ref(tail)});
+    return *(ws_ = r);
   }
   Grammar::Symbol w() { return GrammarBuilder::ref(ws()); }
 

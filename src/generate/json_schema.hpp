@@ -12,8 +12,8 @@
 //   when additionalProperties allows others (an object schema without properties takes any keys);
 // - numbers have at most 16 integer digits, 15 fraction digits and a 2-digit exponent;
 // - strings hold printable characters, valid UTF-8 and the JSON escapes (no lone surrogates);
-// - whitespace between tokens: at most kMaxWhitespace bytes of space, tab or newline at each place; none before or
-//   after the value.
+// - whitespace between tokens: nothing, one space, or a newline and at most kMaxIndent spaces and tabs at each
+//   place; none before or after the value.
 // Bounds on user input: the schema nests at most kMaxSchemaDepth levels, the grammar has at most kMaxSymbols
 // symbols (minLength, maxItems... are unrolled into it), the matcher bounds the output's nesting (GrammarMatcher).
 #include <string_view>
@@ -24,7 +24,7 @@ namespace inferno::gen {
 
 constexpr size_t kMaxSchemaDepth = 64;
 constexpr size_t kMaxSymbols = 200000;
-constexpr int kMaxWhitespace = 8;
+constexpr int kMaxIndent = 20;
 
 // Throws Error "json schema at #/properties/x: ..." naming the keyword at fault.
 Grammar compile_json_schema(std::string_view schema_json);

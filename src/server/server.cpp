@@ -492,8 +492,10 @@ struct Server::Impl {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, generation, head, include_usage = request.include_usage, record, submitted](size_t, httplib::DataSink& sink) {
-          return stream_events(*generation, head, include_usage, sink, record, submitted);
+        [this, generation, head, include_usage = request.include_usage, record, submitted,
+         tool_names = structured.tools.active() ? std::optional(structured.tools.names) : std::nullopt](
+            size_t, httplib::DataSink& sink) {
+          return stream_events(*generation, head, include_usage, sink, record, submitted, tool_names);
         },
         [generation](bool success) {
           if (!success) generation->cancel();  // the connection broke before the stream ended
@@ -522,9 +524,11 @@ struct Server::Impl {
   }
 
   // Writes the whole event stream of a generation. A write that fails means the client went away: the
-  // generation is cancelled at its next token.
+  // generation is cancelled at its next token. With tools (one choice), text that may be a call is held until it
+  // is known (ToolCallStream) and a call goes out as delta.tool_calls with finish_reason "tool_calls".
   bool stream_events(Generation& generation, const ResponseHead& head, bool include_usage, httplib::DataSink& sink,
-                            RequestRecord* record, Clock::time_point submitted) {
+                     RequestRecord* record, Clock::time_point submitted,
+                     const std::optional<std::vector<std::string>>& tool_names) {
     const auto send = [&](const std::string& event) {
       const std::string data = "data: " + event + "\n\n";
       if (sink.write(data.data(), data.size())) return true;
@@ -549,11 +553,27 @@ struct Server::Impl {
         if (!send(chunk_json(head, Choice{.index = i}, true))) return false;
         first[size_t(i)] = false;
       }
+    std::optional<ToolCallStream> calls;
+    if (tool_names) calls.emplace(*tool_names);
+    const auto send_delta = [&](const Choice& delta) {
+      const bool sent = send(chunk_json(head, delta, first[size_t(delta.index)]));
+      first[size_t(delta.index)] = false;
+      return sent;
+    };
     for (;;) {
       auto update = generation.next(1s);
-      for (const Choice& delta : update.deltas) {
-        if (!send(chunk_json(head, delta, first[size_t(delta.index)]))) return false;
-        first[size_t(delta.index)] = false;
+      for (Choice& delta : update.deltas) {
+        if (!calls || delta.index != 0) {
+          if (!send_delta(delta)) return false;
+          continue;
+        }
+        const int index = delta.index;
+        ToolCallStream::Out out = calls->push(std::move(delta));
+        for (const Choice& d : out.deltas)
+          if (!send_delta(d)) return false;
+        if (out.calls && (!send(tool_calls_chunk_json(head, index, *out.calls)) ||
+                          !send_delta(Choice{.index = index, .finish_reason = "tool_calls"})))
+          return false;
       }
       if (update.deltas.empty() && !update.done) {
         // A second without text (queued behind other requests, or a long prefill): an SSE comment, which clients

@@ -163,6 +163,47 @@ std::optional<std::vector<ToolCall>> parse_tool_calls(const std::string& text, c
   return calls;
 }
 
+ToolCallStream::Out ToolCallStream::push(Choice delta) {
+  Out out;
+  if (!holding_) {
+    out.deltas.push_back(std::move(delta));
+    return out;
+  }
+  text_ += delta.text;
+  const bool ended = delta.finish_reason.has_value();
+  const std::string_view body = trim(text_);
+  const bool may_be_call = body.empty() || body.front() == '{' || body.front() == '[';
+  if (ended && may_be_call && *delta.finish_reason == "stop") {
+    if ((out.calls = parse_tool_calls(text_, names_))) {
+      holding_ = false;
+      held_.clear();
+      return out;
+    }
+  }
+  held_.push_back(std::move(delta));
+  if (may_be_call && !ended) return out;
+  holding_ = false;  // text, not a call: what was held goes out as it came
+  out.deltas = std::move(held_);
+  held_.clear();
+  return out;
+}
+
+std::string tool_calls_chunk_json(const ResponseHead& head, int index, const std::vector<ToolCall>& calls) {
+  JsonWriter j;
+  j.begin_object();
+  j.field("id", head.id).field("object", "chat.completion.chunk").field("created", head.created).field("model", head.model);
+  j.key("choices").begin_array().begin_object().field("index", index);
+  j.key("delta").begin_object().key("tool_calls").begin_array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    j.begin_object().field("index", int64_t(i)).field("id", call_id()).field("type", "function");
+    j.key("function").begin_object().field("name", calls[i].name).field("arguments", calls[i].arguments).end_object();
+    j.end_object();
+  }
+  j.end_array().end_object();
+  j.null_field("logprobs").null_field("finish_reason").end_object().end_array().end_object();
+  return j.str();
+}
+
 std::string tool_calls_completion_json(const ResponseHead& head, const std::vector<ToolCall>& calls, const Usage& usage) {
   JsonWriter j;
   j.begin_object();
@@ -245,8 +286,6 @@ StructuredRequest read_structured(std::string_view body, const CompletionRequest
   r.tools = read_tools(field("tools"), field("tool_choice"));
   if (r.tools.active() && !r.json_schema.empty())
     throw ApiError::invalid("response_format", "'response_format' together with 'tools' is not supported");
-  if (r.tools.active() && request.stream)
-    throw ApiError::invalid("stream", "streaming with 'tools' is not supported (the answer is parsed whole)");
   if (!r.tools.call_schema.empty()) r.json_schema = r.tools.call_schema;
   simdjson::dom::array messages;
   bool tool_turns = false;

@@ -42,6 +42,31 @@ std::optional<std::vector<ToolCall>> parse_tool_calls(const std::string& text, c
 // A chat completion whose message holds tool_calls (content null), finish_reason "tool_calls".
 std::string tool_calls_completion_json(const ResponseHead& head, const std::vector<ToolCall>& calls, const Usage& usage);
 
+// A streamed chat choice under tools: its deltas are held while the text so far could still be a call (nothing but
+// whitespace yet, or it begins with '{' or '['), and released in order as soon as it cannot; at the end, held text
+// that parses as calls of the request's tools (and ended with "stop") becomes tool calls instead, as in the
+// non-streamed answer. Text that is not a call streams as it comes, delayed by at most its leading whitespace.
+class ToolCallStream {
+ public:
+  explicit ToolCallStream(std::vector<std::string> names) : names_(std::move(names)) {}
+  struct Out {
+    std::vector<Choice> deltas;                  // to send now, in order
+    std::optional<std::vector<ToolCall>> calls;  // the choice ended as these calls (send them, then "tool_calls")
+  };
+  // `delta` as the generation posts it; one with a finish_reason ends the choice.
+  Out push(Choice delta);
+  bool holding() const { return holding_; }
+
+ private:
+  std::vector<std::string> names_;
+  bool holding_ = true;
+  std::string text_;             // the held deltas' text
+  std::vector<Choice> held_;
+};
+
+// One stream chunk that carries a choice's tool calls whole (name and all arguments), OpenAI's delta.tool_calls.
+std::string tool_calls_chunk_json(const ResponseHead& head, int index, const std::vector<ToolCall>& calls);
+
 // The structured-output fields of a request body already checked by parse_completion_request.
 struct StructuredRequest {
   std::string json_schema;    // what decoding follows: response_format's, or the tool-call schema; "" for free text

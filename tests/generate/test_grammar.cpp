@@ -108,6 +108,12 @@ TEST_CASE("grammar: the compiled schema accepts what validates and refuses what 
   CHECK_FALSE(accepts(person, "{\"name\":\"\xc3\",\"age\":1}"));      // a cut UTF-8 character
   CHECK_FALSE(accepts(person, "{\"name\":\"\\ud800\",\"age\":1}"));  // a lone surrogate escape
   CHECK_FALSE(accepts(person, "{\"name\":\"a\tb\",\"age\":1}"));      // a raw control character
+  // Whitespace: nothing, one space, or a newline and an indentation of up to kMaxIndent spaces and tabs.
+  CHECK(accepts(person, "{\n\t\"name\":\"A\",\n" + std::string(inferno::gen::kMaxIndent, ' ') + "\"age\":1\n}"));
+  CHECK_FALSE(accepts(person, "{\n" + std::string(inferno::gen::kMaxIndent + 1, ' ') + "\"name\":\"A\",\"age\":1}"));
+  CHECK_FALSE(accepts(person, "{\n\n\"name\":\"A\",\"age\":1}"));  // blank lines
+  CHECK_FALSE(accepts(person, "{\"name\":  \"A\",\"age\":1}"));     // two spaces
+  CHECK_FALSE(accepts(person, "{\"name\": \n\"A\",\"age\":1}"));   // a space, then a newline
   CHECK(accepts(kSchemas[2], "[1.5,-2e10]"));
   CHECK_FALSE(accepts(kSchemas[2], "[1]"));
   CHECK_FALSE(accepts(kSchemas[2], "[1e-,2]"));

@@ -1,6 +1,6 @@
 // OpenAI's official Node client (the `openai` npm package) against `inferno serve` on the demo model, with a chat
 // template given by --template: models.list, chat.completions.create (plain, streamed, logprobs, n = 2, a refused
-// field), completions.create (logprobs, streamed n = 2). A real client parses every response into its own types
+// field, tool calls streamed and not), completions.create (logprobs, streamed n = 2). A real client parses every response into its own types
 // and rejects shapes that hand-written requests would let through.
 // Run by meson (suite server_openai_client); exits 77 (skipped) when the package is missing.
 import assert from 'node:assert/strict';
@@ -166,6 +166,30 @@ await check('completions.create stream n=2', async () => {
   assert.equal(texts[0], texts[1]);  // greedy twice
   assert.ok(texts[0].length > 0);
   assert.deepEqual(finishes, ['length', 'length']);
+});
+
+await check('chat.completions.stream with tools: the client assembles the same tool call as unstreamed', async () => {
+  const tools = [{
+    type: 'function',
+    function: {
+      name: 'set_unit', parameters: {
+        type: 'object', properties: { unit: { enum: ['c', 'f'] } }, required: ['unit'], additionalProperties: false,
+      },
+    },
+  }];
+  const request = { model, messages, max_tokens: 64, temperature: 0, tools, tool_choice: 'required' };
+  const whole = await client.chat.completions.create(request);
+  assert.equal(whole.choices[0].finish_reason, 'tool_calls');
+  const stream = client.chat.completions.stream(request);
+  const final = await stream.finalChatCompletion();  // the SDK's own accumulation of the chunks
+  const call = final.choices[0].message.tool_calls[0];
+  assert.equal(final.choices[0].finish_reason, 'tool_calls');
+  assert.equal(final.choices[0].message.tool_calls.length, 1);
+  assert.equal(call.type, 'function');
+  assert.match(call.id, /^call_/);
+  assert.equal(call.function.name, whole.choices[0].message.tool_calls[0].function.name);
+  assert.equal(call.function.arguments, whole.choices[0].message.tool_calls[0].function.arguments);
+  assert.ok(['c', 'f'].includes(JSON.parse(call.function.arguments).unit));
 });
 
 stopServer();

@@ -220,9 +220,121 @@ TEST_CASE("tools with tool_choice required / named: the answer is a tool call wh
                               R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]})");
   CHECK(bad_tool.status == 400);
   CHECK(param_of(bad_tool) == "tools");
-  const Reply streamed = post_slow(llama31().port, "/v1/chat/completions",
-                              R"({"messages":[{"role":"user","content":"x"}],"stream":true,"tools":)" + tools + "}");
-  CHECK(streamed.status == 400);
+}
+
+TEST_CASE("tools streamed: a call comes as delta.tool_calls equal to the answer unstreamed; text streams as text") {
+  INFERNO_SEED_INFO();
+  const std::string add_params =
+      R"({"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"required":["a","b"],"additionalProperties":false})";
+  const std::string tools = R"([{"type":"function","function":{"name":"add","parameters":)" + add_params + "}}]";
+  Rng rng(5);
+  int calls_seen = 0;
+  for (const std::string choice : {"\"required\"", "\"none\"", "\"auto\""}) {
+    for (int i = 0; i < 2; ++i) {
+      const std::string seed = std::to_string(rng.integer(0, 1 << 30));
+      const std::string body = R"({"messages":[{"role":"user","content":"1+2?"}],"max_tokens":48,"temperature":1.0,"seed":)" +
+                               seed + ",\"tools\":" + tools + ",\"tool_choice\":" + choice;
+      const Reply whole = post_slow(llama31().port, "/v1/chat/completions", body + "}");
+      const Reply streamed = post_slow(llama31().port, "/v1/chat/completions", body + ",\"stream\":true}");
+      REQUIRE_MESSAGE(whole.status == 200, whole.body);
+      REQUIRE_MESSAGE(streamed.status == 200, streamed.body);
+      INFO("tool_choice " << choice << " seed " << seed << "\nwhole " << whole.body << "\nstreamed " << streamed.body);
+      simdjson::dom::parser p1, p2;
+      const auto c = p1.parse(whole.body)["choices"].at(0);
+      const Events events = parse_events(streamed.body);
+      REQUIRE(events.ended_with_done);
+      // What the chunks add up to, as a client assembles them.
+      std::string content, finish, name, arguments, id;
+      int tool_chunks = 0;
+      for (const std::string& data : events.data) {
+        const auto chunk = p2.parse(data)["choices"].at(0);
+        const auto delta = chunk["delta"];
+        std::string_view text;
+        if (delta["content"].get(text) == simdjson::SUCCESS) content += text;
+        simdjson::dom::array calls;
+        if (delta["tool_calls"].get(calls) == simdjson::SUCCESS) {
+          ++tool_chunks;
+          REQUIRE(calls.size() == 1);
+          const auto call = calls.at(0);
+          CHECK(int64_t(call["index"]) == 0);
+          CHECK(str(call["type"]) == "function");
+          id = str(call["id"]);
+          name += str(call["function"]["name"]);
+          arguments += str(call["function"]["arguments"]);
+        }
+        std::string_view reason;
+        if (chunk["finish_reason"].get(reason) == simdjson::SUCCESS) {
+          CHECK(finish.empty());  // one chunk ends the choice
+          finish = reason;
+        }
+      }
+      CHECK(finish == str(c["finish_reason"]));
+      if (finish == "tool_calls") {
+        ++calls_seen;
+        CHECK(choice != "\"none\"");
+        CHECK(tool_chunks == 1);
+        CHECK(content.empty());  // the call's text is not also sent as content
+        CHECK(id.rfind("call_", 0) == 0);
+        const auto call = c["message"]["tool_calls"].at(0);
+        CHECK(name == str(call["function"]["name"]));
+        CHECK(arguments == str(call["function"]["arguments"]));
+        CHECK(parse_and_validate(arguments, add_params) == "");
+      } else {
+        CHECK(tool_chunks == 0);
+        CHECK(content == str(c["message"]["content"]));  // held text released whole, in order
+      }
+    }
+  }
+  CHECK(calls_seen >= 1);  // tool_choice required: a call unless cut by max_tokens
+}
+
+TEST_CASE("ToolCallStream: deltas held while the text may be a call, released in order once it cannot") {
+  using inferno::server::Choice;
+  using inferno::server::ToolCallStream;
+  auto delta = [](std::string text, std::optional<std::string> finish = std::nullopt) {
+    return Choice{.index = 0, .text = std::move(text), .finish_reason = std::move(finish)};
+  };
+  auto texts = [](const ToolCallStream::Out& out) {
+    std::string all;
+    for (const auto& d : out.deltas) all += d.text + "|";
+    return all;
+  };
+  {  // a call: nothing goes out until the end, then the call and no text
+    ToolCallStream s({"add"});
+    CHECK(s.push(delta(" ")).deltas.empty());
+    CHECK(s.push(delta("{\"name\": \"add\", ")).deltas.empty());
+    CHECK(s.push(delta("\"parameters\": {\"a\": 1}}")).deltas.empty());
+    const auto end = s.push(delta("", "stop"));
+    CHECK(end.deltas.empty());
+    REQUIRE(end.calls);
+    REQUIRE(end.calls->size() == 1);
+    CHECK(end.calls->front().name == "add");
+    CHECK(end.calls->front().arguments == "{\"a\":1}");
+  }
+  {  // text: held while only whitespace, then everything in order, then as it comes
+    ToolCallStream s({"add"});
+    CHECK(s.push(delta("\n")).deltas.empty());
+    CHECK(texts(s.push(delta("Hello"))) == "\n|Hello|");
+    CHECK(!s.holding());
+    CHECK(texts(s.push(delta(" {"))) == " {|");
+    const auto end = s.push(delta("", "stop"));
+    CHECK(!end.calls);
+    REQUIRE(end.deltas.size() == 1);
+    CHECK(*end.deltas.front().finish_reason == "stop");
+  }
+  {  // looks like a call but is not one of the tools, or is cut by the length: released at the end as text
+    for (const char* finish : {"stop", "length"}) {
+      ToolCallStream s({"add"});
+      CHECK(s.push(delta("{\"name\": \"sub\", \"parameters\": {}}")).deltas.empty());
+      const auto end = s.push(delta("", finish));
+      CHECK(!end.calls);
+      CHECK(texts(end) == "{\"name\": \"sub\", \"parameters\": {}}||");
+      CHECK(*end.deltas.back().finish_reason == finish);
+    }
+    ToolCallStream cut({"add"});
+    CHECK(cut.push(delta("{\"name\": \"add\", \"param")).deltas.empty());
+    CHECK(!cut.push(delta("", "length")).calls);
+  }
 }
 
 TEST_CASE("Session (one sequence, no batching engine) honours GenerateOptions::json_schema too") {
