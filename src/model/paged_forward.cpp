@@ -12,6 +12,7 @@
 #include "kernels/norm.hpp"
 #include "model/projection.hpp"
 #include "model/rope.hpp"
+#include "model/stage_threads.hpp"
 #include "util/error.hpp"
 
 namespace inferno::model {
@@ -85,7 +86,8 @@ void PagedForward::ensure_scratch(uint32_t rows, uint32_t logits_rows, uint32_t 
   if (partial_floats * 4 > partials_.bytes()) partials_ = f32(partial_floats, "attention_partials");
 }
 
-std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::span<const float> hidden) {
+std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::span<const float> hidden,
+                                      bool split_attention) {
   const auto& h = model_.hyper();
   if (seqs.empty()) throw Error("a paged step needs at least one sequence");
   const uint32_t bs = cache_.block_size();
@@ -117,7 +119,7 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::
                             .block_size = bs, .blocks = cache_.blocks(), .table_width = width, .table_first = rows,
                             .sequences = n_seqs, .scale = float(1.0 / std::sqrt(double(h.head_dim)))};
   // Split-K on GPUs for decode-sized steps: about 128 keys a split, as Forward chooses.
-  if (attention_splits_ == 0 || attention_splits_ > 1) {
+  if (split_attention && (attention_splits_ == 0 || attention_splits_ > 1)) {
     const uint32_t splits = attention_splits_ == 0 ? std::clamp<uint32_t>((longest + 127) / 128, 1, 32) : attention_splits_;
     if (rows <= 64 && splits > 1) {
       shape.splits = std::min(splits, longest);
@@ -207,15 +209,67 @@ PagedPipeline::PagedPipeline(const std::vector<const LlamaModel*>& stages, Paged
     next_layer += uint32_t(m.layers().size());
     forwards_.push_back(std::make_unique<PagedForward>(m, cache, max_context));
   }
+  micro_batch_ = micro_batch_rows_from_env(stages.size() >= 2 ? kDefaultMicroBatchRows : 0);
   if (next_layer != stages.front()->hyper().layers)
     throw Error("paged pipeline stages hold " + std::to_string(next_layer) + " of the model's " +
                 std::to_string(stages.front()->hyper().layers) + " layers");
 }
 
-std::vector<float> PagedPipeline::step(std::span<const PagedSequence> sequences) {
-  std::vector<float> out = forwards_.front()->step(sequences);
-  for (size_t i = 1; i < forwards_.size(); ++i) out = forwards_[i]->step(sequences, out);
+std::vector<std::vector<PagedSequence>> PagedPipeline::micro_batches(std::span<const PagedSequence> seqs) const {
+  std::vector<std::vector<PagedSequence>> whole(1, std::vector<PagedSequence>(seqs.begin(), seqs.end()));
+  uint64_t rows = 0;
+  for (const PagedSequence& s : seqs) rows += s.ids.size();
+  if (forwards_.size() < 2 || micro_batch_ == 0 || rows <= micro_batch_ || seqs.empty()) return whole;
+  // Fewest rows a micro-batch may hold: more than the matrix·vector kernel takes.
+  constexpr uint64_t least = kernels::kMatvecMaxRows + 1;
+  const uint64_t count = std::min<uint64_t>((rows + micro_batch_ - 1) / micro_batch_, rows / least);
+  if (count < 2) return whole;
+  // The last micro-batch: an even share, or every sequence's last token if there are more sequences.
+  const uint64_t last = std::max<uint64_t>(rows / count, seqs.size());
+  const uint64_t rest = rows - last;
+  const uint64_t leading = std::min<uint64_t>((rest + micro_batch_ - 1) / micro_batch_, rest / least);
+  if (leading < 1) return whole;
+  // rest rows from the sequences' leading tokens (never a last token: rest ≤ rows − sequences), in order, in
+  // `leading` micro-batches of even length (each ≥ least: leading ≤ rest / least).
+  std::vector<std::vector<PagedSequence>> out(leading + 1);
+  std::vector<uint32_t> taken(seqs.size(), 0);
+  size_t seq = 0;
+  for (uint64_t k = 0; k < leading; ++k) {
+    uint64_t want = rest / leading + (k < rest % leading ? 1 : 0);
+    while (want > 0) {
+      const PagedSequence& s = seqs[seq];
+      const uint64_t available = s.ids.size() - 1 - taken[seq];  // its last token stays for the last micro-batch
+      if (available == 0) {
+        ++seq;
+        continue;
+      }
+      const uint32_t n = uint32_t(std::min(available, want));
+      out[k].push_back({.ids = s.ids.subspan(taken[seq], n), .past = s.past + taken[seq], .blocks = s.blocks,
+                        .logits = false});
+      taken[seq] += n;
+      want -= n;
+    }
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const PagedSequence& s = seqs[i];
+    out.back().push_back({.ids = s.ids.subspan(taken[i]), .past = s.past + taken[i], .blocks = s.blocks,
+                          .logits = s.logits});
+  }
   return out;
+}
+
+std::vector<float> PagedPipeline::step(std::span<const PagedSequence> sequences) {
+  const auto pieces = micro_batches(sequences);
+  last_micro_batches_ = pieces.size();
+  if (pieces.size() < 2) {
+    std::vector<float> out = forwards_.front()->step(sequences);
+    for (size_t i = 1; i < forwards_.size(); ++i) out = forwards_[i]->step(sequences, out);
+    return out;
+  }
+  auto outputs = run_stage_threads(forwards_.size(), pieces.size(), [&](size_t stage, size_t k, std::vector<float> in) {
+    return forwards_[stage]->step(pieces[k], in, /*split_attention=*/false);
+  });
+  return std::move(outputs.back());  // only the last micro-batch has logits
 }
 
 }  // namespace inferno::model

@@ -31,7 +31,10 @@ class PagedForward {
   // Runs the step and returns the logits [sequences with logits = true, vocab], in their order. A stage without the
   // embedding takes the hidden state of every row [rows, hidden] from the stage before; a stage without the head
   // returns that of every row instead of logits.
-  std::vector<float> step(std::span<const PagedSequence> sequences, std::span<const float> hidden = {});
+  // split_attention false: no split-K attention in this step whatever its size (a micro-batch of a larger step
+  // takes the larger step's choice, which never splits, so that its rows are summed as the whole step's would be).
+  std::vector<float> step(std::span<const PagedSequence> sequences, std::span<const float> hidden = {},
+                          bool split_attention = true);
   const LlamaModel& model() const { return model_; }
 
   uint32_t max_context() const { return max_context_; }
@@ -59,6 +62,13 @@ class PagedForward {
 
 // The paged step over a model split over devices: one PagedForward per stage, each stage's hidden state of every
 // row handed to the next through host memory. With one stage it is the plain PagedForward.
+//
+// A step of more rows than a micro-batch (a prefill chunk: --batch-tokens rows) is cut into micro-batches that run
+// through the stages pipelined (stage_threads.hpp). The cut keeps the step's arithmetic: every micro-batch has more
+// than kernels::kMatvecMaxRows rows (the matrix·matrix kernels, as the whole step), none splits attention, the
+// leading parts of long sequences go first and the last micro-batch holds every sequence's last token, in the
+// step's order, so the lm_head runs once on the same rows as in the whole step. A sequence's later part attends to
+// the K/V its earlier part wrote on the same device, as in one step.
 class PagedPipeline {
  public:
   PagedPipeline(const std::vector<const LlamaModel*>& stages, PagedKvCache& cache, uint32_t max_context);
@@ -66,8 +76,18 @@ class PagedPipeline {
   size_t stages() const { return forwards_.size(); }
   PagedForward& stage(size_t i) { return *forwards_[i]; }
 
+  // Rows a micro-batch aims at; 0 runs every step whole, stage after stage. Default: 64 with two or more stages,
+  // or INFERNO_PIPELINE_MICROBATCH.
+  void set_micro_batch(uint32_t rows) { micro_batch_ = rows; }
+  uint32_t micro_batch() const { return micro_batch_; }
+  // The micro-batches a step is cut into (one: not cut), each a list of sequence parts as PagedForward::step takes.
+  std::vector<std::vector<PagedSequence>> micro_batches(std::span<const PagedSequence> sequences) const;
+  size_t last_micro_batches() const { return last_micro_batches_; }  // of the last step
+
  private:
   std::vector<std::unique_ptr<PagedForward>> forwards_;
+  uint32_t micro_batch_ = 0;
+  size_t last_micro_batches_ = 0;
 };
 
 }  // namespace inferno::model

@@ -12,6 +12,8 @@
 #include "kernels/linear.hpp"
 #include "model/forward.hpp"
 #include "model/llama.hpp"
+#include "model/paged_forward.hpp"
+#include "model/paged_kv_cache.hpp"
 #include "model/pipeline.hpp"
 #include "test_support.hpp"
 #include "two_lavapipes.hpp"
@@ -415,4 +417,166 @@ TEST_CASE("pipelined prefill: three stages, a batch with left padding, a reused 
   for (size_t i = 0; i < p.stages(); ++i) CHECK(p.stage(i).past() == 0);
   CHECK(p.step({.batch = 1, .tokens = uint32_t(longer.size()), .ids = longer, .positions = positions,
                 .kv_start = std::span(&kv_start, 1), .rows = LogitsRows::All}) == all);
+}
+
+// ---- the batching engine's paged step, split and pipelined ----
+
+namespace {
+
+// The sequences of a paged step over fixed block tables: sequence i owns blocks [i·per, (i+1)·per).
+struct PagedSteps {
+  uint32_t per = 0;
+  std::vector<std::vector<uint32_t>> tables;
+  PagedSteps(uint32_t sequences, uint32_t blocks_each) : per(blocks_each) {
+    for (uint32_t i = 0; i < sequences; ++i) {
+      tables.emplace_back();
+      for (uint32_t b = 0; b < blocks_each; ++b) tables.back().push_back(i * blocks_each + b);
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("paged micro-batches: every token once and in order, more than 8 rows each, every last token in the last") {
+  Devices& d = devices();
+  const fs::path path = data_path("hf-llama/llama3-gqa-f32");
+  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
+  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = 1, .embedding = false});
+  const LlamaHyper& h = first->hyper();
+  std::vector<vk::Device*> devs = {d.a.get(), d.b.get()};
+  const std::vector<uint32_t> layers = {1, h.layers - 1};
+  PagedKvCache cache(devs, layers, h, 8, 16, kernels::KvType::F32);
+  PagedPipeline p({first.get(), second.get()}, cache, 128);
+  CHECK(p.micro_batch() == 64);  // the default with two stages
+  const uint32_t seed = 20261203;
+  CAPTURE(seed);
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids(4096, 1);
+  const std::vector<uint32_t> table = {0};
+  size_t cut = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    const uint32_t micro = std::vector<uint32_t>{0, 9, 16, 24, 64}[rng() % 5];
+    p.set_micro_batch(micro);
+    std::vector<PagedSequence> seqs(1 + rng() % 12);
+    size_t used = 0;
+    uint64_t rows = 0;
+    for (auto& s : seqs) {
+      const size_t n = rng() % 3 == 0 ? 1 : 1 + rng() % 90;  // decode rows and prefill chunks
+      s = {.ids = std::span<const int32_t>(ids).subspan(used, n), .past = uint32_t(rng() % 50), .blocks = table,
+           .logits = rng() % 4 != 0};
+      used += n;
+      rows += n;
+    }
+    CAPTURE(trial);
+    CAPTURE(micro);
+    CAPTURE(rows);
+    const auto pieces = p.micro_batches(seqs);
+    REQUIRE(!pieces.empty());
+    if (micro == 0 || rows <= micro) CHECK(pieces.size() == 1);
+    if (pieces.size() == 1) {
+      REQUIRE(pieces[0].size() == seqs.size());
+      continue;
+    }
+    ++cut;
+    // Each sequence's tokens exactly once, in order, with the past advancing; logits only at its last token.
+    std::vector<size_t> next(seqs.size(), 0);
+    for (size_t k = 0; k < pieces.size(); ++k) {
+      uint64_t piece_rows = 0;
+      for (const PagedSequence& part : pieces[k]) {
+        REQUIRE(!part.ids.empty());
+        piece_rows += part.ids.size();
+        // Which sequence: the one whose span holds these ids.
+        size_t i = 0;
+        while (!(part.ids.data() >= seqs[i].ids.data() && part.ids.data() < seqs[i].ids.data() + seqs[i].ids.size())) ++i;
+        const size_t offset = size_t(part.ids.data() - seqs[i].ids.data());
+        CHECK(offset == next[i]);
+        CHECK(part.past == seqs[i].past + offset);
+        next[i] = offset + part.ids.size();
+        const bool ends = next[i] == seqs[i].ids.size();
+        CHECK(ends == (k + 1 == pieces.size()));  // every last token in the last micro-batch
+        CHECK(part.logits == (ends && seqs[i].logits));
+      }
+      CHECK(piece_rows > kernels::kMatvecMaxRows);
+      // Even lengths near the aim (fewer, longer ones where the aim would leave fewer than 9 rows).
+      if (k + 1 < pieces.size()) CHECK(piece_rows <= std::max<uint64_t>(micro + 1, 2 * (kernels::kMatvecMaxRows + 1)));
+    }
+    for (size_t i = 0; i < seqs.size(); ++i) CHECK(next[i] == seqs[i].ids.size());
+    // The last micro-batch keeps the step's order of sequences (its logits come out in the step's order).
+    REQUIRE(pieces.back().size() == seqs.size());
+    for (size_t i = 0; i < seqs.size(); ++i)
+      CHECK(pieces.back()[i].ids.data() + pieces.back()[i].ids.size() == seqs[i].ids.data() + seqs[i].ids.size());
+  }
+  MESSAGE(cut << " of 3000 steps were cut");
+  CHECK(cut > 500);
+}
+
+TEST_CASE("the paged step split over two devices and pipelined gives one device's logits bit for bit") {
+  Devices& d = devices();
+  const uint32_t seed = 77;
+  CAPTURE(seed);
+  std::mt19937 rng(seed);
+  for (const char* name : {"hf-llama/llama3-gqa-f32", "hf-llama/mha-sharded-bf16"}) {
+    const fs::path path = data_path(name);
+    CAPTURE(path.string());
+    auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
+    const LlamaHyper& h = whole->hyper();
+    const kernels::KvType kv = default_kv_type(*whole);
+    // Three sequences: two prompts prefilled together (51 rows), then decode rows of both beside a third prompt's
+    // 25 tokens, then three decode rows (a step too small to cut).
+    std::vector<std::vector<int32_t>> tokens = {random_prompt(rng, 30, h.vocab), random_prompt(rng, 21, h.vocab),
+                                                random_prompt(rng, 25, h.vocab)};
+    const PagedSteps tables(3, 4);  // 64 tokens a sequence
+    auto steps = [&](auto& forward, auto&& after_step) {
+      std::vector<std::vector<float>> out;
+      std::vector<std::vector<int32_t>> t = tokens;
+      auto part = [&](size_t i, uint32_t past, size_t n) {
+        return PagedSequence{.ids = std::span<const int32_t>(t[i]).subspan(past, n), .past = past,
+                             .blocks = tables.tables[i], .logits = true};
+      };
+      auto greedy = [&](const std::vector<float>& logits, size_t row) {
+        const float* l = logits.data() + row * h.vocab;
+        return int32_t(std::max_element(l, l + h.vocab) - l);
+      };
+      out.push_back(forward.step(std::vector<PagedSequence>{part(0, 0, 30), part(1, 0, 21)}));
+      after_step(0);
+      t[0].push_back(greedy(out.back(), 0));
+      t[1].push_back(greedy(out.back(), 1));
+      out.push_back(forward.step(std::vector<PagedSequence>{part(0, 30, 1), part(1, 21, 1), part(2, 0, 25)}));
+      after_step(1);
+      for (size_t i = 0; i < 3; ++i) t[i].push_back(greedy(out.back(), i));
+      out.push_back(forward.step(std::vector<PagedSequence>{part(0, 31, 1), part(1, 22, 1), part(2, 25, 1)}));
+      after_step(2);
+      return out;
+    };
+    std::vector<std::vector<float>> reference;
+    {
+      PagedKvCache cache(*d.a, h, 12, 16, kv);
+      PagedForward one(*whole, cache, 128);
+      reference = steps(one, [](int) {});
+    }
+    for (uint32_t k : {0u, 1u, h.layers}) {
+      CAPTURE(k);
+      auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
+      auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = k, .embedding = false});
+      std::vector<vk::Device*> devs = {d.a.get(), d.b.get()};
+      const std::vector<uint32_t> layers = {k, h.layers - k};
+      for (uint32_t micro : {0u, 16u}) {
+        CAPTURE(micro);
+        PagedKvCache cache(devs, layers, h, 12, 16, kv);
+        PagedPipeline p({first.get(), second.get()}, cache, 128);
+        p.set_micro_batch(micro);
+        std::vector<size_t> pieces;
+        const auto out = steps(p, [&](int) { pieces.push_back(p.last_micro_batches()); });
+        // 51 rows: 13 + 13 + 13 leading tokens, then the last 12 (both sequences' ends); 27 rows: 14 of the third
+        // prompt, then 13 (two decode rows and its last 11); 3 decode rows: whole.
+        CHECK(pieces == (micro ? std::vector<size_t>{4, 2, 1} : std::vector<size_t>{1, 1, 1}));
+        REQUIRE(out.size() == reference.size());
+        for (size_t s = 0; s < out.size(); ++s) {
+          CAPTURE(s);
+          REQUIRE(out[s].size() == reference[s].size());
+          CHECK(std::memcmp(out[s].data(), reference[s].data(), out[s].size() * 4) == 0);
+        }
+      }
+    }
+  }
 }
