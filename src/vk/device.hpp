@@ -122,7 +122,8 @@ class Device {
 
   // What this device holds right now, through inferno's own allocations.
   uint64_t allocated_bytes() const { return allocated_bytes_.load(); }
-  // The part of allocated_bytes() that is imported host memory (weights read in place from a file mapping).
+  // The part of allocated_bytes() that is imported host memory (weights read in place from a file mapping, and the
+  // host memory the stages of a split model share).
   uint64_t imported_bytes() const { return imported_bytes_.load(); }
   void note_import(int64_t bytes) { imported_bytes_ += uint64_t(bytes); }
   // VK_EXT_external_memory_host's entry point (null unless caps().host_import).
