@@ -387,9 +387,19 @@ TEST_CASE("pipelined prefill: three stages, a batch with left padding, a reused 
 // the one before, chosen from the devices, and the host path forced; every one gives one device's logits bit for bit.
 namespace {
 
+// No validation error while it lives (the layer counts them; these tests have their own devices).
+struct ValidationCheck {
+  vk::Instance& instance;
+  uint64_t before = instance.validation_errors();
+  explicit ValidationCheck(vk::Instance& i) : instance(i) {}
+  ~ValidationCheck() {
+    CHECK_MESSAGE(instance.validation_errors() == before, "Vulkan validation: " << instance.last_validation_error());
+  }
+};
+
 // A prompt step (every row's logits), four greedy decode steps, a rewind that keeps the prompt and two of them, the
-// third decode step again, a decode step of another token (an edit), and a step of three tokens after it; `after`
-// sees the model after each step.
+// third decode step again, a decode step of another token (an edit), a step of three tokens, one of twelve (more rows
+// than any before: new link and scratch buffers) and two more decode steps; `after` sees the model after each step.
 template <typename Model>
 std::vector<std::vector<float>> run_with_rewind(Model& m, const std::vector<int32_t>& prompt, uint32_t vocab,
                                                 const std::function<void(size_t)>& after = {}) {
@@ -413,6 +423,8 @@ std::vector<std::vector<float>> run_with_rewind(Model& m, const std::vector<int3
   step({greedy(2)}, p + 2, LogitsRows::Last);  // step 3 again: its logits as before
   step({int32_t((greedy(out.size() - 1) + 1) % int32_t(vocab))}, p + 3, LogitsRows::Last);
   step({3, 4, 5}, p + 4, LogitsRows::All);
+  step({6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, p + 7, LogitsRows::All);
+  for (int i = 0; i < 2; ++i) step({greedy(out.size() - 1)}, p + 19 + i, LogitsRows::Last);
   return out;
 }
 
@@ -427,13 +439,15 @@ void check_same(const std::vector<std::vector<float>>& got, const std::vector<st
 
 const std::vector<int32_t> kLinkPrompt = {1, 17, 33, 5, 250, 9, 77};
 // Rows of each step of run_with_rewind.
-const std::vector<uint64_t> kLinkRows = {7, 1, 1, 1, 1, 1, 1, 3};
+const std::vector<uint64_t> kLinkRows = {7, 1, 1, 1, 1, 1, 1, 3, 12, 1, 1};
 
 // Runs the scenario on `p` against the whole model on one device; checks each step's host waits and host copy bytes
 // (as `copies_per_boundary` copies of the rows' hidden state at each boundary), and that decode steps replay one
 // recording on every stage.
+// `grows`: the 12-token step needs larger buffers than the pipeline has (link buffers on the chained path, scratch
+// on both), so that the decode step after it is recorded again.
 void check_links(Pipeline& p, const std::vector<std::vector<float>>& reference, uint32_t vocab, uint32_t hidden,
-                 uint32_t host_waits, uint64_t copies_per_boundary) {
+                 uint32_t host_waits, uint64_t copies_per_boundary, bool grows = true) {
   std::vector<uint64_t> recordings_after(kLinkRows.size());
   const uint64_t transferred_before = p.transferred_bytes();
   const auto got = run_with_rewind(p, kLinkPrompt, vocab, [&](size_t s) {
@@ -446,6 +460,9 @@ void check_links(Pipeline& p, const std::vector<std::vector<float>>& reference, 
   // The first decode step records; every other one (across the rewind and the edit too) replays it.
   for (size_t s = 2; s <= 6; ++s) CHECK(recordings_after[s] == recordings_after[1]);
   CHECK(recordings_after[7] == recordings_after[6] + p.stages());  // the 3-token step is recorded afresh
+  // After the 12-token step the decode step binds new buffers: recorded once more, then replayed.
+  CHECK(recordings_after[9] == recordings_after[8] + (grows ? p.stages() : 0));
+  CHECK(recordings_after[10] == recordings_after[9]);
   uint64_t rows = 0;
   for (uint64_t r : kLinkRows) rows += r;
   CHECK(p.transferred_bytes() - transferred_before == rows * hidden * 4 * (p.stages() - 1));
@@ -454,6 +471,7 @@ void check_links(Pipeline& p, const std::vector<std::vector<float>>& reference, 
 }  // namespace
 
 TEST_CASE("stage links: two stages on one device share a device buffer and a timeline semaphore, one host wait a step") {
+  const ValidationCheck validation(*devices().instance);
   Devices& d = devices();
   const fs::path path = data_path("hf-llama/llama3-gqa-f32");
   auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
@@ -476,13 +494,14 @@ TEST_CASE("stage links: two stages on one device share a device buffer and a tim
   CHECK(p.link(0).memory() == StageLink::Memory::HostCopy);
   CHECK(p.link(0).order() == StageLink::Order::HostWait);
   p.rewind(0);
-  check_links(p, reference, vocab, hidden, 2, 2);
+  check_links(p, reference, vocab, hidden, 2, 2, false);  // the scratch is as large as the 12-token step already
   p.set_host_links(false);  // and back, with caches and recordings made on the host path
   p.rewind(0);
   check_links(p, reference, vocab, hidden, 1, 0);
 }
 
 TEST_CASE("stage links: two lavapipe devices import one host allocation, ordered by timeline values the host relays") {
+  const ValidationCheck validation(*devices().instance);
   Devices& d = devices();
   const fs::path path = data_path("hf-llama/llama3-gqa-f32");
   auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
@@ -520,6 +539,7 @@ TEST_CASE("stage links: two lavapipe devices import one host allocation, ordered
 }
 
 TEST_CASE("stage links: three stages over two devices and over one") {
+  const ValidationCheck validation(*devices().instance);
   Devices& d = devices();
   const fs::path path = data_path("hf-llama/mha-sharded-bf16");  // 3 layers
   auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
@@ -547,6 +567,7 @@ TEST_CASE("stage links: three stages over two devices and over one") {
 }
 
 TEST_CASE("stage links: non-finite logits on the chained path are named, and every stage's cache is as before") {
+  const ValidationCheck validation(*devices().instance);
   Devices& d = devices();
   const fs::path fixture = data_path("hf-llama/llama3-gqa-f32");  // 2 layers
   const std::vector<int32_t> ids = {1, 77, 2}, positions = {0, 1, 2};
