@@ -205,10 +205,11 @@ void Forward::set_links(const vk::Buffer* in, const vk::Buffer* out) {
   ++buffers_generation_;  // the decode recording binds the old ones
 }
 
-void Forward::record_linked(const Step& s) {
+void Forward::record_linked(const Step& s, uint64_t offset) {
   if (pending_.rec) throw Error("linked forward step while another is pending");
   if ((!model_.has_embedding() && !link_in_) || (!model_.has_head() && !link_out_))
     throw Error("linked forward step of a stage without its link buffers");
+  link_offset_ = offset;
   run_step(s, Mode::Linked);
 }
 
@@ -260,7 +261,8 @@ std::vector<float> Forward::run_step(const Step& s, Mode mode) {
   // A decode step (one new token a sequence, last logits) is recorded once and then replayed: everything that
   // changes from step to step (ids, positions, past) is read from host-visible buffers when the commands run, so the
   // host does no recording at all until scratch buffers are reallocated. Other steps are recorded afresh.
-  const bool decode = s.tokens == 1 && s.rows == LogitsRows::Last && replay_decode_ && !probe;
+  const bool decode =
+      s.tokens == 1 && s.rows == LogitsRows::Last && replay_decode_ && !probe && !(linked && link_offset_ != 0);
 
   kernels::AttentionShape shape;
   shape.batch = s.batch;
@@ -276,8 +278,8 @@ std::vector<float> Forward::run_step(const Step& s, Mode mode) {
 
   ensure_scratch(rows, model_.has_head() ? out_rows : 0, kernels::attention_partial_floats(shape, rows));
   const uint64_t hidden_bytes = uint64_t(rows) * h.hidden * 4;
-  if (linked && ((!model_.has_embedding() && link_in_->bytes() < hidden_bytes) ||
-                 (!model_.has_head() && link_out_->bytes() < hidden_bytes)))
+  if (linked && ((!model_.has_embedding() && link_in_->bytes() < link_offset_ + hidden_bytes) ||
+                 (!model_.has_head() && link_out_->bytes() < link_offset_ + hidden_bytes)))
     throw Error("linked forward step of " + std::to_string(rows) + " rows: a link buffer holds fewer");
   if (!linked && !model_.has_embedding()) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -354,7 +356,7 @@ std::vector<float> Forward::run_step(const Step& s, Mode mode) {
     kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
   } else if (linked) {
     rec.barrier_with_host();  // what the stage before wrote, through memory another device or the host shares
-    rec.copy(*link_in_, 0, x_, 0, hidden_bytes, kTransferLabel);
+    rec.copy(*link_in_, link_offset_, x_, 0, hidden_bytes, kTransferLabel);
   } else {
     rec.copy(hidden_in_, 0, x_, 0, hidden_bytes, kTransferLabel);
   }
@@ -377,7 +379,8 @@ std::vector<float> Forward::run_step(const Step& s, Mode mode) {
     probe_stage(x_, rows, h.hidden, "layer " + layer + " (model.layers." + layer + ")");
   }
   if (!model_.has_head()) {
-    rec.copy(x_, 0, linked ? *link_out_ : hidden_out_, 0, hidden_bytes, kTransferLabel);  // every row, to the next stage
+    // every row, to the next stage
+    rec.copy(x_, 0, linked ? *link_out_ : hidden_out_, linked ? link_offset_ : 0, hidden_bytes, kTransferLabel);
     if (linked) rec.barrier_with_host();
   } else if (s.rows == LogitsRows::All) {
     head(x_, rows);  // (the hidden states are not needed after this: normed in place where not folded)

@@ -68,11 +68,13 @@ class Forward {
   // with a barrier that covers memory another device or the host shares. set_links holds the buffers until the next
   // call (any call re-records the decode step). record_linked checks, writes the step's inputs and records it (or
   // readies the decode recording), submit_linked submits it with the semaphores given, and once it is done
-  // finish_linked advances the cache and returns the logits (nothing for a stage without the head). Between
+  // finish_linked advances the cache and returns the logits (nothing for a stage without the head). `offset`: where
+  // the step's rows start in both link buffers, in bytes (the micro-batches of a pipelined step each have their own
+  // place; a step at an offset is never a replayed decode step). Between
   // record_linked and finish_linked the stage takes no other step; abandon_linked waits for the submission and drops
   // the step (the cache as before it).
   void set_links(const vk::Buffer* in, const vk::Buffer* out);
-  void record_linked(const Step& step);
+  void record_linked(const Step& step, uint64_t offset = 0);
   void submit_linked(std::span<const vk::SemaphoreValue> waits, std::span<const vk::SemaphoreValue> signals);
   std::vector<float> finish_linked();
   void abandon_linked();
@@ -136,6 +138,7 @@ class Forward {
   bool decode_linked_ = false;        // the decode recording reads and writes the links, not hidden_in_/out_
   const vk::Buffer* link_in_ = nullptr;
   const vk::Buffer* link_out_ = nullptr;
+  uint64_t link_offset_ = 0;  // of the step being recorded
   struct Pending {  // a linked step recorded and maybe submitted, its result not yet collected (rec null: none)
     vk::Recorder* rec = nullptr;
     uint32_t tokens = 0, out_rows = 0;

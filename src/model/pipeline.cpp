@@ -244,6 +244,19 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
   const uint32_t past_before = past();
   double copies_before = 0;
   for (const auto& f : forwards_) copies_before += f->hidden_copy_seconds();
+  // Chained links: micro-batch k's rows cross through its own place in the link memory (its rows' offset in the
+  // step), written by stage i's commands and read by stage i + 1's once stage i is done with it, with no host copy.
+  // A step the first stage will refuse takes the host copy, which refuses it before any link memory is sized for it.
+  const Forward& first = *forwards_.front();
+  const bool linked = chained_ && s.batch == first.cache().batch() &&
+                      uint64_t(first.past()) + s.tokens <= first.cache().capacity();
+  const uint64_t row_bytes = uint64_t(first.hidden_size()) * 4;
+  if (linked)
+    for (size_t i = 0; i + 1 < stages; ++i)
+      if (links_[i]->reserve(uint64_t(s.batch) * s.tokens * row_bytes)) {
+        connect(i);
+        connect(i + 1);
+      }
   // outputs[i][k]: what stage i gave out for micro-batch k (the hidden state for stage i + 1, or logits), present
   // once done[i][k]. One lock for all: a stage holds it only to hand a result over or to take one.
   std::vector<std::vector<std::vector<float>>> outputs(stages, std::vector<std::vector<float>>(pieces));
@@ -270,10 +283,17 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
         const Step piece{.batch = s.batch, .tokens = ranges[k].count, .ids = ids[k], .positions = positions[k],
                          .kv_start = s.kv_start, .rows = s.rows, .hidden = hidden};
         const auto t0 = Clock::now();
-        std::vector<float> out = forwards_[i]->step(piece);
+        std::vector<float> out;
+        if (linked) {
+          forwards_[i]->record_linked(piece, uint64_t(s.batch) * ranges[k].first * row_bytes);
+          forwards_[i]->submit_linked({}, {});
+          out = forwards_[i]->finish_linked();  // the host waits for each micro-batch, as the threads hand over
+        } else {
+          out = forwards_[i]->step(piece);
+        }
         const auto t1 = Clock::now();
         busy[i] += seconds(t0, t1);
-        if (i + 1 < stages) moved[i] += out.size() * 4;
+        if (i + 1 < stages) moved[i] += uint64_t(s.batch) * ranges[k].count * row_bytes;
         {
           std::lock_guard lock(mutex);
           outputs[i][k] = std::move(out);
@@ -283,6 +303,7 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
         handed_over.notify_all();
       }
     } catch (...) {
+      forwards_[i]->abandon_linked();  // a micro-batch recorded or submitted, not collected
       {
         std::lock_guard lock(mutex);
         if (!error) error = std::current_exception();
@@ -309,13 +330,26 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
   trace_ = std::move(trace);
   transfer_seconds_ = -copies_before;
   for (const auto& f : forwards_) transfer_seconds_ += f->hidden_copy_seconds();
-  for (uint64_t m : moved) transferred_bytes_ += m;
+  host_waits_ = uint32_t(stages * pieces);
+  host_copy_bytes_ = 0;
+  for (uint64_t m : moved) {
+    transferred_bytes_ += m;
+    if (!linked) host_copy_bytes_ += 2 * m;
+  }
   if (error) {
     rewind(past_before);  // every stage as before the step (some ran more micro-batches than others)
     std::rethrow_exception(error);
   }
 
   auto& last = outputs.back();
+  // A NaN or infinity (checked by each stage's own step on the host copy): the step again the plain way, which names
+  // the first layer at fault.
+  if (linked && std::any_of(last.begin(), last.end(), [](const std::vector<float>& l) {
+        return !std::all_of(l.begin(), l.end(), [](float v) { return std::isfinite(v); });
+      })) {
+    rewind(past_before);
+    return step_host(s);
+  }
   if (s.rows == LogitsRows::Last) return std::move(last.back());  // each sequence's last token is in the last range
   // Every row's logits: micro-batch k holds rows [first, first + count) of each sequence.
   const size_t vocab = last.front().size() / (size_t(s.batch) * ranges.front().count);

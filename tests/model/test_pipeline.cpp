@@ -468,6 +468,32 @@ void check_links(Pipeline& p, const std::vector<std::vector<float>>& reference, 
   CHECK(p.transferred_bytes() - transferred_before == rows * hidden * 4 * (p.stages() - 1));
 }
 
+// A prompt pipelined in micro-batches (four of 10 tokens) through the links as they are: bit-identical to one device,
+// a host wait for each micro-batch on each stage, and the host copies the rows only on the host path.
+void check_pipelined_links(Pipeline& p, const LlamaModel& whole, bool host_copy) {
+  std::vector<int32_t> prompt(40), positions(40);
+  for (int32_t i = 0; i < 40; ++i) {
+    prompt[size_t(i)] = (i * 37 + 11) % int32_t(whole.hyper().vocab);
+    positions[size_t(i)] = i;
+  }
+  const int32_t kv_start = 0;
+  const Step step{.batch = 1, .tokens = 40, .ids = prompt, .positions = positions, .kv_start = std::span(&kv_start, 1),
+                  .rows = LogitsRows::All};
+  Forward f(whole, 1, 64, kernels::KvType::F32);
+  const std::vector<float> reference = f.step(step);
+  const uint32_t micro_batch = p.micro_batch();
+  p.set_micro_batch(10);
+  REQUIRE(p.micro_batches(1, 40).size() == 4);
+  p.rewind(0);
+  const std::vector<float> got = p.step(step);
+  REQUIRE(got.size() == reference.size());
+  CHECK(std::memcmp(got.data(), reference.data(), got.size() * 4) == 0);
+  CHECK(p.last_trace().size() == 4 * p.stages());
+  CHECK(p.last_host_waits() == 4 * p.stages());
+  CHECK(p.last_host_copy_bytes() == (host_copy ? 2 * 40 * uint64_t(whole.hyper().hidden) * 4 * (p.stages() - 1) : 0));
+  p.set_micro_batch(micro_batch);
+}
+
 }  // namespace
 
 TEST_CASE("stage links: two stages on one device share a device buffer and a timeline semaphore, one host wait a step") {
@@ -488,6 +514,7 @@ TEST_CASE("stage links: two stages on one device share a device buffer and a tim
   CHECK(p.link(0).memory() == StageLink::Memory::DeviceBuffer);
   CHECK(p.link(0).order() == StageLink::Order::Timeline);
   check_links(p, reference, vocab, hidden, 1, 0);
+  check_pipelined_links(p, *whole, false);
 
   // The host path forced on the same pipeline: a host wait for each stage, the rows copied out and in.
   p.set_host_links(true);
@@ -523,6 +550,7 @@ TEST_CASE("stage links: two lavapipe devices import one host allocation, ordered
     CHECK(p.link(0).order() == (shared ? StageLink::Order::SharedTimeline : StageLink::Order::HostRelay));
     check_links(p, reference, vocab, hidden, shared ? 1 : 2, 0);
     CHECK(p.transferred_bytes() > 0);
+    check_pipelined_links(p, *whole, false);
   }
   // INFERNO_STAGE_LINK=host: today's path, both still tested.
   setenv("INFERNO_STAGE_LINK", "host", 1);
@@ -531,6 +559,7 @@ TEST_CASE("stage links: two lavapipe devices import one host allocation, ordered
     CHECK(p.link(0).memory() == StageLink::Memory::HostCopy);
     CHECK(p.link(0).order() == StageLink::Order::HostWait);
     check_links(p, reference, vocab, hidden, 2, 2);
+    check_pipelined_links(p, *whole, true);
   }
   setenv("INFERNO_STAGE_LINK", "fast", 1);
   CHECK_THROWS_WITH_AS(Pipeline({first.get(), second.get()}, 1, 64, kernels::KvType::F32),
@@ -563,6 +592,7 @@ TEST_CASE("stage links: three stages over two devices and over one") {
       CHECK(p.link(i).chained());
     }
     check_links(p, reference, vocab, hidden, relay ? 3 : 1, 0);
+    check_pipelined_links(p, *whole, false);
   }
 }
 
