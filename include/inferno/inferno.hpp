@@ -48,6 +48,9 @@ struct DeviceInfo {
   uint64_t max_storage_buffer_range = 0, max_allocation_bytes = 0;
   uint32_t max_shared_memory = 0;
   bool timestamps = false;
+  // What the devices of a split model can share: timeline semaphores, their export and import as OPAQUE_FD
+  // (VK_KHR_external_semaphore_fd), host memory imported as device memory (VK_EXT_external_memory_host).
+  bool timeline_semaphore = false, external_timeline_fd = false, host_memory_import = false;
 };
 std::vector<DeviceInfo> list_devices();
 
@@ -312,6 +315,12 @@ struct TransferStats {
   uint64_t bytes = 0;
   double host_copy_seconds = 0;
   double last_step_host_copy_seconds = 0;
+  // Each boundary's link, "MEMORY, ORDER": how the hidden state crosses it (device buffer, shared host memory, host
+  // copy) and how the device after it waits for the one before (timeline semaphore, shared timeline semaphore,
+  // timeline semaphores with a host relay, host wait per stage).
+  std::vector<std::string> boundaries;
+  uint32_t last_step_host_waits = 0;        // the host's waits for a device in the last step
+  uint64_t last_step_host_copy_bytes = 0;   // bytes of hidden state the host copied in the last step
 };
 
 // Keeps its model alive (see Lifetimes above).

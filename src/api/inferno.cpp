@@ -59,6 +59,9 @@ DeviceInfo to_device_info(const vk::Capabilities& c, int index, bool chosen) {
   d.max_allocation_bytes = c.max_memory_allocation_size;
   d.max_shared_memory = c.max_compute_shared_memory;
   d.timestamps = c.timestamp_period_ns > 0;
+  d.timeline_semaphore = c.timeline_semaphore;
+  d.external_timeline_fd = c.external_timeline_fd;
+  d.host_memory_import = c.host_import;
   return d;
 }
 
@@ -662,6 +665,11 @@ TransferStats Session::transfers() const {
   t.bytes = p.transferred_bytes();
   for (size_t i = 0; i < p.stages(); ++i) t.host_copy_seconds += p.stage(i).hidden_copy_seconds();
   t.last_step_host_copy_seconds = p.last_transfer_seconds();
+  for (size_t i = 0; i + 1 < p.stages(); ++i)
+    t.boundaries.push_back(std::string(model::StageLink::name(p.link(i).memory())) + ", " +
+                           model::StageLink::name(p.link(i).order()));
+  t.last_step_host_waits = p.last_host_waits();
+  t.last_step_host_copy_bytes = p.last_host_copy_bytes();
   return t;
 }
 

@@ -182,6 +182,7 @@ int run_bench(const BenchArgs& a) {
     double total_ns = 0;
     std::vector<DeviceStepTime> devices;  // each device's part of the step
     double transfer_host_seconds = 0;     // the step's host copies of the hidden state between devices
+    TransferStats transfers;              // how the boundaries were crossed in the step
   };
   auto breakdown = [&](int new_tokens) {
     SessionOptions ts = so;
@@ -200,7 +201,8 @@ int run_bench(const BenchArgs& a) {
     for (const auto& [name, ns] : kernel_ns) b.shares.push_back({b.total_ns > 0 ? 100.0 * ns / b.total_ns : 0, name});
     std::sort(b.shares.rbegin(), b.shares.rend());
     b.devices = session.last_device_times();
-    b.transfer_host_seconds = session.transfers().last_step_host_copy_seconds;
+    b.transfers = session.transfers();
+    b.transfer_host_seconds = b.transfers.last_step_host_copy_seconds;
     return b;
   };
   const Breakdown prefill_kernels = breakdown(1), decode_kernels = breakdown(2);
@@ -269,7 +271,12 @@ int run_bench(const BenchArgs& a) {
     j.end_array();
     j.key("transfer").begin_object().field("boundaries", uint64_t(boundaries));
     j.field("bytes_per_token_per_boundary", boundaries ? transfer_bytes_per_token : 0);
-    j.field("ms_per_token", boundaries ? transfer_ms_per_token : 0.0).end_object();
+    j.field("ms_per_token", boundaries ? transfer_ms_per_token : 0.0);
+    j.key("links").begin_array();
+    for (const std::string& link : decode_kernels.transfers.boundaries) j.value(link);
+    j.end_array();
+    j.field("decode_host_waits", uint64_t(decode_kernels.transfers.last_step_host_waits));
+    j.field("decode_host_copy_bytes", decode_kernels.transfers.last_step_host_copy_bytes).end_object();
     j.field("prefill_kernel_ms", prefill_kernels.total_ns / 1e6);
     j.key("prefill_kernels").begin_array();
     for (const auto& [share, name] : prefill_kernels.shares)
@@ -314,6 +321,11 @@ int run_bench(const BenchArgs& a) {
     std::printf("transfer: %llu bytes per token per boundary, %zu boundar%s, %.3f ms per token (device and host copies)\n",
                 (unsigned long long)transfer_bytes_per_token, boundaries, boundaries == 1 ? "y" : "ies",
                 transfer_ms_per_token);
+    for (size_t i = 0; i < decode_kernels.transfers.boundaries.size(); ++i)
+      std::printf("boundary %zu: %s\n", i, decode_kernels.transfers.boundaries[i].c_str());
+    std::printf("a decode step: %u host waits, %llu bytes copied by the host\n",
+                decode_kernels.transfers.last_step_host_waits,
+                (unsigned long long)decode_kernels.transfers.last_step_host_copy_bytes);
   }
   if (!prefill_kernels.shares.empty()) {
     std::printf("prefill of %u tokens: %.2f ms in kernels; by kernel (GPU time):\n", a.prompt_tokens,

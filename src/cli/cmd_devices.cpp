@@ -41,6 +41,8 @@ int run_devices() {
                 yes(d.int8), yes(d.storage_16bit), yes(d.storage_8bit));
     std::printf("  bfloat16 %s, cooperative matrix %s, integer dot product %s, timestamps %s\n", yes(d.bfloat16),
                 yes(d.cooperative_matrix), yes(d.integer_dot_product), yes(d.timestamps));
+    std::printf("  timeline semaphores %s, shared as OPAQUE_FD %s, host memory import %s\n", yes(d.timeline_semaphore),
+                yes(d.external_timeline_fd), yes(d.host_memory_import));
     if (!d.cooperative_matrix_shapes.empty()) {
       std::string shapes;
       for (const auto& s : d.cooperative_matrix_shapes) shapes += (shapes.empty() ? "" : ", ") + s;

@@ -188,17 +188,53 @@ void Forward::rewind(uint32_t past) {
 }
 
 std::vector<float> Forward::step(const Step& s) {
-  std::vector<float> logits = run_step(s, false);
+  if (pending_.rec) throw Error("forward step while a linked step is pending");
+  std::vector<float> logits = run_step(s, Mode::Run);
   // The logits are on the host already: a NaN or infinity among them (NaN or infinite weights, a broken scale) is
   // found here for one pass over them, and named by a diagnosis pass instead of being sampled as token 0.
   if (std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); })) return logits;
   past_ -= s.tokens;  // the same step again, stage by stage (it rewrites the same cache slots)
-  run_step(s, true);
+  run_step(s, Mode::Probe);
   past_ -= s.tokens;
   throw Error("the logits hold NaN or infinity, but a second pass stage by stage gave finite values throughout");
 }
 
-std::vector<float> Forward::run_step(const Step& s, bool probe) {
+void Forward::set_links(const vk::Buffer* in, const vk::Buffer* out) {
+  link_in_ = in;
+  link_out_ = out;
+  ++buffers_generation_;  // the decode recording binds the old ones
+}
+
+void Forward::record_linked(const Step& s, uint64_t offset) {
+  if (pending_.rec) throw Error("linked forward step while another is pending");
+  if ((!model_.has_embedding() && !link_in_) || (!model_.has_head() && !link_out_))
+    throw Error("linked forward step of a stage without its link buffers");
+  link_offset_ = offset;
+  run_step(s, Mode::Linked);
+}
+
+void Forward::submit_linked(std::span<const vk::SemaphoreValue> waits, std::span<const vk::SemaphoreValue> signals) {
+  if (!pending_.rec) throw Error("submit_linked without a recorded step");
+  pending_.rec->submit(waits, signals);
+}
+
+std::vector<float> Forward::finish_linked() {
+  if (!pending_.rec) throw Error("finish_linked without a recorded step");
+  const Pending p = pending_;
+  p.rec->wait();  // done already (the caller waited for its semaphore): this resets nothing but the bookkeeping
+  pending_ = {};
+  return finish_step(p.tokens, p.out_rows);
+}
+
+void Forward::abandon_linked() {
+  if (!pending_.rec) return;
+  vk::Recorder* rec = pending_.rec;
+  pending_ = {};
+  rec->wait();
+}
+
+std::vector<float> Forward::run_step(const Step& s, Mode mode) {
+  const bool probe = mode == Mode::Probe, linked = mode == Mode::Linked;
   const auto& h = model_.hyper();
   const uint32_t rows = s.batch * s.tokens;
   if (s.batch != cache_.batch())
@@ -218,14 +254,15 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
       throw Error("position id " + std::to_string(p) + " is outside the context of " + std::to_string(cache_.capacity()));
     max_pos = std::max(max_pos, p);
   }
-  if (!model_.has_embedding() && s.hidden.size() != uint64_t(rows) * h.hidden)
+  if (!linked && !model_.has_embedding() && s.hidden.size() != uint64_t(rows) * h.hidden)
     throw Error("forward step of a stage without the embedding: the hidden state has " + std::to_string(s.hidden.size()) +
                 " floats, not rows × hidden = " + std::to_string(uint64_t(rows) * h.hidden));
   const uint32_t out_rows = !model_.has_head() ? rows : s.rows == LogitsRows::All ? rows : s.batch;
   // A decode step (one new token a sequence, last logits) is recorded once and then replayed: everything that
   // changes from step to step (ids, positions, past) is read from host-visible buffers when the commands run, so the
   // host does no recording at all until scratch buffers are reallocated. Other steps are recorded afresh.
-  const bool decode = s.tokens == 1 && s.rows == LogitsRows::Last && replay_decode_ && !probe;
+  const bool decode =
+      s.tokens == 1 && s.rows == LogitsRows::Last && replay_decode_ && !probe && !(linked && link_offset_ != 0);
 
   kernels::AttentionShape shape;
   shape.batch = s.batch;
@@ -240,7 +277,11 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
   shape.splits = s.tokens <= kMaxSplitTokens ? std::min(attention_splits_, cache_.capacity()) : 1;
 
   ensure_scratch(rows, model_.has_head() ? out_rows : 0, kernels::attention_partial_floats(shape, rows));
-  if (!model_.has_embedding()) {
+  const uint64_t hidden_bytes = uint64_t(rows) * h.hidden * 4;
+  if (linked && ((!model_.has_embedding() && link_in_->bytes() < link_offset_ + hidden_bytes) ||
+                 (!model_.has_head() && link_out_->bytes() < link_offset_ + hidden_bytes)))
+    throw Error("linked forward step of " + std::to_string(rows) + " rows: a link buffer holds fewer");
+  if (!linked && !model_.has_embedding()) {
     const auto t0 = std::chrono::steady_clock::now();
     std::memcpy(hidden_in_.mapped(), s.hidden.data(), s.hidden.size() * 4);
     hidden_copy_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -254,7 +295,11 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
 
   vk::Recorder& rec = decode ? decode_rec_ : rec_;
   last_rec_ = &rec;
-  if (decode && decode_recorded_for_ == buffers_generation_) {
+  if (decode && decode_recorded_for_ == buffers_generation_ && decode_linked_ == linked) {
+    if (linked) {
+      pending_ = {&rec, s.tokens, out_rows};
+      return {};
+    }
     rec.submit_and_wait();
     return finish_step(s.tokens, out_rows);
   }
@@ -307,8 +352,14 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
   };
 
   rec.begin();
-  if (model_.has_embedding()) kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
-  else rec.copy(hidden_in_, 0, x_, 0, uint64_t(rows) * h.hidden * 4, kTransferLabel);
+  if (model_.has_embedding()) {
+    kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
+  } else if (linked) {
+    rec.barrier_with_host();  // what the stage before wrote, through memory another device or the host shares
+    rec.copy(*link_in_, link_offset_, x_, 0, hidden_bytes, kTransferLabel);
+  } else {
+    rec.copy(hidden_in_, 0, x_, 0, hidden_bytes, kTransferLabel);
+  }
   probe_stage(x_, rows, h.hidden, model_.has_embedding() ? "the embedding (" + model_.embedding().name + ")" : "the hidden state from the previous device");
   const kernels::KvWriteRope rope{qkv_, qkv, 0, positions_, rope_table_, cache_.capacity()};
   for (uint32_t i = 0; i < model_.layers().size(); ++i) {
@@ -328,7 +379,9 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
     probe_stage(x_, rows, h.hidden, "layer " + layer + " (model.layers." + layer + ")");
   }
   if (!model_.has_head()) {
-    rec.copy(x_, 0, hidden_out_, 0, uint64_t(rows) * h.hidden * 4, kTransferLabel);  // every row, to the next stage
+    // every row, to the next stage
+    rec.copy(x_, 0, linked ? *link_out_ : hidden_out_, linked ? link_offset_ : 0, hidden_bytes, kTransferLabel);
+    if (linked) rec.barrier_with_host();
   } else if (s.rows == LogitsRows::All) {
     head(x_, rows);  // (the hidden states are not needed after this: normed in place where not folded)
   } else {
@@ -341,10 +394,22 @@ std::vector<float> Forward::run_step(const Step& s, bool probe) {
   if (model_.has_head()) {
     probe_stage(logits_, out_rows, h.vocab, "lm_head (the final norm and output projection)");
     rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
+    if (linked) rec.barrier_with_host();  // the host reads the logits after a semaphore wait, not a fence's
+  }
+  ++recordings_;
+  if (linked) {
+    if (decode) {
+      decode_recorded_for_ = buffers_generation_;
+      decode_linked_ = true;
+    }
+    pending_ = {&rec, s.tokens, out_rows};
+    return {};
   }
   rec.submit_and_wait();
-  if (decode) decode_recorded_for_ = buffers_generation_;
-  ++recordings_;
+  if (decode) {
+    decode_recorded_for_ = buffers_generation_;
+    decode_linked_ = false;
+  }
   return finish_step(s.tokens, out_rows);
 }
 

@@ -63,6 +63,24 @@ class Forward {
   // whose output does, found by running the step again stage by stage; the cache is then as before the step.
   std::vector<float> step(const Step& step);
 
+  // The chained path of a split model (model::Pipeline): the hidden state comes from `in` (a buffer on this device,
+  // for a stage without the embedding) and goes to `out` (for a stage without the head) by this device's own copies,
+  // with a barrier that covers memory another device or the host shares. set_links holds the buffers until the next
+  // call (any call re-records the decode step). record_linked checks, writes the step's inputs and records it (or
+  // readies the decode recording), submit_linked submits it with the semaphores given, and once it is done
+  // finish_linked advances the cache and returns the logits (nothing for a stage without the head). `offset`: where
+  // the step's rows start in both link buffers, in bytes (the micro-batches of a pipelined step each have their own
+  // place; a step at an offset is never a replayed decode step). Between
+  // record_linked and finish_linked the stage takes no other step; abandon_linked waits for the submission and drops
+  // the step (the cache as before it).
+  void set_links(const vk::Buffer* in, const vk::Buffer* out);
+  void record_linked(const Step& step, uint64_t offset = 0);
+  void submit_linked(std::span<const vk::SemaphoreValue> waits, std::span<const vk::SemaphoreValue> signals);
+  std::vector<float> finish_linked();
+  void abandon_linked();
+
+  vk::Device& device() const { return device_; }
+  uint32_t hidden_size() const { return model_.hyper().hidden; }
   uint32_t past() const { return past_; }          // cache slots filled
   void rewind(uint32_t past);                      // forget slots from `past` on (new prompt, or chat edits)
   const KvCache& cache() const { return cache_; }
@@ -103,9 +121,10 @@ class Forward {
   // frequencies change (dynamic NTK scaling), never with a submission of its own during decoding.
   void update_rope_table(std::span<const int32_t> positions, int32_t max_pos);
   std::vector<float> finish_step(uint32_t tokens, uint32_t out_rows);  // past advances, the logits come back
-  // step() without the check on the logits; probe: the diagnosis pass (one submission per stage, each stage's output
-  // read back, throws naming the first non-finite one).
-  std::vector<float> run_step(const Step& step, bool probe);
+  // step() without the check on the logits. Probe: the diagnosis pass (one submission per stage, each stage's output
+  // read back, throws naming the first non-finite one). Linked: recorded for record_linked, not submitted.
+  enum class Mode { Run, Probe, Linked };
+  std::vector<float> run_step(const Step& step, Mode mode);
 
   const LlamaModel& model_;
   vk::Device& device_;
@@ -116,6 +135,15 @@ class Forward {
   bool replay_decode_ = true;
   uint64_t buffers_generation_ = 0;   // bumped whenever a scratch buffer is reallocated
   uint64_t decode_recorded_for_ = ~0ull;
+  bool decode_linked_ = false;        // the decode recording reads and writes the links, not hidden_in_/out_
+  const vk::Buffer* link_in_ = nullptr;
+  const vk::Buffer* link_out_ = nullptr;
+  uint64_t link_offset_ = 0;  // of the step being recorded
+  struct Pending {  // a linked step recorded and maybe submitted, its result not yet collected (rec null: none)
+    vk::Recorder* rec = nullptr;
+    uint32_t tokens = 0, out_rows = 0;
+  };
+  Pending pending_;
   uint64_t recordings_ = 0;
   uint32_t past_ = 0;
   uint32_t scratch_rows_ = 0, logits_rows_ = 0;

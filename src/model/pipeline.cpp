@@ -1,6 +1,7 @@
 #include "model/pipeline.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -33,6 +34,16 @@ uint32_t micro_batch_from_env(uint32_t fallback) {
   return uint32_t(rows);
 }
 
+// INFERNO_STAGE_LINK=host: the host copy and a host wait per stage at every boundary; auto (or unset): the best the
+// devices allow.
+bool host_links_from_env() {
+  const char* env = std::getenv("INFERNO_STAGE_LINK");
+  if (!env) return false;
+  const std::string v = env;
+  if (v != "host" && v != "auto") throw Error("INFERNO_STAGE_LINK=" + v + ": expected host or auto");
+  return v == "host";
+}
+
 }  // namespace
 
 Pipeline::Pipeline(std::vector<const LlamaModel*> stages, uint32_t batch, uint32_t capacity, kernels::KvType kv_type,
@@ -54,6 +65,21 @@ Pipeline::Pipeline(std::vector<const LlamaModel*> stages, uint32_t batch, uint32
   dynamic_rope_ = stages.front()->hyper().rope.type == "dynamic";
   max_position_embeddings_ = stages.front()->hyper().max_position_embeddings;
   micro_batch_ = micro_batch_from_env(stages.size() >= 2 ? kDefaultMicroBatch : 0);
+  set_host_links(host_links_from_env());
+}
+
+void Pipeline::set_host_links(bool host_only) {
+  for (auto& f : forwards_) f->set_links(nullptr, nullptr);  // before the buffers they name go
+  links_.clear();
+  done_.reset();
+  for (size_t i = 0; i + 1 < forwards_.size(); ++i)
+    links_.push_back(std::make_unique<StageLink>(forwards_[i]->device(), forwards_[i + 1]->device(), host_only));
+  chained_ = !links_.empty() && std::all_of(links_.begin(), links_.end(), [](const auto& l) { return l->chained(); });
+  if (chained_) done_ = std::make_unique<vk::TimelineSemaphore>(forwards_.back()->device());
+}
+
+void Pipeline::connect(size_t i) {
+  forwards_[i]->set_links(i > 0 ? links_[i - 1]->in() : nullptr, i + 1 < forwards_.size() ? links_[i]->out() : nullptr);
 }
 
 void Pipeline::rewind(uint32_t past) {
@@ -92,6 +118,19 @@ std::vector<float> Pipeline::step(const Step& s) {
 }
 
 std::vector<float> Pipeline::step_in_turn(const Step& s) {
+  // A step the first stage will refuse (its checks name what is wrong) takes the plain path, which refuses it
+  // before any link memory is sized for it.
+  const Forward& first = *forwards_.front();
+  if (chained_ && s.batch == first.cache().batch() && s.tokens > 0 &&
+      uint64_t(first.past()) + s.tokens <= first.cache().capacity())
+    return step_chained(s);
+  return step_host(s);
+}
+
+std::vector<float> Pipeline::step_host(const Step& s) {
+  const uint32_t past_before = past();
+  host_waits_ = 0;
+  host_copy_bytes_ = 0;
   stage_seconds_.assign(forwards_.size(), 0.0);
   trace_.clear();
   timings_.assign(forwards_.size(), {});
@@ -99,16 +138,25 @@ std::vector<float> Pipeline::step_in_turn(const Step& s) {
   for (const auto& f : forwards_) copies_before += f->hidden_copy_seconds();
   const auto start = Clock::now();
   auto t0 = start;
-  std::vector<float> out = forwards_.front()->step(s);
-  for (size_t i = 1; i < forwards_.size(); ++i) {
-    const auto t1 = Clock::now();
-    stage_seconds_[i - 1] = seconds(t0, t1);
-    trace_.push_back({uint32_t(i - 1), 0, seconds(start, t0), seconds(start, t1)});
-    t0 = t1;
-    Step next = s;
-    next.hidden = out;  // read back from stage i-1, written into stage i's mapped input
-    transferred_bytes_ += out.size() * 4;
-    out = forwards_[i]->step(next);
+  std::vector<float> out;
+  try {
+    out = forwards_.front()->step(s);
+    ++host_waits_;
+    for (size_t i = 1; i < forwards_.size(); ++i) {
+      const auto t1 = Clock::now();
+      stage_seconds_[i - 1] = seconds(t0, t1);
+      trace_.push_back({uint32_t(i - 1), 0, seconds(start, t0), seconds(start, t1)});
+      t0 = t1;
+      Step next = s;
+      next.hidden = out;  // read back from stage i-1, written into stage i's mapped input
+      transferred_bytes_ += out.size() * 4;
+      host_copy_bytes_ += 2 * out.size() * 4;
+      out = forwards_[i]->step(next);
+      ++host_waits_;
+    }
+  } catch (...) {
+    rewind(past_before);  // the stages before the one that failed took the step
+    throw;
   }
   const auto end = Clock::now();
   for (size_t i = 0; i < forwards_.size(); ++i) timings_[i] = forwards_[i]->recorder().timings();
@@ -117,6 +165,69 @@ std::vector<float> Pipeline::step_in_turn(const Step& s) {
   step_seconds_ = seconds(start, end);
   transfer_seconds_ = -copies_before;
   for (const auto& f : forwards_) transfer_seconds_ += f->hidden_copy_seconds();
+  return out;
+}
+
+std::vector<float> Pipeline::step_chained(const Step& s) {
+  const size_t n = forwards_.size();
+  const uint64_t bytes = uint64_t(s.batch) * s.tokens * forwards_.front()->hidden_size() * 4;
+  for (size_t i = 0; i + 1 < n; ++i)
+    if (links_[i]->reserve(bytes)) {
+      connect(i);
+      connect(i + 1);
+    }
+  stage_seconds_.assign(n, 0.0);
+  trace_.clear();
+  host_waits_ = 0;
+  host_copy_bytes_ = 0;
+  const uint32_t past_before = past();
+  const uint64_t value = ++timeline_;
+  const auto start = Clock::now();
+  std::vector<Clock::time_point> began(n), done(n);
+  try {
+    // Every stage recorded and submitted in turn, each waiting on the device for the one before: stage i runs while
+    // stage i + 1 is being recorded.
+    for (size_t i = 0; i < n; ++i) {
+      began[i] = Clock::now();
+      forwards_[i]->record_linked(s);
+      const vk::SemaphoreValue wait = i > 0 ? links_[i - 1]->wait(value) : vk::SemaphoreValue{};
+      const vk::SemaphoreValue signal = i + 1 < n ? links_[i]->signal(value) : vk::SemaphoreValue{done_.get(), value};
+      forwards_[i]->submit_linked(std::span(&wait, i > 0 ? 1 : 0), std::span(&signal, 1));
+    }
+    for (size_t i = 0; i + 1 < n; ++i) {
+      if (links_[i]->order() != StageLink::Order::HostRelay) continue;
+      links_[i]->relay(value);
+      ++host_waits_;
+      done[i] = Clock::now();
+    }
+    done_->wait(value);
+    ++host_waits_;
+  } catch (...) {
+    for (auto& l : links_) l->release(value);
+    for (auto& f : forwards_) f->abandon_linked();  // the cache as before the step
+    throw;
+  }
+  std::vector<float> out;
+  timings_.assign(n, {});
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<float> r = forwards_[i]->finish_linked();
+    timings_[i] = forwards_[i]->recorder().timings();
+    if (i + 1 == n) out = std::move(r);
+  }
+  const auto end = Clock::now();
+  for (size_t i = 0; i < n; ++i) {
+    if (done[i] == Clock::time_point{}) done[i] = end;  // known done only when the last stage is
+    stage_seconds_[i] = seconds(began[i], done[i]);
+    trace_.push_back({uint32_t(i), 0, seconds(start, began[i]), seconds(start, done[i])});
+  }
+  step_seconds_ = seconds(start, end);
+  transfer_seconds_ = 0;
+  transferred_bytes_ += bytes * (n - 1);
+  // A NaN or infinity: the step again the plain way, whose last stage names where it first appears.
+  if (!std::all_of(out.begin(), out.end(), [](float v) { return std::isfinite(v); })) {
+    rewind(past_before);
+    return step_host(s);
+  }
   return out;
 }
 
@@ -137,6 +248,19 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
   const uint32_t past_before = past();
   double copies_before = 0;
   for (const auto& f : forwards_) copies_before += f->hidden_copy_seconds();
+  // Chained links: micro-batch k's rows cross through its own place in the link memory (its rows' offset in the
+  // step), written by stage i's commands and read by stage i + 1's once stage i is done with it, with no host copy.
+  // A step the first stage will refuse takes the host copy, which refuses it before any link memory is sized for it.
+  const Forward& first = *forwards_.front();
+  const bool linked = chained_ && s.batch == first.cache().batch() &&
+                      uint64_t(first.past()) + s.tokens <= first.cache().capacity();
+  const uint64_t row_bytes = uint64_t(first.hidden_size()) * 4;
+  if (linked)
+    for (size_t i = 0; i + 1 < stages; ++i)
+      if (links_[i]->reserve(uint64_t(s.batch) * s.tokens * row_bytes)) {
+        connect(i);
+        connect(i + 1);
+      }
   // outputs[i][k]: what stage i gave out for micro-batch k (the hidden state for stage i + 1, or logits), present
   // once done[i][k]. One lock for all: a stage holds it only to hand a result over or to take one.
   std::vector<std::vector<std::vector<float>>> outputs(stages, std::vector<std::vector<float>>(pieces));
@@ -164,11 +288,18 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
         const Step piece{.batch = s.batch, .tokens = ranges[k].count, .ids = ids[k], .positions = positions[k],
                          .kv_start = s.kv_start, .rows = s.rows, .hidden = hidden};
         const auto t0 = Clock::now();
-        std::vector<float> out = forwards_[i]->step(piece);
+        std::vector<float> out;
+        if (linked) {
+          forwards_[i]->record_linked(piece, uint64_t(s.batch) * ranges[k].first * row_bytes);
+          forwards_[i]->submit_linked({}, {});
+          out = forwards_[i]->finish_linked();  // the host waits for each micro-batch, as the threads hand over
+        } else {
+          out = forwards_[i]->step(piece);
+        }
         const auto t1 = Clock::now();
         busy[i] += seconds(t0, t1);
         for (auto& t : forwards_[i]->recorder().timings()) timings[i].push_back(std::move(t));
-        if (i + 1 < stages) moved[i] += out.size() * 4;
+        if (i + 1 < stages) moved[i] += uint64_t(s.batch) * ranges[k].count * row_bytes;
         {
           std::lock_guard lock(mutex);
           outputs[i][k] = std::move(out);
@@ -178,6 +309,7 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
         handed_over.notify_all();
       }
     } catch (...) {
+      forwards_[i]->abandon_linked();  // a micro-batch recorded or submitted, not collected
       {
         std::lock_guard lock(mutex);
         if (!error) error = std::current_exception();
@@ -205,13 +337,26 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
   timings_ = std::move(timings);
   transfer_seconds_ = -copies_before;
   for (const auto& f : forwards_) transfer_seconds_ += f->hidden_copy_seconds();
-  for (uint64_t m : moved) transferred_bytes_ += m;
+  host_waits_ = uint32_t(stages * pieces);
+  host_copy_bytes_ = 0;
+  for (uint64_t m : moved) {
+    transferred_bytes_ += m;
+    if (!linked) host_copy_bytes_ += 2 * m;
+  }
   if (error) {
     rewind(past_before);  // every stage as before the step (some ran more micro-batches than others)
     std::rethrow_exception(error);
   }
 
   auto& last = outputs.back();
+  // A NaN or infinity (checked by each stage's own step on the host copy): the step again the plain way, which names
+  // the first layer at fault.
+  if (linked && std::any_of(last.begin(), last.end(), [](const std::vector<float>& l) {
+        return !std::all_of(l.begin(), l.end(), [](float v) { return std::isfinite(v); });
+      })) {
+    rewind(past_before);
+    return step_host(s);
+  }
   if (s.rows == LogitsRows::Last) return std::move(last.back());  // each sequence's last token is in the last range
   // Every row's logits: micro-batch k holds rows [first, first + count) of each sequence.
   const size_t vocab = last.front().size() / (size_t(s.batch) * ranges.front().count);

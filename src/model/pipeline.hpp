@@ -1,7 +1,10 @@
 #pragma once
 // A model split over devices: one Forward per stage (its device, its layers, their KV cache), chained. A step runs
-// each stage in turn; the hidden state of every row crosses each boundary through host-visible memory (read back
-// from one device, written into the next one's mapped input). With one stage it is the plain Forward.
+// each stage in turn; the hidden state of every row crosses each boundary as its StageLink allows: where every link
+// is chained (timeline semaphores and memory both stages reach), all stages are recorded and submitted up front,
+// each waiting for the one before on the device, and the host waits for the last one (and, over a host relay, once
+// per boundary); otherwise each stage is submitted and waited for, and the host copies its hidden state into the next
+// one's mapped input. With one stage it is the plain Forward.
 //
 // A step of many rows (a prefill) is cut into micro-batches of tokens and pipelined: one thread a stage, each
 // running the micro-batches in order, so that stage d+1 works on micro-batch k while stage d works on k+1. This is
@@ -11,6 +14,7 @@
 #include <vector>
 
 #include "model/forward.hpp"
+#include "model/stage_link.hpp"
 
 namespace inferno::model {
 
@@ -28,6 +32,15 @@ class Pipeline {
   Forward& stage(size_t i) { return *forwards_[i]; }
   const Forward& stage(size_t i) const { return *forwards_[i]; }
   uint64_t transferred_bytes() const { return transferred_bytes_; }  // hidden state across boundaries so far
+  // The boundary between stage i and i + 1 (stages() - 1 of them).
+  const StageLink& link(size_t i) const { return *links_[i]; }
+  // Links as the devices allow (the default, or INFERNO_STAGE_LINK=auto), or the host copy and a host wait per stage
+  // whatever they allow (INFERNO_STAGE_LINK=host).
+  void set_host_links(bool host_only);
+  // The last step's host waits for a device (a fence or a timeline value) and bytes of the hidden state the host
+  // copied (out of one device's mapping and into the next one's: twice the rows' bytes per boundary).
+  uint32_t last_host_waits() const { return host_waits_; }
+  uint64_t last_host_copy_bytes() const { return host_copy_bytes_; }
   // Host seconds of each stage's last step, from its call to its result (recording, submission, the wait, the
   // hidden state's host copies); summed over the micro-batches of a pipelined step.
   const std::vector<double>& last_stage_seconds() const { return stage_seconds_; }
@@ -61,9 +74,18 @@ class Pipeline {
 
  private:
   std::vector<float> step_in_turn(const Step& step);
+  std::vector<float> step_chained(const Step& step);
+  std::vector<float> step_host(const Step& step);  // each stage submitted and waited for, the host copying between
+  void connect(size_t stage);  // the stage's link buffers, as its links hold them now
   std::vector<float> step_pipelined(const Step& step, const std::vector<Range>& ranges);
 
   std::vector<std::unique_ptr<Forward>> forwards_;
+  std::vector<std::unique_ptr<StageLink>> links_;
+  bool chained_ = false;  // every link is
+  std::unique_ptr<vk::TimelineSemaphore> done_;  // the last stage's, on its device (chained)
+  uint64_t timeline_ = 0;  // the value of the last chained step on every semaphore
+  uint32_t host_waits_ = 0;
+  uint64_t host_copy_bytes_ = 0;
   uint64_t transferred_bytes_ = 0;
   std::vector<double> stage_seconds_;
   double transfer_seconds_ = 0, step_seconds_ = 0;

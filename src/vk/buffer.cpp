@@ -81,7 +81,8 @@ Buffer::Buffer(Device& device, std::shared_ptr<const ImportedMemory> memory, uin
   external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT;
   VkBufferCreateInfo bi{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, &external};
   bi.size = size_ = size;
-  bi.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+  // A transfer destination too: the stages of a split model copy the hidden state into host memory both import.
+  bi.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
   bi.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   check(vkCreateBuffer(device.handle(), &bi, nullptr, &buffer_), "vkCreateBuffer");
   VkMemoryRequirements req;

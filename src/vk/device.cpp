@@ -182,6 +182,25 @@ Capabilities probe_capabilities(VkInstance instance, VkPhysicalDevice pd) {
     c.host_import = c.min_imported_host_alignment > 0;
   }
 
+  c.timeline_semaphore = f12.timelineSemaphore;
+  VkPhysicalDeviceIDProperties ids{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES};
+  VkPhysicalDeviceProperties2 props5{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &ids};
+  vkGetPhysicalDeviceProperties2(pd, &props5);
+  std::memcpy(c.driver_uuid, ids.driverUUID, VK_UUID_SIZE);
+  std::memcpy(c.device_uuid, ids.deviceUUID, VK_UUID_SIZE);
+  if (c.timeline_semaphore && ext.count(VK_KHR_EXTERNAL_SEMAPHORE_FD_EXTENSION_NAME)) {
+    // Whether a timeline semaphore (the type chained: binary ones may differ) exports and imports as an OPAQUE_FD.
+    VkSemaphoreTypeCreateInfo type{VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO};
+    type.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;
+    VkPhysicalDeviceExternalSemaphoreInfo info{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_SEMAPHORE_INFO, &type};
+    info.handleType = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_OPAQUE_FD_BIT;
+    VkExternalSemaphoreProperties external{VK_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_PROPERTIES};
+    vkGetPhysicalDeviceExternalSemaphoreProperties(pd, &info, &external);
+    const VkExternalSemaphoreFeatureFlags both =
+        VK_EXTERNAL_SEMAPHORE_FEATURE_EXPORTABLE_BIT | VK_EXTERNAL_SEMAPHORE_FEATURE_IMPORTABLE_BIT;
+    c.external_timeline_fd = (external.externalSemaphoreFeatures & both) == both;
+  }
+
   bool timestamps = false;
   compute_queue_family(pd, &timestamps);
   c.timestamp_period_ns = timestamps ? p.limits.timestampPeriod : 0.f;
@@ -314,6 +333,7 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   f12.storageBuffer8BitAccess = caps_.storage_8bit;
   f12.shaderFloat16 = caps_.float16;
   f12.shaderInt8 = caps_.int8;
+  f12.timelineSemaphore = caps_.timeline_semaphore;
   features.features.shaderInt64 = caps_.int64;
   std::vector<const char*> extensions;
   if (caps_.api_version >= VK_API_VERSION_1_3) {
@@ -326,6 +346,8 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
   if (ext.count(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
   // Zero-copy loading imports the mapped checkpoint as device memory (VK_KHR_external_memory is core in 1.1).
   if (caps_.host_import) extensions.push_back(VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
+  // The stages of a split model order their submissions with timeline semaphores shared between devices.
+  if (caps_.external_timeline_fd) extensions.push_back(VK_KHR_EXTERNAL_SEMAPHORE_FD_EXTENSION_NAME);
   // Cooperative matrices (the matrix-core prefill kernel) need the extension, its feature, f16 arithmetic and the
   // Vulkan memory model, which SPIR-V's cooperative-matrix loads and stores are declared under.
   VkPhysicalDeviceCooperativeMatrixFeaturesKHR coopmat{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR};
@@ -356,6 +378,12 @@ Device::Device(std::shared_ptr<Instance> instance, int index) : instance_(std::m
     host_pointer_properties_ = reinterpret_cast<PFN_vkGetMemoryHostPointerPropertiesEXT>(
         vkGetDeviceProcAddr(device_, "vkGetMemoryHostPointerPropertiesEXT"));
     caps_.host_import = host_pointer_properties_ != nullptr;
+  }
+  if (caps_.external_timeline_fd) {
+    get_semaphore_fd_ = reinterpret_cast<PFN_vkGetSemaphoreFdKHR>(vkGetDeviceProcAddr(device_, "vkGetSemaphoreFdKHR"));
+    import_semaphore_fd_ =
+        reinterpret_cast<PFN_vkImportSemaphoreFdKHR>(vkGetDeviceProcAddr(device_, "vkImportSemaphoreFdKHR"));
+    caps_.external_timeline_fd = get_semaphore_fd_ && import_semaphore_fd_;
   }
 
   VkCommandPoolCreateInfo pi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
@@ -419,6 +447,12 @@ void Device::submit_locked(VkCommandBuffer cb, VkFence fence) {
 void Device::submit(VkCommandBuffer cb, VkFence fence) {
   std::lock_guard lock(queue_mutex_);
   submit_locked(cb, fence);
+}
+
+void Device::submit(const VkSubmitInfo& info, VkFence fence) {
+  std::lock_guard lock(queue_mutex_);
+  check(vkQueueSubmit(queue_, 1, &info, fence), "vkQueueSubmit");
+  submissions_++;
 }
 
 void Device::wait_for(VkFence fence) {

@@ -55,6 +55,12 @@ struct Capabilities {
   uint64_t min_imported_host_alignment = 0;
   // Every device-local memory type is host-visible: host and device share memory (integrated GPUs, CPU drivers).
   bool unified_memory = false;
+  // Vulkan 1.2's timelineSemaphore feature (enabled where present), and VK_KHR_external_semaphore_fd with timeline
+  // semaphores that export and import as OPAQUE_FD; such a payload is shared only between devices of equal
+  // driver_uuid and device_uuid (VkPhysicalDeviceIDProperties).
+  bool timeline_semaphore = false;
+  bool external_timeline_fd = false;
+  uint8_t driver_uuid[VK_UUID_SIZE] = {}, device_uuid[VK_UUID_SIZE] = {};
   uint32_t max_compute_shared_memory = 0, max_workgroup_invocations = 0;
   uint32_t max_workgroup_count[3] = {};
   uint32_t max_push_constants = 0;
@@ -116,11 +122,15 @@ class Device {
 
   // What this device holds right now, through inferno's own allocations.
   uint64_t allocated_bytes() const { return allocated_bytes_.load(); }
-  // The part of allocated_bytes() that is imported host memory (weights read in place from a file mapping).
+  // The part of allocated_bytes() that is imported host memory (weights read in place from a file mapping, and the
+  // host memory the stages of a split model share).
   uint64_t imported_bytes() const { return imported_bytes_.load(); }
   void note_import(int64_t bytes) { imported_bytes_ += uint64_t(bytes); }
   // VK_EXT_external_memory_host's entry point (null unless caps().host_import).
   PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties() const { return host_pointer_properties_; }
+  // VK_KHR_external_semaphore_fd's entry points (null unless caps().external_timeline_fd).
+  PFN_vkGetSemaphoreFdKHR get_semaphore_fd() const { return get_semaphore_fd_; }
+  PFN_vkImportSemaphoreFdKHR import_semaphore_fd() const { return import_semaphore_fd_; }
   // The memory type index's property flags.
   VkMemoryPropertyFlags memory_flags(uint32_t type) const { return memory_.memoryTypes[type].propertyFlags; }
   uint64_t live_allocations() const { return live_allocations_.load(); }
@@ -141,6 +151,8 @@ class Device {
   void wait_idle();
   // Submits without waiting; `fence` is signalled when the work is done.
   void submit(VkCommandBuffer cb, VkFence fence);
+  // The same for a submission with semaphores (a VkTimelineSemaphoreSubmitInfo chained to `info`).
+  void submit(const VkSubmitInfo& info, VkFence fence);
   // Waits for a fence, at most 600 s (then an error: a hung job is not waited for forever).
   void wait_for(VkFence fence);
   // The staging ring of uploads to memory the host cannot see (made on first use), and the lock its users hold.
@@ -168,6 +180,8 @@ class Device {
   uint64_t memory_limit_ = 0;  // 0: none (INFERNO_DEVICE_MEMORY_LIMIT)
   std::atomic<uint64_t> allocated_bytes_{0}, live_allocations_{0}, submissions_{0}, imported_bytes_{0};
   PFN_vkGetMemoryHostPointerPropertiesEXT host_pointer_properties_ = nullptr;
+  PFN_vkGetSemaphoreFdKHR get_semaphore_fd_ = nullptr;
+  PFN_vkImportSemaphoreFdKHR import_semaphore_fd_ = nullptr;
   std::mutex queue_mutex_;
   std::unique_ptr<PipelineCache> pipelines_;
   void submit_locked(VkCommandBuffer cb, VkFence fence);  // queue_mutex_ held

@@ -194,6 +194,62 @@ void Recorder::copy(const Buffer& src, uint64_t src_offset, const Buffer& dst, u
   timestamp(label);
 }
 
+void Recorder::barrier_with_host() {
+  if (!recording_) throw Error("Recorder::barrier_with_host outside begin()/submit");
+  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_HOST_WRITE_BIT;
+  mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                     VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_HOST_READ_BIT;
+  const VkPipelineStageFlags stages =
+      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_HOST_BIT;
+  vkCmdPipelineBarrier(cb_, stages, stages, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  ++barriers_;
+  written_.clear();
+  read_.clear();
+}
+
+void Recorder::wait() { wait_in_flight(); }
+
+void Recorder::submit(std::span<const SemaphoreValue> waits, std::span<const SemaphoreValue> signals) {
+  if (!recording_ && !ended_) throw Error("Recorder::submit with nothing recorded");
+  if (recording_) {
+    check(vkEndCommandBuffer(cb_), "vkEndCommandBuffer");
+    recording_ = false;
+    ended_ = true;
+  }
+  wait_in_flight();
+  std::vector<VkSemaphore> wait_handles, signal_handles;
+  std::vector<uint64_t> wait_values, signal_values;
+  std::vector<VkPipelineStageFlags> wait_stages;
+  for (const auto& w : waits) {
+    if (&w.semaphore->device() != &device_) throw Error("Recorder::submit: a wait on another device's semaphore");
+    wait_handles.push_back(w.semaphore->handle());
+    wait_values.push_back(w.value);
+    wait_stages.push_back(VK_PIPELINE_STAGE_ALL_COMMANDS_BIT);
+  }
+  for (const auto& s : signals) {
+    if (&s.semaphore->device() != &device_) throw Error("Recorder::submit: a signal of another device's semaphore");
+    signal_handles.push_back(s.semaphore->handle());
+    signal_values.push_back(s.value);
+  }
+  VkTimelineSemaphoreSubmitInfo timeline{VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO};
+  timeline.waitSemaphoreValueCount = uint32_t(wait_values.size());
+  timeline.pWaitSemaphoreValues = wait_values.data();
+  timeline.signalSemaphoreValueCount = uint32_t(signal_values.size());
+  timeline.pSignalSemaphoreValues = signal_values.data();
+  VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO, &timeline};
+  si.waitSemaphoreCount = uint32_t(wait_handles.size());
+  si.pWaitSemaphores = wait_handles.data();
+  si.pWaitDstStageMask = wait_stages.data();
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &cb_;
+  si.signalSemaphoreCount = uint32_t(signal_handles.size());
+  si.pSignalSemaphores = signal_handles.data();
+  check(vkResetFences(device_.handle(), 1, &fence_), "vkResetFences");
+  device_.submit(si, fence_);
+  in_flight_ = true;
+}
+
 void Recorder::submit_and_wait() {
   if (!recording_ && !ended_) throw Error("Recorder::submit_and_wait with nothing recorded");
   if (recording_) {

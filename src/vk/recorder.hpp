@@ -12,6 +12,7 @@
 
 #include "vk/buffer.hpp"
 #include "vk/pipeline.hpp"
+#include "vk/timeline.hpp"
 
 namespace inferno::vk {
 
@@ -54,8 +55,16 @@ class Recorder {
   // `label`: the copy's name among the timings.
   void copy(const Buffer& src, uint64_t src_offset, const Buffer& dst, uint64_t dst_offset, uint64_t bytes,
             const char* label = "copy");
+  // A full memory barrier that also covers the host: memory another device or the host reads or wrote (shared host
+  // memory between the stages of a split model) is made available before it and visible after it.
+  void barrier_with_host();
   // Ends the recording (if open), submits it and waits. May be called again to replay the same recording.
   void submit_and_wait();
+  // Ends the recording (if open) and submits it without waiting: it starts once every wait's semaphore reaches its
+  // value, and sets every signal's semaphore to its value when done. May be called again to replay the recording
+  // (after the last submission finished: the next begin(), submit or wait() waits for it).
+  void submit(std::span<const SemaphoreValue> waits, std::span<const SemaphoreValue> signals);
+  void wait();  // the last submission is done (nothing when none is in flight)
 
   bool recording() const { return recording_; }
   uint64_t dispatch_count() const { return dispatches_; }

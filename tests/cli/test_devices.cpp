@@ -320,6 +320,21 @@ TEST_CASE("bench over two devices reports each device's kernel time and the tran
   CHECK(uint64_t(j["transfer"]["bytes_per_token_per_boundary"]) == 192 * 4);  // hidden 192, f32
   CHECK(double(j["transfer"]["ms_per_token"]) > 0);
   CHECK(double(j["decode"]["tok_per_s"]) > 0);
+  // Two lavapipes import one host allocation and the host relays their timeline values: a host wait per device in a
+  // decode step, no host copy; INFERNO_STAGE_LINK=host copies the row out and in (768 bytes each way).
+  simdjson::dom::array links = j["transfer"]["links"];
+  REQUIRE(links.size() == 1);
+  CHECK(std::string(std::string_view(links.at(0))) == "shared host memory, timeline semaphores, host relay");
+  CHECK(uint64_t(j["transfer"]["decode_host_waits"]) == 2);
+  CHECK(uint64_t(j["transfer"]["decode_host_copy_bytes"]) == 0);
+  const Run host = inferno_cli("bench --json --quiet -m " + brown + " -p 8 -n 4 --repeats 1 --devices 0,1 --split 2,4",
+                               two_lavapipes() + " INFERNO_STAGE_LINK=host");
+  REQUIRE_MESSAGE(host.status == 0, host.err);
+  simdjson::dom::element jh = parse(p, host.out);
+  CHECK(std::string(std::string_view(simdjson::dom::array(jh["transfer"]["links"]).at(0))) ==
+        "host copy, host wait per stage");
+  CHECK(uint64_t(jh["transfer"]["decode_host_waits"]) == 2);
+  CHECK(uint64_t(jh["transfer"]["decode_host_copy_bytes"]) == 2 * 192 * 4);
   // One device: no boundary.
   const Run one = inferno_cli("bench --json --quiet -m " + brown + " -p 8 -n 4 --repeats 1");
   REQUIRE_MESSAGE(one.status == 0, one.err);

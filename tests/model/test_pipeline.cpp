@@ -3,6 +3,8 @@
 // on the same driver, and the hidden state crosses the boundary as the f32 it is. Every fixture family (F32, BF16,
 // F16, w8a8, GGUF blocks), split at every layer boundary (0 layers on a device, one layer per device).
 #include <cstdlib>
+#include <functional>
+#include <limits>
 #include <random>
 #include <set>
 #include <cstring>
@@ -15,6 +17,8 @@
 #include "model/paged_forward.hpp"
 #include "model/paged_kv_cache.hpp"
 #include "model/pipeline.hpp"
+#include "io/io_test_files.hpp"
+#include "model/checkpoint_edit.hpp"
 #include "test_support.hpp"
 #include "two_lavapipes.hpp"
 #include "vk/device.hpp"
@@ -578,5 +582,247 @@ TEST_CASE("the paged step split over two devices and pipelined gives one device'
         }
       }
     }
+  }
+}
+
+// The stage links (model::StageLink): how the hidden state crosses a boundary and how the next stage is ordered after
+// the one before, chosen from the devices, and the host path forced; every one gives one device's logits bit for bit.
+namespace {
+
+// No validation error while it lives (the layer counts them; these tests have their own devices).
+struct ValidationCheck {
+  vk::Instance& instance;
+  uint64_t before = instance.validation_errors();
+  explicit ValidationCheck(vk::Instance& i) : instance(i) {}
+  ~ValidationCheck() {
+    CHECK_MESSAGE(instance.validation_errors() == before, "Vulkan validation: " << instance.last_validation_error());
+  }
+};
+
+// A prompt step (every row's logits), four greedy decode steps, a rewind that keeps the prompt and two of them, the
+// third decode step again, a decode step of another token (an edit), a step of three tokens, one of twelve (more rows
+// than any before: new link and scratch buffers) and two more decode steps; `after` sees the model after each step.
+template <typename Model>
+std::vector<std::vector<float>> run_with_rewind(Model& m, const std::vector<int32_t>& prompt, uint32_t vocab,
+                                                const std::function<void(size_t)>& after = {}) {
+  std::vector<std::vector<float>> out;
+  const int32_t kv_start = 0;
+  auto step = [&](std::vector<int32_t> ids, int32_t first_position, LogitsRows rows) {
+    std::vector<int32_t> positions(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) positions[i] = first_position + int32_t(i);
+    out.push_back(m.step({.batch = 1, .tokens = uint32_t(ids.size()), .ids = ids, .positions = positions,
+                          .kv_start = std::span(&kv_start, 1), .rows = rows}));
+    if (after) after(out.size() - 1);
+  };
+  auto greedy = [&](size_t s) {
+    const float* last = out[s].data() + out[s].size() - vocab;
+    return int32_t(std::max_element(last, last + vocab) - last);
+  };
+  const int32_t p = int32_t(prompt.size());
+  step(prompt, 0, LogitsRows::All);
+  for (int i = 0; i < 4; ++i) step({greedy(out.size() - 1)}, p + i, LogitsRows::Last);
+  m.rewind(uint32_t(p + 2));
+  step({greedy(2)}, p + 2, LogitsRows::Last);  // step 3 again: its logits as before
+  step({int32_t((greedy(out.size() - 1) + 1) % int32_t(vocab))}, p + 3, LogitsRows::Last);
+  step({3, 4, 5}, p + 4, LogitsRows::All);
+  step({6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, p + 7, LogitsRows::All);
+  for (int i = 0; i < 2; ++i) step({greedy(out.size() - 1)}, p + 19 + i, LogitsRows::Last);
+  return out;
+}
+
+void check_same(const std::vector<std::vector<float>>& got, const std::vector<std::vector<float>>& reference) {
+  REQUIRE(got.size() == reference.size());
+  for (size_t s = 0; s < got.size(); ++s) {
+    CAPTURE(s);
+    REQUIRE(got[s].size() == reference[s].size());
+    CHECK(std::memcmp(got[s].data(), reference[s].data(), got[s].size() * 4) == 0);  // bit-identical
+  }
+}
+
+const std::vector<int32_t> kLinkPrompt = {1, 17, 33, 5, 250, 9, 77};
+// Rows of each step of run_with_rewind.
+const std::vector<uint64_t> kLinkRows = {7, 1, 1, 1, 1, 1, 1, 3, 12, 1, 1};
+
+// Runs the scenario on `p` against the whole model on one device; checks each step's host waits and host copy bytes
+// (as `copies_per_boundary` copies of the rows' hidden state at each boundary), and that decode steps replay one
+// recording on every stage.
+// `grows`: the 12-token step needs larger buffers than the pipeline has (link buffers on the chained path, scratch
+// on both), so that the decode step after it is recorded again.
+void check_links(Pipeline& p, const std::vector<std::vector<float>>& reference, uint32_t vocab, uint32_t hidden,
+                 uint32_t host_waits, uint64_t copies_per_boundary, bool grows = true) {
+  std::vector<uint64_t> recordings_after(kLinkRows.size());
+  const uint64_t transferred_before = p.transferred_bytes();
+  const auto got = run_with_rewind(p, kLinkPrompt, vocab, [&](size_t s) {
+    CAPTURE(s);
+    CHECK(p.last_host_waits() == host_waits);
+    CHECK(p.last_host_copy_bytes() == copies_per_boundary * kLinkRows[s] * hidden * 4 * (p.stages() - 1));
+    for (size_t i = 0; i < p.stages(); ++i) recordings_after[s] += p.stage(i).recordings();
+  });
+  check_same(got, reference);
+  // The first decode step records; every other one (across the rewind and the edit too) replays it.
+  for (size_t s = 2; s <= 6; ++s) CHECK(recordings_after[s] == recordings_after[1]);
+  CHECK(recordings_after[7] == recordings_after[6] + p.stages());  // the 3-token step is recorded afresh
+  // After the 12-token step the decode step binds new buffers: recorded once more, then replayed.
+  CHECK(recordings_after[9] == recordings_after[8] + (grows ? p.stages() : 0));
+  CHECK(recordings_after[10] == recordings_after[9]);
+  uint64_t rows = 0;
+  for (uint64_t r : kLinkRows) rows += r;
+  CHECK(p.transferred_bytes() - transferred_before == rows * hidden * 4 * (p.stages() - 1));
+}
+
+// A prompt pipelined in micro-batches (four of 10 tokens) through the links as they are: bit-identical to one device,
+// a host wait for each micro-batch on each stage, and the host copies the rows only on the host path.
+void check_pipelined_links(Pipeline& p, const LlamaModel& whole, bool host_copy) {
+  std::vector<int32_t> prompt(40), positions(40);
+  for (int32_t i = 0; i < 40; ++i) {
+    prompt[size_t(i)] = (i * 37 + 11) % int32_t(whole.hyper().vocab);
+    positions[size_t(i)] = i;
+  }
+  const int32_t kv_start = 0;
+  const Step step{.batch = 1, .tokens = 40, .ids = prompt, .positions = positions, .kv_start = std::span(&kv_start, 1),
+                  .rows = LogitsRows::All};
+  Forward f(whole, 1, 64, kernels::KvType::F32);
+  const std::vector<float> reference = f.step(step);
+  const uint32_t micro_batch = p.micro_batch();
+  p.set_micro_batch(10);
+  REQUIRE(p.micro_batches(1, 40).size() == 4);
+  p.rewind(0);
+  const std::vector<float> got = p.step(step);
+  REQUIRE(got.size() == reference.size());
+  CHECK(std::memcmp(got.data(), reference.data(), got.size() * 4) == 0);
+  CHECK(p.last_trace().size() == 4 * p.stages());
+  CHECK(p.last_host_waits() == 4 * p.stages());
+  CHECK(p.last_host_copy_bytes() == (host_copy ? 2 * 40 * uint64_t(whole.hyper().hidden) * 4 * (p.stages() - 1) : 0));
+  p.set_micro_batch(micro_batch);
+}
+
+}  // namespace
+
+TEST_CASE("stage links: two stages on one device share a device buffer and a timeline semaphore, one host wait a step") {
+  const ValidationCheck validation(*devices().instance);
+  Devices& d = devices();
+  const fs::path path = data_path("hf-llama/llama3-gqa-f32");
+  auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
+  const uint32_t vocab = whole->hyper().vocab, hidden = whole->hyper().hidden, k = whole->hyper().layers / 2;
+  std::vector<std::vector<float>> reference;
+  {
+    Forward f(*whole, 1, 64, kernels::KvType::F32);
+    reference = run_with_rewind(f, kLinkPrompt, vocab);
+  }
+  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
+  auto second = LlamaModel::load(*d.a, path, {.quiet = true, .first_layer = k, .embedding = false});
+  Pipeline p({first.get(), second.get()}, 1, 64, kernels::KvType::F32);
+  REQUIRE(d.a->caps().timeline_semaphore);  // lavapipe has it
+  CHECK(p.link(0).memory() == StageLink::Memory::DeviceBuffer);
+  CHECK(p.link(0).order() == StageLink::Order::Timeline);
+  check_links(p, reference, vocab, hidden, 1, 0);
+  check_pipelined_links(p, *whole, false);
+
+  // The host path forced on the same pipeline: a host wait for each stage, the rows copied out and in.
+  p.set_host_links(true);
+  CHECK(p.link(0).memory() == StageLink::Memory::HostCopy);
+  CHECK(p.link(0).order() == StageLink::Order::HostWait);
+  p.rewind(0);
+  check_links(p, reference, vocab, hidden, 2, 2, false);  // the scratch is as large as the 12-token step already
+  p.set_host_links(false);  // and back, with caches and recordings made on the host path
+  p.rewind(0);
+  check_links(p, reference, vocab, hidden, 1, 0);
+}
+
+TEST_CASE("stage links: two lavapipe devices import one host allocation, ordered by timeline values the host relays") {
+  const ValidationCheck validation(*devices().instance);
+  Devices& d = devices();
+  const fs::path path = data_path("hf-llama/llama3-gqa-f32");
+  auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
+  const uint32_t vocab = whole->hyper().vocab, hidden = whole->hyper().hidden, k = whole->hyper().layers / 2;
+  std::vector<std::vector<float>> reference;
+  {
+    Forward f(*whole, 1, 64, kernels::KvType::F32);
+    reference = run_with_rewind(f, kLinkPrompt, vocab);
+  }
+  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
+  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = k, .embedding = false});
+  REQUIRE(d.a->caps().host_import);
+  REQUIRE(d.b->caps().host_import);
+  // Mesa's lavapipe has no VK_KHR_external_semaphore_fd: the host relays (one host wait a stage, no copy).
+  const bool shared = d.a->caps().external_timeline_fd && d.b->caps().external_timeline_fd;
+  {
+    Pipeline p({first.get(), second.get()}, 1, 64, kernels::KvType::F32);
+    CHECK(p.link(0).memory() == StageLink::Memory::SharedHost);
+    CHECK(p.link(0).order() == (shared ? StageLink::Order::SharedTimeline : StageLink::Order::HostRelay));
+    check_links(p, reference, vocab, hidden, shared ? 1 : 2, 0);
+    CHECK(p.transferred_bytes() > 0);
+    check_pipelined_links(p, *whole, false);
+  }
+  // INFERNO_STAGE_LINK=host: today's path, both still tested.
+  setenv("INFERNO_STAGE_LINK", "host", 1);
+  {
+    Pipeline p({first.get(), second.get()}, 1, 64, kernels::KvType::F32);
+    CHECK(p.link(0).memory() == StageLink::Memory::HostCopy);
+    CHECK(p.link(0).order() == StageLink::Order::HostWait);
+    check_links(p, reference, vocab, hidden, 2, 2);
+    check_pipelined_links(p, *whole, true);
+  }
+  setenv("INFERNO_STAGE_LINK", "fast", 1);
+  CHECK_THROWS_WITH_AS(Pipeline({first.get(), second.get()}, 1, 64, kernels::KvType::F32),
+                       "INFERNO_STAGE_LINK=fast: expected host or auto", Error);
+  unsetenv("INFERNO_STAGE_LINK");
+}
+
+TEST_CASE("stage links: three stages over two devices and over one") {
+  const ValidationCheck validation(*devices().instance);
+  Devices& d = devices();
+  const fs::path path = data_path("hf-llama/mha-sharded-bf16");  // 3 layers
+  auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
+  const uint32_t vocab = whole->hyper().vocab, hidden = whole->hyper().hidden;
+  std::vector<std::vector<float>> reference;
+  {
+    Forward f(*whole, 1, 64, kernels::KvType::F32);
+    reference = run_with_rewind(f, kLinkPrompt, vocab);
+  }
+  for (const bool one_device : {false, true}) {
+    CAPTURE(one_device);
+    vk::Device& middle = one_device ? *d.a : *d.b;
+    auto s0 = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
+    auto s1 = LlamaModel::load(middle, path, {.quiet = true, .first_layer = 1, .last_layer = 2, .embedding = false, .head = false});
+    auto s2 = LlamaModel::load(*d.a, path, {.quiet = true, .first_layer = 2, .embedding = false});
+    Pipeline p({s0.get(), s1.get(), s2.get()}, 1, 64, kernels::KvType::F32);
+    const bool relay = !one_device && p.link(0).order() == StageLink::Order::HostRelay;
+    for (size_t i = 0; i < 2; ++i) {
+      CAPTURE(i);
+      CHECK(p.link(i).memory() == (one_device ? StageLink::Memory::DeviceBuffer : StageLink::Memory::SharedHost));
+      CHECK(p.link(i).chained());
+    }
+    check_links(p, reference, vocab, hidden, relay ? 3 : 1, 0);
+    check_pipelined_links(p, *whole, false);
+  }
+}
+
+TEST_CASE("stage links: non-finite logits on the chained path are named, and every stage's cache is as before") {
+  const ValidationCheck validation(*devices().instance);
+  Devices& d = devices();
+  const fs::path fixture = data_path("hf-llama/llama3-gqa-f32");  // 2 layers
+  const std::vector<int32_t> ids = {1, 77, 2}, positions = {0, 1, 2};
+  const int32_t kv_start = 0;
+  struct Case {
+    std::string tensor;
+    std::string named;
+  };
+  for (const Case& c : {Case{"model.layers.1.mlp.down_proj.weight", "layer 1 (model.layers.1)"},
+                        Case{"model.layers.0.mlp.down_proj.weight", "layer 0 (model.layers.0)"}}) {
+    CAPTURE(c.tensor);
+    TempDir dir;
+    copy_checkpoint_with_element(fixture, dir.path(), c.tensor, 100, std::numeric_limits<float>::quiet_NaN());
+    auto first = LlamaModel::load(*d.a, dir.path(), {.quiet = true, .last_layer = 1, .head = false});
+    auto second = LlamaModel::load(*d.b, dir.path(), {.quiet = true, .first_layer = 1, .embedding = false});
+    Pipeline p({first.get(), second.get()}, 1, 16, kernels::KvType::F32);
+    REQUIRE(p.link(0).chained());
+    const std::string message = error_message([&] {
+      p.step({.batch = 1, .tokens = 3, .ids = ids, .positions = positions, .kv_start = std::span(&kv_start, 1)});
+    });
+    INFO("message: " << message);
+    CHECK(message.find("NaN or infinity") != std::string::npos);
+    CHECK(message.find(c.named) != std::string::npos);
+    for (size_t i = 0; i < p.stages(); ++i) CHECK(p.stage(i).past() == 0);
   }
 }

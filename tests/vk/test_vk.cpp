@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "gpu_support.hpp"
+#include "io/io_test_files.hpp"
 #include "kernels/fill.hpp"
 #include "kernels/shader_registry.hpp"
 #include "vk/recorder.hpp"
@@ -176,4 +177,42 @@ TEST_CASE("a default run prefers a discrete GPU, then integrated, virtual, CPU, 
   CHECK(vk::preferred_device({device("discrete", VK_API_VERSION_1_0)}) == -1);
   CHECK(vk::preferred_device({device("integrated"), device("cpu"), device("integrated")}) == 0);
   CHECK(vk::preferred_device({}) == -1);
+}
+
+TEST_CASE("timeline semaphores: a submission waits for a value the host signals and signals its own; a late value is an error naming the device") {
+  ValidationGuard guard;
+  vk::Device& d = test_device();
+  REQUIRE(d.caps().timeline_semaphore);  // Vulkan 1.2 core; lavapipe has it
+  vk::TimelineSemaphore gate(d), done(d);
+  CHECK(gate.value() == 0);
+  std::vector<uint32_t> values(256);
+  for (uint32_t i = 0; i < values.size(); ++i) values[i] = i * 7 + 1;
+  vk::Buffer src(d, values.size() * 4, vk::MemoryKind::Staging, "src"), dst(d, values.size() * 4, vk::MemoryKind::Readback, "dst");
+  std::memcpy(src.mapped(), values.data(), values.size() * 4);
+  std::memset(dst.mapped(), 0, values.size() * 4);
+  vk::Recorder rec(d);
+  rec.begin();
+  rec.copy(src, 0, dst, 0, values.size() * 4);
+  rec.barrier_with_host();
+  for (uint64_t value : {1, 2}) {
+    CAPTURE(value);
+    const vk::SemaphoreValue wait{&gate, value}, signal{&done, value};
+    rec.submit(std::span(&wait, 1), std::span(&signal, 1));
+    // Not run before the host lets it: its value is not reached, and the wait for it runs out, naming the device.
+    const std::string message = error_message([&] { done.wait(value, 20'000'000); });
+    CHECK(message.find(d.label()) != std::string::npos);
+    CHECK(message.find("did not reach timeline value " + std::to_string(value)) != std::string::npos);
+    CHECK(done.value() == value - 1);
+    CHECK(std::memcmp(dst.mapped(), src.mapped(), values.size() * 4) != 0);
+    gate.signal(value);
+    done.wait(value);
+    CHECK(done.value() == value);
+    CHECK(std::memcmp(dst.mapped(), src.mapped(), values.size() * 4) == 0);
+    rec.wait();
+    // The replay copies what the source holds then.
+    for (auto& v : values) v += 1000;
+    std::memcpy(src.mapped(), values.data(), values.size() * 4);
+  }
+  if (!d.caps().external_timeline_fd)
+    CHECK_THROWS_WITH_AS(vk::TimelineSemaphore(d, 0, true), doctest::Contains("cannot export"), Error);
 }
