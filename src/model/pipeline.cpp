@@ -2,14 +2,13 @@
 
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "kernels/linear.hpp"
+#include "model/stage_threads.hpp"
 #include "util/error.hpp"
 
 namespace inferno::model {
@@ -18,21 +17,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds(Clock::time_point from, Clock::time_point to) { return std::chrono::duration<double>(to - from).count(); }
-
-constexpr uint32_t kDefaultMicroBatch = 64;
-
-// INFERNO_PIPELINE_MICROBATCH: rows a micro-batch, 0 for none; unset: the default.
-uint32_t micro_batch_from_env(uint32_t fallback) {
-  const char* env = std::getenv("INFERNO_PIPELINE_MICROBATCH");
-  if (!env) return fallback;
-  const std::string v = env;
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long rows = std::strtoul(v.c_str(), &end, 10);
-  if (v.empty() || v[0] == '-' || *end != '\0' || errno == ERANGE || rows > 1'000'000)
-    throw Error("INFERNO_PIPELINE_MICROBATCH=" + v + ": expected rows a micro-batch, 0 (no pipelining) to 1000000");
-  return uint32_t(rows);
-}
 
 // INFERNO_STAGE_LINK=host: the host copy and a host wait per stage at every boundary; auto (or unset): the best the
 // devices allow.
@@ -64,7 +48,7 @@ Pipeline::Pipeline(std::vector<const LlamaModel*> stages, uint32_t batch, uint32
                 std::to_string(stages.front()->hyper().layers) + " layers");
   dynamic_rope_ = stages.front()->hyper().rope.type == "dynamic";
   max_position_embeddings_ = stages.front()->hyper().max_position_embeddings;
-  micro_batch_ = micro_batch_from_env(stages.size() >= 2 ? kDefaultMicroBatch : 0);
+  micro_batch_ = micro_batch_rows_from_env(stages.size() >= 2 ? kDefaultMicroBatchRows : 0);
   set_host_links(host_links_from_env());
 }
 
@@ -261,76 +245,46 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
         connect(i);
         connect(i + 1);
       }
-  // outputs[i][k]: what stage i gave out for micro-batch k (the hidden state for stage i + 1, or logits), present
-  // once done[i][k]. One lock for all: a stage holds it only to hand a result over or to take one.
-  std::vector<std::vector<std::vector<float>>> outputs(stages, std::vector<std::vector<float>>(pieces));
-  std::vector<std::vector<char>> done(stages, std::vector<char>(pieces, 0));
   std::vector<double> busy(stages, 0.0);
   std::vector<uint64_t> moved(stages, 0);
   std::vector<std::vector<vk::DispatchTime>> timings(stages);  // each stage's thread appends to its own
   std::vector<MicroBatchTime> trace;
-  std::mutex mutex;
-  std::condition_variable handed_over;
-  bool failed = false;
-  std::exception_ptr error;
+  std::mutex trace_mutex;
   const auto start = Clock::now();
-
-  auto run_stage = [&](size_t i) {
+  auto run = [&](size_t i, size_t k, std::vector<float> hidden) {
+    const Step piece{.batch = s.batch, .tokens = ranges[k].count, .ids = ids[k], .positions = positions[k],
+                     .kv_start = s.kv_start, .rows = s.rows, .hidden = hidden};
+    const auto t0 = Clock::now();
+    std::vector<float> out;
     try {
-      for (size_t k = 0; k < pieces; ++k) {
-        std::vector<float> hidden;
-        {
-          std::unique_lock lock(mutex);
-          handed_over.wait(lock, [&] { return failed || i == 0 || done[i - 1][k]; });
-          if (failed) return;
-          if (i > 0) hidden = std::move(outputs[i - 1][k]);
-        }
-        const Step piece{.batch = s.batch, .tokens = ranges[k].count, .ids = ids[k], .positions = positions[k],
-                         .kv_start = s.kv_start, .rows = s.rows, .hidden = hidden};
-        const auto t0 = Clock::now();
-        std::vector<float> out;
-        if (linked) {
-          forwards_[i]->record_linked(piece, uint64_t(s.batch) * ranges[k].first * row_bytes);
-          forwards_[i]->submit_linked({}, {});
-          out = forwards_[i]->finish_linked();  // the host waits for each micro-batch, as the threads hand over
-        } else {
-          out = forwards_[i]->step(piece);
-        }
-        const auto t1 = Clock::now();
-        busy[i] += seconds(t0, t1);
-        for (auto& t : forwards_[i]->recorder().timings()) timings[i].push_back(std::move(t));
-        if (i + 1 < stages) moved[i] += uint64_t(s.batch) * ranges[k].count * row_bytes;
-        {
-          std::lock_guard lock(mutex);
-          outputs[i][k] = std::move(out);
-          done[i][k] = 1;
-          trace.push_back({uint32_t(i), uint32_t(k), seconds(start, t0), seconds(start, t1)});
-        }
-        handed_over.notify_all();
+      if (linked) {
+        forwards_[i]->record_linked(piece, uint64_t(s.batch) * ranges[k].first * row_bytes);
+        forwards_[i]->submit_linked({}, {});
+        out = forwards_[i]->finish_linked();  // the host waits for each micro-batch, as the threads hand over
+      } else {
+        out = forwards_[i]->step(piece);
       }
     } catch (...) {
       forwards_[i]->abandon_linked();  // a micro-batch recorded or submitted, not collected
-      {
-        std::lock_guard lock(mutex);
-        if (!error) error = std::current_exception();
-        failed = true;
-      }
-      handed_over.notify_all();
+      throw;
     }
+    const auto t1 = Clock::now();
+    busy[i] += seconds(t0, t1);
+    for (auto& t : forwards_[i]->recorder().timings()) timings[i].push_back(std::move(t));
+    if (i + 1 < stages) moved[i] += uint64_t(s.batch) * ranges[k].count * row_bytes;
+    {
+      std::lock_guard lock(trace_mutex);
+      trace.push_back({uint32_t(i), uint32_t(k), seconds(start, t0), seconds(start, t1)});
+    }
+    return out;
   };
-  {
-    std::vector<std::jthread> threads;
-    try {
-      for (size_t i = 0; i < stages; ++i) threads.emplace_back(run_stage, i);
-    } catch (...) {  // no thread for a stage: the ones started stop at their next micro-batch
-      {
-        std::lock_guard lock(mutex);
-        if (!error) error = std::current_exception();
-        failed = true;
-      }
-      handed_over.notify_all();
-    }
-  }  // joined
+  std::vector<std::vector<float>> last;  // the last stage's output of each micro-batch
+  std::exception_ptr error;
+  try {
+    last = run_stage_threads(stages, pieces, run);
+  } catch (...) {
+    error = std::current_exception();
+  }
   step_seconds_ = seconds(start, Clock::now());
   stage_seconds_ = busy;
   trace_ = std::move(trace);
@@ -348,7 +302,6 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
     std::rethrow_exception(error);
   }
 
-  auto& last = outputs.back();
   // A NaN or infinity (checked by each stage's own step on the host copy): the step again the plain way, which names
   // the first layer at fault.
   if (linked && std::any_of(last.begin(), last.end(), [](const std::vector<float>& l) {
