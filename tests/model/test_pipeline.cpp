@@ -696,21 +696,35 @@ void check_pipelined_links(Pipeline& p, const LlamaModel& whole, bool host_copy)
   p.set_micro_batch(micro_batch);
 }
 
+// The F32 fixture whole on device a, its logits over kLinkPrompt (run_with_rewind), and split in half: the first
+// half on device a, the second on `second_device`.
+struct HalvedModel {
+  std::unique_ptr<LlamaModel> whole, first, second;
+  std::vector<std::vector<float>> reference;
+  uint32_t vocab = 0, hidden = 0;
+  explicit HalvedModel(vk::Device& second_device) {
+    Devices& d = devices();
+    const fs::path path = data_path("hf-llama/llama3-gqa-f32");
+    whole = LlamaModel::load(*d.a, path, {.quiet = true});
+    vocab = whole->hyper().vocab;
+    hidden = whole->hyper().hidden;
+    const uint32_t k = whole->hyper().layers / 2;
+    {
+      Forward f(*whole, 1, 64, kernels::KvType::F32);
+      reference = run_with_rewind(f, kLinkPrompt, vocab);
+    }
+    first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
+    second = LlamaModel::load(second_device, path, {.quiet = true, .first_layer = k, .embedding = false});
+  }
+};
+
 }  // namespace
 
 TEST_CASE("stage links: two stages on one device share a device buffer and a timeline semaphore, one host wait a step") {
   const ValidationCheck validation(*devices().instance);
   Devices& d = devices();
-  const fs::path path = data_path("hf-llama/llama3-gqa-f32");
-  auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
-  const uint32_t vocab = whole->hyper().vocab, hidden = whole->hyper().hidden, k = whole->hyper().layers / 2;
-  std::vector<std::vector<float>> reference;
-  {
-    Forward f(*whole, 1, 64, kernels::KvType::F32);
-    reference = run_with_rewind(f, kLinkPrompt, vocab);
-  }
-  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
-  auto second = LlamaModel::load(*d.a, path, {.quiet = true, .first_layer = k, .embedding = false});
+  HalvedModel m(*d.a);
+  auto& [whole, first, second, reference, vocab, hidden] = m;
   Pipeline p({first.get(), second.get()}, 1, 64, kernels::KvType::F32);
   REQUIRE(d.a->caps().timeline_semaphore);  // lavapipe has it
   CHECK(p.link(0).memory() == StageLink::Memory::DeviceBuffer);
@@ -732,16 +746,8 @@ TEST_CASE("stage links: two stages on one device share a device buffer and a tim
 TEST_CASE("stage links: two lavapipe devices import one host allocation, ordered by timeline values the host relays") {
   const ValidationCheck validation(*devices().instance);
   Devices& d = devices();
-  const fs::path path = data_path("hf-llama/llama3-gqa-f32");
-  auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
-  const uint32_t vocab = whole->hyper().vocab, hidden = whole->hyper().hidden, k = whole->hyper().layers / 2;
-  std::vector<std::vector<float>> reference;
-  {
-    Forward f(*whole, 1, 64, kernels::KvType::F32);
-    reference = run_with_rewind(f, kLinkPrompt, vocab);
-  }
-  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
-  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = k, .embedding = false});
+  HalvedModel m(*d.b);
+  auto& [whole, first, second, reference, vocab, hidden] = m;
   REQUIRE(d.a->caps().host_import);
   REQUIRE(d.b->caps().host_import);
   // Mesa's lavapipe has no VK_KHR_external_semaphore_fd: the host relays (one host wait a stage, no copy).
