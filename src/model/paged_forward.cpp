@@ -413,7 +413,7 @@ std::vector<float> PagedPipeline::step_chained(std::span<const PagedSequence> se
     done_->wait(value);
     ++host_waits_;
   } catch (...) {
-    for (auto& l : links_) l->release(value);  // no stage waits for one that was never submitted
+    for (auto& l : links_) l->release(value);  // no stage waits for a relay never made
     for (auto& f : forwards_) f->abandon_linked();
     throw;
   }

@@ -866,7 +866,7 @@ TEST_CASE("stage links: the paged step, whole and micro-batched, over one device
   };
   for (const Case& c : {Case{"one device", true, false}, Case{"two devices", false, false},
                         Case{"INFERNO_STAGE_LINK=host", false, true}}) {
-    CAPTURE(c.name);
+    CAPTURE(std::string(c.name));
     vk::Device& second_device = c.same_device ? *d.a : *d.b;
     auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
     auto second = LlamaModel::load(second_device, path, {.quiet = true, .first_layer = k, .embedding = false});
@@ -908,4 +908,77 @@ TEST_CASE("stage links: the paged step, whole and micro-batched, over one device
       }
     }
   }
+}
+
+// A chained paged step that fails after earlier stages were submitted (the last stage's device runs out of memory
+// for the step's scratch, INFERNO_DEVICE_MEMORY_LIMIT) throws instead of waiting forever for a stage that waits on a
+// host relay never made, and the pipeline takes its next step as before.
+TEST_CASE("stage links: a paged step failing on its last stage releases the stages submitted before it") {
+  const ValidationCheck validation(*devices().instance);
+  Devices& d = devices();
+  const fs::path path = data_path("hf-llama/mha-sharded-bf16");  // 3 layers: one a stage
+  const LlamaHyper h = LlamaModel::load(*d.a, path, {.quiet = true})->hyper();
+  const kernels::KvType kv = default_kv_type(false);
+  const PagedSteps tables(3, 4);
+  std::vector<int32_t> ids(21);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 11) % h.vocab);
+  auto small = [&] {  // three sequences, one token each
+    std::vector<PagedSequence> s;
+    for (size_t i = 0; i < 3; ++i) s.push_back({.ids = std::span(ids).first(1), .past = 0, .blocks = tables.tables[i]});
+    return s;
+  };
+  auto large = [&] {  // the same three, 20 tokens each after the first
+    std::vector<PagedSequence> s;
+    for (size_t i = 0; i < 3; ++i) s.push_back({.ids = std::span(ids).subspan(1), .past = 1, .blocks = tables.tables[i]});
+    return s;
+  };
+  // The last stage on a device of its own (device 1 opened again): stage 0 on device a, 1 on b, 2 on it; every
+  // boundary between two vk::Devices, so on lavapipe a host relay.
+  struct Run {
+    std::unique_ptr<vk::Device> device;
+    std::unique_ptr<LlamaModel> s0, s1, s2;
+    std::unique_ptr<PagedKvCache> cache;
+    std::unique_ptr<PagedPipeline> p;
+  };
+  auto open = [&](Run& r) {
+    r.device = std::make_unique<vk::Device>(d.instance, 1);
+    r.s0 = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
+    r.s1 = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = 1, .last_layer = 2, .embedding = false, .head = false});
+    r.s2 = LlamaModel::load(*r.device, path, {.quiet = true, .first_layer = 2, .embedding = false});
+    std::vector<vk::Device*> devs = {d.a.get(), d.b.get(), r.device.get()};
+    const std::vector<uint32_t> layers = {1, 1, 1};
+    r.cache = std::make_unique<PagedKvCache>(devs, layers, h, 12, 16, kv);
+    r.p = std::make_unique<PagedPipeline>(std::vector<const LlamaModel*>{r.s0.get(), r.s1.get(), r.s2.get()}, *r.cache, 128);
+    r.p->set_micro_batch(0);  // whole steps, chained
+  };
+  // Unlimited: what the last stage's device holds after the small step and after the large one, and its scratch.
+  auto measure = std::make_unique<Run>();  // destroyed as a whole: its device after what it holds
+  open(*measure);
+  REQUIRE(measure->p->link(0).chained());
+  REQUIRE(measure->p->link(1).chained());
+  const std::vector<float> reference = measure->p->step(small());
+  const uint64_t held_small = measure->device->allocated_bytes(), scratch_small = measure->p->stage(2).scratch_bytes();
+  measure->p->step(large());
+  const uint64_t held_large = measure->device->allocated_bytes(), scratch_large = measure->p->stage(2).scratch_bytes();
+  REQUIRE(scratch_large > scratch_small);
+  measure.reset();
+  // Room for the large step's link memory and half its new scratch: the last stage's recording throws once the
+  // stages before it are submitted.
+  const uint64_t limit = held_large - (scratch_large - scratch_small) / 2;
+  CAPTURE(limit);
+  REQUIRE(limit > held_small);
+  setenv("INFERNO_DEVICE_MEMORY_LIMIT", ("1:" + std::to_string(limit)).c_str(), 1);
+  Run limited;
+  open(limited);  // (destroyed at the end, its members in reverse order: the device last)
+  unsetenv("INFERNO_DEVICE_MEMORY_LIMIT");
+  const std::vector<float> first = limited.p->step(small());
+  CHECK(std::memcmp(first.data(), reference.data(), first.size() * 4) == 0);
+  const std::string message = error_message([&] { limited.p->step(large()); });
+  INFO("message: " << message);
+  CHECK(message.find("out of device memory") != std::string::npos);
+  // The next step runs (a stage still waiting for the failed one's relay would hold it forever), its logits as before.
+  const std::vector<float> again = limited.p->step(small());
+  REQUIRE(again.size() == reference.size());
+  CHECK(std::memcmp(again.data(), reference.data(), again.size() * 4) == 0);
+  CHECK(limited.p->last_host_waits() == 3);  // two relays and the last stage
 }
