@@ -114,9 +114,9 @@ uint32_t PagedForward::check(std::span<const PagedSequence> seqs) const {
 std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::span<const float> hidden,
                                       bool split_attention) {
   if (pending_.recorded) throw Error("paged step while a linked step is pending");
-  const uint32_t out_rows = record(seqs, hidden, split_attention, false, 0);
+  const Pending step = record(seqs, hidden, split_attention, false, 0);
   rec_.submit_and_wait();
-  return collect(check(seqs), out_rows, false);
+  return collect(step.rows, step.out_rows, false);
 }
 
 void PagedForward::set_links(const vk::Buffer* in, const vk::Buffer* out) {
@@ -128,8 +128,7 @@ void PagedForward::record_linked(std::span<const PagedSequence> seqs, bool split
   if (pending_.recorded) throw Error("linked paged step while another is pending");
   if ((!model_.has_embedding() && !link_in_) || (!model_.has_head() && !link_out_))
     throw Error("linked paged step of a stage without its link buffers");
-  const uint32_t out_rows = record(seqs, {}, split_attention, true, offset);
-  pending_ = {.recorded = true, .rows = check(seqs), .out_rows = out_rows};
+  pending_ = record(seqs, {}, split_attention, true, offset);
 }
 
 void PagedForward::submit_linked(std::span<const vk::SemaphoreValue> waits, std::span<const vk::SemaphoreValue> signals) {
@@ -164,8 +163,8 @@ std::vector<float> PagedForward::collect(uint32_t rows, uint32_t out_rows, bool 
   return out;
 }
 
-uint32_t PagedForward::record(std::span<const PagedSequence> seqs, std::span<const float> hidden, bool split_attention,
-                              bool linked, uint64_t offset) {
+PagedForward::Pending PagedForward::record(std::span<const PagedSequence> seqs, std::span<const float> hidden,
+                                           bool split_attention, bool linked, uint64_t offset) {
   const auto& h = model_.hyper();
   const uint32_t rows = check(seqs);
   const uint32_t bs = cache_.block_size();
@@ -265,7 +264,7 @@ uint32_t PagedForward::record(std::span<const PagedSequence> seqs, std::span<con
     rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
     if (linked) rec.barrier_with_host();  // the host reads the logits after a semaphore wait, not a fence's
   }
-  return out_rows;
+  return {.recorded = true, .rows = rows, .out_rows = out_rows};
 }
 
 PagedPipeline::PagedPipeline(const std::vector<const LlamaModel*>& stages, PagedKvCache& cache, uint32_t max_context) {

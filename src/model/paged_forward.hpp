@@ -62,10 +62,6 @@ class PagedForward {
 
  private:
   void ensure_scratch(uint32_t rows, uint32_t logits_rows, uint32_t paging_words, uint64_t partial_floats);
-  // Checks the step, writes its inputs and records it (from and to the links when linked); returns its logits rows.
-  uint32_t record(std::span<const PagedSequence> sequences, std::span<const float> hidden, bool split_attention,
-                  bool linked, uint64_t offset);
-  std::vector<float> collect(uint32_t rows, uint32_t out_rows, bool linked) const;
 
   const LlamaModel& model_;
   vk::Device& device_;
@@ -81,11 +77,16 @@ class PagedForward {
   vk::Buffer hidden_in_, hidden_out_;  // host-visible: the hidden state from the stage before, to the stage after
   const vk::Buffer* link_in_ = nullptr;
   const vk::Buffer* link_out_ = nullptr;
-  struct Pending {  // a linked step recorded (and maybe submitted), its result not yet collected
+  struct Pending {  // a recorded step; pending_: a linked one (maybe submitted) whose result is not yet collected
     bool recorded = false;
     uint32_t rows = 0, out_rows = 0;
   };
   Pending pending_;
+
+  // Checks the step, writes its inputs and records it (from and to the links when linked).
+  Pending record(std::span<const PagedSequence> sequences, std::span<const float> hidden, bool split_attention,
+                 bool linked, uint64_t offset);
+  std::vector<float> collect(uint32_t rows, uint32_t out_rows, bool linked) const;
 };
 
 // The paged step over a model split over devices: one PagedForward per stage, each stage's hidden state of every
