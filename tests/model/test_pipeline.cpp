@@ -862,10 +862,11 @@ TEST_CASE("stage links: the paged step, whole and micro-batched, over one device
   const uint32_t k = h.layers / 2;
   struct Case {
     const char* name;
-    bool same_device, host_env;
+    bool same_device, host_env, host_set;
   };
-  for (const Case& c : {Case{"one device", true, false}, Case{"two devices", false, false},
-                        Case{"INFERNO_STAGE_LINK=host", false, true}}) {
+  for (const Case& c : {Case{"one device", true, false, false}, Case{"two devices", false, false, false},
+                        Case{"INFERNO_STAGE_LINK=host", false, true, false},
+                        Case{"one device, set_host_links(true)", true, false, true}}) {
     CAPTURE(std::string(c.name));
     vk::Device& second_device = c.same_device ? *d.a : *d.b;
     auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
@@ -879,8 +880,10 @@ TEST_CASE("stage links: the paged step, whole and micro-batched, over one device
       PagedPipeline p({first.get(), second.get()}, cache, 128);
       unsetenv("INFERNO_STAGE_LINK");
       p.set_micro_batch(micro);
+      if (c.host_set) p.set_host_links(true);
+      const bool host = c.host_env || c.host_set;
       const bool relay = !c.same_device && p.link(0).order() == StageLink::Order::HostRelay;
-      if (c.host_env) {
+      if (host) {
         CHECK(p.link(0).memory() == StageLink::Memory::HostCopy);
         CHECK(p.link(0).order() == StageLink::Order::HostWait);
       } else if (c.same_device) {
@@ -896,9 +899,9 @@ TEST_CASE("stage links: the paged step, whole and micro-batched, over one device
         CHECK(pieces == (micro ? std::vector<uint64_t>{4, 2, 1}[s] : 1));
         // A micro-batched step: a host wait for each micro-batch on each stage. A whole chained one: the last
         // stage's, and one for each relay; the host path: one a stage.
-        const uint32_t waits = pieces > 1 ? uint32_t(2 * pieces) : c.host_env || relay ? 2 : 1;
+        const uint32_t waits = pieces > 1 ? uint32_t(2 * pieces) : host || relay ? 2 : 1;
         CHECK(p.last_host_waits() == waits);
-        CHECK(p.last_host_copy_bytes() == (c.host_env ? 2 * kPagedRows[s] * h.hidden * 4 : 0));
+        CHECK(p.last_host_copy_bytes() == (host ? 2 * kPagedRows[s] * h.hidden * 4 : 0));
       });
       REQUIRE(out.size() == reference.size());
       for (size_t s = 0; s < out.size(); ++s) {
