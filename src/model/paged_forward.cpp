@@ -86,12 +86,11 @@ void PagedForward::ensure_scratch(uint32_t rows, uint32_t logits_rows, uint32_t 
   if (partial_floats * 4 > partials_.bytes()) partials_ = f32(partial_floats, "attention_partials");
 }
 
-std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::span<const float> hidden,
-                                      bool split_attention) {
+uint32_t PagedForward::check(std::span<const PagedSequence> seqs) const {
   const auto& h = model_.hyper();
   if (seqs.empty()) throw Error("a paged step needs at least one sequence");
   const uint32_t bs = cache_.block_size();
-  uint32_t rows = 0, out_rows = 0, width = 1, longest = 0;
+  uint64_t rows = 0;
   for (const PagedSequence& s : seqs) {
     if (s.ids.empty()) throw Error("a paged step gives a sequence no token");
     const uint64_t end = uint64_t(s.past) + s.ids.size();
@@ -106,14 +105,83 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::
     for (int32_t id : s.ids)
       if (id < 0 || uint32_t(id) >= h.vocab)
         throw Error("token id " + std::to_string(id) + " is outside the vocabulary (size " + std::to_string(h.vocab) + ")");
-    rows += uint32_t(s.ids.size());
+    rows += s.ids.size();
+  }
+  if (rows > (1ull << 31)) throw Error("paged step of " + std::to_string(rows) + " rows: more than 2^31");
+  return uint32_t(rows);
+}
+
+std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::span<const float> hidden,
+                                      bool split_attention) {
+  if (pending_.recorded) throw Error("paged step while a linked step is pending");
+  const Pending step = record(seqs, hidden, split_attention, false, 0);
+  rec_.submit_and_wait();
+  return collect(step.rows, step.out_rows, false);
+}
+
+void PagedForward::set_links(const vk::Buffer* in, const vk::Buffer* out) {
+  link_in_ = in;
+  link_out_ = out;
+}
+
+void PagedForward::record_linked(std::span<const PagedSequence> seqs, bool split_attention, uint64_t offset) {
+  if (pending_.recorded) throw Error("linked paged step while another is pending");
+  if ((!model_.has_embedding() && !link_in_) || (!model_.has_head() && !link_out_))
+    throw Error("linked paged step of a stage without its link buffers");
+  pending_ = record(seqs, {}, split_attention, true, offset);
+}
+
+void PagedForward::submit_linked(std::span<const vk::SemaphoreValue> waits, std::span<const vk::SemaphoreValue> signals) {
+  if (!pending_.recorded) throw Error("submit_linked without a recorded paged step");
+  rec_.submit(waits, signals);
+}
+
+std::vector<float> PagedForward::finish_linked() {
+  if (!pending_.recorded) throw Error("finish_linked without a recorded paged step");
+  const Pending p = pending_;
+  pending_ = {};
+  rec_.wait();  // done already where the caller waited for its semaphore
+  return collect(p.rows, p.out_rows, true);
+}
+
+void PagedForward::abandon_linked() {
+  if (!pending_.recorded) return;
+  pending_ = {};
+  rec_.wait();  // a submission in flight ends (its waits released by the caller); a recording never submitted stays
+}
+
+std::vector<float> PagedForward::collect(uint32_t rows, uint32_t out_rows, bool linked) const {
+  const auto& h = model_.hyper();
+  if (!model_.has_head()) {
+    if (linked) return {};  // the rows are in the link memory
+    std::vector<float> out(size_t(rows) * h.hidden);
+    std::memcpy(out.data(), hidden_out_.mapped(), out.size() * 4);
+    return out;
+  }
+  std::vector<float> out(size_t(out_rows) * h.vocab);
+  if (!out.empty()) std::memcpy(out.data(), readback_.mapped(), out.size() * 4);
+  return out;
+}
+
+PagedForward::Pending PagedForward::record(std::span<const PagedSequence> seqs, std::span<const float> hidden,
+                                           bool split_attention, bool linked, uint64_t offset) {
+  const auto& h = model_.hyper();
+  const uint32_t rows = check(seqs);
+  const uint32_t bs = cache_.block_size();
+  uint32_t out_rows = 0, width = 1, longest = 0;
+  for (const PagedSequence& s : seqs) {
+    const uint64_t end = uint64_t(s.past) + s.ids.size();
     out_rows += s.logits && model_.has_head() ? 1 : 0;
     width = std::max(width, uint32_t((end + bs - 1) / bs));
     longest = std::max(longest, uint32_t(end));
   }
-  if (!model_.has_embedding() && hidden.size() != uint64_t(rows) * h.hidden)
+  const uint64_t hidden_bytes = uint64_t(rows) * h.hidden * 4;
+  if (!linked && !model_.has_embedding() && hidden.size() != uint64_t(rows) * h.hidden)
     throw Error("paged step of a stage without the embedding: the hidden state has " + std::to_string(hidden.size()) +
                 " floats, not rows × hidden = " + std::to_string(uint64_t(rows) * h.hidden));
+  if (linked && ((!model_.has_embedding() && link_in_->bytes() < offset + hidden_bytes) ||
+                 (!model_.has_head() && link_out_->bytes() < offset + hidden_bytes)))
+    throw Error("linked paged step of " + std::to_string(rows) + " rows: a link buffer holds fewer");
   const uint32_t n_seqs = uint32_t(seqs.size());
   kernels::PagedShape shape{.rows = rows, .heads = h.heads, .kv_heads = h.kv_heads, .head_dim = h.head_dim,
                             .block_size = bs, .blocks = cache_.blocks(), .table_width = width, .table_first = rows,
@@ -154,10 +222,16 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::
                                .xq = &xq_, .xscale = &xscale_});
   };
 
-  if (!model_.has_embedding()) std::memcpy(hidden_in_.mapped(), hidden.data(), hidden.size() * 4);
+  if (!linked && !model_.has_embedding()) std::memcpy(hidden_in_.mapped(), hidden.data(), hidden.size() * 4);
   rec.begin();
-  if (model_.has_embedding()) kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
-  else rec.copy(hidden_in_, 0, x_, 0, uint64_t(rows) * h.hidden * 4);
+  if (model_.has_embedding()) {
+    kernels::record_embedding(d, rec, model_.embedding(), ids_, rows, x_);
+  } else if (linked) {
+    rec.barrier_with_host();  // what the stage before wrote, through memory another device or the host shares
+    rec.copy(*link_in_, offset, x_, 0, hidden_bytes);
+  } else {
+    rec.copy(hidden_in_, 0, x_, 0, hidden_bytes);
+  }
   const kernels::KvWriteRope rope{qkv_, qkv, 0, positions_, rope_table_, max_context_};
   for (uint32_t i = 0; i < model_.layers().size(); ++i) {
     const LayerWeights& l = model_.layers()[i];
@@ -175,7 +249,8 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::
     project(act_, rows, std::span(&l.down, 1), x_, h.hidden, true);
   }
   if (!model_.has_head()) {
-    rec.copy(x_, 0, hidden_out_, 0, uint64_t(rows) * h.hidden * 4);  // every row, to the next stage
+    rec.copy(x_, 0, linked ? *link_out_ : hidden_out_, linked ? offset : 0, hidden_bytes);  // every row, to the next stage
+    if (linked) rec.barrier_with_host();
   } else if (out_rows > 0) {
     // Each wanted sequence's last row, gathered, then normed and projected alone.
     uint32_t r = 0, o = 0;
@@ -187,16 +262,9 @@ std::vector<float> PagedForward::step(std::span<const PagedSequence> seqs, std::
     kernels::record_rmsnorm(d, rec, last_, model_.final_norm(), last_, out_rows, h.hidden, h.rms_eps);
     kernels::record_linear(d, rec, {.weight = &model_.lm_head(), .x = &last_, .y = &logits_, .m = out_rows});
     rec.copy(logits_, 0, readback_, 0, uint64_t(out_rows) * h.vocab * 4);
+    if (linked) rec.barrier_with_host();  // the host reads the logits after a semaphore wait, not a fence's
   }
-  rec.submit_and_wait();
-  if (!model_.has_head()) {
-    std::vector<float> out(size_t(rows) * h.hidden);
-    std::memcpy(out.data(), hidden_out_.mapped(), out.size() * 4);
-    return out;
-  }
-  std::vector<float> out(size_t(out_rows) * h.vocab);
-  if (!out.empty()) std::memcpy(out.data(), readback_.mapped(), out.size() * 4);
-  return out;
+  return {.recorded = true, .rows = rows, .out_rows = out_rows};
 }
 
 PagedPipeline::PagedPipeline(const std::vector<const LlamaModel*>& stages, PagedKvCache& cache, uint32_t max_context) {
@@ -213,6 +281,22 @@ PagedPipeline::PagedPipeline(const std::vector<const LlamaModel*>& stages, Paged
   if (next_layer != stages.front()->hyper().layers)
     throw Error("paged pipeline stages hold " + std::to_string(next_layer) + " of the model's " +
                 std::to_string(stages.front()->hyper().layers) + " layers");
+  set_host_links(stage_links_host_only_from_env());
+}
+
+void PagedPipeline::set_host_links(bool host_only) {
+  for (auto& f : forwards_) f->set_links(nullptr, nullptr);  // before the buffers they name go
+  links_.clear();
+  done_.reset();
+  for (size_t i = 0; i + 1 < forwards_.size(); ++i)
+    links_.push_back(std::make_unique<StageLink>(forwards_[i]->model().device(), forwards_[i + 1]->model().device(),
+                                                 host_only));
+  chained_ = !links_.empty() && std::all_of(links_.begin(), links_.end(), [](const auto& l) { return l->chained(); });
+  if (chained_) done_ = std::make_unique<vk::TimelineSemaphore>(forwards_.back()->model().device());
+}
+
+void PagedPipeline::connect(size_t i) {
+  forwards_[i]->set_links(i > 0 ? links_[i - 1]->in() : nullptr, i + 1 < forwards_.size() ? links_[i]->out() : nullptr);
 }
 
 std::vector<std::vector<PagedSequence>> PagedPipeline::micro_batches(std::span<const PagedSequence> seqs) const {
@@ -261,15 +345,83 @@ std::vector<std::vector<PagedSequence>> PagedPipeline::micro_batches(std::span<c
 std::vector<float> PagedPipeline::step(std::span<const PagedSequence> sequences) {
   const auto pieces = micro_batches(sequences);
   last_micro_batches_ = pieces.size();
+  const size_t n = forwards_.size();
+  // Checked before any link memory is sized for the step (the first stage names what is wrong).
+  const uint64_t rows = forwards_.front()->check(sequences);
+  const uint64_t row_bytes = uint64_t(forwards_.front()->model().hyper().hidden) * 4;
+  if (chained_)
+    for (size_t i = 0; i + 1 < n; ++i)
+      if (links_[i]->reserve(rows * row_bytes)) {
+        connect(i);
+        connect(i + 1);
+      }
+  host_waits_ = 0;
+  host_copy_bytes_ = 0;
   if (pieces.size() < 2) {
+    if (chained_) return step_chained(sequences);
     std::vector<float> out = forwards_.front()->step(sequences);
-    for (size_t i = 1; i < forwards_.size(); ++i) out = forwards_[i]->step(sequences, out);
+    ++host_waits_;
+    for (size_t i = 1; i < n; ++i) {
+      out = forwards_[i]->step(sequences, out);  // read back from stage i-1, written into stage i's mapped input
+      ++host_waits_;
+      host_copy_bytes_ += 2 * rows * row_bytes;
+    }
     return out;
   }
-  auto outputs = run_stage_threads(forwards_.size(), pieces.size(), [&](size_t stage, size_t k, std::vector<float> in) {
-    return forwards_[stage]->step(pieces[k], in, /*split_attention=*/false);
+  // Micro-batch k's rows start at the rows of the ones before it, in the link memory as in the step.
+  std::vector<uint64_t> offsets(pieces.size(), 0);
+  for (size_t k = 1; k < pieces.size(); ++k) {
+    uint64_t r = 0;
+    for (const PagedSequence& s : pieces[k - 1]) r += s.ids.size();
+    offsets[k] = offsets[k - 1] + r * row_bytes;
+  }
+  auto outputs = run_stage_threads(n, pieces.size(), [&](size_t stage, size_t k, std::vector<float> in) {
+    PagedForward& f = *forwards_[stage];
+    if (!chained_) return f.step(pieces[k], in, /*split_attention=*/false);
+    try {
+      f.record_linked(pieces[k], /*split_attention=*/false, offsets[k]);
+      f.submit_linked({}, {});
+      return f.finish_linked();  // the host waits for each micro-batch, as the threads hand over
+    } catch (...) {
+      f.abandon_linked();  // a micro-batch recorded or submitted, not collected
+      throw;
+    }
   });
+  host_waits_ = uint32_t(n * pieces.size());
+  if (!chained_) host_copy_bytes_ = 2 * rows * row_bytes * (n - 1);
   return std::move(outputs.back());  // only the last micro-batch has logits
+}
+
+std::vector<float> PagedPipeline::step_chained(std::span<const PagedSequence> sequences) {
+  const size_t n = forwards_.size();
+  const uint64_t value = ++timeline_;
+  try {
+    // Every stage recorded and submitted in turn, each waiting on the device for the one before: stage i runs while
+    // stage i + 1 is being recorded.
+    for (size_t i = 0; i < n; ++i) {
+      forwards_[i]->record_linked(sequences, /*split_attention=*/true, 0);
+      const vk::SemaphoreValue wait = i > 0 ? links_[i - 1]->wait(value) : vk::SemaphoreValue{};
+      const vk::SemaphoreValue signal = i + 1 < n ? links_[i]->signal(value) : vk::SemaphoreValue{done_.get(), value};
+      forwards_[i]->submit_linked(std::span(&wait, i > 0 ? 1 : 0), std::span(&signal, 1));
+    }
+    for (size_t i = 0; i + 1 < n; ++i) {
+      if (links_[i]->order() != StageLink::Order::HostRelay) continue;
+      links_[i]->relay(value);
+      ++host_waits_;
+    }
+    done_->wait(value);
+    ++host_waits_;
+  } catch (...) {
+    for (auto& l : links_) l->release(value);  // no stage waits for a relay never made
+    for (auto& f : forwards_) f->abandon_linked();
+    throw;
+  }
+  std::vector<float> out;
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<float> r = forwards_[i]->finish_linked();
+    if (i + 1 == n) out = std::move(r);
+  }
+  return out;
 }
 
 }  // namespace inferno::model

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -17,16 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds(Clock::time_point from, Clock::time_point to) { return std::chrono::duration<double>(to - from).count(); }
-
-// INFERNO_STAGE_LINK=host: the host copy and a host wait per stage at every boundary; auto (or unset): the best the
-// devices allow.
-bool host_links_from_env() {
-  const char* env = std::getenv("INFERNO_STAGE_LINK");
-  if (!env) return false;
-  const std::string v = env;
-  if (v != "host" && v != "auto") throw Error("INFERNO_STAGE_LINK=" + v + ": expected host or auto");
-  return v == "host";
-}
 
 }  // namespace
 
@@ -49,7 +38,7 @@ Pipeline::Pipeline(std::vector<const LlamaModel*> stages, uint32_t batch, uint32
   dynamic_rope_ = stages.front()->hyper().rope.type == "dynamic";
   max_position_embeddings_ = stages.front()->hyper().max_position_embeddings;
   micro_batch_ = micro_batch_rows_from_env(stages.size() >= 2 ? kDefaultMicroBatchRows : 0);
-  set_host_links(host_links_from_env());
+  set_host_links(stage_links_host_only_from_env());
 }
 
 void Pipeline::set_host_links(bool host_only) {

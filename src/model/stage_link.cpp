@@ -3,10 +3,19 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "util/error.hpp"
 
 namespace inferno::model {
+
+bool stage_links_host_only_from_env() {
+  const char* env = std::getenv("INFERNO_STAGE_LINK");
+  if (!env) return false;
+  const std::string v = env;
+  if (v != "host" && v != "auto") throw Error("INFERNO_STAGE_LINK=" + v + ": expected host or auto");
+  return v == "host";
+}
 
 const char* StageLink::name(Memory m) {
   switch (m) {

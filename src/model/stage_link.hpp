@@ -20,6 +20,10 @@
 
 namespace inferno::model {
 
+// INFERNO_STAGE_LINK=host: the host copy and a host wait per stage at every boundary, whatever the devices allow;
+// auto (or unset): the best they allow. Anything else is an Error naming the variable.
+bool stage_links_host_only_from_env();
+
 class StageLink {
  public:
   enum class Memory { HostCopy, DeviceBuffer, SharedHost };

@@ -439,6 +439,33 @@ struct PagedSteps {
   }
 };
 
+// Three sequences: two prompts prefilled together (51 rows), then decode rows of both beside a third prompt's 25
+// tokens (27 rows), then three decode rows (a step too small to cut); `after_step` sees each step's index.
+template <typename Forward, typename After>
+std::vector<std::vector<float>> paged_steps(Forward& forward, const LlamaHyper& h, const PagedSteps& tables,
+                                            std::vector<std::vector<int32_t>> t, After&& after_step) {
+  std::vector<std::vector<float>> out;
+  auto part = [&](size_t i, uint32_t past, size_t n) {
+    return PagedSequence{.ids = std::span<const int32_t>(t[i]).subspan(past, n), .past = past,
+                         .blocks = tables.tables[i], .logits = true};
+  };
+  auto greedy = [&](const std::vector<float>& logits, size_t row) {
+    const float* l = logits.data() + row * h.vocab;
+    return int32_t(std::max_element(l, l + h.vocab) - l);
+  };
+  out.push_back(forward.step(std::vector<PagedSequence>{part(0, 0, 30), part(1, 0, 21)}));
+  after_step(0);
+  t[0].push_back(greedy(out.back(), 0));
+  t[1].push_back(greedy(out.back(), 1));
+  out.push_back(forward.step(std::vector<PagedSequence>{part(0, 30, 1), part(1, 21, 1), part(2, 0, 25)}));
+  after_step(1);
+  for (size_t i = 0; i < 3; ++i) t[i].push_back(greedy(out.back(), i));
+  out.push_back(forward.step(std::vector<PagedSequence>{part(0, 31, 1), part(1, 22, 1), part(2, 25, 1)}));
+  after_step(2);
+  return out;
+}
+const std::vector<uint64_t> kPagedRows = {51, 27, 3};
+
 }  // namespace
 
 TEST_CASE("paged micro-batches: every token once and in order, more than 8 rows each, every last token in the last") {
@@ -525,33 +552,10 @@ TEST_CASE("the paged step split over two devices and pipelined gives one device'
     auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
     const LlamaHyper& h = whole->hyper();
     const kernels::KvType kv = default_kv_type(*whole);
-    // Three sequences: two prompts prefilled together (51 rows), then decode rows of both beside a third prompt's
-    // 25 tokens, then three decode rows (a step too small to cut).
     std::vector<std::vector<int32_t>> tokens = {random_prompt(rng, 30, h.vocab), random_prompt(rng, 21, h.vocab),
                                                 random_prompt(rng, 25, h.vocab)};
     const PagedSteps tables(3, 4);  // 64 tokens a sequence
-    auto steps = [&](auto& forward, auto&& after_step) {
-      std::vector<std::vector<float>> out;
-      std::vector<std::vector<int32_t>> t = tokens;
-      auto part = [&](size_t i, uint32_t past, size_t n) {
-        return PagedSequence{.ids = std::span<const int32_t>(t[i]).subspan(past, n), .past = past,
-                             .blocks = tables.tables[i], .logits = true};
-      };
-      auto greedy = [&](const std::vector<float>& logits, size_t row) {
-        const float* l = logits.data() + row * h.vocab;
-        return int32_t(std::max_element(l, l + h.vocab) - l);
-      };
-      out.push_back(forward.step(std::vector<PagedSequence>{part(0, 0, 30), part(1, 0, 21)}));
-      after_step(0);
-      t[0].push_back(greedy(out.back(), 0));
-      t[1].push_back(greedy(out.back(), 1));
-      out.push_back(forward.step(std::vector<PagedSequence>{part(0, 30, 1), part(1, 21, 1), part(2, 0, 25)}));
-      after_step(1);
-      for (size_t i = 0; i < 3; ++i) t[i].push_back(greedy(out.back(), i));
-      out.push_back(forward.step(std::vector<PagedSequence>{part(0, 31, 1), part(1, 22, 1), part(2, 25, 1)}));
-      after_step(2);
-      return out;
-    };
+    auto steps = [&](auto& forward, auto&& after_step) { return paged_steps(forward, h, tables, tokens, after_step); };
     std::vector<std::vector<float>> reference;
     {
       PagedKvCache cache(*d.a, h, 12, 16, kv);
@@ -831,4 +835,153 @@ TEST_CASE("stage links: non-finite logits on the chained path are named, and eve
     CHECK(message.find(c.named) != std::string::npos);
     for (size_t i = 0; i < p.stages(); ++i) CHECK(p.stage(i).past() == 0);
   }
+}
+
+// The batching engine's paged step over the same links: a whole step chained (every stage submitted up front) and a
+// micro-batched one crossing the link memory at each micro-batch's offset, both bit-identical to one device; the host
+// path forced gives the same logits with a host wait for each stage and the rows copied out and in.
+TEST_CASE("stage links: the paged step, whole and micro-batched, over one device, two, and the host path") {
+  const ValidationCheck validation(*devices().instance);
+  Devices& d = devices();
+  const uint32_t seed = 78;
+  CAPTURE(seed);
+  std::mt19937 rng(seed);
+  const fs::path path = data_path("hf-llama/llama3-gqa-f32");
+  auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
+  const LlamaHyper& h = whole->hyper();
+  const kernels::KvType kv = default_kv_type(*whole);
+  const std::vector<std::vector<int32_t>> tokens = {random_prompt(rng, 30, h.vocab), random_prompt(rng, 21, h.vocab),
+                                                    random_prompt(rng, 25, h.vocab)};
+  const PagedSteps tables(3, 4);
+  std::vector<std::vector<float>> reference;
+  {
+    PagedKvCache cache(*d.a, h, 12, 16, kv);
+    PagedForward one(*whole, cache, 128);
+    reference = paged_steps(one, h, tables, tokens, [](size_t) {});
+  }
+  const uint32_t k = h.layers / 2;
+  struct Case {
+    const char* name;
+    bool same_device, host_env, host_set;
+  };
+  for (const Case& c : {Case{"one device", true, false, false}, Case{"two devices", false, false, false},
+                        Case{"INFERNO_STAGE_LINK=host", false, true, false},
+                        Case{"one device, set_host_links(true)", true, false, true}}) {
+    CAPTURE(std::string(c.name));
+    vk::Device& second_device = c.same_device ? *d.a : *d.b;
+    auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
+    auto second = LlamaModel::load(second_device, path, {.quiet = true, .first_layer = k, .embedding = false});
+    std::vector<vk::Device*> devs = {d.a.get(), &second_device};
+    const std::vector<uint32_t> layers = {k, h.layers - k};
+    for (uint32_t micro : {0u, 16u}) {
+      CAPTURE(micro);
+      if (c.host_env) setenv("INFERNO_STAGE_LINK", "host", 1);
+      PagedKvCache cache(devs, layers, h, 12, 16, kv);
+      PagedPipeline p({first.get(), second.get()}, cache, 128);
+      unsetenv("INFERNO_STAGE_LINK");
+      p.set_micro_batch(micro);
+      if (c.host_set) p.set_host_links(true);
+      const bool host = c.host_env || c.host_set;
+      const bool relay = !c.same_device && p.link(0).order() == StageLink::Order::HostRelay;
+      if (host) {
+        CHECK(p.link(0).memory() == StageLink::Memory::HostCopy);
+        CHECK(p.link(0).order() == StageLink::Order::HostWait);
+      } else if (c.same_device) {
+        CHECK(p.link(0).memory() == StageLink::Memory::DeviceBuffer);
+        CHECK(p.link(0).order() == StageLink::Order::Timeline);
+      } else {
+        CHECK(p.link(0).memory() == StageLink::Memory::SharedHost);
+        CHECK(p.link(0).chained());  // lavapipe: a host relay (no VK_KHR_external_semaphore_fd)
+      }
+      const auto out = paged_steps(p, h, tables, tokens, [&](size_t s) {
+        CAPTURE(s);
+        const uint64_t pieces = p.last_micro_batches();
+        CHECK(pieces == (micro ? std::vector<uint64_t>{4, 2, 1}[s] : 1));
+        // A micro-batched step: a host wait for each micro-batch on each stage. A whole chained one: the last
+        // stage's, and one for each relay; the host path: one a stage.
+        const uint32_t waits = pieces > 1 ? uint32_t(2 * pieces) : host || relay ? 2 : 1;
+        CHECK(p.last_host_waits() == waits);
+        CHECK(p.last_host_copy_bytes() == (host ? 2 * kPagedRows[s] * h.hidden * 4 : 0));
+      });
+      REQUIRE(out.size() == reference.size());
+      for (size_t s = 0; s < out.size(); ++s) {
+        CAPTURE(s);
+        REQUIRE(out[s].size() == reference[s].size());
+        CHECK(std::memcmp(out[s].data(), reference[s].data(), out[s].size() * 4) == 0);  // bit-identical
+      }
+    }
+  }
+}
+
+// A chained paged step that fails after earlier stages were submitted (the last stage's device runs out of memory
+// for the step's scratch, INFERNO_DEVICE_MEMORY_LIMIT) throws instead of waiting forever for a stage that waits on a
+// host relay never made, and the pipeline takes its next step as before.
+TEST_CASE("stage links: a paged step failing on its last stage releases the stages submitted before it") {
+  const ValidationCheck validation(*devices().instance);
+  Devices& d = devices();
+  const fs::path path = data_path("hf-llama/mha-sharded-bf16");  // 3 layers: one a stage
+  const LlamaHyper h = LlamaModel::load(*d.a, path, {.quiet = true})->hyper();
+  const kernels::KvType kv = default_kv_type(false);
+  const PagedSteps tables(3, 4);
+  std::vector<int32_t> ids(21);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 11) % h.vocab);
+  auto small = [&] {  // three sequences, one token each
+    std::vector<PagedSequence> s;
+    for (size_t i = 0; i < 3; ++i) s.push_back({.ids = std::span(ids).first(1), .past = 0, .blocks = tables.tables[i]});
+    return s;
+  };
+  auto large = [&] {  // the same three, 20 tokens each after the first
+    std::vector<PagedSequence> s;
+    for (size_t i = 0; i < 3; ++i) s.push_back({.ids = std::span(ids).subspan(1), .past = 1, .blocks = tables.tables[i]});
+    return s;
+  };
+  // The last stage on a device of its own (device 1 opened again): stage 0 on device a, 1 on b, 2 on it; every
+  // boundary between two vk::Devices, so on lavapipe a host relay.
+  struct Run {
+    std::unique_ptr<vk::Device> device;
+    std::unique_ptr<LlamaModel> s0, s1, s2;
+    std::unique_ptr<PagedKvCache> cache;
+    std::unique_ptr<PagedPipeline> p;
+  };
+  auto open = [&](Run& r) {
+    r.device = std::make_unique<vk::Device>(d.instance, 1);
+    r.s0 = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
+    r.s1 = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = 1, .last_layer = 2, .embedding = false, .head = false});
+    r.s2 = LlamaModel::load(*r.device, path, {.quiet = true, .first_layer = 2, .embedding = false});
+    std::vector<vk::Device*> devs = {d.a.get(), d.b.get(), r.device.get()};
+    const std::vector<uint32_t> layers = {1, 1, 1};
+    r.cache = std::make_unique<PagedKvCache>(devs, layers, h, 12, 16, kv);
+    r.p = std::make_unique<PagedPipeline>(std::vector<const LlamaModel*>{r.s0.get(), r.s1.get(), r.s2.get()}, *r.cache, 128);
+    r.p->set_micro_batch(0);  // whole steps, chained
+  };
+  // Unlimited: what the last stage's device holds after the small step and after the large one, and its scratch.
+  auto measure = std::make_unique<Run>();  // destroyed as a whole: its device after what it holds
+  open(*measure);
+  REQUIRE(measure->p->link(0).chained());
+  REQUIRE(measure->p->link(1).chained());
+  const std::vector<float> reference = measure->p->step(small());
+  const uint64_t held_small = measure->device->allocated_bytes(), scratch_small = measure->p->stage(2).scratch_bytes();
+  measure->p->step(large());
+  const uint64_t held_large = measure->device->allocated_bytes(), scratch_large = measure->p->stage(2).scratch_bytes();
+  REQUIRE(scratch_large > scratch_small);
+  measure.reset();
+  // Room for the large step's link memory and half its new scratch: the last stage's recording throws once the
+  // stages before it are submitted.
+  const uint64_t limit = held_large - (scratch_large - scratch_small) / 2;
+  CAPTURE(limit);
+  REQUIRE(limit > held_small);
+  setenv("INFERNO_DEVICE_MEMORY_LIMIT", ("1:" + std::to_string(limit)).c_str(), 1);
+  Run limited;
+  open(limited);  // (destroyed at the end, its members in reverse order: the device last)
+  unsetenv("INFERNO_DEVICE_MEMORY_LIMIT");
+  const std::vector<float> first = limited.p->step(small());
+  CHECK(std::memcmp(first.data(), reference.data(), first.size() * 4) == 0);
+  const std::string message = error_message([&] { limited.p->step(large()); });
+  INFO("message: " << message);
+  CHECK(message.find("out of device memory") != std::string::npos);
+  // The next step runs (a stage still waiting for the failed one's relay would hold it forever), its logits as before.
+  const std::vector<float> again = limited.p->step(small());
+  REQUIRE(again.size() == reference.size());
+  CHECK(std::memcmp(again.data(), reference.data(), again.size() * 4) == 0);
+  CHECK(limited.p->last_host_waits() == 3);  // two relays and the last stage
 }
