@@ -286,18 +286,12 @@ PagedPipeline::PagedPipeline(const std::vector<const LlamaModel*>& stages, Paged
 
 void PagedPipeline::set_host_links(bool host_only) {
   for (auto& f : forwards_) f->set_links(nullptr, nullptr);  // before the buffers they name go
-  links_.clear();
-  done_.reset();
-  for (size_t i = 0; i + 1 < forwards_.size(); ++i)
-    links_.push_back(std::make_unique<StageLink>(forwards_[i]->model().device(), forwards_[i + 1]->model().device(),
-                                                 host_only));
-  chained_ = !links_.empty() && std::all_of(links_.begin(), links_.end(), [](const auto& l) { return l->chained(); });
-  if (chained_) done_ = std::make_unique<vk::TimelineSemaphore>(forwards_.back()->model().device());
+  std::vector<vk::Device*> devices;
+  for (auto& f : forwards_) devices.push_back(&f->model().device());
+  chain_.reset(devices, host_only);
 }
 
-void PagedPipeline::connect(size_t i) {
-  forwards_[i]->set_links(i > 0 ? links_[i - 1]->in() : nullptr, i + 1 < forwards_.size() ? links_[i]->out() : nullptr);
-}
+void PagedPipeline::connect(size_t i) { forwards_[i]->set_links(chain_.in(i), chain_.out(i)); }
 
 std::vector<std::vector<PagedSequence>> PagedPipeline::micro_batches(std::span<const PagedSequence> seqs) const {
   std::vector<std::vector<PagedSequence>> whole(1, std::vector<PagedSequence>(seqs.begin(), seqs.end()));
@@ -349,16 +343,16 @@ std::vector<float> PagedPipeline::step(std::span<const PagedSequence> sequences)
   // Checked before any link memory is sized for the step (the first stage names what is wrong).
   const uint64_t rows = forwards_.front()->check(sequences);
   const uint64_t row_bytes = uint64_t(forwards_.front()->model().hyper().hidden) * 4;
-  if (chained_)
-    for (size_t i = 0; i + 1 < n; ++i)
-      if (links_[i]->reserve(rows * row_bytes)) {
-        connect(i);
-        connect(i + 1);
-      }
+  const bool chained = chain_.chained();
+  if (chained)
+    for (size_t i : chain_.reserve(rows * row_bytes)) {
+      connect(i);
+      connect(i + 1);
+    }
   host_waits_ = 0;
   host_copy_bytes_ = 0;
   if (pieces.size() < 2) {
-    if (chained_) return step_chained(sequences);
+    if (chained) return step_chained(sequences);
     std::vector<float> out = forwards_.front()->step(sequences);
     ++host_waits_;
     for (size_t i = 1; i < n; ++i) {
@@ -377,7 +371,7 @@ std::vector<float> PagedPipeline::step(std::span<const PagedSequence> sequences)
   }
   auto outputs = run_stage_threads(n, pieces.size(), [&](size_t stage, size_t k, std::vector<float> in) {
     PagedForward& f = *forwards_[stage];
-    if (!chained_) return f.step(pieces[k], in, /*split_attention=*/false);
+    if (!chained) return f.step(pieces[k], in, /*split_attention=*/false);
     try {
       f.record_linked(pieces[k], /*split_attention=*/false, offsets[k]);
       f.submit_linked({}, {});
@@ -388,38 +382,19 @@ std::vector<float> PagedPipeline::step(std::span<const PagedSequence> sequences)
     }
   });
   host_waits_ = uint32_t(n * pieces.size());
-  if (!chained_) host_copy_bytes_ = 2 * rows * row_bytes * (n - 1);
+  if (!chained) host_copy_bytes_ = 2 * rows * row_bytes * (n - 1);
   return std::move(outputs.back());  // only the last micro-batch has logits
 }
 
 std::vector<float> PagedPipeline::step_chained(std::span<const PagedSequence> sequences) {
-  const size_t n = forwards_.size();
-  const uint64_t value = ++timeline_;
-  try {
-    // Every stage recorded and submitted in turn, each waiting on the device for the one before: stage i runs while
-    // stage i + 1 is being recorded.
-    for (size_t i = 0; i < n; ++i) {
-      forwards_[i]->record_linked(sequences, /*split_attention=*/true, 0);
-      const vk::SemaphoreValue wait = i > 0 ? links_[i - 1]->wait(value) : vk::SemaphoreValue{};
-      const vk::SemaphoreValue signal = i + 1 < n ? links_[i]->signal(value) : vk::SemaphoreValue{done_.get(), value};
-      forwards_[i]->submit_linked(std::span(&wait, i > 0 ? 1 : 0), std::span(&signal, 1));
-    }
-    for (size_t i = 0; i + 1 < n; ++i) {
-      if (links_[i]->order() != StageLink::Order::HostRelay) continue;
-      links_[i]->relay(value);
-      ++host_waits_;
-    }
-    done_->wait(value);
-    ++host_waits_;
-  } catch (...) {
-    for (auto& l : links_) l->release(value);  // no stage waits for a relay never made
-    for (auto& f : forwards_) f->abandon_linked();
-    throw;
-  }
+  host_waits_ = chain_.run(
+      [&](size_t i) { forwards_[i]->record_linked(sequences, /*split_attention=*/true, 0); },
+      [&](size_t i, StageChain::Semaphores waits, StageChain::Semaphores signals) { forwards_[i]->submit_linked(waits, signals); },
+      [&](size_t i) { forwards_[i]->abandon_linked(); });
   std::vector<float> out;
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < forwards_.size(); ++i) {
     std::vector<float> r = forwards_[i]->finish_linked();
-    if (i + 1 == n) out = std::move(r);
+    if (i + 1 == forwards_.size()) out = std::move(r);
   }
   return out;
 }

@@ -113,7 +113,7 @@ class PagedPipeline {
   size_t stages() const { return forwards_.size(); }
   PagedForward& stage(size_t i) { return *forwards_[i]; }
   // The boundary between stage i and i + 1 (stages() - 1 of them).
-  const StageLink& link(size_t i) const { return *links_[i]; }
+  const StageLink& link(size_t i) const { return chain_.link(i); }
   // Links as the devices allow (the default, or INFERNO_STAGE_LINK=auto), or the host copy and a host wait per stage
   // (INFERNO_STAGE_LINK=host).
   void set_host_links(bool host_only);
@@ -135,10 +135,7 @@ class PagedPipeline {
   void connect(size_t stage);  // the stage's link buffers, as its links hold them now
 
   std::vector<std::unique_ptr<PagedForward>> forwards_;
-  std::vector<std::unique_ptr<StageLink>> links_;
-  bool chained_ = false;  // every link is
-  std::unique_ptr<vk::TimelineSemaphore> done_;  // the last stage's, on its device (chained)
-  uint64_t timeline_ = 0;  // the value of the last chained step on every semaphore
+  StageChain chain_;
   uint32_t host_waits_ = 0;
   uint64_t host_copy_bytes_ = 0;
   uint32_t micro_batch_ = 0;

@@ -43,16 +43,18 @@ Pipeline::Pipeline(std::vector<const LlamaModel*> stages, uint32_t batch, uint32
 
 void Pipeline::set_host_links(bool host_only) {
   for (auto& f : forwards_) f->set_links(nullptr, nullptr);  // before the buffers they name go
-  links_.clear();
-  done_.reset();
-  for (size_t i = 0; i + 1 < forwards_.size(); ++i)
-    links_.push_back(std::make_unique<StageLink>(forwards_[i]->device(), forwards_[i + 1]->device(), host_only));
-  chained_ = !links_.empty() && std::all_of(links_.begin(), links_.end(), [](const auto& l) { return l->chained(); });
-  if (chained_) done_ = std::make_unique<vk::TimelineSemaphore>(forwards_.back()->device());
+  std::vector<vk::Device*> devices;
+  for (auto& f : forwards_) devices.push_back(&f->device());
+  chain_.reset(devices, host_only);
 }
 
-void Pipeline::connect(size_t i) {
-  forwards_[i]->set_links(i > 0 ? links_[i - 1]->in() : nullptr, i + 1 < forwards_.size() ? links_[i]->out() : nullptr);
+void Pipeline::connect(size_t i) { forwards_[i]->set_links(chain_.in(i), chain_.out(i)); }
+
+void Pipeline::reserve_links(uint64_t bytes) {
+  for (size_t i : chain_.reserve(bytes)) {
+    connect(i);
+    connect(i + 1);
+  }
 }
 
 void Pipeline::rewind(uint32_t past) {
@@ -94,7 +96,7 @@ std::vector<float> Pipeline::step_in_turn(const Step& s) {
   // A step the first stage will refuse (its checks name what is wrong) takes the plain path, which refuses it
   // before any link memory is sized for it.
   const Forward& first = *forwards_.front();
-  if (chained_ && s.batch == first.cache().batch() && s.tokens > 0 &&
+  if (chain_.chained() && s.batch == first.cache().batch() && s.tokens > 0 &&
       uint64_t(first.past()) + s.tokens <= first.cache().capacity())
     return step_chained(s);
   return step_host(s);
@@ -144,42 +146,21 @@ std::vector<float> Pipeline::step_host(const Step& s) {
 std::vector<float> Pipeline::step_chained(const Step& s) {
   const size_t n = forwards_.size();
   const uint64_t bytes = uint64_t(s.batch) * s.tokens * forwards_.front()->hidden_size() * 4;
-  for (size_t i = 0; i + 1 < n; ++i)
-    if (links_[i]->reserve(bytes)) {
-      connect(i);
-      connect(i + 1);
-    }
+  reserve_links(bytes);
   stage_seconds_.assign(n, 0.0);
   trace_.clear();
   host_waits_ = 0;
   host_copy_bytes_ = 0;
   const uint32_t past_before = past();
-  const uint64_t value = ++timeline_;
   const auto start = Clock::now();
   std::vector<Clock::time_point> began(n), done(n);
-  try {
-    // Every stage recorded and submitted in turn, each waiting on the device for the one before: stage i runs while
-    // stage i + 1 is being recorded.
-    for (size_t i = 0; i < n; ++i) {
-      began[i] = Clock::now();
-      forwards_[i]->record_linked(s);
-      const vk::SemaphoreValue wait = i > 0 ? links_[i - 1]->wait(value) : vk::SemaphoreValue{};
-      const vk::SemaphoreValue signal = i + 1 < n ? links_[i]->signal(value) : vk::SemaphoreValue{done_.get(), value};
-      forwards_[i]->submit_linked(std::span(&wait, i > 0 ? 1 : 0), std::span(&signal, 1));
-    }
-    for (size_t i = 0; i + 1 < n; ++i) {
-      if (links_[i]->order() != StageLink::Order::HostRelay) continue;
-      links_[i]->relay(value);
-      ++host_waits_;
-      done[i] = Clock::now();
-    }
-    done_->wait(value);
-    ++host_waits_;
-  } catch (...) {
-    for (auto& l : links_) l->release(value);
-    for (auto& f : forwards_) f->abandon_linked();  // the cache as before the step
-    throw;
-  }
+  host_waits_ = chain_.run([&](size_t i) {
+        began[i] = Clock::now();
+        forwards_[i]->record_linked(s);
+      },
+      [&](size_t i, StageChain::Semaphores waits, StageChain::Semaphores signals) { forwards_[i]->submit_linked(waits, signals); },
+      [&](size_t i) { forwards_[i]->abandon_linked(); },  // the cache as before the step
+      [&](size_t i) { done[i] = Clock::now(); });
   std::vector<float> out;
   timings_.assign(n, {});
   for (size_t i = 0; i < n; ++i) {
@@ -225,15 +206,10 @@ std::vector<float> Pipeline::step_pipelined(const Step& s, const std::vector<Ran
   // step), written by stage i's commands and read by stage i + 1's once stage i is done with it, with no host copy.
   // A step the first stage will refuse takes the host copy, which refuses it before any link memory is sized for it.
   const Forward& first = *forwards_.front();
-  const bool linked = chained_ && s.batch == first.cache().batch() &&
+  const bool linked = chain_.chained() && s.batch == first.cache().batch() &&
                       uint64_t(first.past()) + s.tokens <= first.cache().capacity();
   const uint64_t row_bytes = uint64_t(first.hidden_size()) * 4;
-  if (linked)
-    for (size_t i = 0; i + 1 < stages; ++i)
-      if (links_[i]->reserve(uint64_t(s.batch) * s.tokens * row_bytes)) {
-        connect(i);
-        connect(i + 1);
-      }
+  if (linked) reserve_links(uint64_t(s.batch) * s.tokens * row_bytes);
   std::vector<double> busy(stages, 0.0);
   std::vector<uint64_t> moved(stages, 0);
   std::vector<std::vector<vk::DispatchTime>> timings(stages);  // each stage's thread appends to its own

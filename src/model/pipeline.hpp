@@ -33,7 +33,7 @@ class Pipeline {
   const Forward& stage(size_t i) const { return *forwards_[i]; }
   uint64_t transferred_bytes() const { return transferred_bytes_; }  // hidden state across boundaries so far
   // The boundary between stage i and i + 1 (stages() - 1 of them).
-  const StageLink& link(size_t i) const { return *links_[i]; }
+  const StageLink& link(size_t i) const { return chain_.link(i); }
   // Links as the devices allow (the default, or INFERNO_STAGE_LINK=auto), or the host copy and a host wait per stage
   // whatever they allow (INFERNO_STAGE_LINK=host).
   void set_host_links(bool host_only);
@@ -77,13 +77,11 @@ class Pipeline {
   std::vector<float> step_chained(const Step& step);
   std::vector<float> step_host(const Step& step);  // each stage submitted and waited for, the host copying between
   void connect(size_t stage);  // the stage's link buffers, as its links hold them now
+  void reserve_links(uint64_t bytes);  // link memory for a step of `bytes` of hidden state, stages reconnected
   std::vector<float> step_pipelined(const Step& step, const std::vector<Range>& ranges);
 
   std::vector<std::unique_ptr<Forward>> forwards_;
-  std::vector<std::unique_ptr<StageLink>> links_;
-  bool chained_ = false;  // every link is
-  std::unique_ptr<vk::TimelineSemaphore> done_;  // the last stage's, on its device (chained)
-  uint64_t timeline_ = 0;  // the value of the last chained step on every semaphore
+  StageChain chain_;
   uint32_t host_waits_ = 0;
   uint64_t host_copy_bytes_ = 0;
   uint64_t transferred_bytes_ = 0;

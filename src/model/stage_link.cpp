@@ -105,4 +105,51 @@ void StageLink::release(uint64_t value) {
   wait_->signal(value);
 }
 
+void StageChain::reset(const std::vector<vk::Device*>& devices, bool host_only) {
+  links_.clear();
+  done_.reset();
+  for (size_t i = 0; i + 1 < devices.size(); ++i)
+    links_.push_back(std::make_unique<StageLink>(*devices[i], *devices[i + 1], host_only));
+  chained_ = !links_.empty() && std::all_of(links_.begin(), links_.end(), [](const auto& l) { return l->chained(); });
+  if (chained_) done_ = std::make_unique<vk::TimelineSemaphore>(*devices.back());
+}
+
+std::vector<size_t> StageChain::reserve(uint64_t bytes) {
+  std::vector<size_t> renewed;
+  for (size_t i = 0; i < links_.size(); ++i)
+    if (links_[i]->reserve(bytes)) renewed.push_back(i);
+  return renewed;
+}
+
+uint32_t StageChain::run(const std::function<void(size_t)>& record,
+                         const std::function<void(size_t, Semaphores, Semaphores)>& submit,
+                         const std::function<void(size_t)>& abandon, const std::function<void(size_t)>& relayed) {
+  if (!chained_) throw Error("a chained step over links that do not chain");
+  const size_t n = links_.size() + 1;
+  const uint64_t value = ++value_;
+  uint32_t host_waits = 0;
+  try {
+    // Stage i runs while stage i + 1 is being recorded.
+    for (size_t i = 0; i < n; ++i) {
+      record(i);
+      const vk::SemaphoreValue wait = i > 0 ? links_[i - 1]->wait(value) : vk::SemaphoreValue{};
+      const vk::SemaphoreValue signal = i + 1 < n ? links_[i]->signal(value) : vk::SemaphoreValue{done_.get(), value};
+      submit(i, std::span(&wait, i > 0 ? 1 : 0), std::span(&signal, 1));
+    }
+    for (size_t i = 0; i + 1 < n; ++i) {
+      if (links_[i]->order() != StageLink::Order::HostRelay) continue;
+      links_[i]->relay(value);
+      ++host_waits;
+      if (relayed) relayed(i);
+    }
+    done_->wait(value);
+    ++host_waits;
+  } catch (...) {
+    for (auto& l : links_) l->release(value);  // no stage waits for a relay never made
+    for (size_t i = 0; i < n; ++i) abandon(i);  // the caches as before the step
+    throw;
+  }
+  return host_waits;
+}
+
 }  // namespace inferno::model

@@ -11,7 +11,10 @@
 // semaphore, which the host signals once the first stage's value is reached; devices without them → a host wait for
 // each stage (its fence) before the next one is submitted.
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
+#include <vector>
 
 #include "vk/buffer.hpp"
 #include "vk/device.hpp"
@@ -62,6 +65,35 @@ class StageLink {
   uint64_t bytes_ = 0;
   std::unique_ptr<vk::Buffer> out_, in_;  // in_ null: one buffer on one device
   std::unique_ptr<vk::TimelineSemaphore> signal_, wait_;  // wait_ null: the next stage waits for signal_ itself
+};
+
+// The links of every boundary of a pipeline (Pipeline, PagedPipeline) and the chained step over them: every stage
+// recorded and submitted in turn, each waiting on its device for the one before, the host relaying where a link
+// needs it and waiting once for the last stage. Chained only when every link is (chained()); otherwise the
+// pipeline takes its host path at every boundary.
+class StageChain {
+ public:
+  // devices: each stage's, in order (one link between each two).
+  void reset(const std::vector<vk::Device*>& devices, bool host_only);
+  bool chained() const { return chained_; }
+  const StageLink& link(size_t i) const { return *links_.at(i); }
+  // Makes every link hold `bytes`; the boundaries whose buffers are new (their stages' recordings bind the old ones).
+  std::vector<size_t> reserve(uint64_t bytes);
+  const vk::Buffer* in(size_t stage) const { return stage > 0 ? links_[stage - 1]->in() : nullptr; }
+  const vk::Buffer* out(size_t stage) const { return stage < links_.size() ? links_[stage]->out() : nullptr; }
+
+  // One chained step of links + 1 stages: record(i) records stage i, submit(i, waits, signals) submits it,
+  // relayed(i) is told when the host saw stage i done (host relays only). Returns the host waits it took. On any
+  // failure every link is released and abandon(i) called for every stage, then the error is rethrown.
+  using Semaphores = std::span<const vk::SemaphoreValue>;
+  uint32_t run(const std::function<void(size_t)>& record, const std::function<void(size_t, Semaphores, Semaphores)>& submit,
+               const std::function<void(size_t)>& abandon, const std::function<void(size_t)>& relayed = {});
+
+ private:
+  std::vector<std::unique_ptr<StageLink>> links_;
+  bool chained_ = false;                         // every link is
+  std::unique_ptr<vk::TimelineSemaphore> done_;  // the last stage's, on its device (chained)
+  uint64_t value_ = 0;                           // the value of the last chained step on every semaphore
 };
 
 }  // namespace inferno::model
