@@ -113,9 +113,10 @@ void Generation::choice_finished(int index, const EngineResult& result, const st
 }
 
 void Generation::start(Engine& engine, Model& model, std::shared_ptr<Generation> self,
-                       std::atomic<uint64_t>& cancelled_count) noexcept {
+                       std::atomic<uint64_t>& cancelled_count, std::atomic<int64_t>& in_engine) noexcept {
   Generation& g = *self;
   const GenerationRequest& request = g.request_;
+  int submitted = 0;
   try {
     {
       std::lock_guard lock(g.mutex_);
@@ -143,7 +144,8 @@ void Generation::start(Engine& engine, Model& model, std::shared_ptr<Generation>
         self->post(std::move(delta));
         return !stop->stopped() && !self->cancelled_;
       };
-      r.on_finish = [self, stream, stop, i, &cancelled_count](const EngineResult& res) {
+      r.on_finish = [self, stream, stop, i, &cancelled_count, &in_engine](const EngineResult& res) {
+        --in_engine;
         std::optional<std::string> error;
         try {
           if (!stop->stopped()) self->post({.index = i, .text = stop->push(stream->finish())});
@@ -160,6 +162,7 @@ void Generation::start(Engine& engine, Model& model, std::shared_ptr<Generation>
         self->choice_finished(i, res, reason, error);
       };
       ids.push_back(engine.submit(std::move(r)));
+      ++submitted;
     }
     {
       std::lock_guard lock(g.mutex_);
@@ -170,6 +173,7 @@ void Generation::start(Engine& engine, Model& model, std::shared_ptr<Generation>
     }
     if (g.cancelled_) g.cancel();  // cancelled before the engine knew it
   } catch (const std::exception& e) {
+    in_engine -= request.n - submitted;  // reserved, never submitted
     g.finish({.finish_reason = "error", .prompt_tokens = int(request.prompt.size()), .error = e.what()});
   }
 }
@@ -182,11 +186,12 @@ ModelWorker::~ModelWorker() { cancel_all(); }
 bool ModelWorker::submit(std::shared_ptr<Generation> generation) {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ || engine_.waiting() >= max_queued_) return false;
+    if (stopping_ || in_engine_ >= int64_t(engine_.parallel() + max_queued_)) return false;
+    in_engine_ += generation->n();
     std::erase_if(active_, [](const std::weak_ptr<Generation>& g) { return g.expired(); });
     active_.push_back(generation);
   }
-  Generation::start(engine_, model_, std::move(generation), cancelled_count_);
+  Generation::start(engine_, model_, std::move(generation), cancelled_count_, in_engine_);
   return true;
 }
 

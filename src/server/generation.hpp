@@ -48,8 +48,10 @@ class Generation {
 
   // Worker side: submits the generation to the engine; its text is posted as it becomes final. `self` is this
   // generation, kept alive by the engine until it ends. Never throws.
+  // `in_engine` counts this generation's n choices already (ModelWorker reserved them); each ends with a decrement,
+  // and a choice never submitted is taken off at once.
   static void start(Engine& engine, Model& model, std::shared_ptr<Generation> self,
-                    std::atomic<uint64_t>& cancelled_count) noexcept;
+                    std::atomic<uint64_t>& cancelled_count, std::atomic<int64_t>& in_engine) noexcept;
   // Ends a generation that will never run (the server is stopping).
   void abandon(const std::string& why);
 
@@ -97,7 +99,9 @@ class ModelWorker {
   ModelWorker(const ModelWorker&) = delete;
   ModelWorker& operator=(const ModelWorker&) = delete;
 
-  // Submits a generation; false when max_queued are already waiting for a place in the batch.
+  // Submits a generation; false when the engine holds parallel + max_queued sequences already (all but parallel of
+  // them waiting for a place in the batch). Counted here as they are submitted and end, not from the engine's
+  // gauges, which count a request as waiting until the engine's thread has taken it into the batch.
   bool submit(std::shared_ptr<Generation> generation);
   // Cancels every generation, running or queued (the server is stopping).
   void cancel_all();
@@ -111,6 +115,7 @@ class ModelWorker {
   std::vector<std::weak_ptr<Generation>> active_;
   bool stopping_ = false;
   std::atomic<uint64_t> cancelled_count_{0};
+  std::atomic<int64_t> in_engine_{0};  // sequences submitted (or about to be) and not ended
   Engine engine_;  // last: destroyed (its thread joined) before what its callbacks touch
 };
 

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "http_support.hpp"
+#include "server/generation.hpp"
 #include "server/stop_strings.hpp"
 
 using namespace inferno::testing;
@@ -453,6 +454,51 @@ TEST_CASE("inferno serve listens on the port it prints and stops on SIGTERM") {
   CHECK(serve.printed.find("stopped") != std::string::npos);
 }
 
+TEST_CASE("admission counts the sequences submitted: parallel + max_queued taken at once, before the engine steps") {
+  // The engine's own gauges count a request as waiting until its thread has taken it into the batch: submissions
+  // faster than that once refused the last of parallel + max_queued requests.
+  using inferno::server::Generation;
+  using inferno::server::GenerationRequest;
+  inferno::server::ModelWorker worker(brown().model, {.parallel = 2, .ctx = 256}, /*max_queued=*/3);
+  for (int round = 0; round < 4; ++round) {
+    CAPTURE(round);
+    std::vector<std::shared_ptr<Generation>> held;
+    auto generation = [&](int n) {
+      GenerationRequest r{.prompt = brown().model.tokenize("The jury said"), .options = {}, .stop = {}, .n = n};
+      r.options.max_new_tokens = 200;
+      r.options.ignore_eos = true;
+      return std::make_shared<Generation>(std::move(r));
+    };
+    for (int n : {1, 3, 1}) {  // 5 sequences: 2 in the batch, 3 waiting
+      auto g = generation(n);
+      const bool taken = worker.submit(g);
+      CHECK(taken);
+      if (taken) held.push_back(g);  // a refused generation never runs, never ends
+    }
+    auto extra = generation(1);
+    const bool extra_taken = worker.submit(extra);
+    CHECK_FALSE(extra_taken);
+    if (extra_taken) held.push_back(extra);
+    for (auto& g : held) g->cancel();
+    for (auto& g : held)
+      while (!g->next(100ms).done) {
+      }
+  }
+  // Every sequence ended gave its place back: the same five are taken again.
+  std::vector<std::shared_ptr<Generation>> again;
+  for (int i = 0; i < 5; ++i) {
+    GenerationRequest r{.prompt = brown().model.tokenize("The jury"), .options = {}, .stop = {}, .n = 1};
+    r.options.max_new_tokens = 2;
+    auto g = std::make_shared<Generation>(std::move(r));
+    const bool taken = worker.submit(g);
+    CHECK(taken);
+    if (taken) again.push_back(g);
+  }
+  for (auto& g : again)
+    while (!g->next(100ms).done) {
+    }
+}
+
 TEST_CASE("idle, slow and waiting connections never hold up /health; past --max-queue a request gets 503 at once") {
   constexpr size_t max_queued = 3;
   Served own(brown_dir(), {.parallel = 1, .max_body_bytes = kMaxBody, .max_queued = max_queued});
@@ -465,9 +511,9 @@ TEST_CASE("idle, slow and waiting connections never hold up /health; past --max-
     slow.push_back(connect_raw(own.port));
     REQUIRE(send_raw(slow.back(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "));
   }
-  std::atomic<bool> trickling{true};
-  std::thread trickle([&] {
-    while (trickling) {
+  // A jthread: a failed REQUIRE below unwinds through its destructor, which stops and joins it.
+  std::jthread trickle([&](std::stop_token stop) {
+    while (!stop.stop_requested()) {
       for (int fd : slow) ::send(fd, "a", 1, MSG_NOSIGNAL);
       std::this_thread::sleep_for(200ms);
     }
@@ -508,7 +554,7 @@ TEST_CASE("idle, slow and waiting connections never hold up /health; past --max-
   CHECK(post(own.port, "/v1/completions", completion_body("The jury said", 2)).status == 200);
   CHECK(std::chrono::steady_clock::now() - next_start < 10s);  // 4 × 1000 tokens would take far longer
 
-  trickling = false;
+  trickle.request_stop();
   trickle.join();
   for (int fd : idle) ::close(fd);
   for (int fd : slow) ::close(fd);
