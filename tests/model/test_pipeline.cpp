@@ -48,6 +48,15 @@ Devices& devices() {
   return d;
 }
 
+// A model split after `layers` layers: the embedding and those layers on `a`, the rest and the head on `b`.
+struct Halves {
+  std::unique_ptr<LlamaModel> first, second;
+};
+Halves split_at(vk::Device& a, vk::Device& b, const fs::path& path, uint32_t layers) {
+  return {LlamaModel::load(a, path, {.quiet = true, .last_layer = layers, .head = false}),
+          LlamaModel::load(b, path, {.quiet = true, .first_layer = layers, .embedding = false})};
+}
+
 // Runs `steps`: the prompt (every row's logits), then greedy decode steps one token at a time (last logits).
 template <typename Model>
 std::vector<std::vector<float>> run(Model& m, const std::vector<int32_t>& prompt, int decode_steps, uint32_t vocab) {
@@ -88,8 +97,7 @@ void check_split_equals_one_device(const fs::path& path) {
   for (uint32_t k = 0; k <= layers; ++k) {
     CAPTURE(k);
     const uint64_t before_a = d.a->allocated_bytes(), before_b = d.b->allocated_bytes();
-    auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
-    auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = k, .embedding = false});
+    auto [first, second] = split_at(*d.a, *d.b, path, k);
     CHECK(first->layers().size() == k);
     CHECK(second->layers().size() == layers - k);
     // Each device holds only its part: the bytes of its layers (and embedding, or final norm and lm_head; a tied
@@ -142,8 +150,7 @@ TEST_CASE("generation over a split model: greedy ids of one sequence, of a batch
   const fs::path path = data_path("hf-llama/llama3-gqa-f32");
   auto whole = LlamaModel::load(*d.a, path, {.quiet = true});
   const uint32_t k = whole->hyper().layers / 2;
-  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
-  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = k, .embedding = false});
+  auto [first, second] = split_at(*d.a, *d.b, path, k);
   gen::GenerateOptions o;
   o.max_new_tokens = 8;
   o.ignore_eos = true;  // greedy, every step taken
@@ -227,8 +234,7 @@ size_t check_trace(const std::vector<Pipeline::MicroBatchTime>& trace, size_t st
 TEST_CASE("micro-batches of a step: contiguous, even, never small enough for the matrix-vector kernel") {
   auto& d = devices();
   const fs::path path = data_path("hf-llama/llama3-gqa-f32");
-  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
-  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = 1, .embedding = false});
+  auto [first, second] = split_at(*d.a, *d.b, path, 1);
   Pipeline p({first.get(), second.get()}, 1, 16, kernels::KvType::F32);
   CHECK(p.micro_batch() == 64);  // the default with two stages
   for (uint32_t rows : {0u, 1u, 8u, 16u, 64u})
@@ -291,8 +297,7 @@ TEST_CASE("prefill pipelined in micro-batches: bit-identical to one device and t
     std::set<uint32_t> splits = {0, 1, layers / 2, layers};
     for (uint32_t k : splits) {
       CAPTURE(k);
-      auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
-      auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = k, .embedding = false});
+      auto [first, second] = split_at(*d.a, *d.b, path, k);
       for (size_t i = 0; i < prompts.size(); ++i) {
         CAPTURE(prompts[i].size());
         Pipeline in_turn({first.get(), second.get()}, 1, 96, kv), pipelined({first.get(), second.get()}, 1, 96, kv);
@@ -330,8 +335,7 @@ TEST_CASE("a pipelined step's GPU timings hold every micro-batch's dispatches, n
   Devices& d = devices();
   std::mt19937 rng(7);
   const fs::path path = data_path("hf-llama/llama3-gqa-f32");
-  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
-  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = 1, .embedding = false});
+  auto [first, second] = split_at(*d.a, *d.b, path, 1);
   const auto prompt = random_prompt(rng, 40, first->hyper().vocab);
   std::vector<int32_t> positions(prompt.size());
   for (size_t i = 0; i < prompt.size(); ++i) positions[i] = int32_t(i);
@@ -471,8 +475,7 @@ const std::vector<uint64_t> kPagedRows = {51, 27, 3};
 TEST_CASE("paged micro-batches: every token once and in order, more than 8 rows each, every last token in the last") {
   Devices& d = devices();
   const fs::path path = data_path("hf-llama/llama3-gqa-f32");
-  auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = 1, .head = false});
-  auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = 1, .embedding = false});
+  auto [first, second] = split_at(*d.a, *d.b, path, 1);
   const LlamaHyper& h = first->hyper();
   std::vector<vk::Device*> devs = {d.a.get(), d.b.get()};
   const std::vector<uint32_t> layers = {1, h.layers - 1};
@@ -564,8 +567,7 @@ TEST_CASE("the paged step split over two devices and pipelined gives one device'
     }
     for (uint32_t k : {0u, 1u, h.layers}) {
       CAPTURE(k);
-      auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
-      auto second = LlamaModel::load(*d.b, path, {.quiet = true, .first_layer = k, .embedding = false});
+      auto [first, second] = split_at(*d.a, *d.b, path, k);
       std::vector<vk::Device*> devs = {d.a.get(), d.b.get()};
       const std::vector<uint32_t> layers = {k, h.layers - k};
       for (uint32_t micro : {0u, 16u}) {
@@ -823,8 +825,7 @@ TEST_CASE("stage links: non-finite logits on the chained path are named, and eve
     CAPTURE(c.tensor);
     TempDir dir;
     copy_checkpoint_with_element(fixture, dir.path(), c.tensor, 100, std::numeric_limits<float>::quiet_NaN());
-    auto first = LlamaModel::load(*d.a, dir.path(), {.quiet = true, .last_layer = 1, .head = false});
-    auto second = LlamaModel::load(*d.b, dir.path(), {.quiet = true, .first_layer = 1, .embedding = false});
+    auto [first, second] = split_at(*d.a, *d.b, dir.path(), 1);
     Pipeline p({first.get(), second.get()}, 1, 16, kernels::KvType::F32);
     REQUIRE(p.link(0).chained());
     const std::string message = error_message([&] {
@@ -869,8 +870,7 @@ TEST_CASE("stage links: the paged step, whole and micro-batched, over one device
                         Case{"one device, set_host_links(true)", true, false, true}}) {
     CAPTURE(std::string(c.name));
     vk::Device& second_device = c.same_device ? *d.a : *d.b;
-    auto first = LlamaModel::load(*d.a, path, {.quiet = true, .last_layer = k, .head = false});
-    auto second = LlamaModel::load(second_device, path, {.quiet = true, .first_layer = k, .embedding = false});
+    auto [first, second] = split_at(*d.a, second_device, path, k);
     std::vector<vk::Device*> devs = {d.a.get(), &second_device};
     const std::vector<uint32_t> layers = {k, h.layers - k};
     for (uint32_t micro : {0u, 16u}) {
