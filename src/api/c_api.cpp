@@ -494,14 +494,15 @@ inferno_status inferno_generate(inferno_session* session, const int32_t* prompt,
 }
 
 inferno_engine_params inferno_engine_default_params(void) {
+  const inferno::EngineOptions d;  // the C++ API's defaults: one set of them
   inferno_engine_params p;
-  p.parallel = 8;
-  p.ctx = 0;
-  p.kv_budget_bytes = 0;
-  p.kv_budget_share = 0;
-  p.batch_tokens = 512;
-  p.kv_dtype = INFERNO_KV_AUTO;
-  p.prefix_cache = 1;
+  p.parallel = d.parallel;
+  p.ctx = d.ctx;
+  p.kv_budget_bytes = d.kv_budget_bytes;
+  p.kv_budget_share = d.kv_budget_share;
+  p.batch_tokens = d.batch_tokens;
+  p.kv_dtype = INFERNO_KV_AUTO;  // d.kv_dtype, KvDtype::Auto
+  p.prefix_cache = d.prefix_cache ? 1 : 0;
   return p;
 }
 

@@ -63,6 +63,19 @@ inferno_engine_counts settle(inferno_engine* engine) {
 
 }  // namespace
 
+TEST_CASE("engine C API: the default parameters are the C++ API's") {
+  const inferno_engine_params p = inferno_engine_default_params();
+  const inferno::EngineOptions d;
+  CHECK(p.parallel == d.parallel);
+  CHECK(p.ctx == d.ctx);
+  CHECK(p.kv_budget_bytes == d.kv_budget_bytes);
+  CHECK(p.kv_budget_share == d.kv_budget_share);
+  CHECK(p.batch_tokens == d.batch_tokens);
+  CHECK(p.kv_dtype == INFERNO_KV_AUTO);
+  CHECK(d.kv_dtype == inferno::KvDtype::Auto);
+  CHECK(p.prefix_cache == (d.prefix_cache ? 1 : 0));
+}
+
 TEST_CASE("engine C API: four threads submit at once; each request gets the tokens it gets alone") {
   const std::vector<std::vector<int32_t>> prompts = {{1, 450, 4853}, {1, 306, 2355, 471, 263}, {1, 29871}, {1, 17, 900, 31}};
   inferno_generate_params g = inferno_generate_default_params();
