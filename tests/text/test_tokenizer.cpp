@@ -365,13 +365,33 @@ TEST_CASE("vocabulary, special tokens, BOS/EOS and chat template match the files
   }
 }
 
+// `text` with every special token's spelling broken by a space after its first byte. Special tokens are matched in
+// text as the tokenizers library does, and a SentencePiece normalizer then prepends "▁" to the text after one: so
+// "?<s>;" comes back as "?<s> ;" there too, and a round trip holds only for text that spells no special token
+// (a megabyte of random punctuation and letters spells "<s>" now and then).
+std::string without_special_spellings(const Tokenizer& tok, std::string text) {
+  std::vector<std::string> spellings;
+  for (int32_t id = 0; id < tok.vocab_size(); ++id)
+    if (tok.is_special(id)) spellings.push_back(tok.id_to_token(id));
+  for (bool found = true; found;) {
+    found = false;
+    for (const std::string& s : spellings)
+      for (size_t at = text.find(s); !s.empty() && at != std::string::npos; at = text.find(s, at + 2)) {
+        text.insert(at + 1, " ");
+        found = true;
+      }
+  }
+  return text;
+}
+
 TEST_CASE("a megabyte of random text encodes fast and decodes back to itself") {
   INFERNO_SEED_INFO();
   inferno::testing::Rng rng(42);
-  const std::string text = random_text(rng, 1 << 20);
+  const std::string random = random_text(rng, 1 << 20);
   for (const std::string name : {"llama3", "spm32k"}) {
     const Tokenizer& tok = tokenizer(name);
     INFO("tokenizer " << name);
+    const std::string text = without_special_spellings(tok, random);
     const auto start = std::chrono::steady_clock::now();
     const std::clock_t cpu_start = std::clock();
     const std::vector<int32_t> ids = tok.encode(text, false);
@@ -384,7 +404,13 @@ TEST_CASE("a megabyte of random text encodes fast and decodes back to itself") {
     // Byte-level BPE is lossless; the SentencePiece pipeline's prepended "▁" is removed again by its decoder.
     const std::string back = tok.decode(ids, false);
     CHECK(back.size() == text.size());
-    CHECK(back == text);
+    if (back != text) {  // name the first difference instead of printing a megabyte
+      size_t at = 0;
+      while (at < back.size() && at < text.size() && back[at] == text[at]) ++at;
+      const size_t from = at < 40 ? 0 : at - 40;
+      FAIL_CHECK("first difference at byte " << at << ": text " << doctest::toString(text.substr(from, 80))
+                                             << " decoded " << doctest::toString(back.substr(from, 80)));
+    }
     CHECK(stream_decode(tok, ids, false) == back);
   }
 }
