@@ -352,8 +352,20 @@ std::string completion_json(const ResponseHead& head, const std::vector<Choice>&
   j.key("choices").begin_array();
   for (const Choice& c : choices) {
     j.begin_object().field("index", c.index);
-    if (head.chat) j.key("message").begin_object().field("role", "assistant").field("content", c.text).end_object();
-    else j.field("text", c.text);
+    if (head.chat && !c.tool_calls.empty()) {
+      j.key("message").begin_object().field("role", "assistant").null_field("content");
+      j.key("tool_calls").begin_array();
+      for (const ToolCall& call : c.tool_calls) {
+        j.begin_object().field("id", call.id).field("type", "function");
+        j.key("function").begin_object().field("name", call.name).field("arguments", call.arguments).end_object();
+        j.end_object();
+      }
+      j.end_array().end_object();
+    } else if (head.chat) {
+      j.key("message").begin_object().field("role", "assistant").field("content", c.text).end_object();
+    } else {
+      j.field("text", c.text);
+    }
     logprobs_field(j, head, c);
     j.field("finish_reason", c.finish_reason.value_or("stop")).end_object();
   }

@@ -83,6 +83,12 @@ struct TokenLogprob {
   std::vector<std::pair<std::string, float>> top;  // the most likely tokens' bytes and log-probabilities
   size_t text_offset = 0;   // characters of the choice's text before this token (completions' text_offset)
 };
+// A function call the model answered with (tools): OpenAI's tool_calls[i].
+struct ToolCall {
+  std::string id;         // "call_" and 16 random hex digits
+  std::string name;
+  std::string arguments;  // a JSON object as text, as OpenAI sends it
+};
 // One choice of a response, or what a stream chunk adds to it.
 struct Choice {
   int index = 0;
@@ -90,6 +96,9 @@ struct Choice {
   std::optional<std::string> finish_reason;  // set when the choice has ended
   bool with_logprobs = false;                // logprobs asked for: the "logprobs" object, else null
   std::vector<TokenLogprob> logprobs;
+  // A chat choice whose text was calls of the request's tools: its message has these instead of content (null), and
+  // its finish_reason is "tool_calls".
+  std::vector<ToolCall> tool_calls;
 };
 std::string completion_json(const ResponseHead& head, const std::vector<Choice>& choices, const Usage& usage);
 // One stream chunk. For chat, the first chunk of each choice carries the role; a finish_reason ends the choice.

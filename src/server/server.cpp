@@ -473,8 +473,6 @@ struct Server::Impl {
     try {
       request = parse_completion_request(req.body, chat);
       structured = read_structured(req.body, request);
-      if (structured.tools.active() && request.n > 1)
-        throw ApiError::invalid("n", "'n' must be 1 with 'tools': tool calls are parsed from one choice");
       generation_request = prepare(l->model, request, structured);
     } catch (const ApiError& e) {
       return send_error(res, e);
@@ -514,18 +512,15 @@ struct Server::Impl {
     const GenerationOutcome& outcome = generation->outcome();
     record_outcome(record, outcome, submitted);
     if (const auto error = outcome_error(outcome)) return send_error(res, *error);
-    if (tools.active() && outcome.finish_reason == "stop" && !generation->choices().empty())
-      if (const auto calls = parse_tool_calls(generation->choices().front().text, tools.names))
-        return res.set_content(tool_calls_completion_json(head, *calls, {outcome.prompt_tokens, outcome.completion_tokens,
-                                                                         outcome.cached_tokens}),
-                               "application/json");
-    res.set_content(completion_json(head, generation->choices(), {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}),
+    std::vector<Choice> choices = generation->choices();
+    if (tools.active()) parse_tool_call_choices(choices, tools.names);
+    res.set_content(completion_json(head, choices, {outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens}),
                     "application/json");
   }
 
   // Writes the whole event stream of a generation. A write that fails means the client went away: the
-  // generation is cancelled at its next token. With tools (one choice), text that may be a call is held until it
-  // is known (ToolCallStream) and a call goes out as delta.tool_calls with finish_reason "tool_calls".
+  // generation is cancelled at its next token. With tools, each choice's text that may be a call is held until it
+  // is known (a ToolCallStream per choice) and a call goes out as delta.tool_calls with finish_reason "tool_calls".
   bool stream_events(Generation& generation, const ResponseHead& head, bool include_usage, httplib::DataSink& sink,
                      RequestRecord* record, Clock::time_point submitted,
                      const std::optional<std::vector<std::string>>& tool_names) {
@@ -553,8 +548,8 @@ struct Server::Impl {
         if (!send(chunk_json(head, Choice{.index = i}, true))) return false;
         first[size_t(i)] = false;
       }
-    std::optional<ToolCallStream> calls;
-    if (tool_names) calls.emplace(*tool_names);
+    std::vector<ToolCallStream> calls;  // one per choice, with tools
+    if (tool_names) calls.assign(size_t(generation.n()), ToolCallStream(*tool_names));
     const auto send_delta = [&](const Choice& delta) {
       const bool sent = send(chunk_json(head, delta, first[size_t(delta.index)]));
       first[size_t(delta.index)] = false;
@@ -563,12 +558,12 @@ struct Server::Impl {
     for (;;) {
       auto update = generation.next(1s);
       for (Choice& delta : update.deltas) {
-        if (!calls || delta.index != 0) {
+        if (calls.empty()) {
           if (!send_delta(delta)) return false;
           continue;
         }
         const int index = delta.index;
-        ToolCallStream::Out out = calls->push(std::move(delta));
+        ToolCallStream::Out out = calls.at(size_t(index)).push(std::move(delta));
         for (const Choice& d : out.deltas)
           if (!send_delta(d)) return false;
         if (out.calls && (!send(tool_calls_chunk_json(head, index, *out.calls)) ||

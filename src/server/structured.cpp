@@ -158,9 +158,20 @@ std::optional<std::vector<ToolCall>> parse_tool_calls(const std::string& text, c
     if (o["parameters"].get(arguments) != simdjson::SUCCESS && o["arguments"].get(arguments) != simdjson::SUCCESS)
       return std::nullopt;
     if (!arguments.is_object()) return std::nullopt;
-    calls.push_back({std::string(name), simdjson::to_string(arguments)});
+    calls.push_back({call_id(), std::string(name), simdjson::to_string(arguments)});
   }
   return calls;
+}
+
+void parse_tool_call_choices(std::vector<Choice>& choices, const std::vector<std::string>& names) {
+  for (Choice& c : choices) {
+    if (c.finish_reason.value_or("stop") != "stop") continue;  // cut by max_tokens: text, as OpenAI answers
+    if (auto calls = parse_tool_calls(c.text, names)) {
+      c.tool_calls = std::move(*calls);
+      c.text.clear();
+      c.finish_reason = "tool_calls";
+    }
+  }
 }
 
 ToolCallStream::Out ToolCallStream::push(Choice delta) {
@@ -195,35 +206,12 @@ std::string tool_calls_chunk_json(const ResponseHead& head, int index, const std
   j.key("choices").begin_array().begin_object().field("index", index);
   j.key("delta").begin_object().key("tool_calls").begin_array();
   for (size_t i = 0; i < calls.size(); ++i) {
-    j.begin_object().field("index", int64_t(i)).field("id", call_id()).field("type", "function");
+    j.begin_object().field("index", int64_t(i)).field("id", calls[i].id).field("type", "function");
     j.key("function").begin_object().field("name", calls[i].name).field("arguments", calls[i].arguments).end_object();
     j.end_object();
   }
   j.end_array().end_object();
   j.null_field("logprobs").null_field("finish_reason").end_object().end_array().end_object();
-  return j.str();
-}
-
-std::string tool_calls_completion_json(const ResponseHead& head, const std::vector<ToolCall>& calls, const Usage& usage) {
-  JsonWriter j;
-  j.begin_object();
-  j.field("id", head.id).field("object", "chat.completion").field("created", head.created).field("model", head.model);
-  j.key("choices").begin_array().begin_object().field("index", 0);
-  j.key("message").begin_object().field("role", "assistant").null_field("content");
-  j.key("tool_calls").begin_array();
-  for (const ToolCall& c : calls) {
-    j.begin_object().field("id", call_id()).field("type", "function");
-    j.key("function").begin_object().field("name", c.name).field("arguments", c.arguments).end_object();
-    j.end_object();
-  }
-  j.end_array().end_object();
-  j.null_field("logprobs").field("finish_reason", "tool_calls").end_object().end_array();
-  j.key("usage").begin_object();
-  j.field("prompt_tokens", usage.prompt_tokens)
-      .field("completion_tokens", usage.completion_tokens)
-      .field("total_tokens", usage.prompt_tokens + usage.completion_tokens);
-  j.key("prompt_tokens_details").begin_object().field("cached_tokens", usage.cached_tokens).end_object();
-  j.end_object().end_object();
   return j.str();
 }
 

@@ -32,15 +32,11 @@ struct ToolRequest {
 // Throws ApiError naming the field at fault.
 ToolRequest read_tools(std::optional<simdjson::dom::element> tools, std::optional<simdjson::dom::element> tool_choice);
 
-struct ToolCall {
-  std::string name;
-  std::string arguments;  // a JSON object as text, as OpenAI sends it
-};
-// The calls in a model's answer, or nothing when the text is not a call of one of `names`.
+// The calls in a model's answer, each with a fresh id, or nothing when the text is not a call of one of `names`.
 std::optional<std::vector<ToolCall>> parse_tool_calls(const std::string& text, const std::vector<std::string>& names);
-
-// A chat completion whose message holds tool_calls (content null), finish_reason "tool_calls".
-std::string tool_calls_completion_json(const ResponseHead& head, const std::vector<ToolCall>& calls, const Usage& usage);
+// Choices that ended with "stop" and whose text is calls of `names` become tool calls (finish_reason "tool_calls");
+// the others stay text. Each choice of n is parsed on its own, as OpenAI answers n > 1 with tools.
+void parse_tool_call_choices(std::vector<Choice>& choices, const std::vector<std::string>& names);
 
 // A streamed chat choice under tools: its deltas are held while the text so far could still be a call (nothing but
 // whitespace yet, or it begins with '{' or '['), and released in order as soon as it cannot; at the end, held text

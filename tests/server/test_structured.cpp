@@ -45,6 +45,11 @@ Served& llama31() {
 // Tool-laden prompts and constrained decoding on lavapipe take longer than the usual bound.
 Reply post_slow(int port, const std::string& path, const std::string& body) { return post(port, path, body, {}, 300s); }
 
+// Room for a whole call from the random model: under the JSON grammar it may put a newline and up to 20 spaces or
+// tabs at every place whitespace may go (as llama.cpp's JSON grammar allows) and draw integers of 16 digits, so a
+// call of the add function took 50-60 tokens in runs here; 48 cut most of them.
+const char* const kCallTokens = "256";
+
 const char* const kSchemas[] = {
     R"({"type":"object","properties":{"name":{"type":"string","maxLength":6},"age":{"type":"integer"},
         "member":{"type":"boolean"}},"required":["name","age","member"],"additionalProperties":false})",
@@ -169,7 +174,8 @@ TEST_CASE("tools with tool_choice required / named: the answer is a tool call wh
   int calls_seen = 0;
   for (const std::string& choice : {std::string("\"required\""), std::string(R"({"type":"function","function":{"name":"add"}})")}) {
     for (int i = 0; i < 2; ++i) {
-      const std::string body = R"({"messages":[{"role":"user","content":"Weather in Paris?"}],"max_tokens":80,"temperature":1.0,"seed":)" +
+      const std::string body = R"({"messages":[{"role":"user","content":"Weather in Paris?"}],"max_tokens":)" +
+                               std::string(kCallTokens) + R"(,"temperature":1.0,"seed":)" +
                                std::to_string(rng.integer(0, 1 << 30)) + ",\"tools\":" + tools + ",\"tool_choice\":" + choice + "}";
       const Reply r = post_slow(llama31().port, "/v1/chat/completions", body);
       REQUIRE_MESSAGE(r.status == 200, r.body);
@@ -222,70 +228,125 @@ TEST_CASE("tools with tool_choice required / named: the answer is a tool call wh
   CHECK(param_of(bad_tool) == "tools");
 }
 
+namespace {
+
+// One choice of a stream as a client assembles it from the chunks.
+struct StreamedChoice {
+  std::string content, finish, name, arguments, id;
+  int tool_chunks = 0, finish_chunks = 0;
+};
+std::vector<StreamedChoice> assemble(const Events& events, size_t n) {
+  std::vector<StreamedChoice> out(n);
+  simdjson::dom::parser p;
+  for (const std::string& data : events.data) {
+    const auto chunk = p.parse(data)["choices"].at(0);
+    const int64_t index = int64_t(chunk["index"]);
+    REQUIRE(index >= 0);
+    REQUIRE(size_t(index) < n);
+    StreamedChoice& c = out[size_t(index)];
+    const auto delta = chunk["delta"];
+    std::string_view text;
+    if (delta["content"].get(text) == simdjson::SUCCESS) c.content += text;
+    simdjson::dom::array calls;
+    if (delta["tool_calls"].get(calls) == simdjson::SUCCESS) {
+      ++c.tool_chunks;
+      REQUIRE(calls.size() == 1);
+      const auto call = calls.at(0);
+      CHECK(int64_t(call["index"]) == 0);
+      CHECK(str(call["type"]) == "function");
+      c.id = str(call["id"]);
+      c.name += str(call["function"]["name"]);
+      c.arguments += str(call["function"]["arguments"]);
+    }
+    std::string_view reason;
+    if (chunk["finish_reason"].get(reason) == simdjson::SUCCESS) {
+      ++c.finish_chunks;
+      c.finish = reason;
+    }
+  }
+  return out;
+}
+
+const std::string kAddParams =
+    R"({"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"required":["a","b"],"additionalProperties":false})";
+
+// The same request (its seed fixed) unstreamed and streamed: every choice the same, as text or as one call. Returns
+// how many choices were calls.
+int check_streamed_as_whole(const std::string& body, int n, const std::string& tool_choice) {
+  const Reply whole = post_slow(llama31().port, "/v1/chat/completions", body + "}");
+  const Reply streamed = post_slow(llama31().port, "/v1/chat/completions", body + ",\"stream\":true}");
+  REQUIRE_MESSAGE(whole.status == 200, whole.body);
+  REQUIRE_MESSAGE(streamed.status == 200, streamed.body);
+  INFO("tool_choice " << tool_choice << "\nwhole " << whole.body << "\nstreamed " << streamed.body);
+  simdjson::dom::parser parser;
+  const simdjson::dom::array choices = parser.parse(whole.body)["choices"];
+  REQUIRE(choices.size() == size_t(n));
+  const Events events = parse_events(streamed.body);
+  REQUIRE(events.ended_with_done);
+  const std::vector<StreamedChoice> got = assemble(events, size_t(n));
+  int calls = 0;
+  for (const auto c : choices) {
+    const size_t index = size_t(int64_t(c["index"]));
+    REQUIRE(index < got.size());
+    const StreamedChoice& s = got[index];
+    CAPTURE(index);
+    CHECK(s.finish_chunks == 1);  // one chunk ends each choice
+    CHECK(s.finish == str(c["finish_reason"]));
+    if (s.finish == "tool_calls") {
+      ++calls;
+      CHECK(tool_choice != "\"none\"");
+      CHECK(s.tool_chunks == 1);
+      CHECK(s.content.empty());  // the call's text is not also sent as content
+      CHECK(c["message"]["content"].is_null());
+      CHECK(s.id.rfind("call_", 0) == 0);
+      const auto call = c["message"]["tool_calls"].at(0);
+      CHECK(str(call["id"]).rfind("call_", 0) == 0);
+      CHECK(s.name == str(call["function"]["name"]));
+      CHECK(s.arguments == str(call["function"]["arguments"]));
+      CHECK(parse_and_validate(s.arguments, kAddParams) == "");
+    } else {
+      CHECK(s.tool_chunks == 0);
+      CHECK(s.content == str(c["message"]["content"]));  // held text released whole, in order
+    }
+  }
+  return calls;
+}
+
+}  // namespace
+
 TEST_CASE("tools streamed: a call comes as delta.tool_calls equal to the answer unstreamed; text streams as text") {
   INFERNO_SEED_INFO();
-  const std::string add_params =
-      R"({"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"required":["a","b"],"additionalProperties":false})";
-  const std::string tools = R"([{"type":"function","function":{"name":"add","parameters":)" + add_params + "}}]";
+  const std::string tools = R"([{"type":"function","function":{"name":"add","parameters":)" + kAddParams + "}}]";
   Rng rng(5);
   int calls_seen = 0;
   for (const std::string choice : {"\"required\"", "\"none\"", "\"auto\""}) {
     for (int i = 0; i < 2; ++i) {
       const std::string seed = std::to_string(rng.integer(0, 1 << 30));
-      const std::string body = R"({"messages":[{"role":"user","content":"1+2?"}],"max_tokens":48,"temperature":1.0,"seed":)" +
-                               seed + ",\"tools\":" + tools + ",\"tool_choice\":" + choice;
-      const Reply whole = post_slow(llama31().port, "/v1/chat/completions", body + "}");
-      const Reply streamed = post_slow(llama31().port, "/v1/chat/completions", body + ",\"stream\":true}");
-      REQUIRE_MESSAGE(whole.status == 200, whole.body);
-      REQUIRE_MESSAGE(streamed.status == 200, streamed.body);
-      INFO("tool_choice " << choice << " seed " << seed << "\nwhole " << whole.body << "\nstreamed " << streamed.body);
-      simdjson::dom::parser p1, p2;
-      const auto c = p1.parse(whole.body)["choices"].at(0);
-      const Events events = parse_events(streamed.body);
-      REQUIRE(events.ended_with_done);
-      // What the chunks add up to, as a client assembles them.
-      std::string content, finish, name, arguments, id;
-      int tool_chunks = 0;
-      for (const std::string& data : events.data) {
-        const auto chunk = p2.parse(data)["choices"].at(0);
-        const auto delta = chunk["delta"];
-        std::string_view text;
-        if (delta["content"].get(text) == simdjson::SUCCESS) content += text;
-        simdjson::dom::array calls;
-        if (delta["tool_calls"].get(calls) == simdjson::SUCCESS) {
-          ++tool_chunks;
-          REQUIRE(calls.size() == 1);
-          const auto call = calls.at(0);
-          CHECK(int64_t(call["index"]) == 0);
-          CHECK(str(call["type"]) == "function");
-          id = str(call["id"]);
-          name += str(call["function"]["name"]);
-          arguments += str(call["function"]["arguments"]);
-        }
-        std::string_view reason;
-        if (chunk["finish_reason"].get(reason) == simdjson::SUCCESS) {
-          CHECK(finish.empty());  // one chunk ends the choice
-          finish = reason;
-        }
-      }
-      CHECK(finish == str(c["finish_reason"]));
-      if (finish == "tool_calls") {
-        ++calls_seen;
-        CHECK(choice != "\"none\"");
-        CHECK(tool_chunks == 1);
-        CHECK(content.empty());  // the call's text is not also sent as content
-        CHECK(id.rfind("call_", 0) == 0);
-        const auto call = c["message"]["tool_calls"].at(0);
-        CHECK(name == str(call["function"]["name"]));
-        CHECK(arguments == str(call["function"]["arguments"]));
-        CHECK(parse_and_validate(arguments, add_params) == "");
-      } else {
-        CHECK(tool_chunks == 0);
-        CHECK(content == str(c["message"]["content"]));  // held text released whole, in order
-      }
+      const std::string body = R"({"messages":[{"role":"user","content":"1+2?"}],"max_tokens":)" +
+                               std::string(choice == "\"required\"" ? kCallTokens : "48") + R"(,"temperature":1.0,"seed":)" + seed + ",\"tools\":" + tools + ",\"tool_choice\":" + choice;
+      calls_seen += check_streamed_as_whole(body, 1, choice);
     }
   }
   CHECK(calls_seen >= 1);  // tool_choice required: a call unless cut by max_tokens
+}
+
+// OpenAI answers n > 1 with tools choice by choice: some may call a function, others answer in text.
+TEST_CASE("tools with n > 1: each choice is a call or text of its own, streamed as unstreamed") {
+  INFERNO_SEED_INFO();
+  const std::string tools = R"([{"type":"function","function":{"name":"add","parameters":)" + kAddParams + "}}]";
+  Rng rng(6);
+  int calls_seen = 0;
+  for (const std::string choice : {"\"required\"", "\"auto\""}) {
+    const int n = rng.integer(2, 4);
+    const std::string seed = std::to_string(rng.integer(0, 1 << 30));
+    const std::string body = R"({"messages":[{"role":"user","content":"1+2?"}],"max_tokens":)" +
+                             std::string(choice == "\"required\"" ? kCallTokens : "48") + R"(,"temperature":1.0,"n":)" +
+                             std::to_string(n) + ",\"seed\":" + seed + ",\"tools\":" + tools + ",\"tool_choice\":" + choice;
+    const int calls = check_streamed_as_whole(body, n, choice);
+    if (choice == "\"required\"") CHECK(calls >= 1);  // every choice a call unless cut by max_tokens
+    calls_seen += calls;
+  }
+  CHECK(calls_seen >= 1);
 }
 
 TEST_CASE("ToolCallStream: deltas held while the text may be a call, released in order once it cannot") {
