@@ -11,7 +11,8 @@ struct BandwidthResult {
   bool gpu_timed = false;   // from GPU timestamps (else wall clock around the submission)
 };
 
-// Reads `bytes` (rounded to what one binding holds) `passes` times and reports the median pass.
+// Reads `bytes` (at most an eighth of the device's memory budget; rounded down to whole buffers of what one binding
+// holds) `passes` times and reports the median pass.
 BandwidthResult measure_read_bandwidth(vk::Device& device, uint64_t bytes = 1ull << 30, int passes = 5);
 
 
