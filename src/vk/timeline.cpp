@@ -46,8 +46,8 @@ TimelineSemaphore::~TimelineSemaphore() {
   // The queue idle first, not only every fence of the submissions that used this semaphore: Mesa's common queue code
   // (lavapipe's), once a submission waited for a value not yet signalled, runs submissions on a thread that releases
   // their timeline points after the fence is signalled, and freeing the semaphore in between crashed that thread
-  // (once in some 50 runs of the pipeline tests). vkQueueWaitIdle returns after that thread has finished with every
-  // earlier submission.
+  // (tests/vk: "timeline semaphores destroyed right after their submission's fence"). vkQueueWaitIdle returns after
+  // that thread has finished with every earlier submission.
   try {
     device_->wait_idle();
   } catch (...) {  // a lost device: nothing more runs on it

@@ -216,3 +216,32 @@ TEST_CASE("timeline semaphores: a submission waits for a value the host signals 
   if (!d.caps().external_timeline_fd)
     CHECK_THROWS_WITH_AS(vk::TimelineSemaphore(d, 0, true), doctest::Contains("cannot export"), Error);
 }
+
+// A submission that waited for a value the host signalled later runs on Mesa's queue thread (lavapipe), which
+// releases its timeline points after the fence is signalled: semaphores freed right after the fence wait crashed that
+// thread, until a semaphore waited for its queue to be idle first: without that wait this case crashes within its
+// first few hundred rounds on lavapipe.
+TEST_CASE("timeline semaphores destroyed right after their submission's fence, many times over") {
+  ValidationGuard guard;
+  vk::Device& d = test_device();
+  REQUIRE(d.caps().timeline_semaphore);
+  vk::Buffer src(d, 64, vk::MemoryKind::Device, "src"), dst(d, 64, vk::MemoryKind::Device, "dst");
+  vk::Recorder first(d), second(d);
+  for (int round = 0; round < 2000; ++round) {
+    // As a split model's step: the host lets the first stage go; the second waits for the first on the queue; the
+    // host waits for the second's value, then for both fences.
+    vk::TimelineSemaphore gate(d), link(d), done(d);
+    first.begin();
+    first.copy(src, 0, dst, 0, 64);
+    second.begin();
+    second.copy(dst, 0, src, 0, 64);
+    const vk::SemaphoreValue gate_wait{&gate, 1}, link_signal{&link, 1}, link_wait{&link, 1}, done_signal{&done, 1};
+    first.submit(std::span(&gate_wait, 1), std::span(&link_signal, 1));
+    second.submit(std::span(&link_wait, 1), std::span(&done_signal, 1));
+    gate.signal(1);
+    done.wait(1);
+    first.wait();
+    second.wait();  // both batches done; the semaphores go now
+  }
+  CHECK(d.live_allocations() >= 2);
+}
