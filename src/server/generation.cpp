@@ -89,7 +89,7 @@ void Generation::cancel() {
 // the last one to end ends the generation. The response's outcome is the first choice's, except that any error or
 // cancellation is the response's.
 void Generation::choice_finished(int index, const EngineResult& result, const std::string& finish_reason,
-                                 const std::optional<std::string>& error) {
+                                 const std::optional<std::string>& error, const std::vector<double>& token_gaps) {
   if (!error && finish_reason != "cancelled") post({.index = index, .finish_reason = finish_reason});
   bool last = false;
   GenerationOutcome outcome;
@@ -97,6 +97,7 @@ void Generation::choice_finished(int index, const EngineResult& result, const st
     std::lock_guard lock(mutex_);
     GenerationOutcome& o = running_outcome_;
     o.completion_tokens += int(result.tokens.size());
+    o.token_gaps.insert(o.token_gaps.end(), token_gaps.begin(), token_gaps.end());
     if (index == 0) {
       o.prompt_tokens = result.prompt_tokens;
       o.cached_tokens = result.cached_tokens;
@@ -133,10 +134,19 @@ void Generation::start(Engine& engine, Model& model, std::shared_ptr<Generation>
       if (request.continue_prompt) stream->prime(request.prompt);
       auto stop = std::make_shared<StopMatcher>(request.stop);
       auto offset = std::make_shared<size_t>(0);
+      // When the choice's last token came, and the gaps between its tokens (the inter-token latency metric).
+      struct Gaps {
+        std::optional<std::chrono::steady_clock::time_point> last;
+        std::vector<double> seconds;
+      };
+      auto gaps = std::make_shared<Gaps>();
       EngineRequest r{.prompt = request.prompt, .options = request.options, .on_token = {}, .on_finish = {},
                       .logprobs = request.logprobs, .on_token_logprobs = {}};
       r.options.sampling.seed += uint64_t(i);
-      r.on_token_logprobs = [self, stream, stop, offset, i, &model](int32_t token, const TokenLogprobs& logprobs) {
+      r.on_token_logprobs = [self, stream, stop, offset, gaps, i, &model](int32_t token, const TokenLogprobs& logprobs) {
+        const auto now = std::chrono::steady_clock::now();
+        if (gaps->last) gaps->seconds.push_back(std::chrono::duration<double>(now - *gaps->last).count());
+        gaps->last = now;
         if (self->cancelled_) return false;
         Choice delta{.index = i};
         delta.text = stop->push(stream->push(token));
@@ -144,7 +154,7 @@ void Generation::start(Engine& engine, Model& model, std::shared_ptr<Generation>
         self->post(std::move(delta));
         return !stop->stopped() && !self->cancelled_;
       };
-      r.on_finish = [self, stream, stop, i, &cancelled_count, &in_engine](const EngineResult& res) {
+      r.on_finish = [self, stream, stop, gaps, i, &cancelled_count, &in_engine](const EngineResult& res) {
         --in_engine;
         std::optional<std::string> error;
         try {
@@ -159,7 +169,7 @@ void Generation::start(Engine& engine, Model& model, std::shared_ptr<Generation>
         else if (stop->stopped()) reason = "stop";
         else if (self->cancelled_ || res.finish_reason == "cancelled") reason = "cancelled";
         if (reason == "cancelled" && i == 0) ++cancelled_count;
-        self->choice_finished(i, res, reason, error);
+        self->choice_finished(i, res, reason, error, gaps->seconds);
       };
       ids.push_back(engine.submit(std::move(r)));
       ++submitted;

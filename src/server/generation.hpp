@@ -35,6 +35,7 @@ struct GenerationOutcome {
   int prompt_tokens = 0, completion_tokens = 0;  // the prompt once, the tokens of every choice
   int cached_tokens = 0;  // prompt tokens whose K/V came from the prefix cache (the first choice's)
   double first_token_seconds = 0, seconds = 0;  // from the submission to the engine (EngineResult's; the first choice's)
+  std::vector<double> token_gaps;  // seconds between consecutive tokens of each choice, every choice's
   std::optional<std::string> error;  // the engine failed: its message
 };
 
@@ -76,7 +77,7 @@ class Generation {
   void post(Choice delta);
   void finish(GenerationOutcome outcome);
   void choice_finished(int index, const EngineResult& result, const std::string& finish_reason,
-                       const std::optional<std::string>& error);
+                       const std::optional<std::string>& error, const std::vector<double>& token_gaps);
 
   GenerationRequest request_;
   std::atomic<bool> cancelled_{false};

@@ -58,7 +58,11 @@ void Histogram::render(std::string& out, const std::string& name) const {
   out += name + "_count " + std::to_string(count_) + "\n";
 }
 
-Metrics::Metrics() : time_to_first_token_(ttft_buckets()), time_per_output_token_(tpot_buckets()), e2e_latency_(e2e_buckets()) {}
+Metrics::Metrics()
+    : time_to_first_token_(ttft_buckets()),
+      time_per_output_token_(tpot_buckets()),
+      inter_token_latency_(tpot_buckets()),
+      e2e_latency_(e2e_buckets()) {}
 
 void Metrics::request_ended(int status) {
   std::lock_guard lock(mutex_);
@@ -76,6 +80,7 @@ void Metrics::generation_ended(const GenerationRecord& r) {
     if (r.completion_tokens > 1)
       time_per_output_token_.observe(std::max(r.seconds - r.first_token_seconds, 0.0) / (r.completion_tokens - 1));
   }
+  for (double gap : r.token_gaps) inter_token_latency_.observe(gap);
   e2e_latency_.observe(r.seconds);
 }
 
@@ -105,6 +110,9 @@ std::string Metrics::render(const EngineGauges& g) const {
   family(out, "inferno:time_per_output_token_seconds", "histogram",
          "Mean time between a request's tokens after the first (one observation per request of 2 tokens or more).");
   time_per_output_token_.render(out, "inferno:time_per_output_token_seconds");
+  family(out, "inferno:inter_token_latency_seconds", "histogram",
+         "Time between consecutive tokens of a sequence (one observation per token after a sequence's first).");
+  inter_token_latency_.render(out, "inferno:inter_token_latency_seconds");
   family(out, "inferno:e2e_request_latency_seconds", "histogram",
          "From a generation request's arrival to the end of its response.");
   e2e_latency_.render(out, "inferno:e2e_request_latency_seconds");

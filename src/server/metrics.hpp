@@ -30,6 +30,7 @@ struct GenerationRecord {
   int prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
   double first_token_seconds = -1;  // arrival to the first token; < 0: none was generated
   double seconds = 0;               // arrival to the end of the response
+  std::vector<double> token_gaps;   // seconds between consecutive tokens of each choice
 };
 
 // The engine's state when scraped.
@@ -51,7 +52,7 @@ class Metrics {
   mutable std::mutex mutex_;
   std::map<int, uint64_t> requests_by_status_;
   uint64_t prompt_tokens_ = 0, generation_tokens_ = 0, cached_tokens_ = 0;
-  Histogram time_to_first_token_, time_per_output_token_, e2e_latency_;
+  Histogram time_to_first_token_, time_per_output_token_, inter_token_latency_, e2e_latency_;
 };
 
 // A number as Prometheus reads it: shortest round-trip form, "+Inf", "-Inf" or "NaN".

@@ -452,6 +452,7 @@ struct Server::Impl {
     record->result.prompt_tokens = outcome.prompt_tokens;
     record->result.completion_tokens = outcome.completion_tokens;
     record->result.cached_tokens = outcome.cached_tokens;
+    record->result.token_gaps = outcome.token_gaps;
     if (outcome.completion_tokens > 0)
       record->result.first_token_seconds =
           std::chrono::duration<double>(submitted - record->arrival).count() + outcome.first_token_seconds;

@@ -259,7 +259,8 @@ TEST_CASE("/metrics: Prometheus text format whose counters and histograms move w
   for (const char* name : {"inferno:num_requests_running", "inferno:num_requests_waiting", "inferno:kv_cache_usage_perc",
                            "inferno:prompt_tokens_total", "inferno:generation_tokens_total",
                            "inferno:prefix_cache_hit_tokens_total", "inferno:time_to_first_token_seconds_count",
-                           "inferno:time_per_output_token_seconds_count", "inferno:e2e_request_latency_seconds_count"})
+                           "inferno:time_per_output_token_seconds_count", "inferno:inter_token_latency_seconds_count",
+                           "inferno:e2e_request_latency_seconds_count"})
     CHECK_MESSAGE(before.count(name), name);
 
   // A prompt of more than one KV block (16 tokens), twice: the second takes the first block from the prefix cache.
@@ -293,6 +294,10 @@ TEST_CASE("/metrics: Prometheus text format whose counters and histograms move w
     CHECK(moved(std::string(h) + "_count") == 2);
     CHECK(moved(std::string(h) + "_sum") > 0);
   }
+  // One inter-token gap per token after each request's first, and together no longer than the requests.
+  CHECK(moved("inferno:inter_token_latency_seconds_count") == 2 * (max_tokens - 1));
+  CHECK(moved("inferno:inter_token_latency_seconds_sum") > 0);
+  CHECK(moved("inferno:inter_token_latency_seconds_sum") < moved("inferno:e2e_request_latency_seconds_sum"));
   // Time to first token comes before the end of the request.
   CHECK(moved("inferno:time_to_first_token_seconds_sum") < moved("inferno:e2e_request_latency_seconds_sum"));
   // The gauges are published by the engine after each step: the last one follows the response by a moment.
