@@ -343,6 +343,19 @@ void logprobs_field(JsonWriter& j, const ResponseHead& head, const Choice& c) {
   else completion_logprobs(j, c.logprobs);
 }
 
+// "tool_calls": [...] of a message, or of a stream chunk's delta, which numbers the calls ("index").
+void tool_calls_field(JsonWriter& j, const std::vector<ToolCall>& calls, bool indexed) {
+  j.key("tool_calls").begin_array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    j.begin_object();
+    if (indexed) j.field("index", int64_t(i));
+    j.field("id", calls[i].id).field("type", "function");
+    j.key("function").begin_object().field("name", calls[i].name).field("arguments", calls[i].arguments).end_object();
+    j.end_object();
+  }
+  j.end_array();
+}
+
 }  // namespace
 
 std::string completion_json(const ResponseHead& head, const std::vector<Choice>& choices, const Usage& usage) {
@@ -354,13 +367,8 @@ std::string completion_json(const ResponseHead& head, const std::vector<Choice>&
     j.begin_object().field("index", c.index);
     if (head.chat && !c.tool_calls.empty()) {
       j.key("message").begin_object().field("role", "assistant").null_field("content");
-      j.key("tool_calls").begin_array();
-      for (const ToolCall& call : c.tool_calls) {
-        j.begin_object().field("id", call.id).field("type", "function");
-        j.key("function").begin_object().field("name", call.name).field("arguments", call.arguments).end_object();
-        j.end_object();
-      }
-      j.end_array().end_object();
+      tool_calls_field(j, c.tool_calls, false);
+      j.end_object();
     } else if (head.chat) {
       j.key("message").begin_object().field("role", "assistant").field("content", c.text).end_object();
     } else {
@@ -383,7 +391,8 @@ std::string chunk_json(const ResponseHead& head, const Choice& delta, bool first
   if (head.chat) {
     j.key("delta").begin_object();
     if (first) j.field("role", "assistant");
-    if (first || !delta.text.empty()) j.field("content", delta.text);
+    if (!delta.tool_calls.empty()) tool_calls_field(j, delta.tool_calls, true);
+    else if (first || !delta.text.empty()) j.field("content", delta.text);
     j.end_object();
   } else {
     j.field("text", delta.text);

@@ -101,7 +101,8 @@ struct Choice {
   std::vector<ToolCall> tool_calls;
 };
 std::string completion_json(const ResponseHead& head, const std::vector<Choice>& choices, const Usage& usage);
-// One stream chunk. For chat, the first chunk of each choice carries the role; a finish_reason ends the choice.
+// One stream chunk. For chat, the first chunk of each choice carries the role; a finish_reason ends the choice; a
+// delta with tool_calls carries them whole (name and all arguments) as delta.tool_calls, each with its index.
 std::string chunk_json(const ResponseHead& head, const Choice& delta, bool first);
 // The last chunk when stream_options.include_usage: no choices, the usage.
 std::string usage_chunk_json(const ResponseHead& head, const Usage& usage);

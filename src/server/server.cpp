@@ -567,7 +567,7 @@ struct Server::Impl {
         ToolCallStream::Out out = calls.at(size_t(index)).push(std::move(delta));
         for (const Choice& d : out.deltas)
           if (!send_delta(d)) return false;
-        if (out.calls && (!send(tool_calls_chunk_json(head, index, *out.calls)) ||
+        if (out.calls && (!send_delta(Choice{.index = index, .tool_calls = std::move(*out.calls)}) ||
                           !send_delta(Choice{.index = index, .finish_reason = "tool_calls"})))
           return false;
       }

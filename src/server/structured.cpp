@@ -199,22 +199,6 @@ ToolCallStream::Out ToolCallStream::push(Choice delta) {
   return out;
 }
 
-std::string tool_calls_chunk_json(const ResponseHead& head, int index, const std::vector<ToolCall>& calls) {
-  JsonWriter j;
-  j.begin_object();
-  j.field("id", head.id).field("object", "chat.completion.chunk").field("created", head.created).field("model", head.model);
-  j.key("choices").begin_array().begin_object().field("index", index);
-  j.key("delta").begin_object().key("tool_calls").begin_array();
-  for (size_t i = 0; i < calls.size(); ++i) {
-    j.begin_object().field("index", int64_t(i)).field("id", calls[i].id).field("type", "function");
-    j.key("function").begin_object().field("name", calls[i].name).field("arguments", calls[i].arguments).end_object();
-    j.end_object();
-  }
-  j.end_array().end_object();
-  j.null_field("logprobs").null_field("finish_reason").end_object().end_array().end_object();
-  return j.str();
-}
-
 std::string template_messages_json(simdjson::dom::array messages, const std::vector<ChatMessage>& checked) {
   JsonWriter j;
   j.begin_array();

@@ -60,9 +60,6 @@ class ToolCallStream {
   std::vector<Choice> held_;
 };
 
-// One stream chunk that carries a choice's tool calls whole (name and all arguments), OpenAI's delta.tool_calls.
-std::string tool_calls_chunk_json(const ResponseHead& head, int index, const std::vector<ToolCall>& calls);
-
 // The structured-output fields of a request body already checked by parse_completion_request.
 struct StructuredRequest {
   std::string json_schema;    // what decoding follows: response_format's, or the tool-call schema; "" for free text
